@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the official Fabric packages weft's interop tests run against, at the
+# pinned versions in requirements.txt and package-lock.json. Idempotent: a second
+# run with everything in place only checks.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+say() { printf 'compat: %s\n' "$*"; }
+
+# Python: Fabric's published descriptors, in a venv beside this script.
+if ! .venv/bin/python -c 'import fabric_protos' >/dev/null 2>&1; then
+  say "installing Python packages into compat/.venv"
+  if ! python3 -m venv .venv >/dev/null 2>&1; then
+    # Debian ships venv separately.
+    say "python3 -m venv failed; installing python3-venv"
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    else
+      sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
+    fi
+    rm -rf .venv
+    python3 -m venv .venv
+  fi
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --pre -r requirements.txt
+fi
+
+# Node: @hyperledger/fabric-gateway and the curve library its signer uses.
+if ! node -e 'require.resolve("@hyperledger/fabric-gateway")' >/dev/null 2>&1 \
+   || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages into compat/node_modules"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+say "ready (python: $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("hyperledger-fabric-protos"))'), fabric-gateway: $(node -p 'require("@hyperledger/fabric-gateway/package.json").version'))"

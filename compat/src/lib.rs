@@ -1,0 +1,49 @@
+//! Helpers for weft's interop tests (in `tests/`), which run the official
+//! Hyperledger Fabric packages from npm and PyPI against weft.
+//!
+//! The packages are installed, at pinned versions, by `compat/install.sh`
+//! (the README's test command runs it first). A test whose packages are
+//! missing fails with a message naming that script; it never skips silently.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Context, bail};
+
+/// The `compat/` directory.
+pub fn compat_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require(path: PathBuf, what: &str) -> anyhow::Result<PathBuf> {
+    if path.exists() {
+        Ok(path)
+    } else {
+        bail!(
+            "{what} is not installed ({} is missing): run compat/install.sh first",
+            path.display()
+        )
+    }
+}
+
+/// The Python interpreter of the venv holding Fabric's PyPI packages.
+pub fn python() -> anyhow::Result<PathBuf> {
+    require(compat_dir().join(".venv/bin/python"), "the Python venv with hyperledger-fabric-protos")
+}
+
+/// Checks that `@hyperledger/fabric-gateway` is installed and returns `compat/`,
+/// the directory Node scripts must run from.
+pub fn node_packages() -> anyhow::Result<PathBuf> {
+    require(
+        compat_dir().join("node_modules/@hyperledger/fabric-gateway/package.json"),
+        "@hyperledger/fabric-gateway",
+    )?;
+    Ok(compat_dir().to_path_buf())
+}
+
+/// Runs a command to completion and returns its output, with a readable error
+/// (command line, exit status, stderr) if it could not start.
+pub fn run(command: &mut Command) -> anyhow::Result<Output> {
+    let line = format!("{command:?}");
+    command.output().with_context(|| format!("starting {line}"))
+}
