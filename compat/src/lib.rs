@@ -28,7 +28,10 @@ fn require(path: PathBuf, what: &str) -> anyhow::Result<PathBuf> {
 
 /// The Python interpreter of the venv holding Fabric's PyPI packages.
 pub fn python() -> anyhow::Result<PathBuf> {
-    require(compat_dir().join(".venv/bin/python"), "the Python venv with hyperledger-fabric-protos")
+    require(
+        compat_dir().join(".venv/bin/python"),
+        "the Python venv with hyperledger-fabric-protos",
+    )
 }
 
 /// Checks that `@hyperledger/fabric-gateway` is installed and returns `compat/`,

@@ -28,7 +28,8 @@ fn compare(set: &FileDescriptorSet) -> (bool, String) {
 }
 
 fn weft_descriptors() -> FileDescriptorSet {
-    FileDescriptorSet::decode(weft_protos::FILE_DESCRIPTOR_SET).expect("weft's descriptor set decodes")
+    FileDescriptorSet::decode(weft_protos::FILE_DESCRIPTOR_SET)
+        .expect("weft's descriptor set decodes")
 }
 
 #[test]
@@ -63,11 +64,18 @@ fn find_message<'a>(
 fn a_wrong_field_number_is_reported() {
     let mut set = weft_descriptors();
     let header = find_message(&mut set, "common", "ChannelHeader");
-    let tx_id = header.field.iter_mut().find(|f| f.name() == "tx_id").expect("tx_id field");
+    let tx_id = header
+        .field
+        .iter_mut()
+        .find(|f| f.name() == "tx_id")
+        .expect("tx_id field");
     tx_id.number = Some(15);
     let (ok, report) = compare(&set);
     assert!(!ok, "a renumbered field went unnoticed:\n{report}");
-    assert!(report.contains("message common.ChannelHeader: field 5 tx_id missing"), "{report}");
+    assert!(
+        report.contains("message common.ChannelHeader: field 5 tx_id missing"),
+        "{report}"
+    );
 }
 
 #[test]
@@ -87,7 +95,13 @@ fn a_wrong_type_a_missing_field_and_a_wrong_enum_value_are_reported() {
 
     let (ok, report) = compare(&set);
     assert!(!ok);
-    assert!(report.contains("message common.Envelope: field 2 is ('signature', 'TYPE_STRING'"), "{report}");
-    assert!(report.contains("message orderer.SeekPosition: field 4 next_commit missing"), "{report}");
+    assert!(
+        report.contains("message common.Envelope: field 2 is ('signature', 'TYPE_STRING'"),
+        "{report}"
+    );
+    assert!(
+        report.contains("message orderer.SeekPosition: field 4 next_commit missing"),
+        "{report}"
+    );
     assert!(report.contains("enum common.Status: values"), "{report}");
 }

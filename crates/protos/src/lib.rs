@@ -75,6 +75,7 @@ pub mod google {
     }
 }
 
+pub use prost;
 pub use prost::Message;
 pub use prost_types::{Any, Timestamp};
 

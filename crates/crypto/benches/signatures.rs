@@ -1,0 +1,35 @@
+//! Signing and verification rates: the physical limit on weft's throughput.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use weft_crypto::{Signer, SigningKey, sha256};
+
+fn signatures(c: &mut Criterion) {
+    let key = SigningKey::generate_p256().expect("key");
+    let public = key.public_key();
+    // A proposal-sized message.
+    let message = vec![7u8; 512];
+    let signature = key.sign(&message).expect("sign");
+
+    let mut group = c.benchmark_group("ecdsa_p256");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sign_low_s", |b| {
+        b.iter(|| key.sign(black_box(&message)).expect("sign"))
+    });
+    group.bench_function("verify_low_s", |b| {
+        b.iter(|| {
+            public
+                .verify(black_box(&message), black_box(&signature))
+                .expect("valid")
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("sha256");
+    group.throughput(Throughput::Bytes(message.len() as u64));
+    group.bench_function("512_bytes", |b| b.iter(|| sha256(black_box(&message))));
+    group.finish();
+}
+
+criterion_group!(benches, signatures);
+criterion_main!(benches);

@@ -1,0 +1,404 @@
+//! Generates crypto material like Fabric's `cryptogen`, in the test-network layout.
+//!
+//! Re-running is safe and resumable: CAs and identities already on disk are
+//! kept (a crash mid-way leaves at most one incomplete identity, which the next
+//! run writes again); only missing ones are created. If an organisation's CA had
+//! to be created anew, every identity of that organisation is re-issued, since
+//! the old ones would no longer chain to it.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+};
+use time::{Duration, OffsetDateTime};
+use weft_spec::NetworkSpec;
+
+use crate::MaterialError;
+use crate::layout::{self, KEY_FILE, SIGNCERT_FILE, ca_cert_file};
+
+/// Settings of a generation run.
+#[derive(Debug, Clone)]
+pub struct CryptogenConfig {
+    /// When certificates start being valid (backdated 5 minutes for clock skew).
+    pub now: OffsetDateTime,
+    /// How long CA and identity certificates stay valid.
+    pub validity_days: i64,
+}
+
+impl Default for CryptogenConfig {
+    fn default() -> Self {
+        Self {
+            now: OffsetDateTime::now_utc(),
+            validity_days: 3650,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CryptogenReport {
+    pub identities_written: usize,
+    pub identities_kept: usize,
+    pub cas_written: usize,
+    pub cas_kept: usize,
+}
+
+/// The kind of identity, which decides its NodeOU and TLS role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Peer,
+    Orderer,
+    Admin,
+    Client,
+}
+
+impl Kind {
+    fn organizational_unit(self) -> &'static str {
+        match self {
+            Kind::Peer => "peer",
+            Kind::Orderer => "orderer",
+            Kind::Admin => "admin",
+            Kind::Client => "client",
+        }
+    }
+
+    fn is_node(self) -> bool {
+        matches!(self, Kind::Peer | Kind::Orderer)
+    }
+}
+
+struct Ca {
+    name: String,
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+struct Org<'a> {
+    domain: &'a str,
+    dir: PathBuf,
+    ca: Ca,
+    tls_ca: Ca,
+    /// Whether a CA was created in this run (then every identity is re-issued).
+    fresh_ca: bool,
+}
+
+/// Writes the material for every organisation of `spec` under `output`
+/// (the `organizations/` directory). `progress` receives one line per step.
+pub fn generate(
+    spec: &NetworkSpec,
+    output: &Path,
+    config: &CryptogenConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<CryptogenReport, MaterialError> {
+    let mut report = CryptogenReport::default();
+    for org in &spec.organizations {
+        let dir = layout::peer_org_dir(output, &org.domain);
+        let mut state = open_org(&org.domain, dir, config, &mut report)?;
+        progress(&format!(
+            "{} ({}): CA ca.{}",
+            org.name, org.msp_id, org.domain
+        ));
+        for index in 0..org.peers {
+            let name = format!("peer{index}.{}", org.domain);
+            let node_dir = layout::peer_dir(output, &org.domain, index);
+            identity(
+                &mut state,
+                &node_dir,
+                &name,
+                &format!("peer{index}"),
+                Kind::Peer,
+                config,
+                &mut report,
+            )?;
+            progress(&format!("  {name}"));
+        }
+        users(&mut state, org.users, config, &mut report, progress)?;
+    }
+    let orderer = &spec.orderers.organization;
+    let dir = layout::orderer_org_dir(output, &orderer.domain);
+    let mut state = open_org(&orderer.domain, dir, config, &mut report)?;
+    progress(&format!(
+        "{} ({}): CA ca.{}",
+        orderer.name, orderer.msp_id, orderer.domain
+    ));
+    for index in 0..spec.orderers.nodes {
+        let host = layout::orderer_host(index);
+        let name = format!("{host}.{}", orderer.domain);
+        let node_dir = layout::orderer_dir(output, &orderer.domain, index);
+        identity(
+            &mut state,
+            &node_dir,
+            &name,
+            &host,
+            Kind::Orderer,
+            config,
+            &mut report,
+        )?;
+        progress(&format!("  {name}"));
+    }
+    users(&mut state, 0, config, &mut report, progress)?;
+    Ok(report)
+}
+
+fn users(
+    org: &mut Org<'_>,
+    count: u32,
+    config: &CryptogenConfig,
+    report: &mut CryptogenReport,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), MaterialError> {
+    let domain = org.domain;
+    let names = std::iter::once(("Admin".to_owned(), Kind::Admin))
+        .chain((1..=count).map(|i| (format!("User{i}"), Kind::Client)));
+    for (user, kind) in names {
+        let dir = layout::user_dir(&org.dir, &user, domain);
+        let name = format!("{user}@{domain}");
+        identity(org, &dir, &name, &user, kind, config, report)?;
+        progress(&format!("  {name}"));
+    }
+    Ok(())
+}
+
+fn open_org<'a>(
+    domain: &'a str,
+    dir: PathBuf,
+    config: &CryptogenConfig,
+    report: &mut CryptogenReport,
+) -> Result<Org<'a>, MaterialError> {
+    let (ca, ca_fresh) = open_ca(
+        &dir.join("ca"),
+        &format!("ca.{domain}"),
+        domain,
+        config,
+        report,
+    )?;
+    let (tls_ca, tls_fresh) = open_ca(
+        &dir.join("tlsca"),
+        &format!("tlsca.{domain}"),
+        domain,
+        config,
+        report,
+    )?;
+    let msp = dir.join("msp");
+    write(
+        &msp.join("cacerts").join(ca_cert_file(&ca.name)),
+        ca.cert_pem.as_bytes(),
+    )?;
+    write(
+        &msp.join("tlscacerts").join(ca_cert_file(&tls_ca.name)),
+        tls_ca.cert_pem.as_bytes(),
+    )?;
+    write(&msp.join("config.yaml"), node_ous_yaml(&ca.name).as_bytes())?;
+    Ok(Org {
+        domain,
+        dir,
+        ca,
+        tls_ca,
+        fresh_ca: ca_fresh || tls_fresh,
+    })
+}
+
+fn open_ca(
+    dir: &Path,
+    name: &str,
+    domain: &str,
+    config: &CryptogenConfig,
+    report: &mut CryptogenReport,
+) -> Result<(Ca, bool), MaterialError> {
+    let cert_path = dir.join(ca_cert_file(name));
+    let key_path = dir.join("priv_sk");
+    if cert_path.exists() && key_path.exists() {
+        let cert_pem = read_string(&cert_path)?;
+        let key = KeyPair::from_pem(&read_string(&key_path)?)
+            .map_err(|e| MaterialError::invalid(&key_path, format!("not a usable CA key: {e}")))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| {
+            MaterialError::invalid(&cert_path, format!("not a usable CA certificate: {e}"))
+        })?;
+        report.cas_kept += 1;
+        return Ok((
+            Ca {
+                name: name.to_owned(),
+                cert_pem,
+                issuer,
+            },
+            false,
+        ));
+    }
+
+    let key = new_key(name)?;
+    let mut params = base_params(vec![], config);
+    params.distinguished_name = dn(domain, None, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ClientAuth,
+        ExtendedKeyUsagePurpose::ServerAuth,
+    ];
+    let cert = params.self_signed(&key).map_err(cert_error(name))?;
+    // Key first: a CA certificate on disk always has its key beside it.
+    write(&key_path, key.serialize_pem().as_bytes())?;
+    write(&cert_path, cert.pem().as_bytes())?;
+    report.cas_written += 1;
+    Ok((
+        Ca {
+            name: name.to_owned(),
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        },
+        true,
+    ))
+}
+
+/// One identity: `msp/` (signing) and `tls/`, written only if incomplete.
+fn identity(
+    org: &mut Org<'_>,
+    dir: &Path,
+    name: &str,
+    short_host: &str,
+    kind: Kind,
+    config: &CryptogenConfig,
+    report: &mut CryptogenReport,
+) -> Result<(), MaterialError> {
+    let (tls_cert, tls_key) = if kind.is_node() {
+        ("server.crt", "server.key")
+    } else {
+        ("client.crt", "client.key")
+    };
+    let msp = dir.join("msp");
+    let tls = dir.join("tls");
+    let files = [
+        msp.join(SIGNCERT_FILE),
+        msp.join(KEY_FILE),
+        tls.join(tls_cert),
+        tls.join(tls_key),
+        tls.join("ca.crt"),
+    ];
+    if !org.fresh_ca && files.iter().all(|f| f.exists()) {
+        report.identities_kept += 1;
+        return Ok(());
+    }
+
+    // Signing identity, with its NodeOU.
+    let key = new_key(name)?;
+    let mut params = base_params(vec![], config);
+    params.distinguished_name = dn(org.domain, Some(kind.organizational_unit()), name);
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let cert = params
+        .signed_by(&key, &org.ca.issuer)
+        .map_err(cert_error(name))?;
+    write(&msp.join(KEY_FILE), key.serialize_pem().as_bytes())?;
+    write(
+        &msp.join("cacerts").join(ca_cert_file(&org.ca.name)),
+        org.ca.cert_pem.as_bytes(),
+    )?;
+    write(
+        &msp.join("tlscacerts").join(ca_cert_file(&org.tls_ca.name)),
+        org.tls_ca.cert_pem.as_bytes(),
+    )?;
+    write(
+        &msp.join("config.yaml"),
+        node_ous_yaml(&org.ca.name).as_bytes(),
+    )?;
+    write(&msp.join(SIGNCERT_FILE), cert.pem().as_bytes())?;
+
+    // TLS: servers answer to their full name, short name and loopback, so a
+    // network started on one machine verifies without extra settings.
+    let key = new_key(name)?;
+    let mut sans = vec![name.to_owned(), short_host.to_owned()];
+    if kind.is_node() {
+        sans.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
+    }
+    let mut params = base_params(sans, config);
+    params.distinguished_name = dn(org.domain, None, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let cert = params
+        .signed_by(&key, &org.tls_ca.issuer)
+        .map_err(cert_error(name))?;
+    write(&tls.join(tls_key), key.serialize_pem().as_bytes())?;
+    write(&tls.join("ca.crt"), org.tls_ca.cert_pem.as_bytes())?;
+    write(&tls.join(tls_cert), cert.pem().as_bytes())?;
+    report.identities_written += 1;
+    Ok(())
+}
+
+fn base_params(sans: Vec<String>, config: &CryptogenConfig) -> CertificateParams {
+    // Only invalid SAN strings make `new` fail; ours are DNS names and an IP.
+    let mut params = CertificateParams::new(sans).unwrap_or_default();
+    params.not_before = config.now - Duration::minutes(5);
+    params.not_after = config.now + Duration::days(config.validity_days);
+    params.use_authority_key_identifier_extension = true;
+    params
+}
+
+fn dn(domain: &str, organizational_unit: Option<&str>, common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CountryName, "US");
+    dn.push(DnType::StateOrProvinceName, "California");
+    dn.push(DnType::LocalityName, "San Francisco");
+    dn.push(DnType::OrganizationName, domain);
+    if let Some(ou) = organizational_unit {
+        dn.push(DnType::OrganizationalUnitName, ou);
+    }
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn new_key(name: &str) -> Result<KeyPair, MaterialError> {
+    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_error(name))
+}
+
+fn cert_error(name: &str) -> impl FnOnce(rcgen::Error) -> MaterialError + '_ {
+    move |source| MaterialError::Certificate {
+        what: name.to_owned(),
+        source,
+    }
+}
+
+/// The MSP `config.yaml` enabling NodeOUs, as Fabric's cryptogen writes it.
+fn node_ous_yaml(ca_name: &str) -> String {
+    let cert = format!("cacerts/{}", ca_cert_file(ca_name));
+    let mut out = String::from("NodeOUs:\n  Enable: true\n");
+    for (key, ou) in [
+        ("ClientOUIdentifier", "client"),
+        ("PeerOUIdentifier", "peer"),
+        ("AdminOUIdentifier", "admin"),
+        ("OrdererOUIdentifier", "orderer"),
+    ] {
+        out.push_str(&format!(
+            "  {key}:\n    Certificate: {cert}\n    OrganizationalUnitIdentifier: {ou}\n"
+        ));
+    }
+    out
+}
+
+fn read_string(path: &Path) -> Result<String, MaterialError> {
+    std::fs::read_to_string(path).map_err(MaterialError::io(path))
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves a
+/// truncated key or certificate behind.
+pub(crate) fn write(path: &Path, contents: &[u8]) -> Result<(), MaterialError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(MaterialError::io(parent))?;
+    }
+    if std::fs::read(path).is_ok_and(|existing| existing == contents) {
+        return Ok(());
+    }
+    let tmp = path.with_extension("tmp-weft");
+    std::fs::write(&tmp, contents).map_err(MaterialError::io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(MaterialError::io(path))
+}

@@ -1,0 +1,51 @@
+//! Paths of Fabric's test-network layout, in one place.
+
+use std::path::{Path, PathBuf};
+
+/// Fabric's name for the file of a certificate in `cacerts/` and `ca/`.
+pub fn ca_cert_file(ca_name: &str) -> String {
+    format!("{ca_name}-cert.pem")
+}
+
+/// `organizations/peerOrganizations/<domain>`.
+pub fn peer_org_dir(root: &Path, domain: &str) -> PathBuf {
+    root.join("peerOrganizations").join(domain)
+}
+
+/// `organizations/ordererOrganizations/<domain>`.
+pub fn orderer_org_dir(root: &Path, domain: &str) -> PathBuf {
+    root.join("ordererOrganizations").join(domain)
+}
+
+/// `…/peers/peer0.org1.example.com`.
+pub fn peer_dir(root: &Path, domain: &str, index: u32) -> PathBuf {
+    peer_org_dir(root, domain)
+        .join("peers")
+        .join(format!("peer{index}.{domain}"))
+}
+
+/// Host names of the Raft nodes: `orderer`, `orderer2`, `orderer3`, …
+pub fn orderer_host(index: u32) -> String {
+    if index == 0 {
+        "orderer".to_owned()
+    } else {
+        format!("orderer{}", index + 1)
+    }
+}
+
+/// `…/orderers/orderer.example.com`.
+pub fn orderer_dir(root: &Path, domain: &str, index: u32) -> PathBuf {
+    orderer_org_dir(root, domain)
+        .join("orderers")
+        .join(format!("{}.{domain}", orderer_host(index)))
+}
+
+/// `…/users/User1@org1.example.com` (or `Admin@…`).
+pub fn user_dir(org_dir: &Path, user: &str, domain: &str) -> PathBuf {
+    org_dir.join("users").join(format!("{user}@{domain}"))
+}
+
+/// The signing certificate file inside an MSP directory.
+pub const SIGNCERT_FILE: &str = "signcerts/cert.pem";
+/// The private key file inside an MSP directory (Fabric 2.x cryptogen's name).
+pub const KEY_FILE: &str = "keystore/priv_sk";
