@@ -50,3 +50,33 @@ pub fn run(command: &mut Command) -> anyhow::Result<Output> {
     let line = format!("{command:?}");
     command.output().with_context(|| format!("starting {line}"))
 }
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes of a hex string; fails on odd length or a non-hex digit.
+pub fn unhex(text: &str) -> anyhow::Result<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        bail!("hex string has odd length {}", text.len());
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).with_context(|| format!("bad hex at {i}")))
+        .collect()
+}
+
+/// The string value of `"key":"value"` in a one-line JSON object printed by a
+/// compat script (values there never contain quotes).
+pub fn json_string(json: &str, key: &str) -> anyhow::Result<String> {
+    let marker = format!("\"{key}\":\"");
+    let start = json
+        .find(&marker)
+        .with_context(|| format!("no {key} in {json}"))?
+        + marker.len();
+    let len = json[start..]
+        .find('"')
+        .with_context(|| format!("unterminated {key} in {json}"))?;
+    Ok(json[start..start + len].to_owned())
+}

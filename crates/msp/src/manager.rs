@@ -66,10 +66,10 @@ impl MspManager {
                 .cache
                 .read()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if let Some(identity) = cache.get(serialized_identity) {
-                if identity.is_valid_at(now_unix_seconds) {
-                    return Ok(Arc::clone(identity));
-                }
+            if let Some(identity) = cache.get(serialized_identity)
+                && identity.is_valid_at(now_unix_seconds)
+            {
+                return Ok(Arc::clone(identity));
             }
         }
         let identity = Arc::new(self.validate_uncached(serialized_identity, now_unix_seconds)?);

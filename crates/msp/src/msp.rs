@@ -57,7 +57,7 @@ fn parse_certificate<'a>(
     what: &str,
 ) -> Result<X509Certificate<'a>, MspError> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok(_) => Err(MspError::BadCertificate {
             msp_id: msp_id.into(),
             what: what.into(),
@@ -277,7 +277,7 @@ impl Msp {
     ) -> Result<Identity, IdentityError> {
         let msp_id = || self.id.clone();
         let cert = match X509Certificate::from_der(der) {
-            Ok((rest, cert)) if rest.is_empty() => cert,
+            Ok(([], cert)) => cert,
             Ok(_) => {
                 return Err(IdentityError::BadCertificate {
                     msp_id: msp_id(),
