@@ -113,6 +113,30 @@ fn client_cert(
     params.signed_by(&key, issuer).expect("sign").pem()
 }
 
+/// A PEM CRL signed by `issuer`, revoking `serials`.
+fn crl_pem(issuer: &Issuer<'_, KeyPair>, serials: &[u64]) -> Vec<u8> {
+    let now = OffsetDateTime::now_utc();
+    let revoked = serials.iter().map(|serial| RevokedCertParams {
+        serial_number: SerialNumber::from(*serial),
+        revocation_time: now - Duration::minutes(1),
+        reason_code: None,
+        invalidity_date: None,
+    });
+    CertificateRevocationListParams {
+        this_update: now - Duration::minutes(1),
+        next_update: now + Duration::days(1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: revoked.collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(issuer)
+    .expect("crl")
+    .pem()
+    .expect("crl pem")
+    .into_bytes()
+}
+
 #[test]
 fn a_generated_user_is_a_valid_client_of_its_org() {
     let net = network();
@@ -296,27 +320,10 @@ fn a_revoked_certificate_is_refused() {
     let ca = net.ca("org1.example.com");
     let now = OffsetDateTime::now_utc();
     let cert = client_cert(&ca, now - Duration::hours(1), now + Duration::days(1), 4242);
-    let crl = CertificateRevocationListParams {
-        this_update: now - Duration::minutes(1),
-        next_update: now + Duration::days(1),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: vec![RevokedCertParams {
-            serial_number: SerialNumber::from(4242u64),
-            revocation_time: now - Duration::minutes(1),
-            reason_code: None,
-            invalidity_date: None,
-        }],
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&ca)
-    .expect("crl");
     let mut config =
         msp_dir::load_msp_config(&net.org_dir("org1.example.com").join("msp"), "Org1MSP")
             .expect("msp");
-    config
-        .revocation_list
-        .push(crl.pem().expect("crl pem").into_bytes());
+    config.revocation_list.push(crl_pem(&ca, &[4242]));
     let manager = MspManager::new(
         [Msp::from_config(&config).expect("msp with crl")],
         MspManagerConfig::default(),
@@ -335,23 +342,12 @@ fn a_revoked_certificate_is_refused() {
 #[test]
 fn a_revocation_list_from_a_foreign_ca_is_refused() {
     let net = network();
-    let now = OffsetDateTime::now_utc();
-    let crl = CertificateRevocationListParams {
-        this_update: now,
-        next_update: now + Duration::days(1),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: vec![],
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&net.ca("org2.example.com"))
-    .expect("crl");
     let mut config =
         msp_dir::load_msp_config(&net.org_dir("org1.example.com").join("msp"), "Org1MSP")
             .expect("msp");
     config
         .revocation_list
-        .push(crl.pem().expect("pem").into_bytes());
+        .push(crl_pem(&net.ca("org2.example.com"), &[]));
     assert!(matches!(
         Msp::from_config(&config),
         Err(MspError::RevocationListNotTrusted { .. })
