@@ -243,7 +243,7 @@ fn open_ca(
     ];
     let cert = params.self_signed(&key).map_err(cert_error(name))?;
     // Key first: a CA certificate on disk always has its key beside it.
-    write(&key_path, key.serialize_pem().as_bytes())?;
+    write_private_key(&key_path, key.serialize_pem().as_bytes())?;
     write(&cert_path, cert.pem().as_bytes())?;
     report.cas_written += 1;
     Ok((
@@ -293,7 +293,7 @@ fn identity(
     let cert = params
         .signed_by(&key, &org.ca.issuer)
         .map_err(cert_error(name))?;
-    write(&msp.join(KEY_FILE), key.serialize_pem().as_bytes())?;
+    write_private_key(&msp.join(KEY_FILE), key.serialize_pem().as_bytes())?;
     write(
         &msp.join("cacerts").join(ca_cert_file(&org.ca.name)),
         org.ca.cert_pem.as_bytes(),
@@ -328,7 +328,7 @@ fn identity(
     let cert = params
         .signed_by(&key, &org.tls_ca.issuer)
         .map_err(cert_error(name))?;
-    write(&tls.join(tls_key), key.serialize_pem().as_bytes())?;
+    write_private_key(&tls.join(tls_key), key.serialize_pem().as_bytes())?;
     write(&tls.join("ca.crt"), org.tls_ca.cert_pem.as_bytes())?;
     write(&tls.join(tls_cert), cert.pem().as_bytes())?;
     report.identities_written += 1;
@@ -392,13 +392,34 @@ fn read_string(path: &Path) -> Result<String, MaterialError> {
 /// Writes through a temporary file and a rename, so a crash never leaves a
 /// truncated key or certificate behind.
 pub(crate) fn write(path: &Path, contents: &[u8]) -> Result<(), MaterialError> {
+    write_with_mode(path, contents, 0o644)
+}
+
+/// Like [`write`], readable by the owner only (private keys).
+pub(crate) fn write_private_key(path: &Path, contents: &[u8]) -> Result<(), MaterialError> {
+    write_with_mode(path, contents, 0o600)
+}
+
+fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), MaterialError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(MaterialError::io(parent))?;
     }
     if std::fs::read(path).is_ok_and(|existing| existing == contents) {
-        return Ok(());
+        let permissions = std::fs::Permissions::from_mode(mode);
+        return std::fs::set_permissions(path, permissions).map_err(MaterialError::io(path));
     }
     let tmp = path.with_extension("tmp-weft");
-    std::fs::write(&tmp, contents).map_err(MaterialError::io(&tmp))?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(MaterialError::io(&tmp))?;
+    file.write_all(contents).map_err(MaterialError::io(&tmp))?;
+    drop(file);
     std::fs::rename(&tmp, path).map_err(MaterialError::io(path))
 }

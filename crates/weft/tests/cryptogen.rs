@@ -61,6 +61,17 @@ fn default_network_material_has_fabrics_test_network_layout() {
         assert!(out.join(file).is_file(), "missing {file}");
     }
 
+    // Private keys are readable by their owner only; certificates by anyone.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |file: &str| {
+        let metadata = std::fs::metadata(out.join(file)).expect("metadata");
+        metadata.permissions().mode() & 0o777
+    };
+    for key in expected.iter().filter(|f| f.ends_with("priv_sk") || f.ends_with(".key")) {
+        assert_eq!(mode(key), 0o600, "{key}");
+    }
+    assert_eq!(mode(expected[0]), 0o644);
+
     // The identities load and validate against their organisation's MSP.
     let manager = MspManager::new(
         [
