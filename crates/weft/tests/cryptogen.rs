@@ -67,7 +67,10 @@ fn default_network_material_has_fabrics_test_network_layout() {
         let metadata = std::fs::metadata(out.join(file)).expect("metadata");
         metadata.permissions().mode() & 0o777
     };
-    for key in expected.iter().filter(|f| f.ends_with("priv_sk") || f.ends_with(".key")) {
+    for key in expected
+        .iter()
+        .filter(|f| f.ends_with("priv_sk") || f.ends_with(".key"))
+    {
         assert_eq!(mode(key), 0o600, "{key}");
     }
     assert_eq!(mode(expected[0]), 0o644);

@@ -1,0 +1,257 @@
+//! The stateless half of block validation, run in parallel across cores:
+//! envelope structure, channel, creator signature and identity, endorsement
+//! signatures and identities. The stateful half (duplicate tx ids,
+//! endorsement policies, MVCC) runs in block order in [`crate::Ledger`].
+//!
+//! Deterministic: identities are validated at the transaction's own
+//! timestamp, never at the wall clock, so every peer reaches the same codes.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use weft_crypto::{Sha256, SignatureError};
+use weft_msp::{Identity, MspManager};
+use weft_policy::SignaturePolicy;
+use weft_protos::peer::TxValidationCode;
+use weft_protoutil::{EndorserTransaction, parse_envelope};
+
+/// Each chaincode's endorsement policy, by namespace.
+#[derive(Debug, Clone, Default)]
+pub struct EndorsementPolicies {
+    policies: BTreeMap<String, SignaturePolicy>,
+}
+
+impl EndorsementPolicies {
+    pub fn new() -> Self {
+        EndorsementPolicies::default()
+    }
+
+    pub fn set(&mut self, namespace: impl Into<String>, policy: SignaturePolicy) {
+        self.policies.insert(namespace.into(), policy);
+    }
+
+    pub fn get(&self, namespace: &str) -> Option<&SignaturePolicy> {
+        self.policies.get(namespace)
+    }
+}
+
+/// Signatures already verified (by this peer when it endorsed, or in an
+/// earlier block), so they are not verified twice. Bounded; an entry only
+/// says "this identity's signature over these bytes verified".
+#[derive(Debug)]
+pub struct SignatureCache {
+    entries: Mutex<HashSet<[u8; 32]>>,
+    entries_max: usize,
+}
+
+impl SignatureCache {
+    pub fn new(entries_max: usize) -> Self {
+        SignatureCache {
+            entries: Mutex::new(HashSet::with_capacity(entries_max.min(1 << 16))),
+            entries_max,
+        }
+    }
+
+    fn key(identity: &Identity, message: &[u8], signature: &[u8]) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher
+            .update(&(identity.certificate_der().len() as u64).to_be_bytes())
+            .update(identity.certificate_der())
+            .update(&(signature.len() as u64).to_be_bytes())
+            .update(signature)
+            .update(message);
+        hasher.finish()
+    }
+
+    /// Verifies `signature` by `identity` over `message`, or finds it verified before.
+    pub fn verify(
+        &self,
+        identity: &Identity,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        if self.entries_max == 0 {
+            return identity.verify(message, signature);
+        }
+        let key = Self::key(identity, message, signature);
+        let lock = || {
+            self.entries
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        };
+        if lock().contains(&key) {
+            return Ok(());
+        }
+        identity.verify(message, signature)?;
+        let mut entries = lock();
+        if entries.len() >= self.entries_max {
+            // Whatever is dropped is simply verified again.
+            entries.clear();
+        }
+        entries.insert(key);
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What block validation needs from the peer: its MSPs, the chaincodes'
+/// policies, and caches.
+#[derive(Debug, Clone, Copy)]
+pub struct Validator<'a> {
+    pub msp: &'a MspManager,
+    pub policies: &'a EndorsementPolicies,
+    pub signatures: &'a SignatureCache,
+    /// Worker threads for signature checks (1 = on the caller's thread).
+    pub threads: usize,
+}
+
+/// A transaction that passed the stateless checks.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    pub transaction: EndorserTransaction,
+    /// Endorsers whose identity and signature are valid (invalid ones simply do not count).
+    pub endorsers: Vec<Arc<Identity>>,
+}
+
+/// A validation code with the reason behind it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub code: TxValidationCode,
+    pub reason: String,
+}
+
+impl Invalid {
+    pub(crate) fn new(code: TxValidationCode, reason: impl Into<String>) -> Self {
+        Invalid {
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Runs [`check_transaction`] over every envelope, in parallel.
+pub(crate) fn check_block(
+    envelopes: &[Vec<u8>],
+    channel_id: &str,
+    validator: &Validator<'_>,
+) -> Vec<Result<Checked, Invalid>> {
+    let threads = validator.threads.clamp(1, 64).min(envelopes.len().max(1));
+    if threads == 1 {
+        return envelopes
+            .iter()
+            .map(|envelope| check_transaction(envelope, channel_id, validator))
+            .collect();
+    }
+    let chunk = envelopes.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = envelopes
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|envelope| check_transaction(envelope, channel_id, validator))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(results) => results,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}
+
+/// The stateless checks of one transaction envelope.
+pub(crate) fn check_transaction(
+    envelope: &[u8],
+    channel_id: &str,
+    validator: &Validator<'_>,
+) -> Result<Checked, Invalid> {
+    let transaction =
+        parse_envelope(envelope).map_err(|error| Invalid::new(error.code(), error.to_string()))?;
+    let header = &transaction.channel_header;
+    if header.channel_id != channel_id {
+        return Err(Invalid::new(
+            TxValidationCode::TargetChainNotFound,
+            format!(
+                "the transaction is for channel {:?}, not {channel_id:?}",
+                header.channel_id
+            ),
+        ));
+    }
+    if transaction.is_config() {
+        // Config transactions are checked by the channel configuration, not here.
+        return Ok(Checked {
+            transaction,
+            endorsers: Vec::new(),
+        });
+    }
+    let now = header
+        .timestamp
+        .as_ref()
+        .map(|timestamp| timestamp.seconds)
+        .ok_or_else(|| {
+            Invalid::new(
+                TxValidationCode::BadChannelHeader,
+                "the channel header has no timestamp",
+            )
+        })?;
+
+    let creator = validator
+        .msp
+        .validate(&transaction.signature_header.creator, now)
+        .map_err(|error| {
+            Invalid::new(
+                TxValidationCode::BadCreatorSignature,
+                format!("creator: {error}"),
+            )
+        })?;
+    validator
+        .signatures
+        .verify(&creator, &transaction.payload, &transaction.signature)
+        .map_err(|error| {
+            Invalid::new(
+                TxValidationCode::BadCreatorSignature,
+                format!("creator signature: {error}"),
+            )
+        })?;
+
+    let action = transaction
+        .action
+        .as_ref()
+        .expect("endorser transactions have an action");
+    let mut endorsers = Vec::with_capacity(action.endorsements.len());
+    let mut signed = Vec::with_capacity(action.proposal_response_payload.len() + 1024);
+    for endorsement in &action.endorsements {
+        let Ok(endorser) = validator.msp.validate(&endorsement.endorser, now) else {
+            continue;
+        };
+        signed.clear();
+        signed.extend_from_slice(&action.proposal_response_payload);
+        signed.extend_from_slice(&endorsement.endorser);
+        if validator
+            .signatures
+            .verify(&endorser, &signed, &endorsement.signature)
+            .is_ok()
+        {
+            endorsers.push(endorser);
+        }
+    }
+    Ok(Checked {
+        transaction,
+        endorsers,
+    })
+}

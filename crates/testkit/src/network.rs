@@ -1,0 +1,90 @@
+//! The default network's identities, generated once per fixture.
+
+use std::path::{Path, PathBuf};
+
+use weft_material::cryptogen::{self, CryptogenConfig};
+use weft_material::{SigningIdentity, layout, msp_dir};
+use weft_msp::{Msp, MspManager, MspManagerConfig};
+use weft_spec::NetworkSpec;
+
+/// Org1MSP (org1.example.com), Org2MSP (org2.example.com) and the
+/// orderer org, as `weft cryptogen` writes them.
+pub struct TestNetwork {
+    _dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    /// The generation time; certificates are valid from shortly before it.
+    pub now: i64,
+}
+
+/// The peer organisations of the default network: (domain, MSP id).
+pub const ORGS: [(&str, &str); 2] = [
+    ("org1.example.com", "Org1MSP"),
+    ("org2.example.com", "Org2MSP"),
+];
+
+impl TestNetwork {
+    pub fn generate() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("organizations");
+        let now = Self::generate_into(&root);
+        TestNetwork {
+            _dir: Some(dir),
+            root,
+            now,
+        }
+    }
+
+    /// The network whose material lives in `root`, generating what is
+    /// missing (so several processes can share one network).
+    pub fn in_dir(root: &Path) -> Self {
+        let now = Self::generate_into(root);
+        TestNetwork {
+            _dir: None,
+            root: root.to_path_buf(),
+            now,
+        }
+    }
+
+    fn generate_into(root: &Path) -> i64 {
+        let config = CryptogenConfig::default();
+        cryptogen::generate(&NetworkSpec::default_network(), root, &config, &mut |_| {})
+            .expect("cryptogen");
+        config.now.unix_timestamp()
+    }
+
+    /// The `organizations/` directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn org_dir(&self, domain: &str) -> PathBuf {
+        layout::peer_org_dir(&self.root, domain)
+    }
+
+    pub fn msp(&self, domain: &str, msp_id: &str) -> Msp {
+        let config =
+            msp_dir::load_msp_config(&self.org_dir(domain).join("msp"), msp_id).expect("load msp");
+        Msp::from_config(&config).expect("valid msp")
+    }
+
+    /// An MSP manager that knows both peer organisations.
+    pub fn msp_manager(&self, config: MspManagerConfig) -> MspManager {
+        MspManager::new(
+            ORGS.map(|(domain, msp_id)| self.msp(domain, msp_id)),
+            config,
+        )
+    }
+
+    pub fn user(&self, domain: &str, user: &str, msp_id: &str) -> SigningIdentity {
+        SigningIdentity::load(
+            &layout::user_dir(&self.org_dir(domain), user, domain).join("msp"),
+            msp_id,
+        )
+        .expect("signing identity")
+    }
+
+    pub fn peer(&self, domain: &str, msp_id: &str) -> SigningIdentity {
+        SigningIdentity::load(&layout::peer_dir(&self.root, domain, 0).join("msp"), msp_id)
+            .expect("peer identity")
+    }
+}
