@@ -18,7 +18,7 @@ use weft_policy::SignaturePolicy;
 use weft_protos::common::Block;
 use weft_protos::kvrwset::{KvRead, KvWrite, KvrwSet};
 use weft_protoutil::NamespaceRwSet;
-use weft_testkit::{Chain, Submitter, TestNetwork};
+use weft_testkit::{Chain, TestNetwork};
 
 const CHANNEL: &str = "mychannel";
 const TXS_PER_BLOCK: usize = 500;
@@ -46,23 +46,10 @@ fn setup() -> Setup {
     }
 }
 
-fn submitter(network: &TestNetwork) -> Submitter {
-    let mut submitter = Submitter::new(
-        CHANNEL,
-        network.user("org1.example.com", "User1", "Org1MSP"),
-        vec![
-            network.peer("org1.example.com", "Org1MSP"),
-            network.peer("org2.example.com", "Org2MSP"),
-        ],
-    );
-    submitter.timestamp_seconds = network.now;
-    submitter
-}
-
 /// Blocks of simple-asset creations: each transaction reads its asset key
 /// (absent) and writes the asset as JSON, as asset-transfer-basic's CreateAsset does.
 fn asset_blocks(network: &TestNetwork) -> Vec<Block> {
-    let mut submitter = submitter(network);
+    let mut submitter = network.submitter(CHANNEL);
     let mut chain = Chain::default();
     (0..BLOCKS)
         .map(|block| {
@@ -142,7 +129,7 @@ fn rich_query(c: &mut Criterion) {
             r#"{"index": {"fields": ["owner"]}, "ddoc": "indexOwnerDoc", "name": "indexOwner"}"#,
         )
         .expect("index");
-    let mut submitter = submitter(&setup.network);
+    let mut submitter = setup.network.submitter(CHANNEL);
     let mut chain = Chain::default();
     let signatures = SignatureCache::new(0);
     let validator = Validator {

@@ -18,7 +18,7 @@ use common::*;
 use weft_ledger::{Ledger, LedgerConfig};
 use weft_protos::kvrwset::KvrwSet;
 use weft_protoutil::{block_header_hash, parse_envelope, transactions_filter};
-use weft_testkit::{Chain, Submitter, TestNetwork};
+use weft_testkit::{Chain, TestNetwork};
 
 const CHILD: &str = "WEFT_LEDGER_CRASH_CHILD";
 const ROUNDS: usize = 50;
@@ -40,15 +40,7 @@ fn rwset(number: u64, tx: u64) -> KvrwSet {
 
 fn child(dir: &Path) {
     let network = TestNetwork::in_dir(&dir.join("organizations"));
-    let mut fixture_submitter = Submitter::new(
-        CHANNEL,
-        network.user("org1.example.com", "User1", "Org1MSP"),
-        vec![
-            network.peer("org1.example.com", "Org1MSP"),
-            network.peer("org2.example.com", "Org2MSP"),
-        ],
-    );
-    fixture_submitter.timestamp_seconds = network.now;
+    let mut fixture_submitter = network.submitter(CHANNEL);
     let msp = network.msp_manager(Default::default());
     let mut policies = weft_ledger::EndorsementPolicies::new();
     policies.set(

@@ -12,7 +12,7 @@ use weft_msp::{MspManager, MspManagerConfig};
 use weft_policy::SignaturePolicy;
 use weft_protos::kvrwset::{KvWrite, KvrwSet};
 use weft_protoutil::{block_header_hash, transactions_filter};
-use weft_testkit::{Chain, Submitter, TestNetwork};
+use weft_testkit::{Chain, TestNetwork};
 
 const KEYS: usize = 8;
 
@@ -125,15 +125,7 @@ fn run(blocks: Vec<Vec<TxSpec>>) {
         signatures: &signatures,
         threads: 2,
     };
-    let mut submitter = Submitter::new(
-        CHANNEL,
-        network.user("org1.example.com", "User1", "Org1MSP"),
-        vec![
-            network.peer("org1.example.com", "Org1MSP"),
-            network.peer("org2.example.com", "Org2MSP"),
-        ],
-    );
-    submitter.timestamp_seconds = network.now;
+    let mut submitter = network.submitter(CHANNEL);
 
     let dir = tempfile::tempdir().expect("dir");
     let ledger = open(dir.path());

@@ -7,6 +7,8 @@ use weft_material::{SigningIdentity, layout, msp_dir};
 use weft_msp::{Msp, MspManager, MspManagerConfig};
 use weft_spec::NetworkSpec;
 
+use crate::chain::Submitter;
+
 /// Org1MSP (org1.example.com), Org2MSP (org2.example.com) and the
 /// orderer org, as `weft cryptogen` writes them.
 pub struct TestNetwork {
@@ -86,5 +88,20 @@ impl TestNetwork {
     pub fn peer(&self, domain: &str, msp_id: &str) -> SigningIdentity {
         SigningIdentity::load(&layout::peer_dir(&self.root, domain, 0).join("msp"), msp_id)
             .expect("peer identity")
+    }
+
+    /// Org1's User1 submitting on `channel_id`, endorsed by the first peer of
+    /// each organisation, at the network's generation time.
+    pub fn submitter(&self, channel_id: &str) -> Submitter {
+        let endorsers = ORGS
+            .map(|(domain, msp_id)| self.peer(domain, msp_id))
+            .into();
+        let mut submitter = Submitter::new(
+            channel_id,
+            self.user(ORGS[0].0, "User1", ORGS[0].1),
+            endorsers,
+        );
+        submitter.timestamp_seconds = self.now;
+        submitter
     }
 }

@@ -36,15 +36,7 @@ impl Fixture {
             CHAINCODE,
             SignaturePolicy::parse("AND('Org1MSP.peer', 'Org2MSP.peer')").expect("policy"),
         );
-        let mut submitter = Submitter::new(
-            CHANNEL,
-            network.user("org1.example.com", "User1", "Org1MSP"),
-            vec![
-                network.peer("org1.example.com", "Org1MSP"),
-                network.peer("org2.example.com", "Org2MSP"),
-            ],
-        );
-        submitter.timestamp_seconds = network.now;
+        let submitter = network.submitter(CHANNEL);
         Fixture {
             network,
             msp,
