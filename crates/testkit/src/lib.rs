@@ -9,4 +9,4 @@ pub mod chain;
 pub mod network;
 
 pub use chain::{Chain, Submitter};
-pub use network::TestNetwork;
+pub use network::{ORDERER_ORG, ORGS, TestNetwork};

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use weft_channel::{BatchSettings, ChannelProfile, ConsenterProfile, OrgProfile};
 use weft_material::cryptogen::{self, CryptogenConfig};
 use weft_material::{SigningIdentity, layout, msp_dir};
 use weft_msp::{Msp, MspManager, MspManagerConfig};
@@ -17,6 +18,9 @@ pub struct TestNetwork {
     /// The generation time; certificates are valid from shortly before it.
     pub now: i64,
 }
+
+/// The orderer organisation of the default network: (domain, MSP id).
+pub const ORDERER_ORG: (&str, &str) = ("example.com", "OrdererMSP");
 
 /// The peer organisations of the default network: (domain, MSP id).
 pub const ORGS: [(&str, &str); 2] = [
@@ -103,5 +107,63 @@ impl TestNetwork {
         );
         submitter.timestamp_seconds = self.now;
         submitter
+    }
+
+    /// `ordererOrganizations/example.com`.
+    pub fn orderer_org_dir(&self) -> PathBuf {
+        layout::orderer_org_dir(&self.root, ORDERER_ORG.0)
+    }
+
+    /// The node directory of Raft node `index` (0-based): `msp/` and `tls/`.
+    pub fn orderer_dir(&self, index: u32) -> PathBuf {
+        layout::orderer_dir(&self.root, ORDERER_ORG.0, index)
+    }
+
+    pub fn orderer(&self, index: u32) -> SigningIdentity {
+        SigningIdentity::load(&self.orderer_dir(index).join("msp"), ORDERER_ORG.1)
+            .expect("orderer identity")
+    }
+
+    /// Both peer organisations and the orderer organisation on `channel_id`,
+    /// with the given consenters (`host`, `port`, orderer node index).
+    pub fn channel_profile(
+        &self,
+        channel_id: &str,
+        consenters: &[(&str, u32, u32)],
+        batch: BatchSettings,
+    ) -> ChannelProfile {
+        let org = |msp_id: &str, dir: PathBuf, endpoints: Vec<String>| OrgProfile {
+            msp_id: msp_id.to_owned(),
+            msp: msp_dir::load_msp_config(&dir.join("msp"), msp_id).expect("org msp"),
+            endpoints,
+        };
+        let consenters = consenters
+            .iter()
+            .map(|&(host, port, index)| {
+                let cert = std::fs::read(self.orderer_dir(index).join("tls/server.crt"))
+                    .expect("orderer tls cert");
+                ConsenterProfile {
+                    host: host.to_owned(),
+                    port,
+                    client_tls_cert: cert.clone(),
+                    server_tls_cert: cert,
+                }
+            })
+            .collect::<Vec<_>>();
+        let endpoints = consenters
+            .iter()
+            .map(|c| format!("{}:{}", c.host, c.port))
+            .collect();
+        ChannelProfile {
+            channel_id: channel_id.to_owned(),
+            application_orgs: ORGS
+                .iter()
+                .map(|&(domain, msp_id)| org(msp_id, self.org_dir(domain), Vec::new()))
+                .collect(),
+            orderer_orgs: vec![org(ORDERER_ORG.1, self.orderer_org_dir(), endpoints)],
+            consenters,
+            batch,
+            timestamp_seconds: self.now,
+        }
     }
 }
