@@ -11,6 +11,7 @@
 //! Invariant: no clock, no file system; "now" is an argument wherever
 //! certificates are checked.
 
+mod blocks;
 mod duration;
 mod genesis;
 mod policies;
@@ -27,6 +28,7 @@ use weft_protos::msp::{FabricMspConfig, MspConfig};
 use weft_protos::orderer::{BatchSize, BatchTimeout, ConsensusType};
 use weft_protos::{Message, etcdraft};
 
+pub use blocks::{BLOCK_VALIDATION_POLICY, sign_block, verify_block_signatures};
 pub use duration::{format_duration, parse_duration};
 pub use genesis::{
     BatchSettings, ChannelProfile, ConsenterProfile, OrgProfile, config as profile_config,

@@ -171,3 +171,56 @@ fn bad_profiles_and_blocks_are_refused_with_a_reason() {
         Err(ConfigError::NotConfig(_))
     ));
 }
+
+#[test]
+fn orderer_block_signatures_verify_and_tampering_is_caught() {
+    let network = network();
+    let genesis = genesis_block(&network.channel_profile("mychannel", &consenters(), batch()))
+        .expect("genesis");
+    let config = ChannelConfig::from_block(&genesis).expect("config");
+    let previous = weft_protoutil::block_header_hash(genesis.header.as_ref().expect("header"));
+    let orderer = network.orderer(1);
+    let mut block = weft_protoutil::new_block(1, previous.to_vec(), vec![b"envelope".to_vec()]);
+    weft_channel::sign_block(
+        &mut block,
+        &orderer,
+        orderer.serialized(),
+        vec![7; 24],
+        0,
+        Vec::new(),
+    )
+    .expect("sign");
+    assert_eq!(
+        weft_channel::verify_block_signatures(&config, &block, network.now),
+        Ok(())
+    );
+
+    // Another header (as if the block were renumbered) breaks the signature.
+    let mut moved = block.clone();
+    moved.header.as_mut().expect("header").number = 2;
+    assert!(matches!(
+        weft_channel::verify_block_signatures(&config, &moved, network.now),
+        Err(PolicyDenied::Signature(_))
+    ));
+    // A client of an application org may not sign blocks.
+    let user = network.user(ORGS[0].0, "User1", ORGS[0].1);
+    let mut forged = weft_protoutil::new_block(1, previous.to_vec(), vec![b"envelope".to_vec()]);
+    weft_channel::sign_block(
+        &mut forged,
+        &user,
+        user.serialized(),
+        vec![7; 24],
+        0,
+        Vec::new(),
+    )
+    .expect("sign");
+    assert_eq!(
+        weft_channel::verify_block_signatures(&config, &forged, network.now),
+        Err(PolicyDenied::NotSatisfied(
+            weft_channel::BLOCK_VALIDATION_POLICY.into()
+        ))
+    );
+    // An unsigned block is refused.
+    let unsigned = weft_protoutil::new_block(1, previous.to_vec(), vec![b"envelope".to_vec()]);
+    assert!(weft_channel::verify_block_signatures(&config, &unsigned, network.now).is_err());
+}

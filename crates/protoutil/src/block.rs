@@ -28,13 +28,19 @@ pub fn block_data_hash(data: &BlockData) -> [u8; 32] {
 /// Fabric's block header hash: SHA-256 over the DER encoding of
 /// `SEQUENCE { INTEGER number, OCTET STRING previous_hash, OCTET STRING data_hash }`.
 pub fn block_header_hash(header: &BlockHeader) -> [u8; 32] {
+    sha256(&block_header_bytes(header))
+}
+
+/// The DER encoding of a block header that Fabric hashes and that orderers sign
+/// (`protoutil.BlockHeaderBytes`).
+pub fn block_header_bytes(header: &BlockHeader) -> Vec<u8> {
     let mut body = Vec::with_capacity(80);
     der_unsigned_integer(&mut body, header.number);
     der_element(&mut body, 0x04, &header.previous_hash);
     der_element(&mut body, 0x04, &header.data_hash);
     let mut sequence = Vec::with_capacity(body.len() + 4);
     der_element(&mut sequence, 0x30, &body);
-    sha256(&sequence)
+    sequence
 }
 
 /// A block with `envelopes` as data, its data hash set, and empty metadata slots.

@@ -8,7 +8,10 @@
 pub mod block;
 pub mod transaction;
 
-pub use block::{MetadataSlot, block_data_hash, block_header_hash, new_block, transactions_filter};
+pub use block::{
+    MetadataSlot, block_data_hash, block_header_bytes, block_header_hash, new_block,
+    transactions_filter,
+};
 pub use transaction::{
     EndorsedAction, EndorserTransaction, EnvelopeError, NamespaceRwSet, TransactionBuilder,
     compute_tx_id, hex, parse_envelope, proposal_hash,

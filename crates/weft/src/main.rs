@@ -39,6 +39,77 @@ enum Command {
         /// Network spec file.
         spec: PathBuf,
     },
+    /// Run an ordering service node.
+    Orderer {
+        #[command(subcommand)]
+        command: OrdererCommand,
+    },
+    /// Channel participation on an orderer (the equivalent of Fabric's osnadmin).
+    Osnadmin {
+        #[command(subcommand)]
+        command: OsnadminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrdererCommand {
+    /// Start the orderer described by a config file; runs until SIGINT/SIGTERM.
+    Start {
+        /// The orderer's config file (listen address, data dir, MSP, TLS).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum OsnadminCommand {
+    /// Manage the channels of one orderer.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelAdmin,
+        #[command(flatten)]
+        connection: AdminConnection,
+    },
+}
+
+#[derive(clap::Args)]
+struct AdminConnection {
+    /// The orderer's admin endpoint (host:port).
+    #[arg(short = 'o', long = "orderer", global = true)]
+    orderer: Option<String>,
+    /// CA certificate that issued the orderer's TLS certificate.
+    #[arg(long = "ca-file", global = true)]
+    ca_file: Option<PathBuf>,
+    /// TLS client certificate (the admin's).
+    #[arg(long = "client-cert", global = true)]
+    client_cert: Option<PathBuf>,
+    /// TLS client key.
+    #[arg(long = "client-key", global = true)]
+    client_key: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ChannelAdmin {
+    /// Join the orderer to a channel from its genesis block.
+    Join {
+        /// Name of the channel (checked against the block).
+        #[arg(long = "channelID")]
+        channel_id: String,
+        /// The channel's genesis (config) block.
+        #[arg(long = "config-block")]
+        config_block: PathBuf,
+    },
+    /// List the orderer's channels.
+    List {
+        /// Show only this channel.
+        #[arg(long = "channelID")]
+        channel_id: Option<String>,
+    },
+    /// Remove the orderer from a channel, deleting its copy of the channel.
+    Remove {
+        #[arg(long = "channelID")]
+        channel_id: String,
+    },
 }
 
 fn load_spec(path: Option<&PathBuf>) -> anyhow::Result<NetworkSpec> {
@@ -79,6 +150,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Orderer { command } => orderer(command),
+        Command::Osnadmin { command } => osnadmin(command),
         Command::Validate { spec } => {
             let spec = load_spec(Some(&spec))?;
             println!("network {}: valid", spec.name);
@@ -96,6 +169,119 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
+    let OrdererCommand::Start { config } = command;
+    let config = weft_orderer::OrdererConfig::load(&config).map_err(anyhow::Error::msg)?;
+    runtime()?.block_on(async move {
+        let address = config.listen_address.clone();
+        let node = weft_orderer::Orderer::start(config)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        eprintln!(
+            "orderer listening on {address} (channels: {})",
+            node.channels().len()
+        );
+        weft_orderer::serve(node, shutdown_signal())
+            .await
+            .map_err(anyhow::Error::msg)
+    })
+}
+
+fn channel_json(info: &weft_orderer::proto::ChannelInfo) -> serde_json::Value {
+    serde_json::json!({
+        "name": info.name,
+        "height": info.height,
+        "status": info.status,
+        "consensusRelation": info.consensus_relation,
+        "raft": {
+            "nodeId": info.node_id,
+            "leaderId": info.leader_id,
+            "term": info.term,
+            "logEntries": info.raft_log_entries,
+            "firstIndex": info.raft_first_index,
+            "lastIndex": info.raft_last_index,
+            "snapshotIndex": info.raft_snapshot_index,
+        },
+    })
+}
+
+fn osnadmin(command: OsnadminCommand) -> anyhow::Result<()> {
+    let OsnadminCommand::Channel {
+        command,
+        connection,
+    } = command;
+    let need = |value: Option<PathBuf>, flag: &str| {
+        value.with_context(|| format!("--{flag} is required (the admin service uses mutual TLS)"))
+    };
+    let orderer = connection.orderer.context("-o/--orderer is required")?;
+    let tls = weft_orderer::tls::Tls::load(&weft_orderer::tls::TlsFiles {
+        cert: need(connection.client_cert, "client-cert")?,
+        key: need(connection.client_key, "client-key")?,
+        root_cas: vec![need(connection.ca_file, "ca-file")?],
+    })
+    .map_err(anyhow::Error::msg)?;
+    runtime()?.block_on(async move {
+        use weft_orderer::proto::{ChannelRequest, JoinRequest, ListRequest, admin_client::AdminClient};
+        let channel = tls.channel(&orderer).map_err(anyhow::Error::msg)?;
+        let mut client = AdminClient::new(channel);
+        let status = |e: tonic::Status| anyhow::anyhow!("{}: {}", e.code(), e.message());
+        let output = match command {
+            ChannelAdmin::Join {
+                channel_id,
+                config_block,
+            } => {
+                let block = std::fs::read(&config_block)
+                    .with_context(|| format!("reading {}", config_block.display()))?;
+                let info = client
+                    .join(JoinRequest { config_block: block })
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                anyhow::ensure!(
+                    info.name == channel_id,
+                    "the block is for channel {}, not {channel_id}",
+                    info.name
+                );
+                channel_json(&info)
+            }
+            ChannelAdmin::List { channel_id: Some(channel) } => {
+                channel_json(&client.info(ChannelRequest { channel }).await.map_err(status)?.into_inner())
+            }
+            ChannelAdmin::List { channel_id: None } => {
+                let list = client.list(ListRequest {}).await.map_err(status)?.into_inner();
+                serde_json::json!({ "channels": list.channels.iter().map(channel_json).collect::<Vec<_>>() })
+            }
+            ChannelAdmin::Remove { channel_id } => {
+                client
+                    .remove(ChannelRequest { channel: channel_id.clone() })
+                    .await
+                    .map_err(status)?;
+                serde_json::json!({ "removed": channel_id })
+            }
+        };
+        println!("{}", serde_json::to_string_pretty(&output)?);
+        Ok(())
+    })
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,382 @@
+//! One channel on one orderer: its config, chain, Raft group, and the leader's
+//! block cutting loop.
+//!
+//! Only the leader cuts blocks. On winning an election it first waits until
+//! everything committed before its term is applied (`ensure_linearizable`), so
+//! its first block extends the chain every node agrees on. A submission is
+//! answered SUCCESS only once its block is committed by a Raft majority and
+//! applied: an acknowledged envelope is never lost when a leader dies.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openraft::ServerState;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use weft_channel::ChannelConfig;
+use weft_crypto::Sha256;
+use weft_material::SigningIdentity;
+use weft_protos::Message;
+use weft_protos::common::Status;
+use weft_protoutil::{block_header_hash, new_block};
+
+use crate::blockcutter::{BlockCutter, CutterConfig};
+use crate::raft::{Chain, Proposal, Raft, RaftStore};
+
+/// The outcome of one submission: SUCCESS, or a status and why.
+pub type SubmitResult = Result<(), (Status, String)>;
+
+/// Prefix of refusals that certainly left the envelope unordered: the
+/// receiving orderer may retry them (with another leader).
+pub const NOT_ORDERED: &str = "not ordered: ";
+
+/// An envelope waiting to be ordered.
+pub struct Submission {
+    pub envelope: Vec<u8>,
+    pub respond: oneshot::Sender<SubmitResult>,
+}
+
+/// Blocks proposed but not yet committed, per leader (Fabric's MaxInflightBlocks).
+const MAX_INFLIGHT_BLOCKS: usize = 5;
+
+pub struct ChannelRuntime {
+    pub config: Arc<ChannelConfig>,
+    pub chain: Arc<Chain>,
+    pub raft: Raft,
+    pub store: RaftStore,
+    pub node_id: u64,
+    submit: mpsc::Sender<Submission>,
+    cutter: tokio::task::JoinHandle<()>,
+}
+
+impl ChannelRuntime {
+    pub fn new(
+        config: Arc<ChannelConfig>,
+        chain: Arc<Chain>,
+        raft: Raft,
+        store: RaftStore,
+        node_id: u64,
+        signer: Arc<SigningIdentity>,
+    ) -> Self {
+        let (submit, submissions) = mpsc::channel(10_000);
+        let leader = Leader {
+            config: Arc::clone(&config),
+            chain: Arc::clone(&chain),
+            raft: raft.clone(),
+            node_id,
+            signer,
+            inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_BLOCKS)),
+        };
+        let cutter = tokio::spawn(leader.run(submissions));
+        Self {
+            config,
+            chain,
+            raft,
+            store,
+            node_id,
+            submit,
+            cutter,
+        }
+    }
+
+    pub fn channel_id(&self) -> &str {
+        &self.config.channel_id
+    }
+
+    /// The leader's id, if one is known.
+    pub fn leader(&self) -> Option<u64> {
+        self.raft.metrics().borrow().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.current_leader == Some(self.node_id) && m.state == ServerState::Leader
+    }
+
+    /// Orders `envelope` through this node (which must be the leader); waits
+    /// until its block is committed.
+    pub async fn submit_local(&self, envelope: Vec<u8>) -> SubmitResult {
+        let (respond, answer) = oneshot::channel();
+        self.submit
+            .send(Submission { envelope, respond })
+            .await
+            .map_err(|_| {
+                (
+                    Status::ServiceUnavailable,
+                    "channel is shutting down".into(),
+                )
+            })?;
+        answer.await.unwrap_or_else(|_| {
+            Err((
+                Status::ServiceUnavailable,
+                "channel is shutting down".into(),
+            ))
+        })
+    }
+
+    pub async fn shutdown(&self) {
+        self.cutter.abort();
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+/// What the leader loop needs.
+struct Leader {
+    config: Arc<ChannelConfig>,
+    chain: Arc<Chain>,
+    raft: Raft,
+    node_id: u64,
+    signer: Arc<SigningIdentity>,
+    inflight: Arc<Semaphore>,
+}
+
+/// The leader's position while it leads one term.
+struct Term {
+    term: u64,
+    next_number: u64,
+    previous_hash: Vec<u8>,
+    cutter: BlockCutter<Submission>,
+}
+
+impl Leader {
+    fn leading_term(&self) -> Option<u64> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        (m.current_leader == Some(self.node_id) && m.state == ServerState::Leader)
+            .then_some(m.current_term)
+    }
+
+    async fn run(self, mut submissions: mpsc::Receiver<Submission>) {
+        let epoch = Instant::now();
+        let mut metrics = self.raft.metrics();
+        let mut term: Option<Term> = None;
+        loop {
+            // Follow leadership: start a term, or give one up.
+            match self.leading_term() {
+                Some(t) if term.as_ref().is_none_or(|current| current.term != t) => {
+                    fail_pending(term.take(), "leadership changed, resubmit");
+                    term = self.start_term(t).await;
+                }
+                None if term.is_some() => {
+                    fail_pending(term.take(), "this orderer is no longer the leader")
+                }
+                _ => {}
+            }
+            let deadline = term
+                .as_ref()
+                .and_then(|t| t.cutter.deadline())
+                .map(|d| tokio::time::Instant::from_std(epoch + d));
+            tokio::select! {
+                changed = metrics.changed() => {
+                    if changed.is_err() {
+                        fail_pending(term.take(), "raft stopped");
+                        return;
+                    }
+                }
+                submission = submissions.recv() => {
+                    let Some(submission) = submission else { return };
+                    match term.as_mut() {
+                        Some(current) => {
+                            let size = submission.envelope.len() as u64;
+                            for batch in current.cutter.ordered(submission, size, epoch.elapsed()) {
+                                self.propose(current, batch).await;
+                            }
+                        }
+                        None => {
+                            let _ = submission.respond.send(Err((
+                                Status::ServiceUnavailable,
+                                format!("{NOT_ORDERED}this orderer is not the leader"),
+                            )));
+                        }
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    if let Some(current) = term.as_mut()
+                        && let Some(batch) = current.cutter.tick(epoch.elapsed())
+                    {
+                        self.propose(current, batch).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn start_term(&self, term: u64) -> Option<Term> {
+        if self.raft.ensure_linearizable().await.is_err() {
+            return None;
+        }
+        let (next_number, previous_hash) = self.chain.tip();
+        let batch = &self.config.batch_size;
+        Some(Term {
+            term,
+            next_number,
+            previous_hash,
+            cutter: BlockCutter::new(CutterConfig {
+                max_message_count: batch.max_message_count,
+                preferred_max_bytes: batch.preferred_max_bytes,
+                timeout: self.config.batch_timeout,
+            }),
+        })
+    }
+
+    /// Builds, signs and proposes the next block; its submitters are answered
+    /// when it is committed.
+    async fn propose(&self, term: &mut Term, batch: Vec<Submission>) {
+        let (envelopes, responders): (Vec<_>, Vec<_>) =
+            batch.into_iter().map(|s| (s.envelope, s.respond)).unzip();
+        let number = term.next_number;
+        let mut block = new_block(number, term.previous_hash.clone(), envelopes);
+        let header_hash = block_header_hash(block.header.as_ref().unwrap_or(&Default::default()));
+        let nonce = {
+            let mut hasher = Sha256::new();
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            hasher
+                .update(&header_hash)
+                .update(&self.node_id.to_be_bytes())
+                .update(&term.term.to_be_bytes())
+                .update(&nanos.to_be_bytes());
+            hasher.finish()[..24].to_vec()
+        };
+        let consenter_metadata = weft_protos::etcdraft::BlockMetadata {
+            consenter_ids: self.config.consenters.iter().map(|c| c.id).collect(),
+            next_consenter_id: self.config.consenters.len() as u64 + 1,
+            raft_index: 0,
+        }
+        .encode_to_vec();
+        if let Err(e) = weft_channel::sign_block(
+            &mut block,
+            self.signer.as_ref(),
+            self.signer.serialized(),
+            nonce,
+            0,
+            consenter_metadata,
+        ) {
+            respond_all(
+                responders,
+                Err((
+                    Status::InternalServerError,
+                    format!("signing block {number}: {e}"),
+                )),
+            );
+            return;
+        }
+        let Ok(permit) = Arc::clone(&self.inflight).acquire_owned().await else {
+            respond_all(
+                responders,
+                Err((Status::ServiceUnavailable, "shutting down".into())),
+            );
+            return;
+        };
+        let receiver = match self
+            .raft
+            .client_write_ff(Proposal {
+                block: block.encode_to_vec(),
+            })
+            .await
+        {
+            Ok(receiver) => receiver,
+            Err(e) => {
+                respond_all(
+                    responders,
+                    Err((Status::ServiceUnavailable, format!("raft: {e}"))),
+                );
+                return;
+            }
+        };
+        term.next_number += 1;
+        term.previous_hash = header_hash.to_vec();
+        tokio::spawn(async move {
+            let outcome = match receiver.await {
+                Ok(Ok(response)) if response.data.number == Some(number) => Ok(()),
+                Ok(Ok(_)) => Err((
+                    Status::ServiceUnavailable,
+                    format!("block {number} was superseded by a new leader; resubmit"),
+                )),
+                Ok(Err(e)) => Err((
+                    Status::ServiceUnavailable,
+                    format!("block {number} not committed: {e}"),
+                )),
+                Err(_) => Err((
+                    Status::ServiceUnavailable,
+                    format!("block {number}: raft stopped"),
+                )),
+            };
+            drop(permit);
+            respond_all(responders, outcome);
+        });
+    }
+}
+
+fn respond_all(responders: Vec<oneshot::Sender<SubmitResult>>, outcome: SubmitResult) {
+    for responder in responders {
+        let _ = responder.send(outcome.clone());
+    }
+}
+
+fn fail_pending(term: Option<Term>, reason: &str) {
+    if let Some(mut term) = term
+        && let Some(batch) = term.cutter.cut()
+    {
+        respond_all(
+            batch.into_iter().map(|s| s.respond).collect(),
+            Err((Status::ServiceUnavailable, format!("{NOT_ORDERED}{reason}"))),
+        );
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Raft timing of an orderer (not part of the channel config: local tuning).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTiming {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot (and compact the log) every this many entries.
+    pub snapshot_every_entries: u64,
+    /// Entries kept after a snapshot, for followers slightly behind.
+    pub keep_after_snapshot: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 200,
+            election_timeout_min_ms: 1_000,
+            election_timeout_max_ms: 2_000,
+            snapshot_every_entries: 200,
+            keep_after_snapshot: 50,
+        }
+    }
+}
+
+impl RaftTiming {
+    pub fn openraft_config(&self, channel_id: &str) -> Result<openraft::Config, String> {
+        openraft::Config {
+            cluster_name: channel_id.to_owned(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: self.keep_after_snapshot,
+            purge_batch_size: 16,
+            install_snapshot_timeout: 60_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// How long a follower keeps retrying to reach a leader before answering
+/// SERVICE_UNAVAILABLE.
+pub const LEADER_WAIT: Duration = Duration::from_secs(5);

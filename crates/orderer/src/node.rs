@@ -1,0 +1,272 @@
+//! An orderer node: its configuration file, its channels (each restored from
+//! disk at start), and joining/removing channels.
+//!
+//! On disk, under `data_dir`: one directory per channel holding `chains/`
+//! (the block store, block 0 being the channel's genesis block) and `raft/`
+//! (the Raft log, vote and snapshot).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use serde::Deserialize;
+use weft_channel::ChannelConfig;
+use weft_ledger::{BlockStore, BlockStoreConfig};
+use weft_material::SigningIdentity;
+use weft_protos::common::Block;
+
+use crate::channel::{ChannelRuntime, RaftTiming};
+use crate::client::BlockPuller;
+use crate::network::Network;
+use crate::raft::{Chain, Raft, RaftStore, StateMachine, members};
+use crate::tls::{Tls, TlsFiles, pem_ders};
+
+/// `orderer.yaml`: where the node listens, its identity and TLS files, where
+/// it keeps data. Relative paths are relative to the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrdererConfig {
+    /// `host:port` for Broadcast, Deliver, the cluster and the admin service.
+    pub listen_address: String,
+    pub data_dir: PathBuf,
+    /// The node's MSP directory (`signcerts/`, `keystore/`): it signs blocks.
+    pub msp_dir: PathBuf,
+    pub msp_id: String,
+    pub tls: TlsFiles,
+    #[serde(default)]
+    pub raft: RaftTiming,
+    /// Where to dial consenter endpoints that are not reachable as named.
+    #[serde(default)]
+    pub endpoint_overrides: crate::tls::EndpointOverrides,
+}
+
+impl OrdererConfig {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut config: OrdererConfig =
+            serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut config.data_dir);
+        resolve(&mut config.msp_dir);
+        resolve(&mut config.tls.cert);
+        resolve(&mut config.tls.key);
+        config.tls.root_cas.iter_mut().for_each(resolve);
+        Ok(config)
+    }
+}
+
+/// Why a channel operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("channel {0} already exists on this orderer")]
+    Exists(String),
+    #[error("channel {0} does not exist on this orderer")]
+    NotFound(String),
+    #[error("bad config block: {0}")]
+    BadBlock(String),
+    #[error(
+        "this orderer is not a consenter of channel {0}: its TLS certificate is not in the consenter set"
+    )]
+    NotConsenter(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub struct Orderer {
+    pub config: OrdererConfig,
+    pub tls: Tls,
+    pub signer: Arc<SigningIdentity>,
+    own_cert_der: Vec<u8>,
+    channels: RwLock<BTreeMap<String, Arc<ChannelRuntime>>>,
+    /// Serialises joins and removals.
+    admin_lock: tokio::sync::Mutex<()>,
+}
+
+impl Orderer {
+    /// Loads identity and TLS material and resumes every channel on disk.
+    pub async fn start(config: OrdererConfig) -> Result<Arc<Self>, String> {
+        let tls = Tls::load(&config.tls)?.with_overrides(config.endpoint_overrides.clone());
+        let signer =
+            SigningIdentity::load(&config.msp_dir, &config.msp_id).map_err(|e| e.to_string())?;
+        let own_cert_der = pem_ders(&tls.cert_pem)
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no certificate", config.tls.cert.display()))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+        let orderer = Arc::new(Self {
+            config,
+            tls,
+            signer: Arc::new(signer),
+            own_cert_der,
+            channels: RwLock::new(BTreeMap::new()),
+            admin_lock: tokio::sync::Mutex::new(()),
+        });
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&orderer.config.data_dir).map_err(|e| e.to_string())? {
+            let entry = entry.map_err(|e| e.to_string())?;
+            if entry.path().join("chains").is_dir() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        for name in names {
+            let runtime = orderer
+                .open_channel(&orderer.config.data_dir.join(&name), None)
+                .await
+                .map_err(|e| format!("channel {name}: {e}"))?;
+            eprintln!("resumed channel {name} at height {}", runtime.chain.tip().0);
+            orderer.insert(runtime);
+        }
+        Ok(orderer)
+    }
+
+    fn insert(&self, runtime: Arc<ChannelRuntime>) {
+        self.channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(runtime.channel_id().to_owned(), runtime);
+    }
+
+    pub fn channel(&self, name: &str) -> Option<Arc<ChannelRuntime>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    pub fn channels(&self) -> Vec<Arc<ChannelRuntime>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Joins a channel from its genesis (config) block.
+    pub async fn join(&self, block: Block) -> Result<Arc<ChannelRuntime>, NodeError> {
+        let _guard = self.admin_lock.lock().await;
+        let config =
+            ChannelConfig::from_block(&block).map_err(|e| NodeError::BadBlock(e.to_string()))?;
+        let number = block.header.as_ref().map(|h| h.number).unwrap_or_default();
+        if number != 0 {
+            return Err(NodeError::BadBlock(format!(
+                "block {number} is not a genesis block; joining from a later config block is not supported yet"
+            )));
+        }
+        let name = config.channel_id.clone();
+        if self.channel(&name).is_some() {
+            return Err(NodeError::Exists(name));
+        }
+        self.consenter_id(&config)
+            .ok_or_else(|| NodeError::NotConsenter(name.clone()))?;
+        let dir = self.config.data_dir.join(&name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| NodeError::Internal(e.to_string()))?;
+        }
+        let runtime = self
+            .open_channel(&dir, Some(&block))
+            .await
+            .map_err(NodeError::Internal)?;
+        // Every consenter initialises with the same membership; openraft
+        // refuses a second initialisation harmlessly.
+        let _ = runtime
+            .raft
+            .initialize(members(&runtime.config.consenters))
+            .await;
+        self.insert(Arc::clone(&runtime));
+        Ok(runtime)
+    }
+
+    /// Leaves a channel: stops its Raft node and deletes its data.
+    pub async fn remove(&self, name: &str) -> Result<(), NodeError> {
+        let _guard = self.admin_lock.lock().await;
+        let runtime = self
+            .channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .ok_or_else(|| NodeError::NotFound(name.to_owned()))?;
+        runtime.shutdown().await;
+        drop(runtime);
+        let dir = self.config.data_dir.join(name);
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| NodeError::Internal(format!("{}: {e}", dir.display())))
+    }
+
+    fn consenter_id(&self, config: &ChannelConfig) -> Option<u64> {
+        config
+            .consenters
+            .iter()
+            .find(|c| pem_ders(&c.server_tls_cert).first() == Some(&self.own_cert_der))
+            .map(|c| c.id)
+    }
+
+    async fn open_channel(
+        &self,
+        dir: &Path,
+        genesis: Option<&Block>,
+    ) -> Result<Arc<ChannelRuntime>, String> {
+        let chains = dir.join("chains");
+        let (mut store, truncation) =
+            BlockStore::open(&chains, BlockStoreConfig::default()).map_err(|e| e.to_string())?;
+        if let Some(truncation) = truncation {
+            eprintln!("{}: cut a torn tail: {truncation:?}", chains.display());
+        }
+        if let Some(genesis) = genesis {
+            store.append(genesis).map_err(|e| e.to_string())?;
+        }
+        let block0 = store
+            .block(0)
+            .map_err(|e| format!("reading the genesis block: {e}"))?;
+        let config = Arc::new(ChannelConfig::from_block(&block0).map_err(|e| e.to_string())?);
+        let node_id = self
+            .consenter_id(&config)
+            .ok_or_else(|| NodeError::NotConsenter(config.channel_id.clone()).to_string())?;
+        let chain = Chain::new(store);
+        let raft_store = RaftStore::open(&dir.join("raft")).map_err(|e| e.to_string())?;
+        let puller = BlockPuller {
+            channel_id: config.channel_id.clone(),
+            endpoints: config
+                .consenters
+                .iter()
+                .filter(|c| c.id != node_id)
+                .map(|c| c.endpoint())
+                .collect(),
+            tls: self.tls.clone(),
+            signer: Arc::clone(&self.signer),
+            config: Arc::clone(&config),
+        };
+        let state_machine =
+            StateMachine::new(raft_store.clone(), Arc::clone(&chain), Arc::new(puller));
+        let network = Network {
+            channel_id: config.channel_id.clone(),
+            tls: self.tls.clone(),
+        };
+        let raft_config = Arc::new(self.config.raft.openraft_config(&config.channel_id)?);
+        let raft = Raft::new(
+            node_id,
+            raft_config,
+            network,
+            raft_store.clone(),
+            state_machine,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(Arc::new(ChannelRuntime::new(
+            config,
+            chain,
+            raft,
+            raft_store,
+            node_id,
+            Arc::clone(&self.signer),
+        )))
+    }
+}

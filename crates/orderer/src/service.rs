@@ -1,0 +1,589 @@
+//! The orderer's gRPC services on one TLS listener: Fabric's
+//! `orderer.AtomicBroadcast` (Broadcast, Deliver), weft's `Cluster`
+//! (Raft and forwarding, consenters only) and `Admin` (channel participation,
+//! TLS client certificate required).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status as GrpcStatus, Streaming};
+use weft_protos::Message;
+use weft_protos::common::{
+    Block, ChannelHeader, Envelope, HeaderType, Payload, SignatureHeader, Status,
+};
+use weft_protos::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
+use weft_protos::orderer::seek_info::SeekBehavior;
+use weft_protos::orderer::{
+    BroadcastResponse, DeliverResponse, SeekInfo, SeekPosition, deliver_response, seek_position,
+};
+
+use crate::channel::{ChannelRuntime, LEADER_WAIT, NOT_ORDERED, SubmitResult};
+use crate::node::{NodeError, Orderer};
+use crate::proto;
+use crate::proto::admin_server::{Admin, AdminServer};
+use crate::proto::cluster_client::ClusterClient;
+use crate::proto::cluster_server::{Cluster, ClusterServer};
+use crate::tls::pem_ders;
+
+/// The largest gRPC message accepted (Fabric's default is 100 MiB).
+pub const MAX_GRPC_MESSAGE: usize = 128 << 20;
+
+fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
+}
+
+/// A request's envelope, checked: its channel and the header fields.
+struct Checked {
+    runtime: Arc<ChannelRuntime>,
+    channel_header: ChannelHeader,
+    payload: Payload,
+}
+
+type Refusal = (Status, String);
+
+/// Decodes and authorises an envelope against `policy` of its channel.
+fn check(orderer: &Orderer, bytes: &[u8], policy: &str) -> Result<Checked, Refusal> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| (Status::BadRequest, format!("{what}: {e}"));
+    let envelope = Envelope::decode(bytes).map_err(|e| bad("malformed envelope", &e))?;
+    let payload =
+        Payload::decode(envelope.payload.as_slice()).map_err(|e| bad("malformed payload", &e))?;
+    let header = payload
+        .header
+        .as_ref()
+        .ok_or_else(|| (Status::BadRequest, "payload has no header".to_owned()))?;
+    let channel_header = ChannelHeader::decode(header.channel_header.as_slice())
+        .map_err(|e| bad("malformed channel header", &e))?;
+    let signature_header = SignatureHeader::decode(header.signature_header.as_slice())
+        .map_err(|e| bad("malformed signature header", &e))?;
+    if channel_header.channel_id.is_empty() {
+        return Err((
+            Status::BadRequest,
+            "channel header has no channel id".into(),
+        ));
+    }
+    let runtime = orderer.channel(&channel_header.channel_id).ok_or_else(|| {
+        (
+            Status::NotFound,
+            format!(
+                "channel {} does not exist on this orderer",
+                channel_header.channel_id
+            ),
+        )
+    })?;
+    runtime
+        .config
+        .authorize(
+            policy,
+            &signature_header.creator,
+            &envelope.payload,
+            &envelope.signature,
+            now_seconds(),
+        )
+        .map_err(|e| (Status::Forbidden, format!("{policy}: {e}")))?;
+    Ok(Checked {
+        runtime,
+        channel_header,
+        payload,
+    })
+}
+
+/// Checks a Broadcast envelope; returns its channel.
+fn check_broadcast(orderer: &Orderer, bytes: &[u8]) -> Result<Arc<ChannelRuntime>, Refusal> {
+    let checked = check(orderer, bytes, "/Channel/Writers")?;
+    match HeaderType::try_from(checked.channel_header.r#type) {
+        Ok(HeaderType::EndorserTransaction | HeaderType::Message) => {}
+        Ok(HeaderType::ConfigUpdate | HeaderType::Config) => {
+            return Err((
+                Status::BadRequest,
+                "channel configuration updates are not supported by this orderer yet".into(),
+            ));
+        }
+        _ => {
+            return Err((
+                Status::BadRequest,
+                format!(
+                    "envelope type {} cannot be broadcast",
+                    checked.channel_header.r#type
+                ),
+            ));
+        }
+    }
+    let max = checked.runtime.config.batch_size.absolute_max_bytes as usize;
+    if bytes.len() > max {
+        return Err((
+            Status::BadRequest,
+            format!(
+                "message payload is {} bytes and exceeds maximum allowed {max} bytes",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(checked.runtime)
+}
+
+/// Orders an envelope: locally on the leader, else forwarded to the leader.
+/// Retries only while the envelope is certainly not ordered.
+async fn order(orderer: &Orderer, runtime: &ChannelRuntime, envelope: Vec<u8>) -> SubmitResult {
+    let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+    loop {
+        let outcome = if runtime.is_leader() {
+            runtime.submit_local(envelope.clone()).await
+        } else if let Some(leader) = runtime.leader().filter(|l| *l != runtime.node_id) {
+            forward(orderer, runtime, leader, envelope.clone()).await
+        } else {
+            Err((
+                Status::ServiceUnavailable,
+                format!(
+                    "{NOT_ORDERED}no Raft leader for channel {}",
+                    runtime.channel_id()
+                ),
+            ))
+        };
+        match outcome {
+            Err((Status::ServiceUnavailable, reason))
+                if reason.starts_with(NOT_ORDERED) && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn forward(
+    orderer: &Orderer,
+    runtime: &ChannelRuntime,
+    leader: u64,
+    envelope: Vec<u8>,
+) -> SubmitResult {
+    let Some(consenter) = runtime.config.consenters.iter().find(|c| c.id == leader) else {
+        return Err((
+            Status::ServiceUnavailable,
+            format!("{NOT_ORDERED}leader {leader} is not a consenter"),
+        ));
+    };
+    let endpoint = consenter.endpoint();
+    let channel = orderer
+        .tls
+        .channel(&endpoint)
+        .map_err(|e| (Status::ServiceUnavailable, format!("{NOT_ORDERED}{e}")))?;
+    let mut client = ClusterClient::new(channel).max_encoding_message_size(MAX_GRPC_MESSAGE);
+    let response = client
+        .submit(proto::SubmitRequest {
+            channel: runtime.channel_id().to_owned(),
+            envelope,
+        })
+        .await;
+    match response {
+        Ok(response) => {
+            let response = response.into_inner();
+            if response.status == Status::Success as i32 {
+                Ok(())
+            } else {
+                Err((
+                    Status::try_from(response.status).unwrap_or(Status::InternalServerError),
+                    response.info,
+                ))
+            }
+        }
+        // The leader could not be reached: nothing was sent to it.
+        Err(status) if status.code() == tonic::Code::Unavailable => Err((
+            Status::ServiceUnavailable,
+            format!(
+                "{NOT_ORDERED}leader {endpoint} unreachable: {}",
+                status.message()
+            ),
+        )),
+        Err(status) => Err((
+            Status::ServiceUnavailable,
+            format!("forwarding to leader {endpoint}: {}", status.message()),
+        )),
+    }
+}
+
+fn broadcast_response(outcome: SubmitResult) -> BroadcastResponse {
+    match outcome {
+        Ok(()) => BroadcastResponse {
+            status: Status::Success as i32,
+            info: String::new(),
+        },
+        Err((status, info)) => BroadcastResponse {
+            status: status as i32,
+            info: info
+                .strip_prefix(NOT_ORDERED)
+                .map(str::to_owned)
+                .unwrap_or(info),
+        },
+    }
+}
+
+#[derive(Clone)]
+pub struct Services {
+    pub orderer: Arc<Orderer>,
+}
+
+type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, GrpcStatus>> + Send>>;
+
+#[tonic::async_trait]
+impl AtomicBroadcast for Services {
+    type BroadcastStream = ResponseStream<BroadcastResponse>;
+    type DeliverStream = ResponseStream<DeliverResponse>;
+
+    async fn broadcast(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<Self::BroadcastStream>, GrpcStatus> {
+        let mut incoming = request.into_inner();
+        // Answers go out in request order; up to 1,000 envelopes per stream in flight.
+        let (pending_tx, mut pending_rx) =
+            mpsc::channel::<tokio::task::JoinHandle<BroadcastResponse>>(1000);
+        let (out_tx, out_rx) = mpsc::channel(16);
+        let orderer = Arc::clone(&self.orderer);
+        tokio::spawn(async move {
+            loop {
+                let envelope = match incoming.message().await {
+                    Ok(Some(envelope)) => envelope,
+                    Ok(None) => break,
+                    Err(_) => break,
+                };
+                let bytes = envelope.encode_to_vec();
+                let orderer = Arc::clone(&orderer);
+                let task = tokio::spawn(async move {
+                    match check_broadcast(&orderer, &bytes) {
+                        Ok(runtime) => broadcast_response(order(&orderer, &runtime, bytes).await),
+                        Err(refusal) => broadcast_response(Err(refusal)),
+                    }
+                });
+                if pending_tx.send(task).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(task) = pending_rx.recv().await {
+                let response = task.await.unwrap_or_else(|e| BroadcastResponse {
+                    status: Status::InternalServerError as i32,
+                    info: e.to_string(),
+                });
+                if out_tx.send(Ok(response)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn deliver(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<Self::DeliverStream>, GrpcStatus> {
+        let mut incoming = request.into_inner();
+        let (out_tx, out_rx) = mpsc::channel(8);
+        let orderer = Arc::clone(&self.orderer);
+        tokio::spawn(async move {
+            while let Ok(Some(envelope)) = incoming.message().await {
+                let status = deliver_one(&orderer, &envelope.encode_to_vec(), &out_tx).await;
+                let Some(status) = status else { return };
+                let response = DeliverResponse {
+                    r#type: Some(deliver_response::Type::Status(status as i32)),
+                };
+                if out_tx.send(Ok(response)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+}
+
+/// Serves one seek request; returns its final status, or None if the client left.
+async fn deliver_one(
+    orderer: &Orderer,
+    bytes: &[u8],
+    out: &mpsc::Sender<Result<DeliverResponse, GrpcStatus>>,
+) -> Option<Status> {
+    let checked = match check(orderer, bytes, "/Channel/Readers") {
+        Ok(checked) => checked,
+        Err((status, reason)) => {
+            eprintln!("deliver refused: {reason}");
+            return Some(status);
+        }
+    };
+    if checked.channel_header.r#type != HeaderType::DeliverSeekInfo as i32 {
+        return Some(Status::BadRequest);
+    }
+    let Ok(seek) = SeekInfo::decode(checked.payload.data.as_slice()) else {
+        return Some(Status::BadRequest);
+    };
+    let chain = Arc::clone(&checked.runtime.chain);
+    let mut height = chain.height.subscribe();
+    let (current, first) = {
+        let store = chain.lock();
+        (store.height(), store.first_number())
+    };
+    let newest = current.saturating_sub(1);
+    let position = |p: &Option<SeekPosition>| match p.as_ref().and_then(|p| p.r#type.as_ref()) {
+        Some(seek_position::Type::Oldest(_)) => Some(first),
+        Some(seek_position::Type::Newest(_)) => Some(newest),
+        Some(seek_position::Type::Specified(s)) => Some(s.number),
+        Some(seek_position::Type::NextCommit(_)) => Some(current),
+        None => None,
+    };
+    let (Some(start), Some(stop)) = (position(&seek.start), position(&seek.stop)) else {
+        return Some(Status::BadRequest);
+    };
+    if stop < start || start < first {
+        return Some(Status::BadRequest);
+    }
+    let fail_if_not_ready = seek.behavior == SeekBehavior::FailIfNotReady as i32;
+    let mut number = start;
+    loop {
+        if *height.borrow_and_update() <= number {
+            if fail_if_not_ready {
+                return Some(Status::NotFound);
+            }
+            tokio::select! {
+                changed = height.changed() => if changed.is_err() { return Some(Status::ServiceUnavailable) },
+                _ = out.closed() => return None,
+            }
+            continue;
+        }
+        let block = {
+            let store = chain.lock();
+            store.block_bytes(number)
+        };
+        let block = match block.map(|bytes| Block::decode(bytes.as_slice())) {
+            Ok(Ok(block)) => block,
+            _ => return Some(Status::InternalServerError),
+        };
+        let response = DeliverResponse {
+            r#type: Some(deliver_response::Type::Block(block)),
+        };
+        if out.send(Ok(response)).await.is_err() {
+            return None;
+        }
+        if number == stop {
+            return Some(Status::Success);
+        }
+        number += 1;
+    }
+}
+
+/// Whether the TLS client presented one of the channel's consenter certificates.
+fn is_consenter<T>(request: &Request<T>, runtime: &ChannelRuntime) -> bool {
+    let Some(certs) = request.peer_certs() else {
+        return false;
+    };
+    let Some(presented) = certs.first() else {
+        return false;
+    };
+    runtime.config.consenters.iter().any(|c| {
+        pem_ders(&c.client_tls_cert).first().map(Vec::as_slice) == Some(presented.as_ref())
+    })
+}
+
+#[tonic::async_trait]
+impl Cluster for Services {
+    async fn raft(
+        &self,
+        request: Request<proto::RaftRequest>,
+    ) -> Result<Response<proto::RaftResponse>, GrpcStatus> {
+        let runtime = self
+            .orderer
+            .channel(&request.get_ref().channel)
+            .ok_or_else(|| {
+                GrpcStatus::not_found(format!(
+                    "channel {} does not exist here",
+                    request.get_ref().channel
+                ))
+            })?;
+        if !is_consenter(&request, &runtime) {
+            return Err(GrpcStatus::permission_denied(
+                "only consenters of the channel may send Raft messages",
+            ));
+        }
+        let message = request.into_inner();
+        let bad = |e: serde_json::Error| GrpcStatus::invalid_argument(e.to_string());
+        let payload = match proto::RaftKind::try_from(message.kind) {
+            Ok(proto::RaftKind::AppendEntries) => {
+                let rpc = serde_json::from_slice(&message.payload).map_err(bad)?;
+                serde_json::to_vec(&runtime.raft.append_entries(rpc).await)
+            }
+            Ok(proto::RaftKind::Vote) => {
+                let rpc = serde_json::from_slice(&message.payload).map_err(bad)?;
+                serde_json::to_vec(&runtime.raft.vote(rpc).await)
+            }
+            Ok(proto::RaftKind::InstallSnapshot) => {
+                let rpc = serde_json::from_slice(&message.payload).map_err(bad)?;
+                serde_json::to_vec(&runtime.raft.install_snapshot(rpc).await)
+            }
+            Err(_) => return Err(GrpcStatus::invalid_argument("unknown Raft message kind")),
+        }
+        .map_err(|e| GrpcStatus::internal(e.to_string()))?;
+        Ok(Response::new(proto::RaftResponse { payload }))
+    }
+
+    async fn submit(
+        &self,
+        request: Request<proto::SubmitRequest>,
+    ) -> Result<Response<proto::SubmitResponse>, GrpcStatus> {
+        let runtime = self
+            .orderer
+            .channel(&request.get_ref().channel)
+            .ok_or_else(|| {
+                GrpcStatus::not_found(format!(
+                    "channel {} does not exist here",
+                    request.get_ref().channel
+                ))
+            })?;
+        if !is_consenter(&request, &runtime) {
+            return Err(GrpcStatus::permission_denied(
+                "only consenters of the channel may forward envelopes",
+            ));
+        }
+        let envelope = request.into_inner().envelope;
+        let outcome = if runtime.is_leader() {
+            runtime.submit_local(envelope).await
+        } else {
+            Err((
+                Status::ServiceUnavailable,
+                format!("{NOT_ORDERED}this orderer is not the leader"),
+            ))
+        };
+        let (status, info) = match outcome {
+            Ok(()) => (Status::Success, String::new()),
+            Err(refusal) => refusal,
+        };
+        Ok(Response::new(proto::SubmitResponse {
+            status: status as i32,
+            info,
+        }))
+    }
+}
+
+fn info(runtime: &ChannelRuntime) -> proto::ChannelInfo {
+    let metrics = runtime.raft.metrics().borrow().clone();
+    let (first, last, entries) = runtime.store.log_span();
+    proto::ChannelInfo {
+        name: runtime.channel_id().to_owned(),
+        height: runtime.chain.tip().0,
+        status: "active".into(),
+        consensus_relation: "consenter".into(),
+        node_id: runtime.node_id,
+        leader_id: metrics.current_leader.unwrap_or_default(),
+        term: metrics.current_term,
+        raft_log_entries: entries,
+        raft_first_index: first,
+        raft_last_index: last,
+        raft_snapshot_index: metrics.snapshot.map(|s| s.index).unwrap_or_default(),
+    }
+}
+
+fn require_client_cert<T>(request: &Request<T>) -> Result<(), GrpcStatus> {
+    match request.peer_certs() {
+        Some(certs) if !certs.is_empty() => Ok(()),
+        _ => Err(GrpcStatus::unauthenticated(
+            "the admin service requires a TLS client certificate issued by a trusted CA",
+        )),
+    }
+}
+
+fn node_error(e: NodeError) -> GrpcStatus {
+    match e {
+        NodeError::Exists(_) => GrpcStatus::already_exists(e.to_string()),
+        NodeError::NotFound(_) => GrpcStatus::not_found(e.to_string()),
+        NodeError::BadBlock(_) => GrpcStatus::invalid_argument(e.to_string()),
+        NodeError::NotConsenter(_) => GrpcStatus::failed_precondition(e.to_string()),
+        NodeError::Internal(_) => GrpcStatus::internal(e.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for Services {
+    async fn join(
+        &self,
+        request: Request<proto::JoinRequest>,
+    ) -> Result<Response<proto::ChannelInfo>, GrpcStatus> {
+        require_client_cert(&request)?;
+        let block = Block::decode(request.into_inner().config_block.as_slice()).map_err(|e| {
+            GrpcStatus::invalid_argument(format!("config block does not decode: {e}"))
+        })?;
+        let runtime = self.orderer.join(block).await.map_err(node_error)?;
+        Ok(Response::new(info(&runtime)))
+    }
+
+    async fn list(
+        &self,
+        request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::ChannelList>, GrpcStatus> {
+        require_client_cert(&request)?;
+        let channels = self.orderer.channels().iter().map(|r| info(r)).collect();
+        Ok(Response::new(proto::ChannelList { channels }))
+    }
+
+    async fn info(
+        &self,
+        request: Request<proto::ChannelRequest>,
+    ) -> Result<Response<proto::ChannelInfo>, GrpcStatus> {
+        require_client_cert(&request)?;
+        let name = &request.get_ref().channel;
+        let runtime = self
+            .orderer
+            .channel(name)
+            .ok_or_else(|| node_error(NodeError::NotFound(name.clone())))?;
+        Ok(Response::new(info(&runtime)))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<proto::ChannelRequest>,
+    ) -> Result<Response<proto::RemoveResponse>, GrpcStatus> {
+        require_client_cert(&request)?;
+        self.orderer
+            .remove(&request.get_ref().channel)
+            .await
+            .map_err(node_error)?;
+        Ok(Response::new(proto::RemoveResponse {}))
+    }
+}
+
+/// Serves every service on the node's listen address until `shutdown` resolves.
+pub async fn serve(
+    orderer: Arc<Orderer>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), String> {
+    let address: SocketAddr = orderer
+        .config
+        .listen_address
+        .parse()
+        .map_err(|e| format!("listen_address {}: {e}", orderer.config.listen_address))?;
+    let services = Services {
+        orderer: Arc::clone(&orderer),
+    };
+    tonic::transport::Server::builder()
+        .tls_config(orderer.tls.server_config())
+        .map_err(|e| e.to_string())?
+        .tcp_nodelay(true)
+        .add_service(
+            AtomicBroadcastServer::new(services.clone())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE),
+        )
+        .add_service(
+            ClusterServer::new(services.clone())
+                .max_decoding_message_size(MAX_GRPC_MESSAGE)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE),
+        )
+        .add_service(AdminServer::new(services).max_decoding_message_size(MAX_GRPC_MESSAGE))
+        .serve_with_shutdown(address, shutdown)
+        .await
+        .map_err(|e| format!("{address}: {e}"))
+}

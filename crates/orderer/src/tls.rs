@@ -1,0 +1,103 @@
+//! TLS on every listener and for every dial: the node's certificate and key,
+//! and the CA certificates it trusts (for servers it dials and for clients
+//! that present certificates).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tonic::transport::{
+    Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
+};
+
+/// TLS files, Fabric-style: `tls/server.crt`, `tls/server.key`, `tls/ca.crt`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA certificates trusted for peers' and clients' certificates.
+    pub root_cas: Vec<PathBuf>,
+}
+
+/// Where to actually dial a consenter endpoint named in a channel config
+/// (NAT, port forwarding, proxies): `"host:port": "other-host:port"`. The
+/// TLS server name stays the configured host.
+pub type EndpointOverrides = std::collections::BTreeMap<String, String>;
+
+/// Loaded TLS material.
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    roots_pem: Vec<u8>,
+    overrides: std::sync::Arc<EndpointOverrides>,
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl Tls {
+    pub fn load(files: &TlsFiles) -> Result<Self, String> {
+        let mut roots_pem = Vec::new();
+        for root in &files.root_cas {
+            roots_pem.extend(read(root)?);
+            roots_pem.push(b'\n');
+        }
+        if files.root_cas.is_empty() {
+            return Err("tls.root_cas: at least one CA certificate is needed".into());
+        }
+        Ok(Self {
+            cert_pem: read(&files.cert)?,
+            key_pem: read(&files.key)?,
+            roots_pem,
+            overrides: Default::default(),
+        })
+    }
+
+    pub fn with_overrides(mut self, overrides: EndpointOverrides) -> Self {
+        self.overrides = std::sync::Arc::new(overrides);
+        self
+    }
+
+    /// Server side: our certificate; client certificates are optional at the
+    /// TLS layer (Fabric clients do not send one) but verified against the
+    /// roots when sent, and required by the cluster and admin services.
+    pub fn server_config(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .client_ca_root(Certificate::from_pem(&self.roots_pem))
+            .client_auth_optional(true)
+    }
+
+    /// A lazily connecting channel to `host:port`, presenting our certificate.
+    pub fn channel(&self, endpoint: &str) -> Result<Channel, String> {
+        let host = endpoint
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(endpoint);
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.roots_pem))
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .domain_name(host.trim_start_matches('[').trim_end_matches(']'));
+        let dial = self
+            .overrides
+            .get(endpoint)
+            .map(String::as_str)
+            .unwrap_or(endpoint);
+        Ok(Endpoint::from_shared(format!("https://{dial}"))
+            .map_err(|e| format!("{endpoint}: {e}"))?
+            .tls_config(tls)
+            .map_err(|e| format!("{endpoint}: {e}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .connect_lazy())
+    }
+}
+
+/// The DER certificates of a PEM bundle (to compare presented certificates).
+pub fn pem_ders(pem: &[u8]) -> Vec<Vec<u8>> {
+    weft_crypto::pem::certificates(pem).unwrap_or_default()
+}
