@@ -47,12 +47,24 @@ struct Checked {
     payload: Payload,
 }
 
-type Refusal = (Status, String);
+pub type Refusal = (Status, String);
 
-/// Decodes and authorises an envelope against `policy` of its channel.
-fn check(orderer: &Orderer, bytes: &[u8], policy: &str) -> Result<Checked, Refusal> {
+/// An envelope's parts, decoded but not yet checked against a channel.
+pub struct Decoded {
+    pub envelope: Envelope,
+    pub payload: Payload,
+    pub channel_header: ChannelHeader,
+    pub signature_header: SignatureHeader,
+}
+
+/// Decodes a request envelope; any malformation is a BAD_REQUEST naming the
+/// part that is wrong. Total: never panics, whatever the bytes.
+pub fn decode_request(bytes: &[u8]) -> Result<Decoded, Refusal> {
     let bad = |what: &str, e: &dyn std::fmt::Display| (Status::BadRequest, format!("{what}: {e}"));
     let envelope = Envelope::decode(bytes).map_err(|e| bad("malformed envelope", &e))?;
+    if envelope.payload.is_empty() {
+        return Err((Status::BadRequest, "envelope has an empty payload".into()));
+    }
     let payload =
         Payload::decode(envelope.payload.as_slice()).map_err(|e| bad("malformed payload", &e))?;
     let header = payload
@@ -69,6 +81,25 @@ fn check(orderer: &Orderer, bytes: &[u8], policy: &str) -> Result<Checked, Refus
             "channel header has no channel id".into(),
         ));
     }
+    if signature_header.creator.is_empty() {
+        return Err((Status::BadRequest, "signature header has no creator".into()));
+    }
+    Ok(Decoded {
+        envelope,
+        payload,
+        channel_header,
+        signature_header,
+    })
+}
+
+/// Decodes and authorises an envelope against `policy` of its channel.
+fn check(orderer: &Orderer, bytes: &[u8], policy: &str) -> Result<Checked, Refusal> {
+    let Decoded {
+        envelope,
+        payload,
+        channel_header,
+        signature_header,
+    } = decode_request(bytes)?;
     let runtime = orderer.channel(&channel_header.channel_id).ok_or_else(|| {
         (
             Status::NotFound,
@@ -586,4 +617,96 @@ pub async fn serve(
         .serve_with_shutdown(address, shutdown)
         .await
         .map_err(|e| format!("{address}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use weft_protos::common::Header;
+
+    use super::*;
+
+    fn valid() -> Vec<u8> {
+        let payload = Payload {
+            header: Some(Header {
+                channel_header: ChannelHeader {
+                    r#type: HeaderType::EndorserTransaction as i32,
+                    channel_id: "mychannel".into(),
+                    tx_id: "ab".repeat(32),
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+                signature_header: SignatureHeader {
+                    creator: b"creator".to_vec(),
+                    nonce: vec![1; 24],
+                }
+                .encode_to_vec(),
+            }),
+            data: vec![7; 64],
+        };
+        Envelope {
+            payload: payload.encode_to_vec(),
+            signature: vec![3; 70],
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn each_malformation_is_named() {
+        assert!(decode_request(&valid()).is_ok());
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (vec![0xff, 0xff, 0xff], "malformed envelope"),
+            (Envelope::default().encode_to_vec(), "empty payload"),
+            (
+                Envelope {
+                    payload: vec![0x0a, 0x05, 1],
+                    signature: vec![],
+                }
+                .encode_to_vec(),
+                "malformed payload",
+            ),
+            (
+                Envelope {
+                    payload: Payload {
+                        header: None,
+                        data: vec![1],
+                    }
+                    .encode_to_vec(),
+                    signature: vec![],
+                }
+                .encode_to_vec(),
+                "no header",
+            ),
+        ];
+        for (bytes, expected) in cases {
+            let (status, reason) = decode_request(&bytes).err().expect("refused");
+            assert_eq!(status, Status::BadRequest);
+            assert!(reason.contains(expected), "{reason} should say {expected}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Err((status, _)) = decode_request(&bytes) {
+                prop_assert_eq!(status, Status::BadRequest);
+            }
+        }
+
+        #[test]
+        fn mutated_envelopes_never_panic(flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8), cut in any::<prop::sample::Index>()) {
+            let mut bytes = valid();
+            for (index, value) in flips {
+                let i = index.index(bytes.len());
+                bytes[i] ^= value;
+            }
+            let keep = cut.index(bytes.len() + 1);
+            bytes.truncate(keep);
+            if let Err((status, _)) = decode_request(&bytes) {
+                prop_assert_eq!(status, Status::BadRequest);
+            }
+        }
+    }
 }

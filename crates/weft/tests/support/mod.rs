@@ -151,8 +151,17 @@ impl Cluster {
                  msp_dir: {node}/msp\n\
                  msp_id: OrdererMSP\n\
                  tls:\n  cert: {node}/tls/server.crt\n  key: {node}/tls/server.key\n  root_cas: [{node}/tls/ca.crt]\n\
-                 raft:\n{raft}\
-                 endpoint_overrides:\n{overrides}",
+                 {raft}{overrides}",
+                raft = if raft.is_empty() {
+                    String::new()
+                } else {
+                    format!("raft:\n{raft}")
+                },
+                overrides = if overrides.is_empty() {
+                    String::new()
+                } else {
+                    format!("endpoint_overrides:\n{overrides}")
+                },
                 port = ports[i],
                 data = dir.path().join(format!("orderer{i}")).display(),
                 node = node.display(),
