@@ -11,6 +11,7 @@
 //! Invariant: this is the only crate that knows the on-disk layout; the `msp`
 //! and `crypto` crates see bytes only.
 
+pub mod channel;
 pub mod cryptogen;
 mod error;
 pub mod layout;

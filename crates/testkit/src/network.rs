@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use weft_channel::{BatchSettings, ChannelProfile, ConsenterProfile, OrgProfile};
+use weft_channel::{BatchSettings, ChannelProfile};
+use weft_material::channel::ConsenterNode;
 use weft_material::cryptogen::{self, CryptogenConfig};
 use weft_material::{SigningIdentity, layout, msp_dir};
 use weft_msp::{Msp, MspManager, MspManagerConfig};
@@ -132,38 +133,23 @@ impl TestNetwork {
         consenters: &[(&str, u32, u32)],
         batch: BatchSettings,
     ) -> ChannelProfile {
-        let org = |msp_id: &str, dir: PathBuf, endpoints: Vec<String>| OrgProfile {
-            msp_id: msp_id.to_owned(),
-            msp: msp_dir::load_msp_config(&dir.join("msp"), msp_id).expect("org msp"),
-            endpoints,
-        };
-        let consenters = consenters
+        let consenters: Vec<ConsenterNode> = consenters
             .iter()
-            .map(|&(host, port, index)| {
-                let cert = std::fs::read(self.orderer_dir(index).join("tls/server.crt"))
-                    .expect("orderer tls cert");
-                ConsenterProfile {
-                    host: host.to_owned(),
-                    port,
-                    client_tls_cert: cert.clone(),
-                    server_tls_cert: cert,
-                }
+            .map(|&(host, port, index)| ConsenterNode {
+                host: host.to_owned(),
+                port,
+                index,
             })
-            .collect::<Vec<_>>();
-        let endpoints = consenters
-            .iter()
-            .map(|c| format!("{}:{}", c.host, c.port))
             .collect();
-        ChannelProfile {
-            channel_id: channel_id.to_owned(),
-            application_orgs: ORGS
-                .iter()
-                .map(|&(domain, msp_id)| org(msp_id, self.org_dir(domain), Vec::new()))
-                .collect(),
-            orderer_orgs: vec![org(ORDERER_ORG.1, self.orderer_org_dir(), endpoints)],
-            consenters,
+        weft_material::channel::channel_profile(
+            &self.root,
+            channel_id,
+            &ORGS,
+            ORDERER_ORG,
+            &consenters,
             batch,
-            timestamp_seconds: self.now,
-        }
+            self.now,
+        )
+        .expect("channel profile")
     }
 }

@@ -39,6 +39,11 @@ enum Command {
         /// Network spec file.
         spec: PathBuf,
     },
+    /// Channel tools.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
     /// Run an ordering service node.
     Orderer {
         #[command(subcommand)]
@@ -48,6 +53,33 @@ enum Command {
     Osnadmin {
         #[command(subcommand)]
         command: OsnadminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ChannelCommand {
+    /// Write a channel's genesis block (the default network's Org1MSP and
+    /// Org2MSP, orderer org OrdererMSP, Raft consenters) for `weft osnadmin
+    /// channel join`.
+    Genesis {
+        #[arg(long = "channelID", default_value = "mychannel")]
+        channel_id: String,
+        /// The `organizations/` directory written by `weft cryptogen`.
+        #[arg(long, default_value = "organizations")]
+        organizations: PathBuf,
+        /// A consenter `host:port`, once per Raft node, in orderer order
+        /// (orderer.example.com, orderer2.example.com, ...).
+        #[arg(long = "consenter", required = true)]
+        consenters: Vec<String>,
+        /// BatchTimeout (Go duration).
+        #[arg(long, default_value = "2s")]
+        batch_timeout: String,
+        /// BatchSize.MaxMessageCount.
+        #[arg(long, default_value_t = 10)]
+        max_message_count: u32,
+        /// Where to write the block.
+        #[arg(long = "outputBlock")]
+        output_block: PathBuf,
     },
 }
 
@@ -150,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Channel { command } => channel(command),
         Command::Orderer { command } => orderer(command),
         Command::Osnadmin { command } => osnadmin(command),
         Command::Validate { spec } => {
@@ -205,6 +238,63 @@ fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::msg)
     })
+}
+
+fn channel(command: ChannelCommand) -> anyhow::Result<()> {
+    let ChannelCommand::Genesis {
+        channel_id,
+        organizations,
+        consenters,
+        batch_timeout,
+        max_message_count,
+        output_block,
+    } = command;
+    let consenters = consenters
+        .iter()
+        .enumerate()
+        .map(|(index, endpoint)| {
+            let (host, port) = endpoint
+                .rsplit_once(':')
+                .with_context(|| format!("consenter {endpoint:?}: expected host:port"))?;
+            Ok(weft_material::channel::ConsenterNode {
+                host: host.to_owned(),
+                port: port
+                    .parse()
+                    .with_context(|| format!("consenter {endpoint:?}: bad port"))?,
+                index: index as u32,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let batch = weft_channel::BatchSettings {
+        max_message_count,
+        timeout: weft_channel::parse_duration(&batch_timeout)
+            .map_err(|e| anyhow::anyhow!("--batch-timeout: {e}"))?,
+        ..Default::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let profile = weft_material::channel::channel_profile(
+        &organizations,
+        &channel_id,
+        &[
+            ("org1.example.com", "Org1MSP"),
+            ("org2.example.com", "Org2MSP"),
+        ],
+        ("example.com", "OrdererMSP"),
+        &consenters,
+        batch,
+        now,
+    )?;
+    let block = weft_channel::genesis_block(&profile)?;
+    std::fs::write(&output_block, weft_protos::Message::encode_to_vec(&block))
+        .with_context(|| format!("writing {}", output_block.display()))?;
+    println!(
+        "wrote the genesis block of {channel_id} ({} consenters) to {}",
+        consenters.len(),
+        output_block.display()
+    );
+    Ok(())
 }
 
 fn channel_json(info: &weft_orderer::proto::ChannelInfo) -> serde_json::Value {

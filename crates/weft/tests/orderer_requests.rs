@@ -353,3 +353,58 @@ fn admin_requests_are_checked() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("client-cert"));
 }
+
+#[test]
+fn weft_channel_genesis_writes_a_joinable_block() {
+    let network = TestNetwork::generate();
+    let dir = tempfile::tempdir().expect("dir");
+    let output = dir.path().join("mychannel.block");
+    let status = std::process::Command::new(support::WEFT)
+        .args([
+            "channel",
+            "genesis",
+            "--channelID",
+            "mychannel",
+            "--organizations",
+        ])
+        .arg(network.root())
+        .args([
+            "--consenter",
+            "127.0.0.1:7050",
+            "--consenter",
+            "127.0.0.1:7051",
+        ])
+        .args([
+            "--batch-timeout",
+            "250ms",
+            "--max-message-count",
+            "100",
+            "--outputBlock",
+        ])
+        .arg(&output)
+        .status()
+        .expect("run");
+    assert!(status.success());
+    let block =
+        weft_protos::common::Block::decode(std::fs::read(&output).expect("read").as_slice())
+            .expect("block");
+    let config = weft_channel::ChannelConfig::from_block(&block).expect("config");
+    assert_eq!(config.channel_id, "mychannel");
+    assert_eq!(config.batch_timeout, Duration::from_millis(250));
+    assert_eq!(config.batch_size.max_message_count, 100);
+    let endpoints: Vec<String> = config.consenters.iter().map(|c| c.endpoint()).collect();
+    assert_eq!(endpoints, ["127.0.0.1:7050", "127.0.0.1:7051"]);
+    // Consenter 2 carries orderer2's TLS certificate.
+    let orderer2 = std::fs::read(network.orderer_dir(1).join("tls/server.crt")).expect("cert");
+    assert_eq!(config.consenters[1].server_tls_cert, orderer2);
+
+    let bad = std::process::Command::new(support::WEFT)
+        .args(["channel", "genesis", "--organizations"])
+        .arg(network.root())
+        .args(["--consenter", "nohostport", "--outputBlock"])
+        .arg(dir.path().join("x.block"))
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected host:port"));
+}
