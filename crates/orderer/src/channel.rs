@@ -202,8 +202,11 @@ impl Leader {
     }
 
     async fn start_term(&self, term: u64) -> Option<Term> {
-        if self.raft.ensure_linearizable().await.is_err() {
-            return None;
+        // Bounded, so submissions are never stuck behind a leadership that
+        // cannot be confirmed; the loop tries again.
+        match tokio::time::timeout(LEADER_WAIT, self.raft.ensure_linearizable()).await {
+            Ok(Ok(_)) => {}
+            _ => return None,
         }
         let (next_number, previous_hash) = self.chain.tip();
         let batch = &self.config.batch_size;
@@ -376,6 +379,9 @@ impl RaftTiming {
         .map_err(|e| e.to_string())
     }
 }
+
+/// How long a submitter waits for its block to commit.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(20);
 
 /// How long a follower keeps retrying to reach a leader before answering
 /// SERVICE_UNAVAILABLE.

@@ -442,7 +442,12 @@ pub async fn broadcast(tls: Tls, endpoint: String, envelopes: Vec<Vec<u8>>) -> V
         }
         Ok::<_, String>(statuses)
     };
-    let mut statuses = attempt.await.unwrap_or_default();
+    // Bounded: an answer that never comes counts as unknown, not a hang.
+    let mut statuses = tokio::time::timeout(Duration::from_secs(30), attempt)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
     // Answers that never came count as unknown (0).
     statuses.resize(count, 0);
     statuses
