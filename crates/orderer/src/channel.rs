@@ -206,9 +206,26 @@ impl Leader {
         // cannot be confirmed; the loop tries again.
         match tokio::time::timeout(LEADER_WAIT, self.raft.ensure_linearizable()).await {
             Ok(Ok(_)) => {}
-            _ => return None,
+            Ok(Err(e)) => {
+                eprintln!(
+                    "{}: term {term}: leadership not confirmed: {e}",
+                    self.config.channel_id
+                );
+                return None;
+            }
+            Err(_) => {
+                eprintln!(
+                    "{}: term {term}: leadership not confirmed within {LEADER_WAIT:?}",
+                    self.config.channel_id
+                );
+                return None;
+            }
         }
         let (next_number, previous_hash) = self.chain.tip();
+        eprintln!(
+            "{}: leading term {term} from block {next_number}",
+            self.config.channel_id
+        );
         let batch = &self.config.batch_size;
         Some(Term {
             term,
@@ -348,6 +365,10 @@ pub struct RaftTiming {
     pub snapshot_every_entries: u64,
     /// Entries kept after a snapshot, for followers slightly behind.
     pub keep_after_snapshot: u64,
+    /// Blocks per AppendEntries. openraft gives each AppendEntries one
+    /// heartbeat interval to complete; a follower catching up on a large
+    /// batch would time out again and again and never catch up.
+    pub max_blocks_per_append: u64,
 }
 
 impl Default for RaftTiming {
@@ -358,6 +379,7 @@ impl Default for RaftTiming {
             election_timeout_max_ms: 2_000,
             snapshot_every_entries: 200,
             keep_after_snapshot: 50,
+            max_blocks_per_append: 4,
         }
     }
 }
@@ -372,6 +394,7 @@ impl RaftTiming {
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every_entries),
             max_in_snapshot_log_to_keep: self.keep_after_snapshot,
             purge_batch_size: 16,
+            max_payload_entries: self.max_blocks_per_append,
             install_snapshot_timeout: 60_000,
             ..Default::default()
         }

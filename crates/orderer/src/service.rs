@@ -40,10 +40,9 @@ fn now_seconds() -> i64 {
         .as_secs() as i64
 }
 
-/// A request's envelope, checked: its channel and the header fields.
+/// A request that passed its checks: its channel and its payload.
 struct Checked {
     runtime: Arc<ChannelRuntime>,
-    channel_header: ChannelHeader,
     payload: Payload,
 }
 
@@ -92,8 +91,14 @@ pub fn decode_request(bytes: &[u8]) -> Result<Decoded, Refusal> {
     })
 }
 
-/// Decodes and authorises an envelope against `policy` of its channel.
-fn check(orderer: &Orderer, bytes: &[u8], policy: &str) -> Result<Checked, Refusal> {
+/// Decodes an envelope, finds its channel, runs `precheck` (cheap checks of
+/// type and size), then verifies the creator against `policy`.
+fn check(
+    orderer: &Orderer,
+    bytes: &[u8],
+    policy: &str,
+    precheck: impl FnOnce(&ChannelHeader, &ChannelRuntime) -> Result<(), Refusal>,
+) -> Result<Checked, Refusal> {
     let Decoded {
         envelope,
         payload,
@@ -109,6 +114,7 @@ fn check(orderer: &Orderer, bytes: &[u8], policy: &str) -> Result<Checked, Refus
             ),
         )
     })?;
+    precheck(&channel_header, &runtime)?;
     runtime
         .config
         .authorize(
@@ -119,44 +125,39 @@ fn check(orderer: &Orderer, bytes: &[u8], policy: &str) -> Result<Checked, Refus
             now_seconds(),
         )
         .map_err(|e| (Status::Forbidden, format!("{policy}: {e}")))?;
-    Ok(Checked {
-        runtime,
-        channel_header,
-        payload,
-    })
+    Ok(Checked { runtime, payload })
 }
 
 /// Checks a Broadcast envelope; returns its channel.
 fn check_broadcast(orderer: &Orderer, bytes: &[u8]) -> Result<Arc<ChannelRuntime>, Refusal> {
-    let checked = check(orderer, bytes, "/Channel/Writers")?;
-    match HeaderType::try_from(checked.channel_header.r#type) {
-        Ok(HeaderType::EndorserTransaction | HeaderType::Message) => {}
-        Ok(HeaderType::ConfigUpdate | HeaderType::Config) => {
-            return Err((
-                Status::BadRequest,
-                "channel configuration updates are not supported by this orderer yet".into(),
-            ));
+    let checked = check(orderer, bytes, "/Channel/Writers", |header, runtime| {
+        match HeaderType::try_from(header.r#type) {
+            Ok(HeaderType::EndorserTransaction | HeaderType::Message) => {}
+            Ok(HeaderType::ConfigUpdate | HeaderType::Config) => {
+                return Err((
+                    Status::BadRequest,
+                    "channel configuration updates are not supported by this orderer yet".into(),
+                ));
+            }
+            _ => {
+                return Err((
+                    Status::BadRequest,
+                    format!("envelope type {} cannot be broadcast", header.r#type),
+                ));
+            }
         }
-        _ => {
+        let max = runtime.config.batch_size.absolute_max_bytes as usize;
+        if bytes.len() > max {
             return Err((
                 Status::BadRequest,
                 format!(
-                    "envelope type {} cannot be broadcast",
-                    checked.channel_header.r#type
+                    "message payload is {} bytes and exceeds maximum allowed {max} bytes",
+                    bytes.len()
                 ),
             ));
         }
-    }
-    let max = checked.runtime.config.batch_size.absolute_max_bytes as usize;
-    if bytes.len() > max {
-        return Err((
-            Status::BadRequest,
-            format!(
-                "message payload is {} bytes and exceeds maximum allowed {max} bytes",
-                bytes.len()
-            ),
-        ));
-    }
+        Ok(())
+    })?;
     Ok(checked.runtime)
 }
 
@@ -341,16 +342,22 @@ async fn deliver_one(
     bytes: &[u8],
     out: &mpsc::Sender<Result<DeliverResponse, GrpcStatus>>,
 ) -> Option<Status> {
-    let checked = match check(orderer, bytes, "/Channel/Readers") {
+    let checked = match check(orderer, bytes, "/Channel/Readers", |header, _| {
+        if header.r#type == HeaderType::DeliverSeekInfo as i32 {
+            Ok(())
+        } else {
+            Err((
+                Status::BadRequest,
+                format!("envelope type {} is not a seek request", header.r#type),
+            ))
+        }
+    }) {
         Ok(checked) => checked,
         Err((status, reason)) => {
             eprintln!("deliver refused: {reason}");
             return Some(status);
         }
     };
-    if checked.channel_header.r#type != HeaderType::DeliverSeekInfo as i32 {
-        return Some(Status::BadRequest);
-    }
     let Ok(seek) = SeekInfo::decode(checked.payload.data.as_slice()) else {
         return Some(Status::BadRequest);
     };
@@ -421,26 +428,33 @@ fn is_consenter<T>(request: &Request<T>, runtime: &ChannelRuntime) -> bool {
     })
 }
 
+impl Services {
+    /// The channel a cluster request names, if the caller presented one of
+    /// its consenters' TLS client certificates.
+    fn consenter_channel<T>(
+        &self,
+        request: &Request<T>,
+        channel: &str,
+    ) -> Result<Arc<ChannelRuntime>, GrpcStatus> {
+        let runtime = self.orderer.channel(channel).ok_or_else(|| {
+            GrpcStatus::not_found(format!("channel {channel} does not exist here"))
+        })?;
+        if !is_consenter(request, &runtime) {
+            return Err(GrpcStatus::permission_denied(format!(
+                "only consenters of channel {channel} may call the cluster service"
+            )));
+        }
+        Ok(runtime)
+    }
+}
+
 #[tonic::async_trait]
 impl Cluster for Services {
     async fn raft(
         &self,
         request: Request<proto::RaftRequest>,
     ) -> Result<Response<proto::RaftResponse>, GrpcStatus> {
-        let runtime = self
-            .orderer
-            .channel(&request.get_ref().channel)
-            .ok_or_else(|| {
-                GrpcStatus::not_found(format!(
-                    "channel {} does not exist here",
-                    request.get_ref().channel
-                ))
-            })?;
-        if !is_consenter(&request, &runtime) {
-            return Err(GrpcStatus::permission_denied(
-                "only consenters of the channel may send Raft messages",
-            ));
-        }
+        let runtime = self.consenter_channel(&request, &request.get_ref().channel)?;
         let message = request.into_inner();
         let bad = |e: serde_json::Error| GrpcStatus::invalid_argument(e.to_string());
         let payload = match proto::RaftKind::try_from(message.kind) {
@@ -466,20 +480,7 @@ impl Cluster for Services {
         &self,
         request: Request<proto::SubmitRequest>,
     ) -> Result<Response<proto::SubmitResponse>, GrpcStatus> {
-        let runtime = self
-            .orderer
-            .channel(&request.get_ref().channel)
-            .ok_or_else(|| {
-                GrpcStatus::not_found(format!(
-                    "channel {} does not exist here",
-                    request.get_ref().channel
-                ))
-            })?;
-        if !is_consenter(&request, &runtime) {
-            return Err(GrpcStatus::permission_denied(
-                "only consenters of the channel may forward envelopes",
-            ));
-        }
+        let runtime = self.consenter_channel(&request, &request.get_ref().channel)?;
         let envelope = request.into_inner().envelope;
         let outcome = if runtime.is_leader() {
             runtime.submit_local(envelope).await

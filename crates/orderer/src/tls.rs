@@ -32,6 +32,8 @@ pub struct Tls {
     key_pem: Vec<u8>,
     roots_pem: Vec<u8>,
     overrides: std::sync::Arc<EndpointOverrides>,
+    /// One HTTP/2 connection per endpoint, shared by every caller.
+    channels: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Channel>>>,
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, String> {
@@ -53,6 +55,7 @@ impl Tls {
             key_pem: read(&files.key)?,
             roots_pem,
             overrides: Default::default(),
+            channels: Default::default(),
         })
     }
 
@@ -71,8 +74,19 @@ impl Tls {
             .client_auth_optional(true)
     }
 
-    /// A lazily connecting channel to `host:port`, presenting our certificate.
+    /// A lazily connecting channel to `host:port`, presenting our
+    /// certificate; made once per endpoint and reused (it reconnects by itself).
     pub fn channel(&self, endpoint: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(channel) = channels.get(endpoint) {
+            return Ok(channel.clone());
+        }
+        let channel = self.connect(endpoint)?;
+        channels.insert(endpoint.to_owned(), channel.clone());
+        Ok(channel)
+    }
+
+    fn connect(&self, endpoint: &str) -> Result<Channel, String> {
         let host = endpoint
             .rsplit_once(':')
             .map(|(h, _)| h)

@@ -118,7 +118,12 @@ fn leader_killed_under_load_loses_no_acknowledged_envelope_and_restarts_into_the
     );
     assert!(
         acked.len() > acked_before_kill,
-        "ordering did not continue after the leader died"
+        "ordering did not continue after the leader died (acked {} before the kill, {} in all)\n{}",
+        acked_before_kill,
+        acked.len(),
+        (0..3)
+            .map(|i| format!("--- orderer{i} ---\n{}", cluster.log(i)))
+            .collect::<String>()
     );
 
     // 3. The killed leader restarts and catches up; all three agree.

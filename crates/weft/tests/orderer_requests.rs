@@ -66,28 +66,19 @@ fn broadcast_answers_each_bad_request_with_fabrics_status_and_keeps_serving() {
     };
     let mut bad_signature = good_envelope.clone();
     bad_signature.signature[10] ^= 1;
+    // The same payload claimed and signed by another creator.
+    let as_creator = |signer: &weft_material::SigningIdentity| {
+        let mut payload = good_payload.clone();
+        payload.header.as_mut().expect("header").signature_header =
+            weft_protos::common::SignatureHeader {
+                creator: signer.serialized(),
+                nonce: vec![9; 24],
+            }
+            .encode_to_vec();
+        resign(&payload, signer)
+    };
     let stranger = TestNetwork::generate().user(ORGS[0].0, "User1", ORGS[0].1);
-    let mut strangers_payload = good_payload.clone();
-    strangers_payload
-        .header
-        .as_mut()
-        .expect("header")
-        .signature_header = weft_protos::common::SignatureHeader {
-        creator: stranger.serialized(),
-        nonce: vec![9; 24],
-    }
-    .encode_to_vec();
     let peer = cluster.network.peer(ORGS[0].0, ORGS[0].1);
-    let mut peers_payload = good_payload.clone();
-    peers_payload
-        .header
-        .as_mut()
-        .expect("header")
-        .signature_header = weft_protos::common::SignatureHeader {
-        creator: peer.serialized(),
-        nonce: vec![9; 24],
-    }
-    .encode_to_vec();
     let (_, oversized) = envelopes(&mut submitter, 2, 1, 100 << 10).remove(0);
 
     let cases: Vec<(&str, Vec<u8>, i32)> = vec![
@@ -123,14 +114,10 @@ fn broadcast_answers_each_bad_request_with_fabrics_status_and_keeps_serving() {
         ("bad signature", bad_signature.encode_to_vec(), FORBIDDEN),
         (
             "identity of another network",
-            resign(&strangers_payload, &stranger),
+            as_creator(&stranger),
             FORBIDDEN,
         ),
-        (
-            "peer is not a channel writer",
-            resign(&peers_payload, &peer),
-            FORBIDDEN,
-        ),
+        ("peer is not a channel writer", as_creator(&peer), FORBIDDEN),
         ("over AbsoluteMaxBytes", oversized, BAD_REQUEST),
         ("valid", good, SUCCESS),
     ];
