@@ -38,7 +38,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         Connection {
             channel_id: self.channel_id.clone(),
             target,
-            client: self.tls.channel(&node.addr).map(|c| {
+            client: self.tls.connect(&node.addr).map(|c| {
                 ClusterClient::new(c)
                     .max_decoding_message_size(256 << 20)
                     .max_encoding_message_size(256 << 20)

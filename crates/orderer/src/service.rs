@@ -604,6 +604,8 @@ pub async fn serve(
         .tls_config(orderer.tls.server_config())
         .map_err(|e| e.to_string())?
         .tcp_nodelay(true)
+        // Followers forward many envelopes at once over one connection.
+        .max_concurrent_streams(4096)
         .add_service(
             AtomicBroadcastServer::new(services.clone())
                 .max_decoding_message_size(MAX_GRPC_MESSAGE)

@@ -81,12 +81,21 @@ impl Tls {
         if let Some(channel) = channels.get(endpoint) {
             return Ok(channel.clone());
         }
-        let channel = self.connect(endpoint)?;
+        let channel = self
+            .endpoint(endpoint)?
+            .concurrency_limit(256)
+            .connect_lazy();
         channels.insert(endpoint.to_owned(), channel.clone());
         Ok(channel)
     }
 
-    fn connect(&self, endpoint: &str) -> Result<Channel, String> {
+    /// A channel of its own to `host:port` (Raft traffic, which must not
+    /// queue behind forwarded envelopes on a shared connection).
+    pub fn connect(&self, endpoint: &str) -> Result<Channel, String> {
+        Ok(self.endpoint(endpoint)?.connect_lazy())
+    }
+
+    fn endpoint(&self, endpoint: &str) -> Result<Endpoint, String> {
         let host = endpoint
             .rsplit_once(':')
             .map(|(h, _)| h)
@@ -106,8 +115,7 @@ impl Tls {
             .map_err(|e| format!("{endpoint}: {e}"))?
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .connect_lazy())
+            .http2_keep_alive_interval(Duration::from_secs(10)))
     }
 }
 

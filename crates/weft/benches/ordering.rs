@@ -113,23 +113,31 @@ fn main() {
                         }
                     }
                 });
-                let mut ok = 0;
+                let mut outcomes: HashMap<String, usize> = HashMap::new();
                 for _ in 0..total {
-                    match responses.message().await {
-                        Ok(Some(r)) if r.status == 200 => ok += 1,
-                        Ok(Some(_)) => {}
-                        _ => break,
-                    }
+                    let outcome = match responses.message().await {
+                        Ok(Some(r)) if r.status == 200 => "200".to_owned(),
+                        Ok(Some(r)) => format!("{} {}", r.status, r.info),
+                        Ok(None) => "stream ended".to_owned(),
+                        Err(e) => format!("stream error: {}", e.message()),
+                    };
+                    *outcomes.entry(outcome).or_default() += 1;
                 }
                 let _ = sender.await;
-                ok
+                outcomes
             })
         })
         .collect();
-    let acked: usize = handles
-        .into_iter()
-        .map(|h| cluster.block_on(h).expect("stream"))
-        .sum();
+    let mut outcomes: HashMap<String, usize> = HashMap::new();
+    for handle in handles {
+        for (outcome, n) in cluster.block_on(handle).expect("stream") {
+            *outcomes.entry(outcome).or_default() += n;
+        }
+    }
+    let acked = outcomes.remove("200").unwrap_or_default();
+    for (outcome, n) in &outcomes {
+        println!("  not acknowledged: {n} x {outcome}");
+    }
     let elapsed = started.elapsed();
     println!(
         "throughput: {acked} of {} envelopes acked in {:.2} s = {:.0} envelopes/s (3 nodes, 16 streams)",

@@ -369,8 +369,12 @@ fn osnadmin(command: OsnadminCommand) -> anyhow::Result<()> {
                 serde_json::json!({ "removed": channel_id })
             }
         };
-        println!("{}", serde_json::to_string_pretty(&output)?);
-        Ok(())
+        // A closed pipe (`| head`) is not an error worth a panic.
+        use std::io::Write;
+        match writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&output)?) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        }
     })
 }
 
