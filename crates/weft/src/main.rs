@@ -3,6 +3,8 @@
 //! Invariant: argument parsing, file reading and printing only; every piece of
 //! behaviour lives in a library crate.
 
+mod builtin;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -54,6 +56,50 @@ enum Command {
         #[command(subcommand)]
         command: OsnadminCommand,
     },
+    /// Run a peer, or manage its channels.
+    Peer {
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeerCommand {
+    /// Start the peer described by a config file; runs until SIGINT/SIGTERM.
+    Start {
+        /// The peer's config file (listen address, data dir, MSP, TLS, chaincodes).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Manage the channels of one peer.
+    Channel {
+        #[command(subcommand)]
+        command: PeerChannelCommand,
+        /// The peer's address (host:port).
+        #[arg(long = "peerAddresses", global = true)]
+        peer_address: Option<String>,
+        /// CA certificate that issued the peer's TLS certificate.
+        #[arg(long = "tlsRootCertFiles", global = true)]
+        tls_root_cert: Option<PathBuf>,
+        /// TLS client certificate (an admin's or the peer's).
+        #[arg(long = "client-cert", global = true)]
+        client_cert: Option<PathBuf>,
+        /// TLS client key.
+        #[arg(long = "client-key", global = true)]
+        client_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeerChannelCommand {
+    /// Join the peer to a channel from its genesis block.
+    Join {
+        /// The channel's genesis block.
+        #[arg(short = 'b', long = "blockpath")]
+        block: PathBuf,
+    },
+    /// List the peer's channels and their heights.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -185,6 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Channel { command } => channel(command),
         Command::Orderer { command } => orderer(command),
         Command::Osnadmin { command } => osnadmin(command),
+        Command::Peer { command } => peer(command),
         Command::Validate { spec } => {
             let spec = load_spec(Some(&spec))?;
             println!("network {}: valid", spec.name);
@@ -295,6 +342,84 @@ fn channel(command: ChannelCommand) -> anyhow::Result<()> {
         output_block.display()
     );
     Ok(())
+}
+
+fn peer(command: PeerCommand) -> anyhow::Result<()> {
+    match command {
+        PeerCommand::Start { config } => {
+            let config = weft_peer::PeerConfig::load(&config).map_err(anyhow::Error::msg)?;
+            runtime()?.block_on(async move {
+                let address = config.listen_address.clone();
+                let node = weft_peer::Peer::start(config, &builtin::builtins())
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                eprintln!(
+                    "peer listening on {address} (channels: {})",
+                    node.channels().len()
+                );
+                let result = weft_peer::serve(std::sync::Arc::clone(&node), shutdown_signal())
+                    .await
+                    .map_err(anyhow::Error::msg);
+                node.shutdown();
+                result
+            })
+        }
+        PeerCommand::Channel {
+            command,
+            peer_address,
+            tls_root_cert,
+            client_cert,
+            client_key,
+        } => {
+            let need = |value: Option<PathBuf>, flag: &str| {
+                value.with_context(|| {
+                    format!("--{flag} is required (channel administration uses mutual TLS)")
+                })
+            };
+            let address = peer_address.context("--peerAddresses is required")?;
+            let tls = weft_orderer::tls::Tls::load(&weft_orderer::tls::TlsFiles {
+                cert: need(client_cert, "client-cert")?,
+                key: need(client_key, "client-key")?,
+                root_cas: vec![need(tls_root_cert, "tlsRootCertFiles")?],
+            })
+            .map_err(anyhow::Error::msg)?;
+            runtime()?.block_on(async move {
+                use weft_orderer::proto::{JoinRequest, ListRequest, admin_client::AdminClient};
+                let channel = tls.channel(&address).map_err(anyhow::Error::msg)?;
+                let mut client = AdminClient::new(channel);
+                let status = |e: tonic::Status| anyhow::anyhow!("{}: {}", e.code(), e.message());
+                match command {
+                    PeerChannelCommand::Join { block } => {
+                        let bytes = std::fs::read(&block)
+                            .with_context(|| format!("reading {}", block.display()))?;
+                        let info = client
+                            .join(JoinRequest {
+                                config_block: bytes,
+                            })
+                            .await
+                            .map_err(status)?
+                            .into_inner();
+                        println!(
+                            "peer {address} joined channel {} (height {})",
+                            info.name, info.height
+                        );
+                    }
+                    PeerChannelCommand::List => {
+                        let list = client
+                            .list(ListRequest {})
+                            .await
+                            .map_err(status)?
+                            .into_inner();
+                        println!("Channels peers has joined:");
+                        for channel in list.channels {
+                            println!("{} (height {})", channel.name, channel.height);
+                        }
+                    }
+                }
+                Ok(())
+            })
+        }
+    }
 }
 
 fn channel_json(info: &weft_orderer::proto::ChannelInfo) -> serde_json::Value {

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod network;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -150,7 +152,7 @@ impl Cluster {
                  data_dir: {data}\n\
                  msp_dir: {node}/msp\n\
                  msp_id: OrdererMSP\n\
-                 tls:\n  cert: {node}/tls/server.crt\n  key: {node}/tls/server.key\n  root_cas: [{node}/tls/ca.crt]\n\
+                 tls:\n  cert: {node}/tls/server.crt\n  key: {node}/tls/server.key\n  root_cas: [{node}/tls/ca.crt, {orgs}/org1.example.com/tlsca/tlsca.org1.example.com-cert.pem, {orgs}/org2.example.com/tlsca/tlsca.org2.example.com-cert.pem]\n\
                  {raft}{overrides}",
                 raft = if raft.is_empty() {
                     String::new()
@@ -165,6 +167,7 @@ impl Cluster {
                 port = ports[i],
                 data = dir.path().join(format!("orderer{i}")).display(),
                 node = node.display(),
+                orgs = network.root().join("peerOrganizations").display(),
             );
             std::fs::write(dir.path().join(format!("orderer{i}.yaml")), config).expect("config");
         }

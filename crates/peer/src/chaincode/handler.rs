@@ -1,0 +1,486 @@
+//! One connected chaincode stream: routes the chaincode's messages to the
+//! transaction they belong to and answers its ledger requests.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prost::Message;
+use tokio::sync::mpsc;
+use weft_ledger::Page;
+use weft_protos::peer::chaincode_message::Type;
+use weft_protos::peer::{
+    ChaincodeMessage, ChaincodeSpec, DelState, GetHistoryForKey, GetQueryResult, GetState,
+    GetStateByRange, GetStateMetadata, GetStateMultiple, GetStateMultipleResult, PutState,
+    PutStateMetadata, QueryMetadata, QueryResponse, QueryResponseMetadata, QueryResultBytes,
+    QueryStateClose, QueryStateNext, Response, StateMetadata, StateMetadataResult, WriteBatchState,
+    write_record,
+};
+use weft_protos::queryresult::{KeyModification, Kv};
+
+use super::{ChaincodeSupport, ExecError, Executed, Invocation};
+use crate::config::ChaincodeConfig;
+use crate::simulator::Simulator;
+
+/// How deep chaincode-to-chaincode calls may nest.
+const MAX_CALL_DEPTH: usize = 8;
+
+type TxKey = (String, String);
+
+/// A registered chaincode stream.
+pub struct Handler {
+    name: String,
+    out: mpsc::Sender<ChaincodeMessage>,
+    transactions: Mutex<HashMap<TxKey, mpsc::Sender<ChaincodeMessage>>>,
+    open: AtomicBool,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler").field("name", &self.name).finish()
+    }
+}
+
+/// Removes a transaction's route when its execution ends, however it ends.
+struct Route<'a> {
+    handler: &'a Handler,
+    key: TxKey,
+}
+
+impl Drop for Route<'_> {
+    fn drop(&mut self) {
+        self.handler.transactions().remove(&self.key);
+    }
+}
+
+fn reply(to: &ChaincodeMessage, kind: Type, payload: Vec<u8>) -> ChaincodeMessage {
+    ChaincodeMessage {
+        r#type: kind as i32,
+        payload,
+        txid: to.txid.clone(),
+        channel_id: to.channel_id.clone(),
+        ..Default::default()
+    }
+}
+
+/// A request the peer refuses, with the reason sent back as ERROR.
+struct Refused(String);
+
+impl<E: std::fmt::Display> From<E> for Refused {
+    fn from(error: E) -> Self {
+        Refused(error.to_string())
+    }
+}
+
+fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, Refused> {
+    M::decode(bytes).map_err(|e| Refused(format!("malformed {what}: {e}")))
+}
+
+fn no_private_data(collection: &str) -> Result<(), Refused> {
+    if collection.is_empty() {
+        Ok(())
+    } else {
+        Err(Refused(format!(
+            "private data collections are not supported by this peer (collection {collection:?})"
+        )))
+    }
+}
+
+fn page_of(metadata: &[u8]) -> Result<Option<Page>, Refused> {
+    if metadata.is_empty() {
+        return Ok(None);
+    }
+    let metadata: QueryMetadata = decode(metadata, "QueryMetadata")?;
+    Ok(Some(Page {
+        size: usize::try_from(metadata.page_size.max(0)).unwrap_or(0),
+        bookmark: metadata.bookmark,
+    }))
+}
+
+fn kv_bytes(namespace: &str, results: Vec<(String, Vec<u8>)>) -> Vec<Vec<u8>> {
+    results
+        .into_iter()
+        .map(|(key, value)| {
+            Kv {
+                namespace: namespace.to_owned(),
+                key,
+                value,
+            }
+            .encode_to_vec()
+        })
+        .collect()
+}
+
+impl Handler {
+    pub fn new(name: String, out: mpsc::Sender<ChaincodeMessage>) -> Self {
+        Handler {
+            name,
+            out,
+            transactions: Mutex::default(),
+            open: AtomicBool::new(true),
+        }
+    }
+
+    fn transactions(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<TxKey, mpsc::Sender<ChaincodeMessage>>> {
+        self.transactions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire) && !self.out.is_closed()
+    }
+
+    /// The stream ended: every transaction in flight fails as terminated.
+    pub fn close(&self) {
+        self.open.store(false, Ordering::Release);
+        self.transactions().clear();
+    }
+
+    /// Hands a message from the chaincode to its transaction.
+    pub async fn route(&self, message: ChaincodeMessage) {
+        if message.r#type == Type::Keepalive as i32 {
+            return;
+        }
+        let key = (message.channel_id.clone(), message.txid.clone());
+        let route = self.transactions().get(&key).cloned();
+        match route {
+            Some(route) => {
+                let _ = route.send(message).await;
+            }
+            None => eprintln!(
+                "chaincode {}: message type {} for unknown transaction {}",
+                self.name, message.r#type, message.txid
+            ),
+        }
+    }
+
+    pub(super) async fn execute(
+        &self,
+        support: &Arc<ChaincodeSupport>,
+        definition: &ChaincodeConfig,
+        invocation: Invocation,
+        simulator: &mut Simulator,
+        depth: usize,
+    ) -> Result<Executed, ExecError> {
+        let name = definition.name.clone();
+        let key = (invocation.channel_id.clone(), invocation.tx_id.clone());
+        let (route_tx, mut messages) = mpsc::channel(4);
+        {
+            let mut transactions = self.transactions();
+            if transactions.contains_key(&key) {
+                return Err(ExecError::Duplicate {
+                    name,
+                    tx_id: invocation.tx_id,
+                });
+            }
+            transactions.insert(key.clone(), route_tx);
+        }
+        let _route = Route { handler: self, key };
+        let terminated = || ExecError::Terminated {
+            name: name.clone(),
+            tx_id: invocation.tx_id.clone(),
+        };
+        let start = ChaincodeMessage {
+            r#type: if invocation.init {
+                Type::Init
+            } else {
+                Type::Transaction
+            } as i32,
+            payload: invocation.input.encode_to_vec(),
+            txid: invocation.tx_id.clone(),
+            channel_id: invocation.channel_id.clone(),
+            proposal: invocation.proposal.clone(),
+            ..Default::default()
+        };
+        self.out.send(start).await.map_err(|_| terminated())?;
+        let timeout = support.limits.execute_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let message = match tokio::time::timeout_at(deadline, messages.recv()).await {
+                Err(_) => {
+                    return Err(ExecError::Timeout {
+                        name,
+                        tx_id: invocation.tx_id,
+                        seconds: timeout.as_secs(),
+                    });
+                }
+                Ok(None) => return Err(terminated()),
+                Ok(Some(message)) => message,
+            };
+            match Type::try_from(message.r#type) {
+                Ok(Type::Completed) => {
+                    let response = Response::decode(message.payload.as_slice()).map_err(|e| {
+                        ExecError::Protocol {
+                            name: name.clone(),
+                            reason: format!("COMPLETED payload is not a Response: {e}"),
+                        }
+                    })?;
+                    return Ok(Executed {
+                        response,
+                        event: message.chaincode_event,
+                    });
+                }
+                Ok(Type::Error) => {
+                    return Err(ExecError::Failed {
+                        name,
+                        message: String::from_utf8_lossy(&message.payload).into_owned(),
+                    });
+                }
+                _ => {
+                    let answer = match self
+                        .answer(support, definition, &invocation, &message, simulator, depth)
+                        .await
+                    {
+                        Ok(payload) => reply(&message, Type::Response, payload),
+                        Err(Refused(reason)) => reply(&message, Type::Error, reason.into_bytes()),
+                    };
+                    self.out.send(answer).await.map_err(|_| terminated())?;
+                }
+            }
+        }
+    }
+
+    /// Answers one ledger request of a transaction.
+    async fn answer(
+        &self,
+        support: &Arc<ChaincodeSupport>,
+        definition: &ChaincodeConfig,
+        invocation: &Invocation,
+        message: &ChaincodeMessage,
+        simulator: &mut Simulator,
+        depth: usize,
+    ) -> Result<Vec<u8>, Refused> {
+        let namespace = definition.name.as_str();
+        let payload = message.payload.as_slice();
+        let kind = Type::try_from(message.r#type)
+            .map_err(|_| Refused(format!("unknown message type {}", message.r#type)))?;
+        match kind {
+            Type::GetState => {
+                let request: GetState = decode(payload, "GetState")?;
+                no_private_data(&request.collection)?;
+                Ok(simulator.get_state(namespace, &request.key)?)
+            }
+            Type::GetStateMultiple => {
+                let request: GetStateMultiple = decode(payload, "GetStateMultiple")?;
+                no_private_data(&request.collection)?;
+                let mut values = Vec::with_capacity(request.keys.len());
+                for key in &request.keys {
+                    values.push(simulator.get_state(namespace, key)?);
+                }
+                Ok(GetStateMultipleResult { values }.encode_to_vec())
+            }
+            Type::PutState => {
+                let request: PutState = decode(payload, "PutState")?;
+                no_private_data(&request.collection)?;
+                if request.key.is_empty() {
+                    return Err(Refused("PUT_STATE with an empty key".into()));
+                }
+                simulator.put_state(namespace, &request.key, request.value);
+                Ok(Vec::new())
+            }
+            Type::DelState => {
+                let request: DelState = decode(payload, "DelState")?;
+                no_private_data(&request.collection)?;
+                simulator.del_state(namespace, &request.key);
+                Ok(Vec::new())
+            }
+            Type::WriteBatchState => {
+                let batch: WriteBatchState = decode(payload, "WriteBatchState")?;
+                for record in batch.rec {
+                    no_private_data(&record.collection)?;
+                    match write_record::Type::try_from(record.r#type) {
+                        Ok(write_record::Type::PutState) => {
+                            simulator.put_state(namespace, &record.key, record.value)
+                        }
+                        Ok(write_record::Type::DelState) => {
+                            simulator.del_state(namespace, &record.key)
+                        }
+                        Ok(write_record::Type::PutStateMetadata) => {
+                            let metadata = record.metadata.unwrap_or_default();
+                            simulator.put_state_metadata(
+                                namespace,
+                                &record.key,
+                                &metadata.metakey,
+                                metadata.value,
+                            )
+                        }
+                        _ => {
+                            return Err(Refused(format!(
+                                "unsupported write record type {}",
+                                record.r#type
+                            )));
+                        }
+                    }
+                }
+                Ok(Vec::new())
+            }
+            Type::GetStateMetadata => {
+                let request: GetStateMetadata = decode(payload, "GetStateMetadata")?;
+                no_private_data(&request.collection)?;
+                let entries = simulator
+                    .get_state_metadata(namespace, &request.key)?
+                    .into_iter()
+                    .map(|(metakey, value)| StateMetadata { metakey, value })
+                    .collect();
+                Ok(StateMetadataResult { entries }.encode_to_vec())
+            }
+            Type::PutStateMetadata => {
+                let request: PutStateMetadata = decode(payload, "PutStateMetadata")?;
+                no_private_data(&request.collection)?;
+                let metadata = request
+                    .metadata
+                    .ok_or_else(|| Refused("PUT_STATE_METADATA without metadata".into()))?;
+                simulator.put_state_metadata(
+                    namespace,
+                    &request.key,
+                    &metadata.metakey,
+                    metadata.value,
+                );
+                Ok(Vec::new())
+            }
+            Type::GetStateByRange => {
+                let request: GetStateByRange = decode(payload, "GetStateByRange")?;
+                no_private_data(&request.collection)?;
+                let page = page_of(&request.metadata)?;
+                let (results, bookmark) = simulator.get_state_range(
+                    namespace,
+                    &request.start_key,
+                    &request.end_key,
+                    page.as_ref(),
+                )?;
+                Ok(self.first_page(simulator, namespace, results, page.map(|_| bookmark)))
+            }
+            Type::GetQueryResult => {
+                let request: GetQueryResult = decode(payload, "GetQueryResult")?;
+                no_private_data(&request.collection)?;
+                let page = page_of(&request.metadata)?;
+                let result = simulator.ledger().get_query_result(
+                    namespace,
+                    &request.query,
+                    page.as_ref(),
+                )?;
+                Ok(self.first_page(
+                    simulator,
+                    namespace,
+                    result.results,
+                    page.map(|_| result.bookmark),
+                ))
+            }
+            Type::GetHistoryForKey => {
+                let request: GetHistoryForKey = decode(payload, "GetHistoryForKey")?;
+                let entries = simulator
+                    .ledger()
+                    .get_history_for_key(namespace, &request.key)?;
+                let results = entries
+                    .into_iter()
+                    .map(|entry| {
+                        KeyModification {
+                            tx_id: entry.tx_id,
+                            value: entry.value,
+                            timestamp: Some(entry.timestamp),
+                            is_delete: entry.is_delete,
+                        }
+                        .encode_to_vec()
+                    })
+                    .collect();
+                let (first, has_more, id) = simulator.open_iterator(results);
+                Ok(query_response(first, has_more, id, Vec::new()))
+            }
+            Type::QueryStateNext => {
+                let request: QueryStateNext = decode(payload, "QueryStateNext")?;
+                let (page, has_more) = simulator
+                    .next_page(&request.id)
+                    .ok_or_else(|| Refused(format!("query iterator {} not found", request.id)))?;
+                Ok(query_response(page, has_more, request.id, Vec::new()))
+            }
+            Type::QueryStateClose => {
+                let request: QueryStateClose = decode(payload, "QueryStateClose")?;
+                simulator.close_iterator(&request.id);
+                Ok(query_response(Vec::new(), false, request.id, Vec::new()))
+            }
+            Type::InvokeChaincode => {
+                let spec: ChaincodeSpec = decode(payload, "ChaincodeSpec")?;
+                let target = spec.chaincode_id.map(|id| id.name).unwrap_or_default();
+                let (callee, channel) = match target.split_once('/') {
+                    Some((callee, channel)) => (callee.to_owned(), channel.to_owned()),
+                    None => (target.clone(), invocation.channel_id.clone()),
+                };
+                if channel != invocation.channel_id {
+                    return Err(Refused(format!(
+                        "calling chaincode {callee} on another channel ({channel}) is not supported"
+                    )));
+                }
+                if depth >= MAX_CALL_DEPTH {
+                    return Err(Refused(format!(
+                        "chaincode calls nest deeper than {MAX_CALL_DEPTH}"
+                    )));
+                }
+                let nested = Invocation {
+                    input: spec.input.unwrap_or_default(),
+                    init: false,
+                    ..invocation.clone()
+                };
+                let executed = support
+                    .execute(&callee, nested, simulator, depth + 1)
+                    .await?;
+                Ok(ChaincodeMessage {
+                    r#type: Type::Completed as i32,
+                    payload: executed.response.encode_to_vec(),
+                    txid: invocation.tx_id.clone(),
+                    channel_id: invocation.channel_id.clone(),
+                    chaincode_event: executed.event,
+                    ..Default::default()
+                }
+                .encode_to_vec())
+            }
+            Type::GetPrivateDataHash | Type::PurgePrivateData => Err(Refused(
+                "private data collections are not supported by this peer".into(),
+            )),
+            other => Err(Refused(format!(
+                "message type {} is not a request the peer answers",
+                other.as_str_name()
+            ))),
+        }
+    }
+
+    /// The first page of results; paginated queries return their page whole
+    /// with the bookmark in the response metadata.
+    fn first_page(
+        &self,
+        simulator: &mut Simulator,
+        namespace: &str,
+        results: Vec<(String, Vec<u8>)>,
+        bookmark: Option<String>,
+    ) -> Vec<u8> {
+        let count = results.len();
+        let results = kv_bytes(namespace, results);
+        match bookmark {
+            Some(bookmark) => {
+                let metadata = QueryResponseMetadata {
+                    fetched_records_count: i32::try_from(count).unwrap_or(i32::MAX),
+                    bookmark,
+                }
+                .encode_to_vec();
+                query_response(results, false, String::new(), metadata)
+            }
+            None => {
+                let (first, has_more, id) = simulator.open_iterator(results);
+                query_response(first, has_more, id, Vec::new())
+            }
+        }
+    }
+}
+
+fn query_response(results: Vec<Vec<u8>>, has_more: bool, id: String, metadata: Vec<u8>) -> Vec<u8> {
+    QueryResponse {
+        results: results
+            .into_iter()
+            .map(|result_bytes| QueryResultBytes { result_bytes })
+            .collect(),
+        has_more,
+        id,
+        metadata,
+    }
+    .encode_to_vec()
+}

@@ -1,0 +1,267 @@
+//! Launchers: what makes a chaincode connect when the peer needs it. One
+//! seam for every way chaincode runs (a Docker or Kubernetes launcher is one
+//! more implementation): `launch` returns once the chaincode is on its way;
+//! [`ChaincodeSupport`] then waits for its REGISTER.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use weft_protos::peer::ChaincodeMessage;
+use weft_protos::peer::chaincode_client::ChaincodeClient;
+use weft_shim::Chaincode;
+
+use super::ChaincodeSupport;
+
+pub type LaunchFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// Makes one chaincode connect to the peer.
+pub trait Launcher: Send + Sync {
+    fn launch(&self, support: Arc<ChaincodeSupport>) -> LaunchFuture;
+}
+
+/// Depth of the message queues between the peer and a chaincode stream.
+const QUEUE: usize = 256;
+
+/// Runs `chaincode` on an in-memory stream pair.
+pub fn connect_in_process(
+    support: Arc<ChaincodeSupport>,
+    chaincode: Arc<dyn Chaincode>,
+    id: String,
+) {
+    let (to_chaincode, from_peer) = mpsc::channel(QUEUE);
+    let (to_peer, from_chaincode) = mpsc::channel(QUEUE);
+    tokio::spawn(async move {
+        if let Err(error) = weft_shim::run(chaincode, &id, to_peer, from_peer).await {
+            eprintln!("built-in chaincode {id}: {error}");
+        }
+    });
+    tokio::spawn(async move {
+        if let Err(error) = support.serve_stream(to_chaincode, from_chaincode).await {
+            eprintln!("built-in chaincode stream: {error}");
+        }
+    });
+}
+
+/// A Rust contract linked into the binary (Fabric's in-process VM).
+pub struct InProcess {
+    pub id: String,
+    pub chaincode: Arc<dyn Chaincode>,
+}
+
+impl Launcher for InProcess {
+    fn launch(&self, support: Arc<ChaincodeSupport>) -> LaunchFuture {
+        connect_in_process(support, Arc::clone(&self.chaincode), self.id.clone());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// Chaincode-as-a-service: dials the chaincode's `/protos.Chaincode/Connect`.
+pub struct External {
+    pub address: String,
+    pub tls_root_ca: Option<Vec<u8>>,
+}
+
+impl Launcher for External {
+    fn launch(&self, support: Arc<ChaincodeSupport>) -> LaunchFuture {
+        let address = self.address.clone();
+        let ca = self.tls_root_ca.clone();
+        Box::pin(async move {
+            let endpoint = match &ca {
+                None => tonic::transport::Endpoint::from_shared(format!("http://{address}")),
+                Some(_) => tonic::transport::Endpoint::from_shared(format!("https://{address}")),
+            }
+            .map_err(|e| format!("{address}: {e}"))?
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+            .tcp_nodelay(true);
+            let endpoint = match ca {
+                None => endpoint,
+                Some(ca) => endpoint
+                    .tls_config(
+                        tonic::transport::ClientTlsConfig::new()
+                            .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                    )
+                    .map_err(|e| format!("{address}: {e}"))?,
+            };
+            let channel = endpoint
+                .connect()
+                .await
+                .map_err(|e| format!("cannot reach chaincode server {address}: {e}"))?;
+            let (to_chaincode, outgoing) = mpsc::channel(QUEUE);
+            let mut client = ChaincodeClient::new(channel)
+                .max_decoding_message_size(crate::MAX_GRPC_MESSAGE)
+                .max_encoding_message_size(crate::MAX_GRPC_MESSAGE);
+            let incoming = client
+                .connect(ReceiverStream::new(outgoing))
+                .await
+                .map_err(|e| format!("chaincode server {address}: {}", e.message()))?
+                .into_inner();
+            let from_chaincode = forward(incoming);
+            tokio::spawn(async move {
+                if let Err(error) = support.serve_stream(to_chaincode, from_chaincode).await {
+                    eprintln!("chaincode server {address}: {error}");
+                }
+            });
+            Ok(())
+        })
+    }
+}
+
+/// Copies a gRPC stream into a channel (ending at the first error).
+pub fn forward(
+    mut incoming: impl tokio_stream::Stream<Item = Result<ChaincodeMessage, tonic::Status>>
+    + Send
+    + Unpin
+    + 'static,
+) -> mpsc::Receiver<ChaincodeMessage> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = incoming.next().await {
+            if tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// What a chaincode process needs to dial the peer (Fabric's `CORE_*` environment).
+#[derive(Debug, Clone)]
+pub struct PeerContact {
+    pub address: String,
+    pub msp_id: String,
+    /// The CA certificate of the peer's TLS certificate.
+    pub tls_root_cert: PathBuf,
+    /// TLS client certificate and key the chaincode presents, PEM.
+    pub client_cert_pem: Vec<u8>,
+    pub client_key_pem: Vec<u8>,
+}
+
+/// Classic mode: the peer starts a local process, which dials back.
+pub struct Process {
+    pub id: String,
+    pub command: Vec<String>,
+    pub dir: Option<PathBuf>,
+    pub env: std::collections::BTreeMap<String, String>,
+    pub contact: PeerContact,
+    /// Where the chaincode's files (TLS copies, log) go.
+    pub work_dir: PathBuf,
+    pub child: Mutex<Option<tokio::process::Child>>,
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl Process {
+    fn spawn(&self) -> Result<tokio::process::Child, String> {
+        let program = self
+            .command
+            .first()
+            .ok_or_else(|| format!("chaincode {}: empty command", self.id))?;
+        std::fs::create_dir_all(&self.work_dir)
+            .map_err(|e| format!("{}: {e}", self.work_dir.display()))?;
+        // The Node shim reads these files as base64 of the PEM.
+        let key_path = self.work_dir.join("client.key.b64");
+        let cert_path = self.work_dir.join("client.crt.b64");
+        std::fs::write(&key_path, base64(&self.contact.client_key_pem))
+            .map_err(|e| format!("{}: {e}", key_path.display()))?;
+        std::fs::write(&cert_path, base64(&self.contact.client_cert_pem))
+            .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+        let log_path = self.work_dir.join("chaincode.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let log_err = log.try_clone().map_err(|e| e.to_string())?;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(&self.command[1..])
+            .env("CORE_CHAINCODE_ID_NAME", &self.id)
+            .env("CORE_PEER_ADDRESS", &self.contact.address)
+            .env("CORE_PEER_LOCALMSPID", &self.contact.msp_id)
+            .env("CORE_PEER_TLS_ENABLED", "true")
+            .env("CORE_PEER_TLS_ROOTCERT_FILE", &self.contact.tls_root_cert)
+            .env("CORE_TLS_CLIENT_KEY_PATH", &key_path)
+            .env("CORE_TLS_CLIENT_CERT_PATH", &cert_path)
+            .envs(&self.env)
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true);
+        if let Some(dir) = &self.dir {
+            command.current_dir(dir);
+        }
+        command
+            .spawn()
+            .map_err(|e| format!("cannot start {program:?}: {e}"))
+    }
+}
+
+impl Launcher for Process {
+    fn launch(&self, _support: Arc<ChaincodeSupport>) -> LaunchFuture {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        // A process that is still running but not connected is replaced.
+        if let Some(mut old) = child.take() {
+            let _ = old.start_kill();
+        }
+        let result = self.spawn().map(|spawned| {
+            eprintln!(
+                "chaincode {}: started {:?} (pid {:?}), log {}",
+                self.id,
+                self.command,
+                spawned.id(),
+                self.work_dir.join("chaincode.log").display()
+            );
+            *child = Some(spawned);
+        });
+        Box::pin(async move { result })
+    }
+}
+
+/// Dev mode: the user starts the chaincode; the peer only waits for it.
+pub struct Wait;
+
+impl Launcher for Wait {
+    fn launch(&self, _support: Arc<ChaincodeSupport>) -> LaunchFuture {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_and_padding() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(&[0xff, 0xfe]), "//4=");
+    }
+}

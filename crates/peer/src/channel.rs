@@ -1,0 +1,274 @@
+//! A channel on the peer: its ledger and configuration, and the committer
+//! that pulls blocks from the ordering service (Deliver, failing over between
+//! orderers), checks the orderers' signatures and commits them.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use weft_channel::ChannelConfig;
+use weft_ledger::{EndorsementPolicies, Ledger, LedgerConfig, SignatureCache, Validator};
+use weft_material::SigningIdentity;
+use weft_orderer::client::{seek_envelope, specified};
+use weft_orderer::tls::Tls;
+use weft_policy::SignaturePolicy;
+use weft_protos::common::Block;
+use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+use weft_protos::orderer::deliver_response::Type as DeliverType;
+use weft_protos::orderer::seek_info::SeekBehavior;
+
+use crate::config::ChaincodeConfig;
+
+pub(crate) fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs() as i64
+}
+
+/// The endorsement policy of `chaincode` on a channel with `orgs`: its own,
+/// or a majority of the organisations' peers (Fabric's default
+/// `MAJORITY Endorsement`).
+pub fn endorsement_policy(
+    chaincode: &ChaincodeConfig,
+    orgs: &[String],
+) -> Result<SignaturePolicy, String> {
+    let text = match &chaincode.endorsement_policy {
+        Some(text) => text.clone(),
+        None => {
+            let principals: Vec<String> = orgs.iter().map(|org| format!("'{org}.peer'")).collect();
+            format!("OutOf({}, {})", orgs.len() / 2 + 1, principals.join(", "))
+        }
+    };
+    SignaturePolicy::parse(&text).map_err(|e| {
+        format!(
+            "chaincode {}: endorsement policy {text:?}: {e}",
+            chaincode.name
+        )
+    })
+}
+
+/// One joined channel.
+pub struct PeerChannel {
+    pub id: String,
+    pub ledger: Arc<Ledger>,
+    pub config: Arc<ChannelConfig>,
+    /// The ledger height, updated after every commit.
+    pub height: watch::Sender<u64>,
+    pub policies: EndorsementPolicies,
+    signatures: SignatureCache,
+    /// Where blocks were last pulled from (for status output).
+    pub source: std::sync::Mutex<String>,
+}
+
+impl std::fmt::Debug for PeerChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerChannel").field("id", &self.id).finish()
+    }
+}
+
+impl PeerChannel {
+    /// Opens the channel's ledger in `dir`, committing `genesis` if the
+    /// ledger is new.
+    pub fn open(
+        dir: &std::path::Path,
+        genesis: Option<Block>,
+        chaincodes: &[&ChaincodeConfig],
+    ) -> Result<Self, String> {
+        let channel_id = match &genesis {
+            Some(block) => {
+                weft_channel::config_envelope(block)
+                    .map_err(|e| format!("genesis block: {e}"))?
+                    .0
+            }
+            None => dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| format!("{}: not a channel directory", dir.display()))?,
+        };
+        let (ledger, report) = Ledger::open(dir, &channel_id, LedgerConfig::default())
+            .map_err(|e| format!("channel {channel_id}: {e}"))?;
+        if let Some(truncated) = &report.truncated {
+            eprintln!("channel {channel_id}: cut a damaged block store tail: {truncated:?}");
+        }
+        let signatures = SignatureCache::new(100_000);
+        let genesis_config = |block: &Block| {
+            ChannelConfig::from_block(block).map_err(|e| format!("channel {channel_id}: {e}"))
+        };
+        let config = if ledger.height().map_err(|e| e.to_string())? == 0 {
+            let block = genesis.ok_or_else(|| {
+                format!("channel {channel_id}: the ledger is empty and no genesis block was given")
+            })?;
+            let config = genesis_config(&block)?;
+            let empty = EndorsementPolicies::new();
+            ledger
+                .commit(
+                    block,
+                    &Validator {
+                        msp: &config.msps,
+                        policies: &empty,
+                        signatures: &signatures,
+                        threads: 1,
+                    },
+                )
+                .map_err(|e| format!("channel {channel_id}: genesis block: {e}"))?;
+            config
+        } else {
+            let block = ledger
+                .block(ledger.first_block_number())
+                .map_err(|e| format!("channel {channel_id}: {e}"))?;
+            genesis_config(&block)?
+        };
+        let mut policies = EndorsementPolicies::new();
+        for chaincode in chaincodes {
+            policies.set(
+                chaincode.name.clone(),
+                endorsement_policy(chaincode, &config.application_orgs)?,
+            );
+            for path in &chaincode.indexes {
+                let definition = std::fs::read_to_string(path)
+                    .map_err(|e| format!("index {}: {e}", path.display()))?;
+                ledger
+                    .define_index(&chaincode.name, &definition)
+                    .map_err(|e| format!("index {}: {e}", path.display()))?;
+            }
+        }
+        let height = ledger.height().map_err(|e| e.to_string())?;
+        Ok(PeerChannel {
+            id: channel_id,
+            ledger: Arc::new(ledger),
+            config: Arc::new(config),
+            height: watch::channel(height).0,
+            policies,
+            signatures,
+            source: Default::default(),
+        })
+    }
+
+    /// Orderer endpoints from the channel configuration.
+    pub fn orderer_endpoints(&self) -> Vec<String> {
+        let mut endpoints: BTreeSet<String> = self
+            .config
+            .orderer_endpoints
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        if endpoints.is_empty() {
+            endpoints = self
+                .config
+                .consenters
+                .iter()
+                .map(|c| c.endpoint())
+                .collect();
+        }
+        endpoints.into_iter().collect()
+    }
+
+    /// Validates and commits `block` (on a blocking thread).
+    async fn commit(self: &Arc<Self>, block: Block) -> Result<(), String> {
+        weft_channel::verify_block_signatures(&self.config, &block, now_seconds()).map_err(
+            |e| {
+                format!(
+                    "block {} refused: {e}",
+                    block.header.as_ref().map_or(0, |h| h.number)
+                )
+            },
+        )?;
+        let channel = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let validator = Validator {
+                msp: &channel.config.msps,
+                policies: &channel.policies,
+                signatures: &channel.signatures,
+                threads: 2,
+            };
+            let outcome = channel
+                .ledger
+                .commit(block, &validator)
+                .map_err(|e| e.to_string())?;
+            channel.height.send_replace(outcome.number + 1);
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Pulls and commits blocks until `stop` turns true, failing over
+    /// between the channel's orderers.
+    pub async fn run_committer(
+        self: Arc<Self>,
+        tls: Tls,
+        signer: Arc<SigningIdentity>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let endpoints = self.orderer_endpoints();
+        if endpoints.is_empty() {
+            eprintln!(
+                "channel {}: no orderer endpoints in the channel configuration",
+                self.id
+            );
+            return;
+        }
+        let mut next = 0usize;
+        let mut failures = 0u32;
+        loop {
+            let endpoint = &endpoints[next % endpoints.len()];
+            let before = *self.height.borrow();
+            let result = tokio::select! {
+                result = self.pull_from(endpoint, &tls, &signer) => result,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            let progressed = *self.height.borrow() > before;
+            if let Err(error) = result {
+                if failures == 0 || progressed {
+                    eprintln!("channel {}: deliver from {endpoint}: {error}", self.id);
+                }
+                failures = if progressed { 0 } else { failures + 1 };
+                next += 1;
+            }
+            let backoff = Duration::from_millis(100 * u64::from(failures.min(20)));
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    async fn pull_from(
+        self: &Arc<Self>,
+        endpoint: &str,
+        tls: &Tls,
+        signer: &SigningIdentity,
+    ) -> Result<(), String> {
+        let from = self.ledger.height().map_err(|e| e.to_string())?;
+        let channel = tls.channel(endpoint)?;
+        let mut client =
+            AtomicBroadcastClient::new(channel).max_decoding_message_size(crate::MAX_GRPC_MESSAGE);
+        let seek = seek_envelope(
+            signer,
+            &self.id,
+            specified(from),
+            specified(u64::MAX),
+            SeekBehavior::BlockUntilReady,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut stream = client
+            .deliver(tokio_stream::once(seek))
+            .await
+            .map_err(|e| e.message().to_owned())?
+            .into_inner();
+        *self.source.lock().unwrap_or_else(|p| p.into_inner()) = endpoint.to_owned();
+        while let Some(response) = stream.message().await.map_err(|e| e.message().to_owned())? {
+            match response.r#type {
+                Some(DeliverType::Block(block)) => self.commit(block).await?,
+                Some(DeliverType::Status(status)) => {
+                    return Err(format!("deliver ended with status {status}"));
+                }
+                None => {}
+            }
+        }
+        Err("the orderer closed the stream".into())
+    }
+}

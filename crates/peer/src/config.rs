@@ -1,0 +1,177 @@
+//! The peer's configuration file (`weft peer start --config peer.yaml`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use weft_orderer::tls::{EndpointOverrides, TlsFiles};
+
+/// A peer node's settings. Relative paths are relative to the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// `host:port` of every service: Gateway, Endorser, Deliver,
+    /// ChaincodeSupport (classic chaincode dials in here) and channel admin.
+    pub listen_address: String,
+    /// The address other nodes and chaincode processes use to reach this
+    /// peer (defaults to `listen_address`).
+    #[serde(default)]
+    pub external_address: Option<String>,
+    pub data_dir: PathBuf,
+    /// The peer's MSP directory: it signs endorsements.
+    pub msp_dir: PathBuf,
+    pub msp_id: String,
+    pub tls: TlsFiles,
+    /// Peers of other organisations the gateway asks for endorsements.
+    #[serde(default)]
+    pub gateway_peers: Vec<GatewayPeer>,
+    /// Chaincodes this peer runs, on every channel it joins.
+    #[serde(default)]
+    pub chaincodes: Vec<ChaincodeConfig>,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Where to dial endpoints that are not reachable as named.
+    #[serde(default)]
+    pub endpoint_overrides: EndpointOverrides,
+}
+
+/// Another organisation's peer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayPeer {
+    pub msp_id: String,
+    pub address: String,
+}
+
+/// A chaincode definition and how the peer reaches its code.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChaincodeConfig {
+    pub name: String,
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// The id the chaincode registers with (Fabric's package id,
+    /// `CORE_CHAINCODE_ID_NAME` / `--chaincode-id`); defaults to the name.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Signature policy (`AND('Org1MSP.peer','Org2MSP.peer')`); defaults to a
+    /// majority of the channel's organisations' peers (Fabric's default
+    /// `MAJORITY Endorsement`).
+    #[serde(default)]
+    pub endorsement_policy: Option<String>,
+    /// JSON index definitions (Fabric's `META-INF/statedb/couchdb/indexes`).
+    #[serde(default)]
+    pub indexes: Vec<PathBuf>,
+    pub launcher: LauncherConfig,
+}
+
+fn default_version() -> String {
+    "1.0".into()
+}
+
+impl ChaincodeConfig {
+    pub fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// How the chaincode runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LauncherConfig {
+    /// A Rust contract linked into the `weft` binary.
+    Builtin(String),
+    /// A local process the peer starts; it dials back (classic mode).
+    Process {
+        command: Vec<String>,
+        #[serde(default)]
+        dir: Option<PathBuf>,
+        #[serde(default)]
+        env: std::collections::BTreeMap<String, String>,
+    },
+    /// Chaincode-as-a-service: the peer dials the chaincode's server.
+    External {
+        address: String,
+        /// CA certificate of the chaincode server's TLS certificate (plain
+        /// TCP when absent).
+        #[serde(default)]
+        tls_root_ca: Option<PathBuf>,
+    },
+    /// The user starts the chaincode and it dials the peer (dev mode).
+    Wait,
+}
+
+/// Bounds on work in flight and on waiting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Concurrent gRPC requests per connection.
+    pub concurrent_requests: usize,
+    /// The longest one chaincode execution may take.
+    #[serde(with = "duration")]
+    pub execute_timeout: Duration,
+    /// How long a launched chaincode has to register.
+    #[serde(with = "duration")]
+    pub startup_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            concurrent_requests: 2048,
+            execute_timeout: Duration::from_secs(30),
+            startup_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+mod duration {
+    use serde::Deserialize;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        weft_channel::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl PeerConfig {
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut config: PeerConfig =
+            serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        config.resolve(&base);
+        Ok(config)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        resolve(&mut self.data_dir);
+        resolve(&mut self.msp_dir);
+        resolve(&mut self.tls.cert);
+        resolve(&mut self.tls.key);
+        self.tls.root_cas.iter_mut().for_each(resolve);
+        for chaincode in &mut self.chaincodes {
+            chaincode.indexes.iter_mut().for_each(resolve);
+            match &mut chaincode.launcher {
+                LauncherConfig::Process { dir: Some(dir), .. } => resolve(dir),
+                LauncherConfig::External {
+                    tls_root_ca: Some(ca),
+                    ..
+                } => resolve(ca),
+                _ => {}
+            }
+        }
+    }
+
+    pub fn external_address(&self) -> &str {
+        self.external_address
+            .as_deref()
+            .unwrap_or(&self.listen_address)
+    }
+}

@@ -1,0 +1,248 @@
+//! Block events (`/protos.Deliver`): full blocks, filtered blocks (tx ids,
+//! validation codes, chaincode event names without payloads) and blocks with
+//! private data (always empty: this peer has no private data collections).
+//! Seek semantics as the orderer's Deliver; the requester must satisfy the
+//! channel's `/Channel/Application/Readers` policy.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use weft_protos::common::{
+    Block, ChannelHeader, Envelope, HeaderType, Payload, SignatureHeader, Status as FabricStatus,
+};
+use weft_protos::orderer::seek_info::SeekBehavior;
+use weft_protos::orderer::{SeekInfo, SeekPosition, seek_position};
+use weft_protos::peer::deliver_server::Deliver;
+use weft_protos::peer::{
+    BlockAndPrivateData, ChaincodeEvent, DeliverResponse, FilteredBlock, FilteredChaincodeAction,
+    FilteredTransaction, FilteredTransactionActions, deliver_response, filtered_transaction,
+};
+use weft_protoutil::parse_envelope;
+
+use crate::channel::{PeerChannel, now_seconds};
+use crate::node::Peer;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Full,
+    Filtered,
+    WithPrivateData,
+}
+
+#[derive(Clone)]
+pub struct DeliverService {
+    pub peer: Arc<Peer>,
+}
+
+type DeliverStream = Pin<Box<dyn Stream<Item = Result<DeliverResponse, Status>> + Send>>;
+
+impl DeliverService {
+    fn open(&self, request: Request<Streaming<Envelope>>, form: Form) -> Response<DeliverStream> {
+        let mut incoming = request.into_inner();
+        let (out, rx) = mpsc::channel(8);
+        let peer = Arc::clone(&self.peer);
+        tokio::spawn(async move {
+            while let Ok(Some(envelope)) = incoming.message().await {
+                let Some(status) = serve_seek(&peer, &envelope, form, &out).await else {
+                    return;
+                };
+                let response = DeliverResponse {
+                    r#type: Some(deliver_response::Type::Status(status as i32)),
+                };
+                if out.send(Ok(response)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Response::new(Box::pin(ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl Deliver for DeliverService {
+    type DeliverStream = DeliverStream;
+    type DeliverFilteredStream = DeliverStream;
+    type DeliverWithPrivateDataStream = DeliverStream;
+
+    async fn deliver(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<DeliverStream>, Status> {
+        Ok(self.open(request, Form::Full))
+    }
+
+    async fn deliver_filtered(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<DeliverStream>, Status> {
+        Ok(self.open(request, Form::Filtered))
+    }
+
+    async fn deliver_with_private_data(
+        &self,
+        request: Request<Streaming<Envelope>>,
+    ) -> Result<Response<DeliverStream>, Status> {
+        Ok(self.open(request, Form::WithPrivateData))
+    }
+}
+
+/// Checks a seek request: structure, type, channel, Readers policy.
+fn check(
+    peer: &Peer,
+    envelope: &Envelope,
+) -> Result<(Arc<PeerChannel>, SeekInfo), (FabricStatus, String)> {
+    let bad = |what: String| (FabricStatus::BadRequest, what);
+    let payload =
+        Payload::decode(envelope.payload.as_slice()).map_err(|e| bad(format!("payload: {e}")))?;
+    let header = payload
+        .header
+        .ok_or_else(|| bad("payload without header".into()))?;
+    let channel_header = ChannelHeader::decode(header.channel_header.as_slice())
+        .map_err(|e| bad(format!("channel header: {e}")))?;
+    let signature_header = SignatureHeader::decode(header.signature_header.as_slice())
+        .map_err(|e| bad(format!("signature header: {e}")))?;
+    if channel_header.r#type != HeaderType::DeliverSeekInfo as i32 {
+        return Err(bad(format!(
+            "envelope type {} is not a seek request",
+            channel_header.r#type
+        )));
+    }
+    let channel = peer.channel(&channel_header.channel_id).ok_or_else(|| {
+        (
+            FabricStatus::NotFound,
+            format!("channel {} not found", channel_header.channel_id),
+        )
+    })?;
+    channel
+        .config
+        .authorize(
+            "/Channel/Application/Readers",
+            &signature_header.creator,
+            &envelope.payload,
+            &envelope.signature,
+            now_seconds(),
+        )
+        .map_err(|e| (FabricStatus::Forbidden, e.to_string()))?;
+    let seek =
+        SeekInfo::decode(payload.data.as_slice()).map_err(|e| bad(format!("seek info: {e}")))?;
+    Ok((channel, seek))
+}
+
+/// Serves one seek request; its final status, or None if the client left.
+async fn serve_seek(
+    peer: &Peer,
+    envelope: &Envelope,
+    form: Form,
+    out: &mpsc::Sender<Result<DeliverResponse, Status>>,
+) -> Option<FabricStatus> {
+    let (channel, seek) = match check(peer, envelope) {
+        Ok(checked) => checked,
+        Err((status, reason)) => {
+            eprintln!("deliver refused: {reason}");
+            return Some(status);
+        }
+    };
+    let mut height = channel.height.subscribe();
+    let current = *height.borrow_and_update();
+    let first = channel.ledger.first_block_number();
+    let position = |p: &Option<SeekPosition>| match p.as_ref().and_then(|p| p.r#type.as_ref()) {
+        Some(seek_position::Type::Oldest(_)) => Some(first),
+        Some(seek_position::Type::Newest(_)) => Some(current.saturating_sub(1)),
+        Some(seek_position::Type::Specified(s)) => Some(s.number),
+        Some(seek_position::Type::NextCommit(_)) => Some(current),
+        None => None,
+    };
+    let (Some(start), Some(stop)) = (position(&seek.start), position(&seek.stop)) else {
+        return Some(FabricStatus::BadRequest);
+    };
+    if stop < start || start < first {
+        return Some(FabricStatus::BadRequest);
+    }
+    let fail_if_not_ready = seek.behavior == SeekBehavior::FailIfNotReady as i32;
+    let mut number = start;
+    loop {
+        if *height.borrow_and_update() <= number {
+            if fail_if_not_ready {
+                return Some(FabricStatus::NotFound);
+            }
+            tokio::select! {
+                changed = height.changed() => if changed.is_err() { return Some(FabricStatus::ServiceUnavailable) },
+                _ = out.closed() => return None,
+            }
+            continue;
+        }
+        let Ok(block) = channel.ledger.block(number) else {
+            return Some(FabricStatus::InternalServerError);
+        };
+        let response = match form {
+            Form::Full => deliver_response::Type::Block(block),
+            Form::Filtered => deliver_response::Type::FilteredBlock(filtered(&channel.id, &block)),
+            Form::WithPrivateData => {
+                deliver_response::Type::BlockAndPrivateData(BlockAndPrivateData {
+                    block: Some(block),
+                    private_data_map: Default::default(),
+                })
+            }
+        };
+        if out
+            .send(Ok(DeliverResponse {
+                r#type: Some(response),
+            }))
+            .await
+            .is_err()
+        {
+            return None;
+        }
+        if number == stop {
+            return Some(FabricStatus::Success);
+        }
+        number += 1;
+    }
+}
+
+/// A block reduced to what Fabric's filtered events carry.
+pub fn filtered(channel_id: &str, block: &Block) -> FilteredBlock {
+    let filter = weft_protoutil::transactions_filter(block).unwrap_or(&[]);
+    let envelopes = block
+        .data
+        .as_ref()
+        .map(|d| d.data.as_slice())
+        .unwrap_or(&[]);
+    let filtered_transactions = envelopes
+        .iter()
+        .enumerate()
+        .filter_map(|(index, envelope)| {
+            let tx = parse_envelope(envelope).ok()?;
+            let code = i32::from(filter.get(index).copied().unwrap_or(255));
+            let actions = tx.action.as_ref().map(|action| {
+                let event = ChaincodeEvent::decode(action.events.as_slice())
+                    .ok()
+                    .filter(|e| !e.event_name.is_empty());
+                FilteredTransactionActions {
+                    chaincode_actions: vec![FilteredChaincodeAction {
+                        chaincode_event: event.map(|e| ChaincodeEvent {
+                            payload: Vec::new(),
+                            ..e
+                        }),
+                    }],
+                }
+            });
+            Some(FilteredTransaction {
+                txid: tx.tx_id().to_owned(),
+                r#type: tx.channel_header.r#type,
+                tx_validation_code: code,
+                data: actions.map(filtered_transaction::Data::TransactionActions),
+            })
+        })
+        .collect();
+    FilteredBlock {
+        channel_id: channel_id.to_owned(),
+        number: block.header.as_ref().map_or(0, |h| h.number),
+        filtered_transactions,
+    }
+}

@@ -1,0 +1,255 @@
+//! The endorser: checks a signed proposal, simulates it with the chaincode
+//! and signs the result, building the `ProposalResponse` exactly as Fabric
+//! does (proposal hash over the proposal's own header bytes; endorsement
+//! signature over `proposal_response_payload ‖ endorser`).
+
+use std::sync::Arc;
+
+use prost::Message;
+use weft_crypto::Signer;
+use weft_protos::common::{ChannelHeader, Header, HeaderType, SignatureHeader};
+use weft_protos::peer::{
+    ChaincodeAction, ChaincodeHeaderExtension, ChaincodeId, ChaincodeInvocationSpec,
+    ChaincodeProposalPayload, Endorsement, Proposal, ProposalResponse, ProposalResponsePayload,
+    Response, SignedProposal,
+};
+use weft_protos::rwset::{NsReadWriteSet, TxReadWriteSet};
+use weft_protoutil::{compute_tx_id, proposal_hash};
+
+use crate::chaincode::{ExecError, Invocation};
+use crate::channel::{PeerChannel, now_seconds};
+use crate::node::Peer;
+use crate::simulator::Simulator;
+
+/// Why a proposal was not simulated. Each maps to a gRPC status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EndorseError {
+    #[error("malformed proposal: {0}")]
+    Malformed(String),
+    #[error("channel {0} not found on this peer")]
+    UnknownChannel(String),
+    #[error("access denied: {0}")]
+    Denied(String),
+    #[error("duplicate transaction found [{0}]")]
+    Duplicate(String),
+    #[error("chaincode {chaincode} is not defined on channel {channel}")]
+    UnknownChaincode { chaincode: String, channel: String },
+    #[error(transparent)]
+    Chaincode(#[from] ExecError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl EndorseError {
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            EndorseError::Malformed(_) => tonic::Code::InvalidArgument,
+            EndorseError::UnknownChannel(_) | EndorseError::UnknownChaincode { .. } => {
+                tonic::Code::NotFound
+            }
+            EndorseError::Denied(_) => tonic::Code::PermissionDenied,
+            EndorseError::Duplicate(_) => tonic::Code::AlreadyExists,
+            EndorseError::Chaincode(ExecError::Timeout { .. }) => tonic::Code::DeadlineExceeded,
+            EndorseError::Chaincode(_) => tonic::Code::Aborted,
+            EndorseError::Internal(_) => tonic::Code::Internal,
+        }
+    }
+}
+
+/// A proposal taken apart.
+#[derive(Debug, Clone)]
+pub struct Unpacked {
+    pub channel_header: ChannelHeader,
+    pub header: Header,
+    pub creator: Vec<u8>,
+    pub chaincode: String,
+    pub payload: ChaincodeProposalPayload,
+    pub spec: ChaincodeInvocationSpec,
+}
+
+fn malformed(what: &str) -> impl Fn(prost::DecodeError) -> EndorseError + '_ {
+    move |e| EndorseError::Malformed(format!("{what}: {e}"))
+}
+
+/// Decodes a signed proposal's layers and checks the tx id.
+pub fn unpack(signed: &SignedProposal) -> Result<Unpacked, EndorseError> {
+    let proposal =
+        Proposal::decode(signed.proposal_bytes.as_slice()).map_err(malformed("Proposal"))?;
+    let header = Header::decode(proposal.header.as_slice()).map_err(malformed("Header"))?;
+    let channel_header = ChannelHeader::decode(header.channel_header.as_slice())
+        .map_err(malformed("ChannelHeader"))?;
+    let signature_header = SignatureHeader::decode(header.signature_header.as_slice())
+        .map_err(malformed("SignatureHeader"))?;
+    if channel_header.r#type != HeaderType::EndorserTransaction as i32 {
+        return Err(EndorseError::Malformed(format!(
+            "header type {} is not ENDORSER_TRANSACTION",
+            channel_header.r#type
+        )));
+    }
+    if signature_header.nonce.is_empty() {
+        return Err(EndorseError::Malformed(
+            "the signature header has no nonce".into(),
+        ));
+    }
+    let expected = compute_tx_id(&signature_header.nonce, &signature_header.creator);
+    if channel_header.tx_id != expected {
+        return Err(EndorseError::Malformed(format!(
+            "tx id {:?} is not hex(SHA-256(nonce ‖ creator)) = {expected}",
+            channel_header.tx_id
+        )));
+    }
+    let extension = ChaincodeHeaderExtension::decode(channel_header.extension.as_slice())
+        .map_err(malformed("ChaincodeHeaderExtension"))?;
+    let chaincode = extension.chaincode_id.map(|id| id.name).unwrap_or_default();
+    if chaincode.is_empty() {
+        return Err(EndorseError::Malformed(
+            "the proposal names no chaincode".into(),
+        ));
+    }
+    let payload = ChaincodeProposalPayload::decode(proposal.payload.as_slice())
+        .map_err(malformed("ChaincodeProposalPayload"))?;
+    let spec = ChaincodeInvocationSpec::decode(payload.input.as_slice())
+        .map_err(malformed("ChaincodeInvocationSpec"))?;
+    Ok(Unpacked {
+        channel_header,
+        header,
+        creator: signature_header.creator,
+        chaincode,
+        payload,
+        spec,
+    })
+}
+
+/// Checks, simulates and endorses one proposal. A chaincode response with
+/// status ≥ 400 comes back unendorsed, as Fabric returns it.
+pub async fn process_proposal(
+    peer: &Arc<Peer>,
+    signed: &SignedProposal,
+) -> Result<ProposalResponse, EndorseError> {
+    let unpacked = unpack(signed)?;
+    let channel_id = unpacked.channel_header.channel_id.clone();
+    let channel: Arc<PeerChannel> = peer
+        .channel(&channel_id)
+        .ok_or_else(|| EndorseError::UnknownChannel(channel_id.clone()))?;
+    channel
+        .config
+        .authorize(
+            "/Channel/Application/Writers",
+            &unpacked.creator,
+            &signed.proposal_bytes,
+            &signed.signature,
+            now_seconds(),
+        )
+        .map_err(|e| EndorseError::Denied(e.to_string()))?;
+    let tx_id = unpacked.channel_header.tx_id.clone();
+    if channel
+        .ledger
+        .transaction(&tx_id)
+        .map_err(|e| EndorseError::Internal(e.to_string()))?
+        .is_some()
+    {
+        return Err(EndorseError::Duplicate(tx_id));
+    }
+    let definition = peer
+        .chaincodes
+        .definition(&unpacked.chaincode)
+        .cloned()
+        .ok_or_else(|| EndorseError::UnknownChaincode {
+            chaincode: unpacked.chaincode.clone(),
+            channel: channel_id.clone(),
+        })?;
+    let input = unpacked
+        .spec
+        .chaincode_spec
+        .as_ref()
+        .and_then(|spec| spec.input.clone())
+        .unwrap_or_default();
+    let mut simulator = Simulator::new(Arc::clone(&channel.ledger));
+    let executed = peer
+        .chaincodes
+        .execute(
+            &definition.name,
+            Invocation {
+                channel_id: channel_id.clone(),
+                tx_id: tx_id.clone(),
+                init: input.is_init,
+                input,
+                proposal: Some(signed.clone()),
+            },
+            &mut simulator,
+            0,
+        )
+        .await?;
+    let response = executed.response;
+    if response.status >= weft_shim::ERROR_THRESHOLD || response.status < 200 {
+        return Ok(ProposalResponse {
+            version: 1,
+            response: Some(Response {
+                status: response.status,
+                message: response.message,
+                payload: Vec::new(),
+            }),
+            ..Default::default()
+        });
+    }
+    let event = executed.event.map(|mut event| {
+        event.chaincode_id = definition.name.clone();
+        event.tx_id = tx_id.clone();
+        event.encode_to_vec()
+    });
+    let results = TxReadWriteSet {
+        data_model: 0,
+        ns_rwset: simulator
+            .rwsets()
+            .into_iter()
+            .map(|ns| NsReadWriteSet {
+                namespace: ns.namespace,
+                rwset: ns.rwset.encode_to_vec(),
+                collection_hashed_rwset: Vec::new(),
+            })
+            .collect(),
+    };
+    let action = ChaincodeAction {
+        results: results.encode_to_vec(),
+        events: event.unwrap_or_default(),
+        response: Some(response.clone()),
+        chaincode_id: Some(ChaincodeId {
+            name: definition.name.clone(),
+            version: definition.version.clone(),
+            path: String::new(),
+        }),
+    };
+    let payload_without_transient = ChaincodeProposalPayload {
+        input: unpacked.payload.input.clone(),
+        transient_map: Default::default(),
+    }
+    .encode_to_vec();
+    let response_payload = ProposalResponsePayload {
+        proposal_hash: proposal_hash(
+            &unpacked.header.channel_header,
+            &unpacked.header.signature_header,
+            &payload_without_transient,
+        )
+        .to_vec(),
+        extension: action.encode_to_vec(),
+    }
+    .encode_to_vec();
+    let endorser = peer.signer.serialized();
+    let mut signed_bytes = response_payload.clone();
+    signed_bytes.extend_from_slice(&endorser);
+    let signature = peer
+        .signer
+        .sign(&signed_bytes)
+        .map_err(|e| EndorseError::Internal(e.to_string()))?;
+    Ok(ProposalResponse {
+        version: 1,
+        timestamp: unpacked.channel_header.timestamp,
+        response: Some(response),
+        payload: response_payload,
+        endorsement: Some(Endorsement {
+            endorser,
+            signature,
+        }),
+        interest: None,
+    })
+}

@@ -1,0 +1,596 @@
+//! The Fabric Gateway (`/gateway.Gateway`): Evaluate, Endorse (gathering
+//! endorsements from other organisations' peers until the chaincode's
+//! endorsement policy is satisfied), Submit (to the ordering service, failing
+//! over between orderers), CommitStatus and ChaincodeEvents. Errors are gRPC
+//! statuses with `gateway.ErrorDetail`s, as the official clients read them.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prost::Message;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use weft_protos::Any;
+use weft_protos::common::{Envelope, Header, Payload};
+use weft_protos::gateway::gateway_server::Gateway;
+use weft_protos::gateway::{
+    ChaincodeEventsRequest, ChaincodeEventsResponse, CommitStatusRequest, CommitStatusResponse,
+    EndorseRequest, EndorseResponse, ErrorDetail, EvaluateRequest, EvaluateResponse,
+    SignedChaincodeEventsRequest, SignedCommitStatusRequest, SubmitRequest, SubmitResponse,
+};
+use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+use weft_protos::orderer::{SeekPosition, seek_position};
+use weft_protos::peer::endorser_client::EndorserClient;
+use weft_protos::peer::{
+    ChaincodeActionPayload, ChaincodeEndorsedAction, ChaincodeEvent, ChaincodeProposalPayload,
+    ProposalResponse, SignedProposal, Transaction, TransactionAction, TxValidationCode,
+};
+use weft_protoutil::parse_envelope;
+
+use crate::channel::{PeerChannel, now_seconds};
+use crate::endorser::{EndorseError, process_proposal, unpack};
+use crate::node::Peer;
+
+/// A gRPC status carrying `gateway.ErrorDetail`s in `grpc-status-details-bin`.
+pub fn status_with_details(
+    code: tonic::Code,
+    message: String,
+    details: Vec<ErrorDetail>,
+) -> Status {
+    let rpc = weft_protos::google::rpc::Status {
+        code: code as i32,
+        message: message.clone(),
+        details: details
+            .into_iter()
+            .map(|detail| Any {
+                type_url: "type.googleapis.com/gateway.ErrorDetail".into(),
+                value: detail.encode_to_vec(),
+            })
+            .collect(),
+    };
+    Status::with_details(code, message, rpc.encode_to_vec().into())
+}
+
+/// The deadline a client set (`grpc-timeout`), if any.
+pub fn deadline<T>(request: &Request<T>) -> Option<Duration> {
+    let value = request.metadata().get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// One endorser's answer.
+struct Endorsed {
+    msp_id: String,
+    address: String,
+    response: ProposalResponse,
+}
+
+#[derive(Clone)]
+pub struct GatewayService {
+    pub peer: Arc<Peer>,
+}
+
+impl GatewayService {
+    fn local_detail(&self, message: String) -> ErrorDetail {
+        ErrorDetail {
+            address: self.peer.config.external_address().to_owned(),
+            msp_id: self.peer.config.msp_id.clone(),
+            message,
+        }
+    }
+
+    fn channel(&self, channel_id: &str) -> Result<Arc<PeerChannel>, Status> {
+        self.peer.channel(channel_id).ok_or_else(|| {
+            Status::not_found(format!("channel {channel_id} not found on this peer"))
+        })
+    }
+
+    async fn endorse_local(&self, proposal: &SignedProposal) -> Result<Endorsed, ErrorDetail> {
+        process_proposal(&self.peer, proposal)
+            .await
+            .map(|response| Endorsed {
+                msp_id: self.peer.config.msp_id.clone(),
+                address: self.peer.config.external_address().to_owned(),
+                response,
+            })
+            .map_err(|e| self.local_detail(e.to_string()))
+    }
+
+    async fn endorse_remote(
+        &self,
+        msp_id: &str,
+        address: &str,
+        proposal: &SignedProposal,
+    ) -> Result<Endorsed, ErrorDetail> {
+        let detail = |message: String| ErrorDetail {
+            address: address.to_owned(),
+            msp_id: msp_id.to_owned(),
+            message,
+        };
+        let channel = self.peer.tls.channel(address).map_err(detail)?;
+        let mut client = EndorserClient::new(channel)
+            .max_decoding_message_size(crate::MAX_GRPC_MESSAGE)
+            .max_encoding_message_size(crate::MAX_GRPC_MESSAGE);
+        let response = client
+            .process_proposal(proposal.clone())
+            .await
+            .map_err(|e| detail(e.message().to_owned()))?
+            .into_inner();
+        Ok(Endorsed {
+            msp_id: msp_id.to_owned(),
+            address: address.to_owned(),
+            response,
+        })
+    }
+
+    /// Endorsements that satisfy the chaincode's policy (or come from exactly
+    /// the organisations the client named).
+    async fn gather(
+        &self,
+        channel: &PeerChannel,
+        chaincode: &str,
+        proposal: &SignedProposal,
+        organizations: &[String],
+    ) -> Result<Vec<Endorsed>, Status> {
+        let local_msp = self.peer.config.msp_id.clone();
+        let mut wanted: Vec<String> = if organizations.is_empty() {
+            let mut orgs = vec![local_msp.clone()];
+            if let Some(policy) = channel.policies.get(chaincode) {
+                for principal in policy.principals() {
+                    let msp = principal.msp_id().to_owned();
+                    if !orgs.contains(&msp) {
+                        orgs.push(msp);
+                    }
+                }
+            }
+            orgs
+        } else {
+            organizations.to_vec()
+        };
+        let mut endorsed: Vec<Endorsed> = Vec::new();
+        let mut failures = Vec::new();
+        let satisfied = |endorsed: &[Endorsed]| {
+            let Some(policy) = channel.policies.get(chaincode) else {
+                return false;
+            };
+            let identities: Vec<_> = endorsed
+                .iter()
+                .filter_map(|e| e.response.endorsement.as_ref())
+                .filter_map(|e| {
+                    channel
+                        .config
+                        .msps
+                        .validate(&e.endorser, now_seconds())
+                        .ok()
+                })
+                .collect();
+            policy.is_satisfied_by(&identities)
+        };
+        let named = !organizations.is_empty();
+        // The local org first; then one more organisation at a time until satisfied.
+        while !wanted.is_empty() {
+            if !named && !endorsed.is_empty() && satisfied(&endorsed) {
+                break;
+            }
+            let msp = wanted.remove(0);
+            let result = if msp == local_msp {
+                self.endorse_local(proposal).await
+            } else {
+                let Some(remote) = self
+                    .peer
+                    .config
+                    .gateway_peers
+                    .iter()
+                    .find(|p| p.msp_id == msp)
+                else {
+                    failures.push(ErrorDetail {
+                        address: String::new(),
+                        msp_id: msp.clone(),
+                        message: format!("no peer of {msp} is known to this gateway"),
+                    });
+                    continue;
+                };
+                self.endorse_remote(&msp, &remote.address, proposal).await
+            };
+            match result {
+                Ok(e) => {
+                    let status = e.response.response.as_ref().map_or(0, |r| r.status);
+                    if (200..400).contains(&status) && e.response.endorsement.is_some() {
+                        endorsed.push(e);
+                    } else {
+                        let message = e
+                            .response
+                            .response
+                            .as_ref()
+                            .map(|r| r.message.clone())
+                            .unwrap_or_default();
+                        failures.push(ErrorDetail {
+                            address: e.address,
+                            msp_id: e.msp_id,
+                            message: format!("chaincode response {status}, {message}"),
+                        });
+                        // A chaincode that refused the transaction refuses it everywhere.
+                        break;
+                    }
+                }
+                Err(detail) => failures.push(detail),
+            }
+        }
+        if !failures.is_empty() || (!named && !satisfied(&endorsed)) || endorsed.is_empty() {
+            if failures.is_empty() {
+                failures.push(self.local_detail(format!(
+                    "the endorsements gathered do not satisfy the endorsement policy of chaincode {chaincode}"
+                )));
+            }
+            return Err(status_with_details(
+                tonic::Code::Aborted,
+                "failed to endorse transaction, see attached details for more info".into(),
+                failures,
+            ));
+        }
+        Ok(endorsed)
+    }
+}
+
+fn endorse_error_status(error: EndorseError, detail: ErrorDetail, prefix: &str) -> Status {
+    let message = format!("{prefix}: {error}");
+    status_with_details(error.code(), message, vec![detail])
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<ChaincodeEventsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Gateway for GatewayService {
+    async fn evaluate(
+        &self,
+        request: Request<EvaluateRequest>,
+    ) -> Result<Response<EvaluateResponse>, Status> {
+        let request = request.into_inner();
+        let proposal = request
+            .proposed_transaction
+            .ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
+        let response = process_proposal(&self.peer, &proposal).await.map_err(|e| {
+            let detail = self.local_detail(e.to_string());
+            endorse_error_status(e, detail, "evaluate call to endorser returned error")
+        })?;
+        let result = response.response.unwrap_or_default();
+        if !(200..400).contains(&result.status) {
+            let message = format!("chaincode response {}, {}", result.status, result.message);
+            return Err(status_with_details(
+                tonic::Code::Unknown,
+                format!("evaluate call to endorser returned error: {message}"),
+                vec![self.local_detail(message.clone())],
+            ));
+        }
+        Ok(Response::new(EvaluateResponse {
+            result: Some(result),
+        }))
+    }
+
+    async fn endorse(
+        &self,
+        request: Request<EndorseRequest>,
+    ) -> Result<Response<EndorseResponse>, Status> {
+        let request = request.into_inner();
+        let proposal = request
+            .proposed_transaction
+            .ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
+        let unpacked = unpack(&proposal).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let channel = self.channel(&unpacked.channel_header.channel_id)?;
+        let endorsed = self
+            .gather(
+                &channel,
+                &unpacked.chaincode,
+                &proposal,
+                &request.endorsing_organizations,
+            )
+            .await?;
+        let payload = &endorsed[0].response.payload;
+        if let Some(other) = endorsed.iter().find(|e| &e.response.payload != payload) {
+            return Err(status_with_details(
+                tonic::Code::Aborted,
+                "ProposalResponsePayloads do not match".into(),
+                vec![ErrorDetail {
+                    address: other.address.clone(),
+                    msp_id: other.msp_id.clone(),
+                    message: "this endorser simulated a different result (non-deterministic chaincode, or state that differs between peers)".into(),
+                }],
+            ));
+        }
+        let chaincode_proposal_payload = ChaincodeProposalPayload {
+            input: unpacked.payload.input.clone(),
+            transient_map: Default::default(),
+        }
+        .encode_to_vec();
+        let action = ChaincodeActionPayload {
+            chaincode_proposal_payload,
+            action: Some(ChaincodeEndorsedAction {
+                proposal_response_payload: payload.clone(),
+                endorsements: endorsed
+                    .iter()
+                    .filter_map(|e| e.response.endorsement.clone())
+                    .collect(),
+            }),
+        };
+        let transaction = Transaction {
+            actions: vec![TransactionAction {
+                header: unpacked.header.signature_header.clone(),
+                payload: action.encode_to_vec(),
+            }],
+        };
+        let payload = Payload {
+            header: Some(Header {
+                channel_header: unpacked.header.channel_header.clone(),
+                signature_header: unpacked.header.signature_header.clone(),
+            }),
+            data: transaction.encode_to_vec(),
+        };
+        Ok(Response::new(EndorseResponse {
+            prepared_transaction: Some(Envelope {
+                payload: payload.encode_to_vec(),
+                signature: Vec::new(),
+            }),
+        }))
+    }
+
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        let request = request.into_inner();
+        let envelope = request
+            .prepared_transaction
+            .ok_or_else(|| Status::invalid_argument("a prepared transaction is required"))?;
+        if envelope.signature.is_empty() {
+            return Err(Status::invalid_argument(
+                "the prepared transaction is not signed",
+            ));
+        }
+        let channel = self.channel(&request.channel_id)?;
+        let endpoints = channel.orderer_endpoints();
+        let mut failures = Vec::new();
+        let start = self.peer.next_orderer(endpoints.len());
+        for offset in 0..endpoints.len() {
+            let endpoint = &endpoints[(start + offset) % endpoints.len()];
+            let detail = |message: String| ErrorDetail {
+                address: endpoint.clone(),
+                msp_id: String::new(),
+                message,
+            };
+            let connection = match self.peer.tls.channel(endpoint) {
+                Ok(connection) => connection,
+                Err(e) => {
+                    failures.push(detail(e));
+                    continue;
+                }
+            };
+            let mut client = AtomicBroadcastClient::new(connection)
+                .max_encoding_message_size(crate::MAX_GRPC_MESSAGE);
+            let answer = async {
+                let mut responses = client
+                    .broadcast(tokio_stream::once(envelope.clone()))
+                    .await?
+                    .into_inner();
+                responses.message().await
+            };
+            match answer.await {
+                Ok(Some(response))
+                    if response.status == weft_protos::common::Status::Success as i32 =>
+                {
+                    return Ok(Response::new(SubmitResponse {}));
+                }
+                Ok(Some(response)) => {
+                    let status = weft_protos::common::Status::try_from(response.status)
+                        .map(|s| s.as_str_name().to_owned())
+                        .unwrap_or_else(|_| response.status.to_string());
+                    let retry =
+                        response.status == weft_protos::common::Status::ServiceUnavailable as i32;
+                    failures.push(detail(format!(
+                        "received unsuccessful response from orderer: status={status}, info={}",
+                        response.info
+                    )));
+                    if !retry {
+                        return Err(status_with_details(
+                            tonic::Code::Aborted,
+                            "rejected by the ordering service, see attached details for more info"
+                                .into(),
+                            failures,
+                        ));
+                    }
+                }
+                Ok(None) => failures.push(detail(
+                    "the orderer closed the stream without an answer".into(),
+                )),
+                Err(e) => failures.push(detail(e.message().to_owned())),
+            }
+        }
+        Err(status_with_details(
+            tonic::Code::Unavailable,
+            "no orderer accepted the transaction, see attached details for more info".into(),
+            failures,
+        ))
+    }
+
+    async fn commit_status(
+        &self,
+        request: Request<SignedCommitStatusRequest>,
+    ) -> Result<Response<CommitStatusResponse>, Status> {
+        let wait = deadline(&request);
+        let signed = request.into_inner();
+        let inner = CommitStatusRequest::decode(signed.request.as_slice())
+            .map_err(|e| Status::invalid_argument(format!("malformed CommitStatusRequest: {e}")))?;
+        let channel = self.channel(&inner.channel_id)?;
+        channel
+            .config
+            .authorize(
+                "/Channel/Application/Readers",
+                &inner.identity,
+                &signed.request,
+                &signed.signature,
+                now_seconds(),
+            )
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let mut height = channel.height.subscribe();
+        let until = wait.map(|wait| tokio::time::Instant::now() + wait);
+        loop {
+            if let Some(location) = channel
+                .ledger
+                .transaction(&inner.transaction_id)
+                .map_err(|e| Status::internal(e.to_string()))?
+            {
+                return Ok(Response::new(CommitStatusResponse {
+                    result: location.code as i32,
+                    block_number: location.block,
+                }));
+            }
+            let changed = async {
+                match until {
+                    Some(until) => tokio::time::timeout_at(until, height.changed()).await.ok(),
+                    None => Some(height.changed().await),
+                }
+            };
+            match changed.await {
+                Some(Ok(())) => {}
+                Some(Err(_)) => return Err(Status::unavailable("the peer is shutting down")),
+                None => {
+                    return Err(Status::deadline_exceeded(format!(
+                        "transaction {} was not committed before the deadline",
+                        inner.transaction_id
+                    )));
+                }
+            }
+        }
+    }
+
+    type ChaincodeEventsStream = EventStream;
+
+    async fn chaincode_events(
+        &self,
+        request: Request<SignedChaincodeEventsRequest>,
+    ) -> Result<Response<Self::ChaincodeEventsStream>, Status> {
+        let signed = request.into_inner();
+        let inner = ChaincodeEventsRequest::decode(signed.request.as_slice()).map_err(|e| {
+            Status::invalid_argument(format!("malformed ChaincodeEventsRequest: {e}"))
+        })?;
+        let channel = self.channel(&inner.channel_id)?;
+        channel
+            .config
+            .authorize(
+                "/Channel/Application/Readers",
+                &inner.identity,
+                &signed.request,
+                &signed.signature,
+                now_seconds(),
+            )
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let start = start_block(&channel, inner.start_position.as_ref())?;
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(stream_events(
+            channel,
+            inner.chaincode_id,
+            start,
+            inner.after_transaction_id,
+            tx,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Where a stream starts: `SeekNextCommit` (the default), oldest, newest or a block number.
+pub fn start_block(channel: &PeerChannel, position: Option<&SeekPosition>) -> Result<u64, Status> {
+    let height = *channel.height.borrow();
+    Ok(match position.and_then(|p| p.r#type.as_ref()) {
+        None | Some(seek_position::Type::NextCommit(_)) => height,
+        Some(seek_position::Type::Oldest(_)) => channel.ledger.first_block_number(),
+        Some(seek_position::Type::Newest(_)) => height.saturating_sub(1),
+        Some(seek_position::Type::Specified(s)) => s.number,
+    })
+}
+
+/// The chaincode events of `chaincode` in a committed block's valid
+/// transactions, after transaction `after` when it is in the block.
+pub fn block_events(
+    block: &weft_protos::common::Block,
+    chaincode: &str,
+    after: Option<&str>,
+) -> Vec<ChaincodeEvent> {
+    let filter = weft_protoutil::transactions_filter(block).unwrap_or(&[]);
+    let envelopes = block
+        .data
+        .as_ref()
+        .map(|d| d.data.as_slice())
+        .unwrap_or(&[]);
+    let transactions: Vec<_> = envelopes
+        .iter()
+        .map(|envelope| parse_envelope(envelope).ok())
+        .collect();
+    let skip = after
+        .and_then(|after| {
+            transactions
+                .iter()
+                .position(|tx| tx.as_ref().is_some_and(|tx| tx.tx_id() == after))
+        })
+        .map_or(0, |position| position + 1);
+    transactions
+        .into_iter()
+        .enumerate()
+        .skip(skip)
+        .filter(|(index, _)| filter.get(*index).copied() == Some(TxValidationCode::Valid as u8))
+        .filter_map(|(_, tx)| tx?.action)
+        .filter_map(|action| ChaincodeEvent::decode(action.events.as_slice()).ok())
+        .filter(|event| event.chaincode_id == chaincode && !event.event_name.is_empty())
+        .collect()
+}
+
+async fn stream_events(
+    channel: Arc<PeerChannel>,
+    chaincode: String,
+    start: u64,
+    after_tx_id: String,
+    out: mpsc::Sender<Result<ChaincodeEventsResponse, Status>>,
+) {
+    let mut height = channel.height.subscribe();
+    let mut number = start;
+    let mut skip_until = (!after_tx_id.is_empty()).then_some(after_tx_id);
+    loop {
+        if *height.borrow_and_update() <= number {
+            tokio::select! {
+                changed = height.changed() => if changed.is_err() { return },
+                _ = out.closed() => return,
+            }
+            continue;
+        }
+        let block = match channel.ledger.block(number) {
+            Ok(block) => block,
+            Err(e) => {
+                let _ = out.send(Err(Status::internal(e.to_string()))).await;
+                return;
+            }
+        };
+        // A checkpoint resumes after its transaction in the start block.
+        let after = skip_until.take();
+        let events = block_events(&block, &chaincode, after.as_deref());
+        if !events.is_empty() {
+            let response = ChaincodeEventsResponse {
+                events,
+                block_number: number,
+            };
+            if out.send(Ok(response)).await.is_err() {
+                return;
+            }
+        }
+        number += 1;
+    }
+}

@@ -1,0 +1,27 @@
+//! weft's peer: the endorser, chaincode support with its launchers, the
+//! Fabric Gateway, the committer and block event delivery, all on one TLS
+//! listener, so applications and chaincode written for Fabric run unchanged.
+//!
+//! - [`chaincode`]: the chaincode protocol (classic Register,
+//!   chaincode-as-a-service Connect, in-process) and the launcher seam;
+//! - [`simulator`]: transaction simulation into read/write sets;
+//! - [`endorser`]: proposal checks and Fabric's ProposalResponse;
+//! - [`gateway`]: the `gateway.Gateway` service;
+//! - [`channel`]: a joined channel and its committer (pulling from orderers);
+//! - [`deliver`]: the `protos.Deliver` service;
+//! - [`node`]: the node and its listener.
+
+pub mod chaincode;
+pub mod channel;
+pub mod config;
+pub mod deliver;
+pub mod endorser;
+pub mod gateway;
+pub mod node;
+pub mod simulator;
+
+pub use config::PeerConfig;
+pub use node::{Peer, serve};
+
+/// The largest gRPC message a peer sends or accepts.
+pub const MAX_GRPC_MESSAGE: usize = 128 << 20;

@@ -1,0 +1,388 @@
+//! A peer node: its identity, TLS, channels and chaincodes, and the gRPC
+//! listener that serves every service on one TLS port.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use prost::Message;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+use weft_material::SigningIdentity;
+use weft_orderer::proto::admin_server::{Admin, AdminServer};
+use weft_orderer::proto::{
+    ChannelInfo, ChannelList, ChannelRequest, JoinRequest, ListRequest, RemoveResponse,
+};
+use weft_orderer::tls::Tls;
+use weft_protos::common::Block;
+use weft_protos::gateway::gateway_server::GatewayServer;
+use weft_protos::peer::chaincode_support_server::{
+    ChaincodeSupport as ChaincodeSupportRpc, ChaincodeSupportServer,
+};
+use weft_protos::peer::deliver_server::DeliverServer;
+use weft_protos::peer::endorser_server::{Endorser, EndorserServer};
+use weft_protos::peer::{ChaincodeMessage, ProposalResponse, SignedProposal};
+use weft_shim::Chaincode;
+
+use crate::chaincode::ChaincodeSupport;
+use crate::chaincode::launcher::{self, Launcher, PeerContact};
+use crate::channel::PeerChannel;
+use crate::config::{LauncherConfig, PeerConfig};
+use crate::deliver::DeliverService;
+use crate::endorser::process_proposal;
+use crate::gateway::GatewayService;
+
+/// A running peer.
+pub struct Peer {
+    pub config: PeerConfig,
+    pub signer: Arc<SigningIdentity>,
+    pub tls: Tls,
+    pub chaincodes: Arc<ChaincodeSupport>,
+    channels: RwLock<HashMap<String, Arc<PeerChannel>>>,
+    stop: watch::Sender<bool>,
+    join_lock: tokio::sync::Mutex<()>,
+    orderer_cursor: AtomicUsize,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("listen_address", &self.config.listen_address)
+            .finish()
+    }
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl Peer {
+    /// Loads identity and TLS, re-opens every joined channel and starts
+    /// their committers. `builtins` are the contracts linked into the binary.
+    pub async fn start(
+        config: PeerConfig,
+        builtins: &HashMap<String, Arc<dyn Chaincode>>,
+    ) -> Result<Arc<Peer>, String> {
+        let signer = Arc::new(
+            SigningIdentity::load(&config.msp_dir, &config.msp_id)
+                .map_err(|e| format!("{}: {e}", config.msp_dir.display()))?,
+        );
+        let tls = Tls::load(&config.tls)?.with_overrides(config.endpoint_overrides.clone());
+        let chaincode_dir = config.data_dir.join("chaincode");
+        std::fs::create_dir_all(&chaincode_dir)
+            .map_err(|e| format!("{}: {e}", chaincode_dir.display()))?;
+        let roots_path = chaincode_dir.join("peer-tls-roots.pem");
+        let mut roots = Vec::new();
+        for root in &config.tls.root_cas {
+            roots.extend(read(root)?);
+            roots.push(b'\n');
+        }
+        std::fs::write(&roots_path, &roots)
+            .map_err(|e| format!("{}: {e}", roots_path.display()))?;
+        let contact = PeerContact {
+            address: config.external_address().to_owned(),
+            msp_id: config.msp_id.clone(),
+            tls_root_cert: roots_path,
+            client_cert_pem: read(&config.tls.cert)?,
+            client_key_pem: read(&config.tls.key)?,
+        };
+        let mut launchers: HashMap<String, Arc<dyn Launcher>> = HashMap::new();
+        for chaincode in &config.chaincodes {
+            let id = chaincode.id().to_owned();
+            let launcher: Arc<dyn Launcher> = match &chaincode.launcher {
+                LauncherConfig::Builtin(name) => Arc::new(launcher::InProcess {
+                    id: id.clone(),
+                    chaincode: builtins.get(name).cloned().ok_or_else(|| {
+                        let mut known: Vec<_> = builtins.keys().cloned().collect();
+                        known.sort();
+                        format!(
+                            "chaincode {}: no built-in chaincode {name:?} (built in: {})",
+                            chaincode.name,
+                            known.join(", ")
+                        )
+                    })?,
+                }),
+                LauncherConfig::Process { command, dir, env } => Arc::new(launcher::Process {
+                    id: id.clone(),
+                    command: command.clone(),
+                    dir: dir.clone(),
+                    env: env.clone(),
+                    contact: contact.clone(),
+                    work_dir: chaincode_dir.join(id.replace(['/', ':'], "_")),
+                    child: Default::default(),
+                }),
+                LauncherConfig::External {
+                    address,
+                    tls_root_ca,
+                } => Arc::new(launcher::External {
+                    address: address.clone(),
+                    tls_root_ca: tls_root_ca.as_deref().map(read).transpose()?,
+                }),
+                LauncherConfig::Wait => Arc::new(launcher::Wait),
+            };
+            launchers.insert(id, launcher);
+        }
+        let chaincodes =
+            ChaincodeSupport::new(config.chaincodes.clone(), launchers, config.limits.clone());
+        let peer = Arc::new(Peer {
+            signer,
+            tls,
+            chaincodes,
+            channels: RwLock::default(),
+            stop: watch::channel(false).0,
+            join_lock: tokio::sync::Mutex::new(()),
+            orderer_cursor: AtomicUsize::new(0),
+            config,
+        });
+        let ledgers = peer.config.data_dir.join("ledgers");
+        std::fs::create_dir_all(&ledgers).map_err(|e| format!("{}: {e}", ledgers.display()))?;
+        let mut dirs: Vec<_> = std::fs::read_dir(&ledgers)
+            .map_err(|e| format!("{}: {e}", ledgers.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.is_dir())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let chaincodes: Vec<_> = peer.config.chaincodes.iter().collect();
+            let channel =
+                tokio::task::block_in_place(|| PeerChannel::open(&dir, None, &chaincodes))?;
+            eprintln!(
+                "channel {}: opened at height {}",
+                channel.id,
+                *channel.height.borrow()
+            );
+            peer.activate(Arc::new(channel));
+        }
+        Ok(peer)
+    }
+
+    fn activate(self: &Arc<Self>, channel: Arc<PeerChannel>) {
+        self.channels
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.id.clone(), Arc::clone(&channel));
+        tokio::spawn(channel.run_committer(
+            self.tls.clone(),
+            Arc::clone(&self.signer),
+            self.stop.subscribe(),
+        ));
+    }
+
+    pub fn channel(&self, id: &str) -> Option<Arc<PeerChannel>> {
+        self.channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn channels(&self) -> Vec<Arc<PeerChannel>> {
+        let mut channels: Vec<_> = self
+            .channels
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        channels.sort_by(|a, b| a.id.cmp(&b.id));
+        channels
+    }
+
+    /// Joins the channel whose genesis block this is.
+    pub async fn join(self: &Arc<Self>, genesis: Block) -> Result<Arc<PeerChannel>, String> {
+        let _joining = self.join_lock.lock().await;
+        if genesis.header.as_ref().map_or(0, |h| h.number) != 0 {
+            return Err("joining needs the channel's genesis block (block 0)".into());
+        }
+        let (channel_id, _) =
+            weft_channel::config_envelope(&genesis).map_err(|e| format!("genesis block: {e}"))?;
+        if self.channel(&channel_id).is_some() {
+            return Err(format!("this peer has already joined channel {channel_id}"));
+        }
+        let config =
+            weft_channel::ChannelConfig::from_block(&genesis).map_err(|e| e.to_string())?;
+        if !config.application_orgs.contains(&self.config.msp_id) {
+            return Err(format!(
+                "{} is not an organisation of channel {channel_id} (members: {})",
+                self.config.msp_id,
+                config.application_orgs.join(", ")
+            ));
+        }
+        let dir = self.config.data_dir.join("ledgers").join(&channel_id);
+        let chaincodes: Vec<_> = self.config.chaincodes.iter().collect();
+        let opened =
+            tokio::task::block_in_place(|| PeerChannel::open(&dir, Some(genesis), &chaincodes));
+        let channel = match opened {
+            Ok(channel) => Arc::new(channel),
+            Err(error) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(error);
+            }
+        };
+        self.activate(Arc::clone(&channel));
+        eprintln!("channel {channel_id}: joined");
+        Ok(channel)
+    }
+
+    /// Which orderer to try first (round robin across submissions).
+    pub fn next_orderer(&self, count: usize) -> usize {
+        self.orderer_cursor.fetch_add(1, Ordering::Relaxed) % count.max(1)
+    }
+
+    /// Stops committers.
+    pub fn shutdown(&self) {
+        self.stop.send_replace(true);
+    }
+}
+
+#[derive(Clone)]
+struct Services {
+    peer: Arc<Peer>,
+}
+
+#[tonic::async_trait]
+impl Endorser for Services {
+    async fn process_proposal(
+        &self,
+        request: Request<SignedProposal>,
+    ) -> Result<Response<ProposalResponse>, Status> {
+        process_proposal(&self.peer, request.get_ref())
+            .await
+            .map(Response::new)
+            .map_err(|e| Status::new(e.code(), e.to_string()))
+    }
+}
+
+type ChaincodeStream = Pin<Box<dyn Stream<Item = Result<ChaincodeMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ChaincodeSupportRpc for Services {
+    type RegisterStream = ChaincodeStream;
+
+    async fn register(
+        &self,
+        request: Request<Streaming<ChaincodeMessage>>,
+    ) -> Result<Response<Self::RegisterStream>, Status> {
+        let incoming = launcher::forward(request.into_inner());
+        let (out, rx) = mpsc::channel(256);
+        let support = Arc::clone(&self.peer.chaincodes);
+        tokio::spawn(async move {
+            if let Err(error) = support.serve_stream(out, incoming).await {
+                eprintln!("chaincode registration refused: {error}");
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
+    }
+}
+
+fn info(channel: &PeerChannel) -> ChannelInfo {
+    ChannelInfo {
+        name: channel.id.clone(),
+        height: *channel.height.borrow(),
+        status: "active".into(),
+        consensus_relation: "peer".into(),
+        ..Default::default()
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for Services {
+    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<ChannelInfo>, Status> {
+        if request.peer_certs().is_none_or(|c| c.is_empty()) {
+            return Err(Status::unauthenticated(
+                "channel administration needs a TLS client certificate",
+            ));
+        }
+        let block = Block::decode(request.get_ref().config_block.as_slice())
+            .map_err(|e| Status::invalid_argument(format!("config block: {e}")))?;
+        let channel = self
+            .peer
+            .join(block)
+            .await
+            .map_err(Status::failed_precondition)?;
+        Ok(Response::new(info(&channel)))
+    }
+
+    async fn list(&self, _request: Request<ListRequest>) -> Result<Response<ChannelList>, Status> {
+        Ok(Response::new(ChannelList {
+            channels: self.peer.channels().iter().map(|c| info(c)).collect(),
+        }))
+    }
+
+    async fn info(
+        &self,
+        request: Request<ChannelRequest>,
+    ) -> Result<Response<ChannelInfo>, Status> {
+        let name = &request.get_ref().channel;
+        let channel = self
+            .peer
+            .channel(name)
+            .ok_or_else(|| Status::not_found(format!("channel {name} not found on this peer")))?;
+        Ok(Response::new(info(&channel)))
+    }
+
+    async fn remove(
+        &self,
+        _request: Request<ChannelRequest>,
+    ) -> Result<Response<RemoveResponse>, Status> {
+        Err(Status::unimplemented("a peer cannot leave a channel"))
+    }
+}
+
+/// Serves every peer service on the listen address until `shutdown` resolves.
+pub async fn serve(
+    peer: Arc<Peer>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), String> {
+    let address: SocketAddr = peer
+        .config
+        .listen_address
+        .parse()
+        .map_err(|e| format!("listen_address {}: {e}", peer.config.listen_address))?;
+    let services = Services {
+        peer: Arc::clone(&peer),
+    };
+    let max = crate::MAX_GRPC_MESSAGE;
+    tonic::transport::Server::builder()
+        .tls_config(peer.tls.server_config())
+        .map_err(|e| e.to_string())?
+        .tcp_nodelay(true)
+        .concurrency_limit_per_connection(peer.config.limits.concurrent_requests)
+        .max_concurrent_streams(
+            u32::try_from(peer.config.limits.concurrent_requests).unwrap_or(u32::MAX),
+        )
+        // Clients such as Caliper ping without calls; answer, do not GOAWAY.
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
+        .add_service(
+            GatewayServer::new(GatewayService {
+                peer: Arc::clone(&peer),
+            })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        )
+        .add_service(
+            EndorserServer::new(services.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            DeliverServer::new(DeliverService {
+                peer: Arc::clone(&peer),
+            })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        )
+        .add_service(
+            ChaincodeSupportServer::new(services.clone())
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(AdminServer::new(services).max_decoding_message_size(max))
+        .serve_with_shutdown(address, shutdown)
+        .await
+        .map_err(|e| format!("{address}: {e}"))
+}

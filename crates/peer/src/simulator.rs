@@ -1,0 +1,239 @@
+//! Transaction simulation: chaincode reads committed state and buffers its
+//! writes; what it read (with versions) and wrote becomes the read/write set
+//! an endorsement signs.
+//!
+//! Fabric's rules: reads see committed state only (not the transaction's own
+//! writes); the first read of a key records its version; range reads record
+//! every key they returned, so the committer can detect phantoms; rich
+//! queries and history reads are not recorded (Fabric does not protect them).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use weft_ledger::{Ledger, LedgerError, Page, Version};
+use weft_protos::kvrwset::{
+    KvMetadataEntry, KvMetadataWrite, KvRead, KvWrite, KvrwSet, QueryReads, RangeQueryInfo,
+    range_query_info::ReadsInfo,
+};
+use weft_protoutil::NamespaceRwSet;
+
+/// Results the chaincode has not fetched yet, for QUERY_STATE_NEXT.
+pub const PAGE: usize = 100;
+
+#[derive(Debug, Default)]
+struct Namespace {
+    reads: BTreeMap<String, Option<Version>>,
+    writes: BTreeMap<String, Option<Vec<u8>>>,
+    metadata_writes: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    ranges: Vec<RangeQueryInfo>,
+}
+
+/// Keys and values of a range read, and the bookmark to continue from.
+pub type RangeResult = (Vec<(String, Vec<u8>)>, String);
+
+/// One transaction's simulation over a channel's ledger.
+pub struct Simulator {
+    ledger: Arc<Ledger>,
+    namespaces: BTreeMap<String, Namespace>,
+    iterators: HashMap<String, VecDeque<Vec<u8>>>,
+    next_iterator: u64,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("namespaces", &self.namespaces.keys())
+            .finish()
+    }
+}
+
+fn to_proto(version: Version) -> weft_protos::kvrwset::Version {
+    weft_protos::kvrwset::Version {
+        block_num: version.block,
+        tx_num: version.tx,
+    }
+}
+
+impl Simulator {
+    pub fn new(ledger: Arc<Ledger>) -> Self {
+        Simulator {
+            ledger,
+            namespaces: BTreeMap::new(),
+            iterators: HashMap::new(),
+            next_iterator: 0,
+        }
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    fn namespace(&mut self, namespace: &str) -> &mut Namespace {
+        self.namespaces.entry(namespace.to_owned()).or_default()
+    }
+
+    /// Committed value of `key` (empty when absent), recording the read.
+    pub fn get_state(&mut self, namespace: &str, key: &str) -> Result<Vec<u8>, LedgerError> {
+        let value = self.ledger.get_state(namespace, key)?;
+        self.namespace(namespace)
+            .reads
+            .entry(key.to_owned())
+            .or_insert(value.as_ref().map(|v| v.version));
+        Ok(value.map(|v| v.value).unwrap_or_default())
+    }
+
+    /// Committed metadata of `key`, recording the read.
+    pub fn get_state_metadata(
+        &mut self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<BTreeMap<String, Vec<u8>>, LedgerError> {
+        let value = self.ledger.get_state(namespace, key)?;
+        self.namespace(namespace)
+            .reads
+            .entry(key.to_owned())
+            .or_insert(value.as_ref().map(|v| v.version));
+        Ok(value.map(|v| v.metadata).unwrap_or_default())
+    }
+
+    pub fn put_state(&mut self, namespace: &str, key: &str, value: Vec<u8>) {
+        self.namespace(namespace)
+            .writes
+            .insert(key.to_owned(), Some(value));
+    }
+
+    pub fn del_state(&mut self, namespace: &str, key: &str) {
+        self.namespace(namespace)
+            .writes
+            .insert(key.to_owned(), None);
+    }
+
+    pub fn put_state_metadata(&mut self, namespace: &str, key: &str, name: &str, value: Vec<u8>) {
+        self.namespace(namespace)
+            .metadata_writes
+            .entry(key.to_owned())
+            .or_default()
+            .insert(name.to_owned(), value);
+    }
+
+    /// Keys in `[start, end)`, recorded as one range read. With `page`, one
+    /// page and the bookmark to continue from.
+    pub fn get_state_range(
+        &mut self,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        page: Option<&Page>,
+    ) -> Result<RangeResult, LedgerError> {
+        let result = self.ledger.get_state_range(namespace, start, end, page)?;
+        let exhausted = result.bookmark.is_empty();
+        let recorded_start = match page {
+            Some(page) if !page.bookmark.is_empty() => page.bookmark.clone(),
+            _ => start.to_owned(),
+        };
+        let info = RangeQueryInfo {
+            start_key: recorded_start,
+            end_key: end.to_owned(),
+            itr_exhausted: exhausted,
+            reads_info: Some(ReadsInfo::RawReads(QueryReads {
+                kv_reads: result
+                    .results
+                    .iter()
+                    .map(|(key, value)| KvRead {
+                        key: key.clone(),
+                        version: Some(to_proto(value.version)),
+                    })
+                    .collect(),
+            })),
+        };
+        self.namespace(namespace).ranges.push(info);
+        Ok((
+            result
+                .results
+                .into_iter()
+                .map(|(key, value)| (key, value.value))
+                .collect(),
+            result.bookmark,
+        ))
+    }
+
+    /// Keeps `results` for QUERY_STATE_NEXT and returns the first page, whether
+    /// more remain, and the iterator id.
+    pub fn open_iterator(&mut self, results: Vec<Vec<u8>>) -> (Vec<Vec<u8>>, bool, String) {
+        self.next_iterator += 1;
+        let id = self.next_iterator.to_string();
+        let mut rest: VecDeque<Vec<u8>> = results.into();
+        let first: Vec<Vec<u8>> = rest.drain(..rest.len().min(PAGE)).collect();
+        let more = !rest.is_empty();
+        if more {
+            self.iterators.insert(id.clone(), rest);
+        }
+        (first, more, id)
+    }
+
+    /// The next page of iterator `id` (None: unknown or closed).
+    pub fn next_page(&mut self, id: &str) -> Option<(Vec<Vec<u8>>, bool)> {
+        let rest = self.iterators.get_mut(id)?;
+        let page: Vec<Vec<u8>> = rest.drain(..rest.len().min(PAGE)).collect();
+        let more = !rest.is_empty();
+        if !more {
+            self.iterators.remove(id);
+        }
+        Some((page, more))
+    }
+
+    pub fn close_iterator(&mut self, id: &str) {
+        self.iterators.remove(id);
+    }
+
+    /// Whether the simulation wrote anything.
+    pub fn has_writes(&self) -> bool {
+        self.namespaces
+            .values()
+            .any(|ns| !ns.writes.is_empty() || !ns.metadata_writes.is_empty())
+    }
+
+    /// The read/write set, namespaces and keys in order (as Fabric sorts them).
+    pub fn rwsets(&self) -> Vec<NamespaceRwSet> {
+        self.namespaces
+            .iter()
+            .map(|(name, ns)| NamespaceRwSet {
+                namespace: name.clone(),
+                rwset: KvrwSet {
+                    reads: ns
+                        .reads
+                        .iter()
+                        .map(|(key, version)| KvRead {
+                            key: key.clone(),
+                            version: version.map(to_proto),
+                        })
+                        .collect(),
+                    range_queries_info: ns.ranges.clone(),
+                    writes: ns
+                        .writes
+                        .iter()
+                        .map(|(key, value)| KvWrite {
+                            key: key.clone(),
+                            is_delete: value.is_none(),
+                            value: value.clone().unwrap_or_default(),
+                        })
+                        .collect(),
+                    metadata_writes: ns
+                        .metadata_writes
+                        .iter()
+                        .map(|(key, entries)| KvMetadataWrite {
+                            key: key.clone(),
+                            entries: entries
+                                .iter()
+                                .map(|(name, value)| KvMetadataEntry {
+                                    name: name.clone(),
+                                    value: value.clone(),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                },
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,136 @@
+//! Real `weft orderer` and `weft peer` processes driven by the official
+//! `@hyperledger/fabric-gateway` Node client, unchanged: evaluate, submit,
+//! submitAsync + getStatus, chaincode events with checkpoint resume, block
+//! and filtered block events, error details; the chaincode's policy is
+//! AND(Org1, Org2), so every committed transaction proves the gateway
+//! gathered a cross-organisation endorsement.
+
+mod support;
+
+use std::process::Command;
+
+use support::network::Network;
+
+const BASIC_AND: &str = "  - name: basic\n    endorsement_policy: \"AND('Org1MSP.peer', 'Org2MSP.peer')\"\n    launcher: { builtin: basic }\n";
+
+/// Runs `compat/node/gateway-app.mjs` as User1 of org `i` against peer `i`.
+fn gateway_app(network: &Network, i: usize, chaincode: &str) -> serde_json::Value {
+    let dir = weft_compat::node_packages().expect("npm packages");
+    let (cert, key) = network.user(i, "User1");
+    let output = weft_compat::run(
+        Command::new("node")
+            .arg(dir.join("node/gateway-app.mjs"))
+            .arg(network.endpoint(i))
+            .arg(network.tls_ca(i))
+            .arg(cert)
+            .arg(key)
+            .arg(network.peers[i].msp_id)
+            .arg(chaincode)
+            .current_dir(&dir),
+    )
+    .expect("node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "node failed: {}\n{stdout}\npeer log: {}",
+        String::from_utf8_lossy(&output.stderr),
+        network.log(i)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn the_official_gateway_client_runs_unchanged_with_cross_org_endorsement() {
+    let network = Network::start(1, BASIC_AND);
+    let report = gateway_app(&network, 0, "basic");
+    assert!(
+        report.get("unexpected").is_none(),
+        "{report:#}\n{}",
+        network.log(0)
+    );
+
+    // A chaincode status 500 on evaluate is a gRPC error with details.
+    let missing = &report["missing"]["error"];
+    assert!(
+        missing["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not exist"),
+        "{missing}"
+    );
+    assert_eq!(missing["details"][0]["mspId"], "Org1MSP", "{missing}");
+
+    assert!(
+        report["read"]["ID"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("asset-")),
+        "{}",
+        report["read"]
+    );
+    assert_eq!(report["read"]["Owner"], "Tomoko");
+    assert_eq!(report["read"]["AppraisedValue"], 300);
+    assert_eq!(
+        report["transferResult"], "Tomoko",
+        "TransferAsset returns the old owner"
+    );
+    assert_eq!(
+        report["transferStatus"]["code"], 0,
+        "VALID under AND(Org1, Org2)"
+    );
+    assert_eq!(report["transferStatus"]["successful"], true);
+    assert_eq!(
+        report["transferStatus"]["transactionId"],
+        report["transferTxId"]
+    );
+    assert_eq!(report["readAfterTransfer"]["Owner"], "Brad");
+    assert_eq!(report["updateStatus"]["code"], 0);
+
+    // Endorsement failure carries the chaincode's message per endorser.
+    let duplicate = &report["duplicateCreate"]["error"];
+    assert_eq!(duplicate["name"], "EndorseError", "{duplicate}");
+    assert!(
+        duplicate["details"].to_string().contains("already exists"),
+        "{duplicate}"
+    );
+
+    // Events: the transfer's event first, then (resumed from the checkpoint) the update's.
+    assert_eq!(report["firstEvent"]["name"], "TransferAsset");
+    assert_eq!(report["firstEvent"]["txId"], report["transferTxId"]);
+    assert_eq!(report["firstEvent"]["payload"]["Owner"], "Brad");
+    assert_eq!(report["resumedEvent"]["name"], "UpdateAsset");
+    assert_eq!(report["resumedEvent"]["txId"], report["updateTxId"]);
+
+    assert_eq!(
+        report["block"]["number"],
+        report["transferStatus"]["blockNumber"]
+    );
+    assert_eq!(report["filteredBlock"]["channel"], "mychannel");
+    let filtered = report["filteredBlock"]["transactions"]
+        .as_array()
+        .expect("transactions");
+    assert!(
+        filtered
+            .iter()
+            .any(|t| t["txId"] == report["transferTxId"] && t["code"] == 0),
+        "{filtered:?}"
+    );
+
+    assert_eq!(
+        report["wrongChannel"]["error"]["code"], 5,
+        "NOT_FOUND: {}",
+        report["wrongChannel"]
+    );
+    let unknown = &report["unknownChaincode"]["error"];
+    assert_eq!(unknown["name"], "EndorseError", "{unknown}");
+    assert!(
+        unknown["details"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nosuchcc"),
+        "{unknown}"
+    );
+
+    // The other org's peer committed the same transactions.
+    let height = network.height(0).expect("height");
+    network.wait_for_height(1, height);
+}

@@ -1,0 +1,243 @@
+//! A whole network of real processes for peer tests: `weft orderer` nodes
+//! (a [`Cluster`]) and one `weft peer` per organisation (Org1MSP, Org2MSP),
+//! joined to `mychannel`, each peer's gateway knowing the other org's peer.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weft_channel::BatchSettings;
+
+use super::{Cluster, WEFT, free_port};
+
+pub const CHANNEL: &str = "mychannel";
+pub const ORGS: [(&str, &str); 2] = [
+    ("org1.example.com", "Org1MSP"),
+    ("org2.example.com", "Org2MSP"),
+];
+
+pub struct PeerProcess {
+    pub domain: &'static str,
+    pub msp_id: &'static str,
+    pub port: u16,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct Network {
+    pub orderers: Cluster,
+    pub peers: Vec<PeerProcess>,
+    pub block: PathBuf,
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        for peer in &mut self.peers {
+            if let Some(mut child) = peer.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Network {
+    /// `orderers` Raft nodes and two peers; `chaincodes` is the YAML list
+    /// under each peer's `chaincodes:` (`{dir}` stands for the test directory).
+    pub fn start(orderers: usize, chaincodes: &str) -> Network {
+        let cluster = Cluster::start(orderers, "");
+        let batch = BatchSettings {
+            max_message_count: 50,
+            timeout: Duration::from_millis(100),
+            ..Default::default()
+        };
+        cluster.join_all(CHANNEL, batch);
+        let block = cluster.dir.path().join(format!("{CHANNEL}.block"));
+        let root = cluster.network.root().to_path_buf();
+        let dir = cluster.dir.path().to_path_buf();
+        let ports: Vec<u16> = ORGS.iter().map(|_| free_port()).collect();
+        let tlsca = |domain: &str| {
+            root.join(format!(
+                "peerOrganizations/{domain}/tlsca/tlsca.{domain}-cert.pem"
+            ))
+        };
+        let orderer_ca =
+            root.join("ordererOrganizations/example.com/tlsca/tlsca.example.com-cert.pem");
+        let mut peers = Vec::new();
+        for (i, (domain, msp_id)) in ORGS.iter().enumerate() {
+            let node = root.join(format!("peerOrganizations/{domain}/peers/peer0.{domain}"));
+            let others: String = ORGS
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(j, (_, msp))| {
+                    format!("  - msp_id: {msp}\n    address: 127.0.0.1:{}\n", ports[j])
+                })
+                .collect();
+            let config = format!(
+                "listen_address: 127.0.0.1:{port}\n\
+                 data_dir: {data}\n\
+                 msp_dir: {node}/msp\n\
+                 msp_id: {msp_id}\n\
+                 tls:\n  cert: {node}/tls/server.crt\n  key: {node}/tls/server.key\n  root_cas: [{ca1}, {ca2}, {orderer_ca}]\n\
+                 limits:\n  execute_timeout: 5s\n  startup_timeout: 60s\n\
+                 gateway_peers:\n{others}\
+                 chaincodes:\n{chaincodes}",
+                port = ports[i],
+                data = dir.join(format!("peer{i}")).display(),
+                node = node.display(),
+                ca1 = tlsca(ORGS[0].0).display(),
+                ca2 = tlsca(ORGS[1].0).display(),
+                orderer_ca = orderer_ca.display(),
+                chaincodes = chaincodes.replace("{dir}", &dir.display().to_string()),
+            );
+            let path = dir.join(format!("peer{i}.yaml"));
+            std::fs::write(&path, config).expect("peer config");
+            peers.push(PeerProcess {
+                domain,
+                msp_id,
+                port: ports[i],
+                config: path,
+                log: dir.join(format!("peer{i}.log")),
+                child: None,
+            });
+        }
+        let mut network = Network {
+            orderers: cluster,
+            peers,
+            block,
+        };
+        for i in 0..network.peers.len() {
+            network.start_peer(i);
+            network.join(i).expect("join");
+        }
+        network
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.orderers.network.root().to_path_buf()
+    }
+
+    pub fn start_peer(&mut self, i: usize) {
+        let peer = &mut self.peers[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&peer.log)
+            .expect("log file");
+        let child = Command::new(WEFT)
+            .args(["peer", "start", "--config"])
+            .arg(&peer.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn peer");
+        peer.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", peer.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "peer {i} did not start: {}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill_peer(&mut self, i: usize) {
+        if let Some(mut child) = self.peers[i].child.take() {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+        }
+    }
+
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.peers[i].log).unwrap_or_default()
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.peers[i].port)
+    }
+
+    pub fn org_dir(&self, i: usize) -> PathBuf {
+        self.root()
+            .join(format!("peerOrganizations/{}", self.peers[i].domain))
+    }
+
+    /// The CA certificate of peer `i`'s TLS certificate.
+    pub fn tls_ca(&self, i: usize) -> PathBuf {
+        let domain = self.peers[i].domain;
+        self.org_dir(i)
+            .join(format!("peers/peer0.{domain}/tls/ca.crt"))
+    }
+
+    /// (certificate, private key) of `user` (User1, Admin) of org `i`.
+    pub fn user(&self, i: usize, user: &str) -> (PathBuf, PathBuf) {
+        let domain = self.peers[i].domain;
+        let msp = self.org_dir(i).join(format!("users/{user}@{domain}/msp"));
+        (msp.join("signcerts/cert.pem"), msp.join("keystore/priv_sk"))
+    }
+
+    fn admin_args(&self, i: usize) -> Vec<String> {
+        let domain = self.peers[i].domain;
+        let tls = self.org_dir(i).join(format!("users/Admin@{domain}/tls"));
+        vec![
+            "--peerAddresses".into(),
+            self.endpoint(i),
+            "--tlsRootCertFiles".into(),
+            self.tls_ca(i).display().to_string(),
+            "--client-cert".into(),
+            tls.join("client.crt").display().to_string(),
+            "--client-key".into(),
+            tls.join("client.key").display().to_string(),
+        ]
+    }
+
+    /// `weft peer channel join -b <genesis>` against peer `i`.
+    pub fn join(&self, i: usize) -> Result<String, String> {
+        let output = Command::new(WEFT)
+            .args(["peer", "channel", "join", "-b"])
+            .arg(&self.block)
+            .args(self.admin_args(i))
+            .output()
+            .expect("run weft peer channel join");
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    /// Peer `i`'s height on the channel (from `weft peer channel list`).
+    pub fn height(&self, i: usize) -> Option<u64> {
+        let output = Command::new(WEFT)
+            .args(["peer", "channel", "list"])
+            .args(self.admin_args(i))
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{CHANNEL} (height ")))
+            .and_then(|rest| rest.trim_end_matches(')').parse().ok())
+    }
+
+    pub fn wait_for_height(&self, i: usize, height: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let seen = self.height(i);
+            if seen.is_some_and(|h| h >= height) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "peer {i} stuck at {seen:?}, wanted {height}: {}",
+                self.log(i)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
