@@ -81,7 +81,9 @@ impl ChaincodeConfig {
 pub enum LauncherConfig {
     /// A Rust contract linked into the `weft` binary.
     Builtin(String),
-    /// A local process the peer starts; it dials back (classic mode).
+    /// A local process the peer starts; it dials back (classic mode). It
+    /// gets Fabric's `CORE_*` environment; `{peer_address}` and
+    /// `{chaincode_id}` in the command's arguments are filled in.
     Process {
         command: Vec<String>,
         #[serde(default)]

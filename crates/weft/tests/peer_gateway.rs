@@ -39,10 +39,8 @@ fn gateway_app(network: &Network, i: usize, chaincode: &str) -> serde_json::Valu
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
 
-#[test]
-fn the_official_gateway_client_runs_unchanged_with_cross_org_endorsement() {
-    let network = Network::start(1, BASIC_AND);
-    let report = gateway_app(&network, 0, "basic");
+/// What `gateway-app.mjs` must observe against any asset-transfer chaincode.
+fn check_app_report(network: &Network, i: usize, report: &serde_json::Value) {
     assert!(
         report.get("unexpected").is_none(),
         "{report:#}\n{}",
@@ -58,7 +56,10 @@ fn the_official_gateway_client_runs_unchanged_with_cross_org_endorsement() {
             .contains("does not exist"),
         "{missing}"
     );
-    assert_eq!(missing["details"][0]["mspId"], "Org1MSP", "{missing}");
+    assert_eq!(
+        missing["details"][0]["mspId"], network.peers[i].msp_id,
+        "{missing}"
+    );
 
     assert!(
         report["read"]["ID"]
@@ -131,6 +132,71 @@ fn the_official_gateway_client_runs_unchanged_with_cross_org_endorsement() {
     );
 
     // The other org's peer committed the same transactions.
-    let height = network.height(0).expect("height");
-    network.wait_for_height(1, height);
+    let height = network.height(i).expect("height");
+    network.wait_for_height(1 - i, height);
+}
+
+#[test]
+fn the_official_gateway_client_runs_unchanged_with_cross_org_endorsement() {
+    let network = Network::start(1, BASIC_AND);
+    let report = gateway_app(&network, 0, "basic");
+    check_app_report(&network, 0, &report);
+}
+
+fn shim_cli() -> std::path::PathBuf {
+    weft_compat::compat_dir().join("node_modules/.bin/fabric-chaincode-node")
+}
+
+fn node_chaincode_dir() -> std::path::PathBuf {
+    weft_compat::compat_dir().join("node/chaincode")
+}
+
+#[test]
+fn a_fabric_contract_api_chaincode_launched_by_the_peer_runs_unchanged() {
+    weft_compat::node_packages().expect("npm packages");
+    let chaincodes = format!(
+        "  - name: basic\n    id: basic_1.0\n    endorsement_policy: \"AND('Org1MSP.peer', 'Org2MSP.peer')\"\n    launcher:\n      process:\n        command: [{cli}, start, --peer.address, \"{{peer_address}}\"]\n        dir: {dir}\n",
+        cli = shim_cli().display(),
+        dir = node_chaincode_dir().display(),
+    );
+    let network = Network::start(1, &chaincodes);
+    // From the Org2 side this time.
+    let report = gateway_app(&network, 1, "basic");
+    check_app_report(&network, 1, &report);
+}
+
+/// A chaincode server the test runs (`fabric-chaincode-node server`).
+struct ChaincodeServer(std::process::Child);
+
+impl Drop for ChaincodeServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_fabric_contract_api_chaincode_as_a_service_runs_unchanged() {
+    weft_compat::node_packages().expect("npm packages");
+    let port = support::free_port();
+    let _server = ChaincodeServer(
+        Command::new(shim_cli())
+            .args([
+                "server",
+                "--chaincode-address",
+                &format!("127.0.0.1:{port}"),
+                "--chaincode-id",
+                "basic_1.0",
+            ])
+            .current_dir(node_chaincode_dir())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start the chaincode server"),
+    );
+    let chaincodes = format!(
+        "  - name: basic\n    id: basic_1.0\n    endorsement_policy: \"AND('Org1MSP.peer', 'Org2MSP.peer')\"\n    launcher:\n      external:\n        address: 127.0.0.1:{port}\n"
+    );
+    let network = Network::start(1, &chaincodes);
+    let report = gateway_app(&network, 0, "basic");
+    check_app_report(&network, 0, &report);
 }

@@ -197,9 +197,15 @@ impl Process {
             .open(&log_path)
             .map_err(|e| format!("{}: {e}", log_path.display()))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
+        // `{peer_address}` and `{chaincode_id}` in arguments are filled in
+        // (the Node shim wants `--peer.address` on its command line).
+        let args = self.command[1..].iter().map(|arg| {
+            arg.replace("{peer_address}", &self.contact.address)
+                .replace("{chaincode_id}", &self.id)
+        });
         let mut command = tokio::process::Command::new(program);
         command
-            .args(&self.command[1..])
+            .args(args)
             .env("CORE_CHAINCODE_ID_NAME", &self.id)
             .env("CORE_PEER_ADDRESS", &self.contact.address)
             .env("CORE_PEER_LOCALMSPID", &self.contact.msp_id)
