@@ -200,3 +200,57 @@ fn a_fabric_contract_api_chaincode_as_a_service_runs_unchanged() {
     let report = gateway_app(&network, 0, "basic");
     check_app_report(&network, 0, &report);
 }
+
+fn classic(name: &str, policy: &str) -> String {
+    format!(
+        "  - name: {name}\n    id: {name}_1.0\n    endorsement_policy: \"{policy}\"\n    launcher:\n      process:\n        command: [{cli}, start, --peer.address, \"{{peer_address}}\"]\n        dir: {dir}\n",
+        cli = shim_cli().display(),
+        dir = node_chaincode_dir().display(),
+    )
+}
+
+#[test]
+fn bad_signatures_conflicts_replays_and_crashing_chaincode_get_clear_outcomes() {
+    weft_compat::node_packages().expect("npm packages");
+    let policy = "AND('Org1MSP.peer', 'Org2MSP.peer')";
+    let network = Network::start(1, &(classic("basic", policy) + &classic("other", policy)));
+    let dir = weft_compat::node_packages().expect("npm packages");
+    let (cert, key) = network.user(0, "User1");
+    let (_, other_key) = network.user(1, "User1");
+    let output = weft_compat::run(
+        Command::new("node")
+            .arg(dir.join("node/gateway-negative.mjs"))
+            .arg(network.endpoint(0))
+            .arg(network.tls_ca(0))
+            .arg(cert)
+            .arg(key)
+            .arg("Org1MSP")
+            .arg(other_key)
+            .current_dir(&dir),
+    )
+    .expect("node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(report.get("unexpected").is_none(), "{report:#}\n{}", network.log(0));
+
+    let bad = &report["badSignature"]["error"];
+    assert_eq!(bad["code"], 7, "PERMISSION_DENIED: {bad}");
+    assert!(bad["message"].as_str().unwrap_or_default().contains("signature"), "{bad}");
+
+    assert_eq!(report["mvcc"], serde_json::json!([0, 11]), "one VALID, one MVCC_READ_CONFLICT");
+    let expected_owner = if report["winner"] == "first" { "Ann" } else { "Bob" };
+    assert_eq!(report["afterConflict"]["Owner"], expected_owner, "the VALID update is the one in state");
+
+    assert_eq!(report["replayFirst"], 0);
+    let replay = &report["replay"]["error"];
+    assert!(replay.to_string().contains("duplicate transaction"), "{replay}");
+
+    let crash = &report["crash"]["error"];
+    assert!(crash.to_string().contains("terminated"), "{crash}");
+    assert_eq!(report["afterCrash"]["ok"], "false", "the crashed transaction wrote nothing: {}", report["afterCrash"]);
+    assert_eq!(report["readAfterCrash"]["ok"], "Carol", "{}", report["readAfterCrash"]);
+    assert_eq!(report["readThrough"]["ok"], "Carol", "chaincode-to-chaincode: {}", report["readThrough"]);
+    assert_eq!(report["history"]["ok"], 3, "create, the valid update, the transfer: {}", report["history"]);
+    assert!(report["byOwner"]["ok"].as_array().is_some_and(|keys| keys.iter().any(|k| k == &report["id"])), "{}", report["byOwner"]);
+}
