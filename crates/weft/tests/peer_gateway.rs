@@ -230,27 +230,166 @@ fn bad_signatures_conflicts_replays_and_crashing_chaincode_get_clear_outcomes() 
     )
     .expect("node");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-    assert!(report.get("unexpected").is_none(), "{report:#}\n{}", network.log(0));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(
+        report.get("unexpected").is_none(),
+        "{report:#}\n{}",
+        network.log(0)
+    );
 
     let bad = &report["badSignature"]["error"];
     assert_eq!(bad["code"], 7, "PERMISSION_DENIED: {bad}");
-    assert!(bad["message"].as_str().unwrap_or_default().contains("signature"), "{bad}");
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("signature"),
+        "{bad}"
+    );
 
-    assert_eq!(report["mvcc"], serde_json::json!([0, 11]), "one VALID, one MVCC_READ_CONFLICT");
-    let expected_owner = if report["winner"] == "first" { "Ann" } else { "Bob" };
-    assert_eq!(report["afterConflict"]["Owner"], expected_owner, "the VALID update is the one in state");
+    assert_eq!(
+        report["mvcc"],
+        serde_json::json!([0, 11]),
+        "one VALID, one MVCC_READ_CONFLICT"
+    );
+    let expected_owner = if report["winner"] == "first" {
+        "Ann"
+    } else {
+        "Bob"
+    };
+    assert_eq!(
+        report["afterConflict"]["Owner"], expected_owner,
+        "the VALID update is the one in state"
+    );
 
     assert_eq!(report["replayFirst"], 0);
     let replay = &report["replay"]["error"];
-    assert!(replay.to_string().contains("duplicate transaction"), "{replay}");
+    assert!(
+        replay.to_string().contains("duplicate transaction"),
+        "{replay}"
+    );
 
     let crash = &report["crash"]["error"];
     assert!(crash.to_string().contains("terminated"), "{crash}");
-    assert_eq!(report["afterCrash"]["ok"], "false", "the crashed transaction wrote nothing: {}", report["afterCrash"]);
-    assert_eq!(report["readAfterCrash"]["ok"], "Carol", "{}", report["readAfterCrash"]);
-    assert_eq!(report["readThrough"]["ok"], "Carol", "chaincode-to-chaincode: {}", report["readThrough"]);
-    assert_eq!(report["history"]["ok"], 3, "create, the valid update, the transfer: {}", report["history"]);
-    assert!(report["byOwner"]["ok"].as_array().is_some_and(|keys| keys.iter().any(|k| k == &report["id"])), "{}", report["byOwner"]);
+    assert_eq!(
+        report["afterCrash"]["ok"], "false",
+        "the crashed transaction wrote nothing: {}",
+        report["afterCrash"]
+    );
+    assert_eq!(
+        report["readAfterCrash"]["ok"], "Carol",
+        "{}",
+        report["readAfterCrash"]
+    );
+    assert_eq!(
+        report["readThrough"]["ok"], "Carol",
+        "chaincode-to-chaincode: {}",
+        report["readThrough"]
+    );
+    assert_eq!(
+        report["history"]["ok"], 3,
+        "create, the valid update, the transfer: {}",
+        report["history"]
+    );
+    assert!(
+        report["byOwner"]["ok"]
+            .as_array()
+            .is_some_and(|keys| keys.iter().any(|k| k == &report["id"])),
+        "{}",
+        report["byOwner"]
+    );
+}
+
+fn load_script(network: &Network, i: usize, args: &[&str]) -> Command {
+    let dir = weft_compat::node_packages().expect("npm packages");
+    let (cert, key) = network.user(i, "User1");
+    let mut command = Command::new("node");
+    command
+        .arg(dir.join("node/gateway-load.mjs"))
+        .arg(args[0])
+        .arg(network.endpoint(i))
+        .arg(network.tls_ca(i))
+        .arg(cert)
+        .arg(key)
+        .arg(network.peers[i].msp_id)
+        .args(&args[1..])
+        .current_dir(&dir);
+    command
+}
+
+fn json_output(output: std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn a_peer_killed_under_load_catches_up_to_the_same_state() {
+    let mut network = Network::start(
+        1,
+        "  - name: basic\n    endorsement_policy: \"OR('Org1MSP.peer', 'Org2MSP.peer')\"\n    launcher: { builtin: basic }\n",
+    );
+    // Load through Org1's gateway while Org2's peer is killed and restarted.
+    let load = load_script(&network, 0, &["load", "600", "16", "kill"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start load");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before = network.height(1).expect("height before the kill");
+    network.kill_peer(1);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    network.start_peer(1);
+    let report = json_output(load.wait_with_output().expect("load"));
+    let acked: Vec<String> = serde_json::from_value(report["acked"].clone()).expect("acked ids");
+    eprintln!(
+        "load: {} acknowledged in {} s ({:.0} tx/s through the Node client), failures {}",
+        acked.len(),
+        report["seconds"],
+        report["tps"].as_f64().unwrap_or_default(),
+        report["failures"]
+    );
+    assert_eq!(
+        acked.len(),
+        600,
+        "every submission through the live gateway commits: {}",
+        report["failures"]
+    );
+
+    let height = network.height(0).expect("height");
+    assert!(
+        height > before + 2,
+        "the killed peer missed blocks ({before} → {height})"
+    );
+    network.wait_for_height(1, height);
+    let states: Vec<serde_json::Value> = (0..2)
+        .map(|i| {
+            json_output(
+                load_script(&network, i, &["state"])
+                    .output()
+                    .expect("state"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states[0]["sha256"], states[1]["sha256"],
+        "both peers hold the same assets"
+    );
+    let held: std::collections::BTreeSet<String> =
+        serde_json::from_value(states[1]["ids"].clone()).expect("ids");
+    let lost: Vec<&String> = acked.iter().filter(|id| !held.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but missing on the restarted peer: {lost:?}"
+    );
 }
