@@ -15,6 +15,10 @@ const BASIC_AND: &str = "  - name: basic\n    endorsement_policy: \"AND('Org1MSP
 
 /// Runs `compat/node/gateway-app.mjs` as User1 of org `i` against peer `i`.
 fn gateway_app(network: &Network, i: usize, chaincode: &str) -> serde_json::Value {
+    gateway_app_with(network, i, chaincode, "events")
+}
+
+fn gateway_app_with(network: &Network, i: usize, chaincode: &str, mode: &str) -> serde_json::Value {
     let dir = weft_compat::node_packages().expect("npm packages");
     let (cert, key) = network.user(i, "User1");
     let output = weft_compat::run(
@@ -26,6 +30,7 @@ fn gateway_app(network: &Network, i: usize, chaincode: &str) -> serde_json::Valu
             .arg(key)
             .arg(network.peers[i].msp_id)
             .arg(chaincode)
+            .arg(mode)
             .current_dir(&dir),
     )
     .expect("node");
@@ -40,7 +45,7 @@ fn gateway_app(network: &Network, i: usize, chaincode: &str) -> serde_json::Valu
 }
 
 /// What `gateway-app.mjs` must observe against any asset-transfer chaincode.
-fn check_app_report(network: &Network, i: usize, report: &serde_json::Value) {
+fn check_app_report(network: &Network, i: usize, report: &serde_json::Value, events: bool) {
     assert!(
         report.get("unexpected").is_none(),
         "{report:#}\n{}",
@@ -95,11 +100,13 @@ fn check_app_report(network: &Network, i: usize, report: &serde_json::Value) {
     );
 
     // Events: the transfer's event first, then (resumed from the checkpoint) the update's.
-    assert_eq!(report["firstEvent"]["name"], "TransferAsset");
-    assert_eq!(report["firstEvent"]["txId"], report["transferTxId"]);
-    assert_eq!(report["firstEvent"]["payload"]["Owner"], "Brad");
-    assert_eq!(report["resumedEvent"]["name"], "UpdateAsset");
-    assert_eq!(report["resumedEvent"]["txId"], report["updateTxId"]);
+    if events {
+        assert_eq!(report["firstEvent"]["name"], "TransferAsset");
+        assert_eq!(report["firstEvent"]["txId"], report["transferTxId"]);
+        assert_eq!(report["firstEvent"]["payload"]["Owner"], "Brad");
+        assert_eq!(report["resumedEvent"]["name"], "UpdateAsset");
+        assert_eq!(report["resumedEvent"]["txId"], report["updateTxId"]);
+    }
 
     assert_eq!(
         report["block"]["number"],
@@ -140,7 +147,7 @@ fn check_app_report(network: &Network, i: usize, report: &serde_json::Value) {
 fn the_official_gateway_client_runs_unchanged_with_cross_org_endorsement() {
     let network = Network::start(1, BASIC_AND);
     let report = gateway_app(&network, 0, "basic");
-    check_app_report(&network, 0, &report);
+    check_app_report(&network, 0, &report, true);
 }
 
 fn shim_cli() -> std::path::PathBuf {
@@ -162,7 +169,7 @@ fn a_fabric_contract_api_chaincode_launched_by_the_peer_runs_unchanged() {
     let network = Network::start(1, &chaincodes);
     // From the Org2 side this time.
     let report = gateway_app(&network, 1, "basic");
-    check_app_report(&network, 1, &report);
+    check_app_report(&network, 1, &report, true);
 }
 
 /// A chaincode server the test runs (`fabric-chaincode-node server`).
@@ -190,6 +197,7 @@ fn a_fabric_contract_api_chaincode_as_a_service_runs_unchanged() {
             ])
             .current_dir(node_chaincode_dir())
             .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
             .spawn()
             .expect("start the chaincode server"),
     );
@@ -198,7 +206,7 @@ fn a_fabric_contract_api_chaincode_as_a_service_runs_unchanged() {
     );
     let network = Network::start(1, &chaincodes);
     let report = gateway_app(&network, 0, "basic");
-    check_app_report(&network, 0, &report);
+    check_app_report(&network, 0, &report, true);
 }
 
 fn classic(name: &str, policy: &str) -> String {
@@ -392,4 +400,29 @@ fn a_peer_killed_under_load_catches_up_to_the_same_state() {
         lost.is_empty(),
         "acknowledged but missing on the restarted peer: {lost:?}"
     );
+}
+
+#[test]
+fn a_fabric_chaincode_python_chaincode_as_a_service_runs_unchanged() {
+    let python = weft_compat::python().expect("the compat venv");
+    let port = support::free_port();
+    let _server = ChaincodeServer(
+        Command::new(python)
+            .arg(weft_compat::compat_dir().join("python/asset_cc.py"))
+            .env("CHAINCODE_ID", "basic_1.0")
+            .env("CHAINCODE_SERVER_ADDRESS", format!("127.0.0.1:{port}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the Python chaincode server"),
+    );
+    let chaincodes = format!(
+        "  - name: basic\n    id: basic_1.0\n    endorsement_policy: \"AND('Org1MSP.peer', 'Org2MSP.peer')\"\n    launcher:\n      external:\n        address: 127.0.0.1:{port}\n"
+    );
+    let network = Network::start(1, &chaincodes);
+    // fabric-chaincode-python 2.5.4 never sends the events set with
+    // `set_event` (its handler leaves them off COMPLETED), so events are not checked.
+    let report = gateway_app_with(&network, 0, "basic", "noevents");
+    check_app_report(&network, 0, &report, false);
 }

@@ -96,11 +96,15 @@ impl Launcher for External {
             let mut client = ChaincodeClient::new(channel)
                 .max_decoding_message_size(crate::MAX_GRPC_MESSAGE)
                 .max_encoding_message_size(crate::MAX_GRPC_MESSAGE);
-            let incoming = client
-                .connect(ReceiverStream::new(outgoing))
-                .await
-                .map_err(|e| format!("chaincode server {address}: {}", e.message()))?
-                .into_inner();
+            // The chaincode answers the stream's headers with its REGISTER; bound the wait.
+            let incoming = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                client.connect(ReceiverStream::new(outgoing)),
+            )
+            .await
+            .map_err(|_| format!("chaincode server {address} did not answer within 10 s"))?
+            .map_err(|e| format!("chaincode server {address}: {}", e.message()))?
+            .into_inner();
             let from_chaincode = forward(incoming);
             tokio::spawn(async move {
                 if let Err(error) = support.serve_stream(to_chaincode, from_chaincode).await {
