@@ -4,10 +4,8 @@
 //
 //   node gateway-app.mjs ENDPOINT TLS_CA CERT KEY MSPID CHAINCODE [noevents]
 // `noevents` skips the chaincode-event checks (for shims that never send events).
-import { createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
-import { checkpointers, connect, hash, signers } from '@hyperledger/fabric-gateway';
+import { checkpointers } from '@hyperledger/fabric-gateway';
+import { attempt, describe, gatewayFor, grpcClient } from './gateway-common.mjs';
 
 const [endpoint, tlsCa, certPath, keyPath, mspId, chaincode, mode] = process.argv.slice(2);
 const withEvents = mode !== 'noevents';
@@ -20,34 +18,8 @@ setTimeout(() => {
     process.exit(1);
 }, 90000).unref();
 
-const client = new grpc.Client(endpoint, grpc.credentials.createSsl(readFileSync(tlsCa)));
-const gateway = connect({
-    client,
-    identity: { mspId, credentials: readFileSync(certPath) },
-    signer: signers.newPrivateKeySigner(createPrivateKey(readFileSync(keyPath))),
-    hash: hash.sha256,
-    evaluateOptions: () => ({ deadline: Date.now() + 10000 }),
-    endorseOptions: () => ({ deadline: Date.now() + 20000 }),
-    submitOptions: () => ({ deadline: Date.now() + 10000 }),
-    commitStatusOptions: () => ({ deadline: Date.now() + 30000 }),
-});
-
-function describe(error) {
-    return {
-        name: error?.constructor?.name,
-        code: error?.code,
-        message: String(error?.message ?? error),
-        details: (error?.details ?? []).map((d) => ({ address: d.address, mspId: d.mspId, message: d.message })),
-    };
-}
-
-async function attempt(action) {
-    try {
-        return { ok: await action() };
-    } catch (error) {
-        return { error: describe(error) };
-    }
-}
+const client = grpcClient(endpoint, tlsCa);
+const gateway = gatewayFor(client, mspId, certPath, keyPath);
 
 async function take(iterable, count) {
     const seen = [];

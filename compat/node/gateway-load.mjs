@@ -6,23 +6,12 @@
 //     the committed transactions per second.
 //   node gateway-load.mjs state ENDPOINT TLS_CA CERT KEY MSPID
 //     Prints the SHA-256 of GetAllAssets as evaluated on that peer, and the ids.
-import { createHash, createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
-import { connect, hash, signers } from '@hyperledger/fabric-gateway';
+import { createHash } from 'node:crypto';
+import { gatewayFor, grpcClient } from './gateway-common.mjs';
 
 const [command, endpoint, tlsCa, certPath, keyPath, mspId, ...rest] = process.argv.slice(2);
-const client = new grpc.Client(endpoint, grpc.credentials.createSsl(readFileSync(tlsCa)));
-const gateway = connect({
-    client,
-    identity: { mspId, credentials: readFileSync(certPath) },
-    signer: signers.newPrivateKeySigner(createPrivateKey(readFileSync(keyPath))),
-    hash: hash.sha256,
-    evaluateOptions: () => ({ deadline: Date.now() + 10000 }),
-    endorseOptions: () => ({ deadline: Date.now() + 10000 }),
-    submitOptions: () => ({ deadline: Date.now() + 10000 }),
-    commitStatusOptions: () => ({ deadline: Date.now() + 30000 }),
-});
+const client = grpcClient(endpoint, tlsCa);
+const gateway = gatewayFor(client, mspId, certPath, keyPath);
 const contract = gateway.getNetwork('mychannel').getContract('basic');
 
 try {

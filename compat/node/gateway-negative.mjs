@@ -3,44 +3,15 @@
 //
 //   node gateway-negative.mjs ENDPOINT TLS_CA CERT KEY MSPID OTHER_KEY
 // OTHER_KEY is a private key that does not belong to CERT (a forged signer).
-import { createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
-import { connect, hash, signers } from '@hyperledger/fabric-gateway';
+import { attempt, describe, gatewayFor, grpcClient } from './gateway-common.mjs';
 
 const [endpoint, tlsCa, certPath, keyPath, mspId, otherKeyPath] = process.argv.slice(2);
 const utf8 = new TextDecoder();
 const report = {};
 
-const client = new grpc.Client(endpoint, grpc.credentials.createSsl(readFileSync(tlsCa)));
-const options = {
-    client,
-    identity: { mspId, credentials: readFileSync(certPath) },
-    hash: hash.sha256,
-    evaluateOptions: () => ({ deadline: Date.now() + 15000 }),
-    endorseOptions: () => ({ deadline: Date.now() + 30000 }),
-    submitOptions: () => ({ deadline: Date.now() + 10000 }),
-    commitStatusOptions: () => ({ deadline: Date.now() + 30000 }),
-};
-const gateway = connect({ ...options, signer: signers.newPrivateKeySigner(createPrivateKey(readFileSync(keyPath))) });
-const forged = connect({ ...options, signer: signers.newPrivateKeySigner(createPrivateKey(readFileSync(otherKeyPath))) });
-
-function describe(error) {
-    return {
-        name: error?.constructor?.name,
-        code: error?.code,
-        message: String(error?.message ?? error),
-        details: (error?.details ?? []).map((d) => ({ address: d.address, mspId: d.mspId, message: d.message })),
-    };
-}
-
-async function attempt(action) {
-    try {
-        return { ok: await action() };
-    } catch (error) {
-        return { error: describe(error) };
-    }
-}
+const client = grpcClient(endpoint, tlsCa);
+const gateway = gatewayFor(client, mspId, certPath, keyPath);
+const forged = gatewayFor(client, mspId, certPath, otherKeyPath);
 
 try {
     const contract = gateway.getNetwork('mychannel').getContract('basic');

@@ -58,7 +58,8 @@ pub fn encode(label: &str, der: &[u8]) -> String {
     out
 }
 
-fn base64(data: &[u8]) -> String {
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {

@@ -97,6 +97,32 @@ impl GatewayService {
         })
     }
 
+    /// Decodes a signed request and checks that its identity signed it and
+    /// may read the channel it names.
+    fn signed_request<M: Message + Default>(
+        &self,
+        request: &[u8],
+        signature: &[u8],
+        parts: impl Fn(&M) -> (String, Vec<u8>),
+    ) -> Result<(M, Arc<PeerChannel>), Status> {
+        let decoded = M::decode(request).map_err(|e| {
+            Status::invalid_argument(format!("malformed {}: {e}", std::any::type_name::<M>()))
+        })?;
+        let (channel_id, identity) = parts(&decoded);
+        let channel = self.channel(&channel_id)?;
+        channel
+            .config
+            .authorize(
+                "/Channel/Application/Readers",
+                &identity,
+                request,
+                signature,
+                now_seconds(),
+            )
+            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        Ok((decoded, channel))
+    }
+
     async fn endorse_local(&self, proposal: &SignedProposal) -> Result<Endorsed, ErrorDetail> {
         process_proposal(&self.peer, proposal)
             .await
@@ -429,19 +455,11 @@ impl Gateway for GatewayService {
     ) -> Result<Response<CommitStatusResponse>, Status> {
         let wait = deadline(&request);
         let signed = request.into_inner();
-        let inner = CommitStatusRequest::decode(signed.request.as_slice())
-            .map_err(|e| Status::invalid_argument(format!("malformed CommitStatusRequest: {e}")))?;
-        let channel = self.channel(&inner.channel_id)?;
-        channel
-            .config
-            .authorize(
-                "/Channel/Application/Readers",
-                &inner.identity,
-                &signed.request,
-                &signed.signature,
-                now_seconds(),
-            )
-            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let (inner, channel) = self.signed_request(
+            &signed.request,
+            &signed.signature,
+            |r: &CommitStatusRequest| (r.channel_id.clone(), r.identity.clone()),
+        )?;
         let mut height = channel.height.subscribe();
         let until = wait.map(|wait| tokio::time::Instant::now() + wait);
         loop {
@@ -481,20 +499,11 @@ impl Gateway for GatewayService {
         request: Request<SignedChaincodeEventsRequest>,
     ) -> Result<Response<Self::ChaincodeEventsStream>, Status> {
         let signed = request.into_inner();
-        let inner = ChaincodeEventsRequest::decode(signed.request.as_slice()).map_err(|e| {
-            Status::invalid_argument(format!("malformed ChaincodeEventsRequest: {e}"))
-        })?;
-        let channel = self.channel(&inner.channel_id)?;
-        channel
-            .config
-            .authorize(
-                "/Channel/Application/Readers",
-                &inner.identity,
-                &signed.request,
-                &signed.signature,
-                now_seconds(),
-            )
-            .map_err(|e| Status::permission_denied(e.to_string()))?;
+        let (inner, channel) = self.signed_request(
+            &signed.request,
+            &signed.signature,
+            |r: &ChaincodeEventsRequest| (r.channel_id.clone(), r.identity.clone()),
+        )?;
         let start = start_block(&channel, inner.start_position.as_ref())?;
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(stream_events(

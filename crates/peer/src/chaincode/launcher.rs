@@ -158,27 +158,6 @@ pub struct Process {
     pub child: Mutex<Option<tokio::process::Child>>,
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 impl Process {
     fn spawn(&self) -> Result<tokio::process::Child, String> {
         let program = self
@@ -190,10 +169,16 @@ impl Process {
         // The Node shim reads these files as base64 of the PEM.
         let key_path = self.work_dir.join("client.key.b64");
         let cert_path = self.work_dir.join("client.crt.b64");
-        std::fs::write(&key_path, base64(&self.contact.client_key_pem))
-            .map_err(|e| format!("{}: {e}", key_path.display()))?;
-        std::fs::write(&cert_path, base64(&self.contact.client_cert_pem))
-            .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+        std::fs::write(
+            &key_path,
+            weft_crypto::pem::base64(&self.contact.client_key_pem),
+        )
+        .map_err(|e| format!("{}: {e}", key_path.display()))?;
+        std::fs::write(
+            &cert_path,
+            weft_crypto::pem::base64(&self.contact.client_cert_pem),
+        )
+        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
         let log_path = self.work_dir.join("chaincode.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -258,20 +243,5 @@ pub struct Wait;
 impl Launcher for Wait {
     fn launch(&self, _support: Arc<ChaincodeSupport>) -> LaunchFuture {
         Box::pin(async { Ok(()) })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::base64;
-
-    #[test]
-    fn base64_matches_the_standard_alphabet_and_padding() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64(&[0xff, 0xfe]), "//4=");
     }
 }
