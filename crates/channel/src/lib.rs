@@ -12,7 +12,6 @@
 //! certificates are checked.
 
 mod blocks;
-mod duration;
 mod genesis;
 mod policies;
 
@@ -29,12 +28,12 @@ use weft_protos::orderer::{BatchSize, BatchTimeout, ConsensusType};
 use weft_protos::{Message, etcdraft};
 
 pub use blocks::{BLOCK_VALIDATION_POLICY, sign_block, verify_block_signatures};
-pub use duration::{format_duration, parse_duration};
 pub use genesis::{
     BatchSettings, ChannelProfile, ConsenterProfile, OrgProfile, config as profile_config,
     config_envelope_bytes, genesis_block,
 };
 pub use policies::{PolicyDenied, PolicyTree};
+pub use weft_protoutil::{format_duration, parse_duration};
 
 /// Well-known group names of the config tree.
 pub const CHANNEL_GROUP: &str = "Channel";

@@ -22,3 +22,11 @@ pub mod pem;
 pub use error::{KeyError, SignError, SignatureError};
 pub use hash::{Sha256, sha256};
 pub use key::{PublicKey, Signer, SigningKey, high_s_twin};
+
+/// `N` bytes from the system's secure random source (nonces).
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // The system source only fails when the OS has no entropy source at all.
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system random source works");
+    bytes
+}

@@ -26,11 +26,7 @@ pub fn peer_dir(root: &Path, domain: &str, index: u32) -> PathBuf {
 
 /// Host names of the Raft nodes: `orderer`, `orderer2`, `orderer3`, …
 pub fn orderer_host(index: u32) -> String {
-    if index == 0 {
-        "orderer".to_owned()
-    } else {
-        format!("orderer{}", index + 1)
-    }
+    weft_spec::orderer_host(index)
 }
 
 /// `…/orderers/orderer.example.com`.

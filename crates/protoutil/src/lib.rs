@@ -6,12 +6,14 @@
 //! `hex(SHA-256(nonce ‖ creator))`. Tools that verify a Fabric chain agree with them.
 
 pub mod block;
+pub mod duration;
 pub mod transaction;
 
 pub use block::{
     MetadataSlot, block_data_hash, block_header_bytes, block_header_hash, new_block,
     transactions_filter,
 };
+pub use duration::{format_duration, parse_duration};
 pub use transaction::{
     EndorsedAction, EndorserTransaction, EnvelopeError, NamespaceRwSet, TransactionBuilder,
     compute_tx_id, hex, parse_envelope, proposal_hash,

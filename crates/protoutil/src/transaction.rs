@@ -10,8 +10,8 @@ use weft_protos::kvrwset::KvrwSet;
 use weft_protos::peer::{
     ChaincodeAction, ChaincodeActionPayload, ChaincodeEndorsedAction, ChaincodeHeaderExtension,
     ChaincodeId, ChaincodeInput, ChaincodeInvocationSpec, ChaincodeProposalPayload, ChaincodeSpec,
-    Endorsement, ProposalResponsePayload, Response, Transaction, TransactionAction,
-    TxValidationCode,
+    Endorsement, Proposal, ProposalResponsePayload, Response, SignedProposal, Transaction,
+    TransactionAction, TxValidationCode,
 };
 use weft_protos::rwset::{NsReadWriteSet, TxReadWriteSet};
 
@@ -340,6 +340,27 @@ impl TransactionBuilder {
             });
         }
         self.build_with_endorsements(creator, response_payload, endorsements)
+    }
+
+    /// The client's signed proposal: what an application sends to the
+    /// gateway or an endorser.
+    pub fn signed_proposal(&self, creator: &dyn Signer) -> Result<SignedProposal, SignError> {
+        let (channel_header, signature_header) = self.headers();
+        let proposal_bytes = Proposal {
+            header: Header {
+                channel_header,
+                signature_header,
+            }
+            .encode_to_vec(),
+            payload: self.proposal_payload(),
+            extension: Vec::new(),
+        }
+        .encode_to_vec();
+        let signature = creator.sign(&proposal_bytes)?;
+        Ok(SignedProposal {
+            proposal_bytes,
+            signature,
+        })
     }
 
     /// Like [`build`](Self::build), with endorsements produced elsewhere.

@@ -1,15 +1,19 @@
 //! The network spec: one YAML document that describes a weft network.
 //!
-//! This version covers what crypto-material generation needs: the peer
-//! organisations (MSP ID, domain, how many peers and users) and the ordering
-//! service's organisation and node count. Channels, chaincodes and ports join
-//! it with `weft up`. Errors name the file, the place in the document and what
-//! was expected.
+//! Organisations (MSP ID, domain, peers, users, ports), the ordering service
+//! (organisation, Raft nodes, ports, batch settings), channels (which
+//! organisations) and chaincodes (version, launcher, endorsement policy,
+//! indexes, channels). Errors name the file, the place in the document and
+//! what was expected.
+//!
+//! Ports: unless given, peer `j` of organisation `k` listens on
+//! `7051 + 2000·k + 100·j` (Fabric's test-network: peer0.org1 7051,
+//! peer0.org2 9051, peer0.org3 11051) and Raft node `i` on `7050 + 1000·i`.
 //!
 //! Invariant: parsing and validation only; no file system (the caller reads
 //! the file and passes its name for messages).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
@@ -31,6 +35,69 @@ pub struct NetworkSpec {
     pub organizations: Vec<OrganizationSpec>,
     /// The ordering service.
     pub orderers: OrdererSpec,
+    /// Channels; when omitted, one channel `mychannel` with every organisation.
+    #[serde(default = "default_channels")]
+    pub channels: Vec<ChannelSpec>,
+    /// Chaincodes deployed on the channels.
+    #[serde(default)]
+    pub chaincodes: Vec<ChaincodeSpec>,
+}
+
+/// A channel and its member organisations.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// Fabric's channel name rules: lower case, digits, `.` and `-`.
+    pub name: String,
+    /// Organisations by name or MSP ID; every organisation when omitted.
+    #[serde(default)]
+    pub organizations: Option<Vec<String>>,
+}
+
+/// A chaincode: its definition and how its code runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChaincodeSpec {
+    pub name: String,
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Channels it is deployed on; every channel when omitted.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+    /// A signature policy such as `AND('Org1MSP.peer','Org2MSP.peer')`; when
+    /// omitted, a majority of the channel's organisations (Fabric's default).
+    #[serde(default)]
+    pub endorsement_policy: Option<String>,
+    /// CouchDB-style JSON index files, relative to the spec file.
+    #[serde(default)]
+    pub indexes: Vec<String>,
+    pub launcher: LauncherSpec,
+}
+
+/// How a chaincode's code runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum LauncherSpec {
+    /// A contract linked into the `weft` binary (`basic`).
+    Builtin(String),
+    /// A command each peer starts (classic mode); `{peer_address}` and
+    /// `{chaincode_id}` in its arguments are filled in.
+    #[serde(rename_all = "camelCase")]
+    Process {
+        command: Vec<String>,
+        /// Working directory, relative to the spec file.
+        #[serde(default)]
+        dir: Option<String>,
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+    },
+    /// Chaincode-as-a-service listening at `address`; the peers dial it.
+    #[serde(rename_all = "camelCase")]
+    External {
+        address: String,
+        #[serde(default)]
+        tls_root_ca: Option<String>,
+    },
 }
 
 /// A peer organisation.
@@ -49,6 +116,9 @@ pub struct OrganizationSpec {
     /// Number of users besides `Admin`: `User1` … `User{n}`.
     #[serde(default = "one")]
     pub users: u32,
+    /// Listen port of each peer, in order; see the module docs for the default.
+    #[serde(default)]
+    pub ports: Option<Vec<u16>>,
 }
 
 /// The ordering service.
@@ -59,6 +129,34 @@ pub struct OrdererSpec {
     /// Number of Raft nodes: `orderer`, `orderer2`, `orderer3`, …
     #[serde(default = "three")]
     pub nodes: u32,
+    /// Listen port of each node, in order; see the module docs for the default.
+    #[serde(default)]
+    pub ports: Option<Vec<u16>>,
+    /// How long the orderer waits for more transactions before cutting a
+    /// block (a Go duration: `250ms`, `2s`).
+    #[serde(default = "default_batch_timeout")]
+    pub batch_timeout: String,
+    #[serde(default)]
+    pub batch_size: BatchSizeSpec,
+}
+
+/// Fabric's `BatchSize`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BatchSizeSpec {
+    pub max_message_count: u32,
+    pub absolute_max_bytes: u32,
+    pub preferred_max_bytes: u32,
+}
+
+impl Default for BatchSizeSpec {
+    fn default() -> Self {
+        BatchSizeSpec {
+            max_message_count: 500,
+            absolute_max_bytes: 10 * 1024 * 1024,
+            preferred_max_bytes: 2 * 1024 * 1024,
+        }
+    }
 }
 
 /// The organisation that runs the ordering service.
@@ -76,6 +174,34 @@ fn one() -> u32 {
 
 fn three() -> u32 {
     3
+}
+
+fn default_batch_timeout() -> String {
+    "250ms".into()
+}
+
+fn default_version() -> String {
+    "1.0".into()
+}
+
+/// The channel a spec without `channels` gets.
+pub const DEFAULT_CHANNEL: &str = "mychannel";
+
+fn default_channels() -> Vec<ChannelSpec> {
+    vec![ChannelSpec {
+        name: DEFAULT_CHANNEL.into(),
+        organizations: None,
+    }]
+}
+
+/// Where a node listens, and which part of the spec put it there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodePort {
+    /// `peer0.org1.example.com`, `orderer.example.com`.
+    pub node: String,
+    pub port: u16,
+    /// The document path of the port (or of what derived it).
+    pub path: String,
 }
 
 /// What is wrong with a spec, and where.
@@ -208,8 +334,385 @@ impl NetworkSpec {
                 ),
             ));
         }
+        self.validate_ports()
+            .map_err(|(path, message)| fail(path, message))?;
+        self.validate_batch()
+            .map_err(|(path, message)| fail(path, message))?;
+        self.validate_channels()
+            .map_err(|(path, message)| fail(path, message))?;
+        self.validate_chaincodes()
+            .map_err(|(path, message)| fail(path, message))?;
         Ok(())
     }
+
+    /// Every node's listen port, peers first (organisation order), then the
+    /// Raft nodes. Ports that would not fit in 16 bits are reported by
+    /// validation; here they saturate.
+    pub fn node_ports(&self) -> Vec<NodePort> {
+        self.node_ports_wide()
+            .into_iter()
+            .map(|(node, port, path)| NodePort {
+                node,
+                port: u16::try_from(port).unwrap_or(u16::MAX),
+                path,
+            })
+            .collect()
+    }
+
+    fn node_ports_wide(&self) -> Vec<(String, u32, String)> {
+        let mut ports = Vec::new();
+        for (k, org) in self.organizations.iter().enumerate() {
+            for j in 0..org.peers {
+                let (port, path) = match &org.ports {
+                    Some(list) => (
+                        list.get(j as usize).copied().map_or(0, u32::from),
+                        format!("organizations[{k}].ports[{j}]"),
+                    ),
+                    None => (
+                        7051 + 2000 * k as u32 + 100 * j,
+                        format!("organizations[{k}] (default port of peer{j})"),
+                    ),
+                };
+                ports.push((format!("peer{j}.{}", org.domain), port, path));
+            }
+        }
+        let domain = &self.orderers.organization.domain;
+        for i in 0..self.orderers.nodes {
+            let (port, path) = match &self.orderers.ports {
+                Some(list) => (
+                    list.get(i as usize).copied().map_or(0, u32::from),
+                    format!("orderers.ports[{i}]"),
+                ),
+                None => (
+                    7050 + 1000 * i,
+                    format!("orderers (default port of node {})", i + 1),
+                ),
+            };
+            ports.push((format!("{}.{domain}", orderer_host(i)), port, path));
+        }
+        ports
+    }
+
+    /// Listen port of peer `peer` of organisation number `org`.
+    pub fn peer_port(&self, org: usize, peer: u32) -> u16 {
+        let node = format!("peer{peer}.{}", self.organizations[org].domain);
+        self.port_of(&node)
+    }
+
+    /// Listen port of Raft node `index` (0-based).
+    pub fn orderer_port(&self, index: u32) -> u16 {
+        let node = format!(
+            "{}.{}",
+            orderer_host(index),
+            self.orderers.organization.domain
+        );
+        self.port_of(&node)
+    }
+
+    fn port_of(&self, node: &str) -> u16 {
+        self.node_ports()
+            .into_iter()
+            .find(|p| p.node == node)
+            .map_or(0, |p| p.port)
+    }
+
+    /// The organisation a channel or chaincode names, by name or MSP ID.
+    pub fn organization(&self, name: &str) -> Option<&OrganizationSpec> {
+        self.organizations
+            .iter()
+            .find(|o| o.name == name || o.msp_id == name)
+    }
+
+    /// The organisations of `channel`.
+    pub fn channel_organizations(&self, channel: &ChannelSpec) -> Vec<&OrganizationSpec> {
+        match &channel.organizations {
+            None => self.organizations.iter().collect(),
+            Some(names) => names
+                .iter()
+                .filter_map(|name| self.organization(name))
+                .collect(),
+        }
+    }
+
+    /// The channels `chaincode` is deployed on.
+    pub fn chaincode_channels(&self, chaincode: &ChaincodeSpec) -> Vec<&ChannelSpec> {
+        self.channels
+            .iter()
+            .filter(|c| {
+                chaincode
+                    .channels
+                    .as_ref()
+                    .is_none_or(|names| names.contains(&c.name))
+            })
+            .collect()
+    }
+
+    /// The orderers' BatchTimeout (its format is checked by validation).
+    pub fn batch_timeout(&self) -> std::time::Duration {
+        weft_protoutil::parse_duration(&self.orderers.batch_timeout).unwrap_or_default()
+    }
+
+    fn validate_ports(&self) -> Result<(), (String, String)> {
+        for (k, org) in self.organizations.iter().enumerate() {
+            if let Some(ports) = &org.ports
+                && ports.len() != org.peers as usize
+            {
+                return Err((
+                    format!("organizations[{k}].ports"),
+                    format!(
+                        "expected {} port(s), one per peer, got {}",
+                        org.peers,
+                        ports.len()
+                    ),
+                ));
+            }
+        }
+        if let Some(ports) = &self.orderers.ports
+            && ports.len() != self.orderers.nodes as usize
+        {
+            return Err((
+                "orderers.ports".into(),
+                format!(
+                    "expected {} port(s), one per Raft node, got {}",
+                    self.orderers.nodes,
+                    ports.len()
+                ),
+            ));
+        }
+        let mut seen: BTreeMap<u32, (String, String)> = BTreeMap::new();
+        for (node, port, path) in self.node_ports_wide() {
+            if port == 0 || port > u32::from(u16::MAX) {
+                return Err((
+                    path,
+                    format!("expected a port from 1 to 65535 for {node}, got {port}"),
+                ));
+            }
+            if let Some((other, other_path)) = seen.get(&port) {
+                return Err((
+                    path,
+                    format!("port {port} of {node} is already used by {other} ({other_path})"),
+                ));
+            }
+            seen.insert(port, (node, path));
+        }
+        Ok(())
+    }
+
+    fn validate_batch(&self) -> Result<(), (String, String)> {
+        let timeout =
+            weft_protoutil::parse_duration(&self.orderers.batch_timeout).map_err(|e| {
+                (
+                    "orderers.batchTimeout".to_owned(),
+                    format!("expected a duration such as 250ms or 2s: {e}"),
+                )
+            })?;
+        if timeout.is_zero() || timeout > std::time::Duration::from_secs(60) {
+            return Err((
+                "orderers.batchTimeout".into(),
+                format!(
+                    "expected more than 0 and at most 60s, got {}",
+                    self.orderers.batch_timeout
+                ),
+            ));
+        }
+        let size = &self.orderers.batch_size;
+        if size.max_message_count == 0 {
+            return Err((
+                "orderers.batchSize.maxMessageCount".into(),
+                "expected at least 1".into(),
+            ));
+        }
+        if size.preferred_max_bytes == 0 || size.preferred_max_bytes > size.absolute_max_bytes {
+            return Err((
+                "orderers.batchSize.preferredMaxBytes".into(),
+                format!(
+                    "expected from 1 to absoluteMaxBytes ({}), got {}",
+                    size.absolute_max_bytes, size.preferred_max_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_channels(&self) -> Result<(), (String, String)> {
+        if self.channels.is_empty() {
+            return Err(("channels".into(), "expected at least one channel".into()));
+        }
+        let known = || {
+            self.organizations
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut names = BTreeSet::new();
+        for (i, channel) in self.channels.iter().enumerate() {
+            if !is_channel_name(&channel.name) {
+                return Err((
+                    format!("channels[{i}].name"),
+                    format!(
+                        "expected a channel name of lower-case letters, digits, '.' and '-', starting with a letter, got {:?}",
+                        channel.name
+                    ),
+                ));
+            }
+            if !names.insert(channel.name.as_str()) {
+                return Err((
+                    format!("channels[{i}].name"),
+                    format!("channel {:?} is defined twice", channel.name),
+                ));
+            }
+            if let Some(orgs) = &channel.organizations {
+                if orgs.is_empty() {
+                    return Err((
+                        format!("channels[{i}].organizations"),
+                        "expected at least one organisation".into(),
+                    ));
+                }
+                let mut members = BTreeSet::new();
+                for (j, name) in orgs.iter().enumerate() {
+                    let Some(org) = self.organization(name) else {
+                        return Err((
+                            format!("channels[{i}].organizations[{j}]"),
+                            format!(
+                                "no organisation named {name:?} (organisations: {})",
+                                known()
+                            ),
+                        ));
+                    };
+                    if !members.insert(org.msp_id.as_str()) {
+                        return Err((
+                            format!("channels[{i}].organizations[{j}]"),
+                            format!("organisation {name:?} is listed twice"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_chaincodes(&self) -> Result<(), (String, String)> {
+        let mut names = BTreeSet::new();
+        for (i, chaincode) in self.chaincodes.iter().enumerate() {
+            let path = |field: &str| format!("chaincodes[{i}].{field}");
+            if !is_chaincode_name(&chaincode.name) {
+                return Err((
+                    path("name"),
+                    format!(
+                        "expected a chaincode name of letters and digits, joined by '-' or '_', got {:?}",
+                        chaincode.name
+                    ),
+                ));
+            }
+            if !names.insert(chaincode.name.as_str()) {
+                return Err((
+                    path("name"),
+                    format!("chaincode {:?} is defined twice", chaincode.name),
+                ));
+            }
+            if chaincode.version.is_empty() {
+                return Err((path("version"), "expected a non-empty version".into()));
+            }
+            if let Some(channels) = &chaincode.channels {
+                if channels.is_empty() {
+                    return Err((path("channels"), "expected at least one channel".into()));
+                }
+                for (j, name) in channels.iter().enumerate() {
+                    if !self.channels.iter().any(|c| &c.name == name) {
+                        return Err((
+                            format!("chaincodes[{i}].channels[{j}]"),
+                            format!(
+                                "no channel named {name:?} (channels: {})",
+                                self.channels
+                                    .iter()
+                                    .map(|c| c.name.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            if let Some(policy) = &chaincode.endorsement_policy {
+                let envelope = weft_policy::parse_signature_policy(policy)
+                    .map_err(|e| (path("endorsementPolicy"), e.to_string()))?;
+                let compiled = weft_policy::SignaturePolicy::from_envelope(&envelope)
+                    .map_err(|e| (path("endorsementPolicy"), e.to_string()))?;
+                for channel in self.chaincode_channels(chaincode) {
+                    let members = self.channel_organizations(channel);
+                    for principal in compiled.principals() {
+                        let msp_id = principal.msp_id();
+                        if !members.iter().any(|o| o.msp_id == msp_id) {
+                            return Err((
+                                path("endorsementPolicy"),
+                                format!(
+                                    "principal of {msp_id:?} is not an organisation of channel {:?} (members: {})",
+                                    channel.name,
+                                    members
+                                        .iter()
+                                        .map(|o| o.msp_id.as_str())
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            match &chaincode.launcher {
+                LauncherSpec::Builtin(name) if name.is_empty() => {
+                    return Err((
+                        path("launcher.builtin"),
+                        "expected the name of a built-in chaincode (basic)".into(),
+                    ));
+                }
+                LauncherSpec::Process { command, .. } if command.is_empty() => {
+                    return Err((
+                        path("launcher.process.command"),
+                        "expected a command and its arguments".into(),
+                    ));
+                }
+                LauncherSpec::External { address, .. }
+                    if address.rsplit_once(':').is_none_or(|(host, port)| {
+                        host.is_empty() || port.parse::<u16>().is_err()
+                    }) =>
+                {
+                    return Err((
+                        path("launcher.external.address"),
+                        format!("expected host:port, got {address:?}"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Host names of the Raft nodes: `orderer`, `orderer2`, `orderer3`, …
+pub fn orderer_host(index: u32) -> String {
+    if index == 0 {
+        "orderer".to_owned()
+    } else {
+        format!("orderer{}", index + 1)
+    }
+}
+
+/// Fabric's channel name rule: `[a-z][a-z0-9.-]*`, under 250 characters.
+fn is_channel_name(s: &str) -> bool {
+    s.len() < 250
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+/// Fabric's chaincode name rule: `[a-zA-Z0-9]+([-_][a-zA-Z0-9]+)*`.
+fn is_chaincode_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.split(['-', '_'])
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -300,6 +803,114 @@ mod tests {
                 "{message}\n  expected: {expected}"
             );
         }
+    }
+
+    const TWO_ORGS: &str = "name: n\norganizations:\n  - {name: Org1, mspId: Org1MSP, domain: org1.example.com}\n  - {name: Org2, mspId: Org2MSP, domain: org2.example.com}\n";
+
+    #[test]
+    fn default_network_has_mychannel_and_basic_on_test_network_ports() {
+        let spec = NetworkSpec::default_network();
+        assert_eq!(spec.channels.len(), 1);
+        assert_eq!(spec.channels[0].name, "mychannel");
+        assert_eq!(spec.channel_organizations(&spec.channels[0]).len(), 2);
+        assert_eq!(spec.chaincodes[0].name, "basic");
+        assert_eq!(
+            spec.chaincodes[0].launcher,
+            LauncherSpec::Builtin("basic".into())
+        );
+        assert_eq!((spec.peer_port(0, 0), spec.peer_port(1, 0)), (7051, 9051));
+        let orderers: Vec<u16> = (0..3).map(|i| spec.orderer_port(i)).collect();
+        assert_eq!(orderers, [7050, 8050, 9050]);
+        assert_eq!(spec.batch_timeout(), std::time::Duration::from_millis(250));
+    }
+
+    #[test]
+    fn channels_default_to_mychannel_with_every_organisation() {
+        let spec =
+            NetworkSpec::from_yaml(&format!("{TWO_ORGS}{ORDERERS}"), "net.yaml").expect("valid");
+        assert_eq!(spec.channels[0].name, DEFAULT_CHANNEL);
+        assert_eq!(spec.channel_organizations(&spec.channels[0]).len(), 2);
+        assert!(spec.chaincodes.is_empty());
+    }
+
+    #[test]
+    fn channel_chaincode_and_port_errors_are_precise() {
+        let cases = [
+            (
+                "channels:\n  - {name: mychannel, organizations: [Org1, Org3]}\n".to_owned(),
+                "net.yaml: channels[0].organizations[1]: no organisation named \"Org3\" (organisations: Org1, Org2)",
+            ),
+            (
+                "channels:\n  - {name: MyChannel}\n".to_owned(),
+                "net.yaml: channels[0].name: expected a channel name",
+            ),
+            (
+                "chaincodes:\n  - {name: basic, channels: [other], launcher: {builtin: basic}}\n".to_owned(),
+                "net.yaml: chaincodes[0].channels[0]: no channel named \"other\" (channels: mychannel)",
+            ),
+            (
+                "channels:\n  - {name: mychannel, organizations: [Org1]}\nchaincodes:\n  - name: basic\n    endorsementPolicy: \"AND('Org1MSP.peer','Org2MSP.peer')\"\n    launcher: {builtin: basic}\n".to_owned(),
+                "net.yaml: chaincodes[0].endorsementPolicy: principal of \"Org2MSP\" is not an organisation of channel \"mychannel\" (members: Org1MSP)",
+            ),
+            (
+                "chaincodes:\n  - name: basic\n    endorsementPolicy: \"AND('Org1MSP.peer',\"\n    launcher: {builtin: basic}\n".to_owned(),
+                "net.yaml: chaincodes[0].endorsementPolicy: policy",
+            ),
+            (
+                "chaincodes:\n  - {name: cc, launcher: {external: {address: nowhere}}}\n".to_owned(),
+                "net.yaml: chaincodes[0].launcher.external.address: expected host:port, got \"nowhere\"",
+            ),
+            (
+                "chaincodes:\n  - {name: cc, launcher: {builtin: basic}}\n  - {name: cc, launcher: {builtin: basic}}\n".to_owned(),
+                "net.yaml: chaincodes[1].name: chaincode \"cc\" is defined twice",
+            ),
+        ];
+        for (tail, expected) in cases {
+            let message = error(&format!("{TWO_ORGS}{ORDERERS}{tail}")).to_string();
+            assert!(
+                message.starts_with(expected),
+                "{message}\n  expected: {expected}"
+            );
+        }
+        let duplicate = format!(
+            "name: n\norganizations:\n  - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [7051]}}\n  - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [7050]}}\n{ORDERERS}"
+        );
+        assert_eq!(
+            error(&duplicate).to_string(),
+            "net.yaml: orderers (default port of node 1): port 7050 of orderer.example.com is already used by peer0.org2.example.com (organizations[1].ports[0])"
+        );
+        let explicit = format!(
+            "{TWO_ORGS}orderers:\n  organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n  nodes: 2\n  ports: [9051, 9052]\n"
+        );
+        assert_eq!(
+            error(&explicit).to_string(),
+            "net.yaml: orderers.ports[0]: port 9051 of orderer.example.com is already used by peer0.org2.example.com (organizations[1] (default port of peer0))"
+        );
+        let count = format!(
+            "name: n\norganizations:\n  - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, peers: 2, ports: [7051]}}\n{ORDERERS}"
+        );
+        assert_eq!(
+            error(&count).to_string(),
+            "net.yaml: organizations[0].ports: expected 2 port(s), one per peer, got 1"
+        );
+        let timeout = format!("{TWO_ORGS}{ORDERERS}  batchTimeout: soon\n");
+        assert!(
+            error(&timeout)
+                .to_string()
+                .starts_with("net.yaml: orderers.batchTimeout: expected a duration"),
+            "{}",
+            error(&timeout)
+        );
+    }
+
+    #[test]
+    fn bad_yaml_names_the_file_and_position() {
+        let message = error("name: n\norganizations: [\n").to_string();
+        assert!(message.starts_with("net.yaml: "), "{message}");
+        assert!(
+            message.contains("line") || message.contains(':'),
+            "{message}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! behaviour lives in a library crate.
 
 mod builtin;
+mod network;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,59 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Bring up a whole network from a spec (the default network without one):
+    /// crypto material, genesis blocks, every node as a supervised local
+    /// process, channel joins. Re-running resumes or restarts what is down.
+    Up {
+        /// Network spec file (YAML); the default is 2 orgs, 3 Raft orderers,
+        /// channel mychannel and the built-in `basic` chaincode.
+        spec: Option<PathBuf>,
+        #[command(flatten)]
+        dir: NetworkDirArg,
+        /// Stay attached: supervise the nodes in this process until Ctrl-C.
+        #[arg(long)]
+        foreground: bool,
+        /// Give up waiting for the network after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Stop every node of a network (its data is kept).
+    Down {
+        #[command(flatten)]
+        dir: NetworkDirArg,
+        /// Also delete the network directory: material, ledgers, logs.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Every node of a network: process, reachability, height per channel.
+    Status {
+        #[command(flatten)]
+        dir: NetworkDirArg,
+    },
+    /// Print a node's log (`weft logs peer0.org1.example.com`).
+    Logs {
+        /// The node (`orderer.example.com`, `peer0.org1.example.com`), or `supervisor`.
+        node: String,
+        #[command(flatten)]
+        dir: NetworkDirArg,
+        /// How many lines from the end.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        lines: usize,
+        /// Keep printing as the log grows.
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Invoke or query a chaincode through an organisation's gateway peer.
+    Chaincode {
+        #[command(subcommand)]
+        command: ChaincodeCommand,
+    },
+    /// Run the supervisor of a network directory (started by `weft up`).
+    #[command(hide = true)]
+    Supervise {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Generate crypto material (CAs, peers, orderers, admins, users) in
     /// Fabric's test-network layout, like Fabric's cryptogen. Re-running keeps
     /// what exists and adds what is missing.
@@ -61,6 +115,49 @@ enum Command {
         #[command(subcommand)]
         command: PeerCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct NetworkDirArg {
+    /// The network directory.
+    #[arg(long = "dir", default_value = weft_network::DEFAULT_DIR)]
+    path: PathBuf,
+}
+
+impl NetworkDirArg {
+    fn open(&self) -> weft_network::NetworkDir {
+        weft_network::NetworkDir::new(&self.path)
+    }
+}
+
+#[derive(Subcommand)]
+enum ChaincodeCommand {
+    /// Submit a transaction (endorse, order, wait for the commit) and print its result.
+    Invoke(ChaincodeCall),
+    /// Evaluate a transaction on one peer (nothing is ordered) and print its result.
+    Query(ChaincodeCall),
+}
+
+#[derive(clap::Args)]
+struct ChaincodeCall {
+    /// Chaincode name.
+    chaincode: String,
+    /// Function name.
+    function: String,
+    /// Arguments, as strings.
+    args: Vec<String>,
+    /// The organisation (name or MSP ID) whose gateway peer and user to use;
+    /// the first organisation of the spec by default.
+    #[arg(long)]
+    org: Option<String>,
+    /// The user (`User1`, `Admin`).
+    #[arg(long, default_value = "User1")]
+    user: String,
+    /// The channel; by default the chaincode's only channel, or the spec's first.
+    #[arg(short = 'C', long = "channelID")]
+    channel: Option<String>,
+    #[command(flatten)]
+    dir: NetworkDirArg,
 }
 
 #[derive(Subcommand)]
@@ -232,6 +329,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orderer { command } => orderer(command),
         Command::Osnadmin { command } => osnadmin(command),
         Command::Peer { command } => peer(command),
+        Command::Up {
+            spec,
+            dir,
+            foreground,
+            timeout,
+        } => network::up(dir.open(), spec.as_deref(), foreground, timeout),
+        Command::Down { dir, purge } => network::down(dir.open(), purge),
+        Command::Status { dir } => network::status(dir.open()),
+        Command::Logs {
+            node,
+            dir,
+            lines,
+            follow,
+        } => network::logs(dir.open(), &node, lines, follow),
+        Command::Chaincode { command } => match command {
+            ChaincodeCommand::Invoke(call) => network::chaincode(call, true),
+            ChaincodeCommand::Query(call) => network::chaincode(call, false),
+        },
+        Command::Supervise { dir } => network::supervise(weft_network::NetworkDir::new(dir)),
         Command::Validate { spec } => {
             let spec = load_spec(Some(&spec))?;
             println!("network {}: valid", spec.name);

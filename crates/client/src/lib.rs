@@ -1,0 +1,247 @@
+//! A native Fabric Gateway client: what `@hyperledger/fabric-gateway` does,
+//! in Rust. It signs proposals and transactions with an identity from an MSP
+//! directory and speaks `/gateway.Gateway` to any Fabric 2.4+ peer or weft peer:
+//! Evaluate, then Endorse → Submit → CommitStatus for a submit.
+//!
+//! `weft chaincode invoke|query` use it; so will `weft bench`.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use weft_material::SigningIdentity;
+use weft_protos::Message;
+use weft_protos::Timestamp;
+use weft_protos::common::Envelope;
+use weft_protos::gateway::gateway_client::GatewayClient;
+use weft_protos::gateway::{
+    CommitStatusRequest, EndorseRequest, ErrorDetail, EvaluateRequest, SignedCommitStatusRequest,
+    SubmitRequest,
+};
+use weft_protos::peer::{Response, TxValidationCode};
+use weft_protoutil::TransactionBuilder;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("{0}")]
+    Sign(#[from] weft_crypto::SignError),
+    /// The gateway answered with a gRPC error; `details` are the peers'
+    /// `gateway.ErrorDetail` messages.
+    #[error("{step}: {code:?}: {message}{}", details_text(.details))]
+    Gateway {
+        step: &'static str,
+        code: tonic::Code,
+        message: String,
+        details: Vec<ErrorDetail>,
+    },
+    #[error("transaction {tx_id} committed as {code:?} in block {block}")]
+    Invalid {
+        tx_id: String,
+        code: TxValidationCode,
+        block: u64,
+    },
+}
+
+fn details_text(details: &[ErrorDetail]) -> String {
+    details
+        .iter()
+        .map(|d| format!("\n  {} ({}): {}", d.address, d.msp_id, d.message))
+        .collect()
+}
+
+impl ClientError {
+    fn from_status(step: &'static str, status: tonic::Status) -> Self {
+        let details = weft_protos::google::rpc::Status::decode(status.details())
+            .map(|rpc| {
+                rpc.details
+                    .iter()
+                    .filter_map(|any| ErrorDetail::decode(any.value.as_slice()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ClientError::Gateway {
+            step,
+            code: status.code(),
+            message: status.message().to_owned(),
+            details,
+        }
+    }
+}
+
+/// A committed transaction.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub tx_id: String,
+    /// The chaincode's response payload, from the endorsement.
+    pub result: Vec<u8>,
+    pub block: u64,
+}
+
+/// A connection to one gateway peer, as one identity.
+#[derive(Clone)]
+pub struct Gateway {
+    client: GatewayClient<Channel>,
+    identity: std::sync::Arc<SigningIdentity>,
+    creator: Vec<u8>,
+    /// Deadline of each call (commit status waits up to this long).
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("msp_id", &self.identity.msp_id())
+            .finish()
+    }
+}
+
+impl Gateway {
+    /// A lazily connecting client for `host:port`, trusting `tls_ca` for the
+    /// peer's TLS certificate (server authentication only, like the Node client).
+    pub fn connect(
+        endpoint: &str,
+        tls_ca: &Path,
+        identity: SigningIdentity,
+    ) -> Result<Self, ClientError> {
+        let ca = std::fs::read(tls_ca)
+            .map_err(|e| ClientError::Setup(format!("{}: {e}", tls_ca.display())))?;
+        let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name(host);
+        let channel = Endpoint::from_shared(format!("https://{endpoint}"))
+            .and_then(|e| e.tls_config(tls))
+            .map_err(|e| ClientError::Setup(format!("{endpoint}: {e}")))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        let creator = identity.serialized();
+        Ok(Gateway {
+            client: GatewayClient::new(channel)
+                .max_decoding_message_size(128 * 1024 * 1024)
+                .max_encoding_message_size(128 * 1024 * 1024),
+            identity: std::sync::Arc::new(identity),
+            creator,
+            timeout: Duration::from_secs(30),
+        })
+    }
+
+    fn builder(&self, channel: &str, chaincode: &str, args: &[Vec<u8>]) -> TransactionBuilder {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        TransactionBuilder {
+            channel_id: channel.to_owned(),
+            chaincode: chaincode.to_owned(),
+            creator: self.creator.clone(),
+            nonce: weft_crypto::random_bytes::<24>().to_vec(),
+            timestamp: Timestamp {
+                seconds: now.as_secs() as i64,
+                nanos: now.subsec_nanos() as i32,
+            },
+            args: args.to_vec(),
+            rwsets: Vec::new(),
+            response: Response::default(),
+        }
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.timeout);
+        request
+    }
+
+    /// Runs a query on the gateway peer (nothing is ordered); returns the
+    /// chaincode's payload. `args` are the function name and its arguments.
+    pub async fn evaluate(
+        &self,
+        channel: &str,
+        chaincode: &str,
+        args: &[Vec<u8>],
+    ) -> Result<Vec<u8>, ClientError> {
+        let builder = self.builder(channel, chaincode, args);
+        let proposal = builder.signed_proposal(self.identity.as_ref())?;
+        let response = self
+            .client
+            .clone()
+            .evaluate(self.request(EvaluateRequest {
+                transaction_id: builder.tx_id(),
+                channel_id: channel.to_owned(),
+                proposed_transaction: Some(proposal),
+                target_organizations: Vec::new(),
+            }))
+            .await
+            .map_err(|s| ClientError::from_status("evaluate", s))?
+            .into_inner();
+        Ok(response.result.map(|r| r.payload).unwrap_or_default())
+    }
+
+    /// Endorses, submits and waits for the commit; an invalid commit is an error.
+    pub async fn submit(
+        &self,
+        channel: &str,
+        chaincode: &str,
+        args: &[Vec<u8>],
+    ) -> Result<Submitted, ClientError> {
+        let builder = self.builder(channel, chaincode, args);
+        let tx_id = builder.tx_id();
+        let proposal = builder.signed_proposal(self.identity.as_ref())?;
+        let mut client = self.client.clone();
+        let endorsed = client
+            .endorse(self.request(EndorseRequest {
+                transaction_id: tx_id.clone(),
+                channel_id: channel.to_owned(),
+                proposed_transaction: Some(proposal),
+                endorsing_organizations: Vec::new(),
+            }))
+            .await
+            .map_err(|s| ClientError::from_status("endorse", s))?
+            .into_inner();
+        let mut envelope: Envelope = endorsed.prepared_transaction.ok_or_else(|| {
+            ClientError::Setup("endorse: the gateway returned no transaction".into())
+        })?;
+        let result = weft_protoutil::parse_envelope(&envelope.encode_to_vec())
+            .ok()
+            .and_then(|tx| tx.action)
+            .map(|action| action.response.payload)
+            .unwrap_or_default();
+        envelope.signature = weft_crypto::Signer::sign(self.identity.as_ref(), &envelope.payload)?;
+        client
+            .submit(self.request(SubmitRequest {
+                transaction_id: tx_id.clone(),
+                channel_id: channel.to_owned(),
+                prepared_transaction: Some(envelope),
+            }))
+            .await
+            .map_err(|s| ClientError::from_status("submit", s))?;
+        let request = CommitStatusRequest {
+            transaction_id: tx_id.clone(),
+            channel_id: channel.to_owned(),
+            identity: self.creator.clone(),
+        }
+        .encode_to_vec();
+        let signature = weft_crypto::Signer::sign(self.identity.as_ref(), &request)?;
+        let status = client
+            .commit_status(self.request(SignedCommitStatusRequest { request, signature }))
+            .await
+            .map_err(|s| ClientError::from_status("commit status", s))?
+            .into_inner();
+        let code = TxValidationCode::try_from(status.result)
+            .unwrap_or(TxValidationCode::InvalidOtherReason);
+        if code != TxValidationCode::Valid {
+            return Err(ClientError::Invalid {
+                tx_id,
+                code,
+                block: status.block_number,
+            });
+        }
+        Ok(Submitted {
+            tx_id,
+            result,
+            block: status.block_number,
+        })
+    }
+}

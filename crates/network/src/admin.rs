@@ -1,0 +1,246 @@
+//! Talking to the nodes as their organisations' admins: channel joins (the
+//! `osnadmin channel join` / `peer channel join` steps of Fabric's
+//! test-network), heights, Raft leaders, and waiting for readiness.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use weft_material::layout;
+use weft_orderer::proto::admin_client::AdminClient;
+use weft_orderer::proto::{ChannelInfo, ChannelRequest, JoinRequest, ListRequest};
+use weft_orderer::tls::{Tls, TlsFiles};
+use weft_spec::NetworkSpec;
+
+use crate::NetworkError;
+use crate::dir::NetworkDir;
+use crate::nodes::{Node, Role, nodes};
+
+/// Admin TLS client material of the organisation that runs `node`.
+fn admin_tls(organizations: &Path, node: &Node) -> Result<Tls, NetworkError> {
+    let tls = layout::user_dir(&node.org_dir(organizations), "Admin", &node.domain).join("tls");
+    Tls::load(&TlsFiles {
+        cert: tls.join("client.crt"),
+        key: tls.join("client.key"),
+        root_cas: vec![tls.join("ca.crt")],
+    })
+    .map_err(NetworkError::Material)
+}
+
+/// An admin connection to one node.
+pub struct NodeAdmin {
+    pub node: Node,
+    client: AdminClient<tonic::transport::Channel>,
+}
+
+impl NodeAdmin {
+    pub fn new(dir: &NetworkDir, node: &Node) -> Result<Self, NetworkError> {
+        let tls = admin_tls(&dir.organizations(), node)?;
+        let channel = tls
+            .channel(&node.address())
+            .map_err(NetworkError::Material)?;
+        Ok(NodeAdmin {
+            node: node.clone(),
+            client: AdminClient::new(channel),
+        })
+    }
+
+    fn failed(&self, what: &str, status: tonic::Status) -> NetworkError {
+        NetworkError::Node {
+            node: self.node.name.clone(),
+            message: format!("{what}: {}", status.message()),
+        }
+    }
+
+    /// The node's channels.
+    pub async fn channels(&self) -> Result<Vec<ChannelInfo>, NetworkError> {
+        let mut request = tonic::Request::new(ListRequest {});
+        request.set_timeout(Duration::from_secs(5));
+        Ok(self
+            .client
+            .clone()
+            .list(request)
+            .await
+            .map_err(|s| self.failed("list channels", s))?
+            .into_inner()
+            .channels)
+    }
+
+    pub async fn info(&self, channel: &str) -> Result<ChannelInfo, NetworkError> {
+        let mut request = tonic::Request::new(ChannelRequest {
+            channel: channel.to_owned(),
+        });
+        request.set_timeout(Duration::from_secs(5));
+        Ok(self
+            .client
+            .clone()
+            .info(request)
+            .await
+            .map_err(|s| self.failed(&format!("channel {channel}"), s))?
+            .into_inner())
+    }
+
+    pub async fn join(&self, block: &Path) -> Result<ChannelInfo, NetworkError> {
+        let bytes = std::fs::read(block).map_err(|e| NetworkError::io(block, e))?;
+        Ok(self
+            .client
+            .clone()
+            .join(JoinRequest {
+                config_block: bytes,
+            })
+            .await
+            .map_err(|s| self.failed(&format!("join {}", block.display()), s))?
+            .into_inner())
+    }
+}
+
+/// Retries `attempt` until it succeeds or `deadline` passes (then the last error).
+async fn retry<T, F, Fut>(deadline: Instant, mut attempt: F) -> Result<T, NetworkError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, NetworkError>>,
+{
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) if Instant::now() > deadline => return Err(error),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The last lines of a node's log, for error messages.
+pub fn log_tail(dir: &NetworkDir, node: &str, lines: usize) -> String {
+    let text = std::fs::read_to_string(dir.node_log(node)).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits until every node accepts connections, joins every orderer and peer
+/// to its channels (skipping joins already done), and waits for each
+/// channel's Raft leader. Idempotent.
+pub async fn converge(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), NetworkError> {
+    let deadline = Instant::now() + timeout;
+    let all = nodes(spec);
+    for node in &all {
+        while tokio::net::TcpStream::connect(("127.0.0.1", node.port))
+            .await
+            .is_err()
+        {
+            if Instant::now() > deadline {
+                return Err(NetworkError::Node {
+                    node: node.name.clone(),
+                    message: format!(
+                        "not listening on {} after {}s; last lines of {}:\n{}",
+                        node.address(),
+                        timeout.as_secs(),
+                        dir.node_log(&node.name).display(),
+                        log_tail(dir, &node.name, 15)
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    progress(&format!("{} node(s) listening", all.len()));
+    let orderers: Vec<&Node> = all
+        .iter()
+        .filter(|n| matches!(n.role, Role::Orderer { .. }))
+        .collect();
+    for node in &orderers {
+        let admin = NodeAdmin::new(dir, node)?;
+        let joined = retry(deadline, || admin.channels()).await?;
+        for channel in &spec.channels {
+            if joined.iter().any(|c| c.name == channel.name) {
+                continue;
+            }
+            let block = dir.block(&channel.name);
+            retry(deadline, || admin.join(&block)).await?;
+            progress(&format!("{}: joined {}", node.name, channel.name));
+        }
+    }
+    for node in all.iter().filter(|n| matches!(n.role, Role::Peer { .. })) {
+        let admin = NodeAdmin::new(dir, node)?;
+        let joined = retry(deadline, || admin.channels()).await?;
+        for channel in &spec.channels {
+            let member = spec
+                .channel_organizations(channel)
+                .iter()
+                .any(|o| o.msp_id == node.msp_id);
+            if !member || joined.iter().any(|c| c.name == channel.name) {
+                continue;
+            }
+            let block = dir.block(&channel.name);
+            retry(deadline, || admin.join(&block)).await?;
+            progress(&format!("{}: joined {}", node.name, channel.name));
+        }
+    }
+    // Every Raft node must know the leader: a follower that does not yet
+    // cannot forward the first transactions it receives.
+    for channel in &spec.channels {
+        for node in &orderers {
+            let admin = NodeAdmin::new(dir, node)?;
+            retry(deadline, || async {
+                let info = admin.info(&channel.name).await?;
+                if info.leader_id == 0 {
+                    return Err(NetworkError::Node {
+                        node: node.name.clone(),
+                        message: format!("channel {}: no Raft leader yet", channel.name),
+                    });
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        progress(&format!("channel {}: Raft leader elected", channel.name));
+    }
+    Ok(())
+}
+
+/// One node as `weft status` shows it.
+#[derive(Debug, Clone)]
+pub struct NodeStatus {
+    pub node: Node,
+    pub pid: Option<u32>,
+    /// (channel, height) when the node answered.
+    pub channels: Result<Vec<(String, u64)>, String>,
+}
+
+pub async fn status(dir: &NetworkDir, spec: &NetworkSpec) -> Vec<NodeStatus> {
+    let mut out = Vec::new();
+    for node in nodes(spec) {
+        let pid = crate::supervisor::running_node(dir, &node);
+        let channels = match NodeAdmin::new(dir, &node) {
+            Ok(admin) => admin
+                .channels()
+                .await
+                .map(|list| list.into_iter().map(|c| (c.name, c.height)).collect())
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        out.push(NodeStatus {
+            node,
+            pid,
+            channels,
+        });
+    }
+    out
+}
+
+/// The files an application of organisation `org` uses as `user`:
+/// (certificate, private key, peer TLS CA certificate).
+pub fn user_files(dir: &NetworkDir, domain: &str, user: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let org_dir = layout::peer_org_dir(&dir.organizations(), domain);
+    let msp = layout::user_dir(&org_dir, user, domain).join("msp");
+    (
+        msp.join(layout::SIGNCERT_FILE),
+        msp.join(layout::KEY_FILE),
+        org_dir
+            .join("tlsca")
+            .join(layout::ca_cert_file(&format!("tlsca.{domain}"))),
+    )
+}

@@ -1,0 +1,226 @@
+//! The nodes a spec describes, and the config file of each.
+
+use std::path::{Path, PathBuf};
+
+use weft_material::layout;
+use weft_spec::{ChaincodeSpec, LauncherSpec, NetworkSpec};
+
+use crate::dir::NetworkDir;
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Raft node `index` of the orderer organisation.
+    Orderer { index: u32 },
+    /// Peer `index` of organisation number `org`.
+    Peer { org: usize, index: u32 },
+}
+
+/// One node of the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// `orderer.example.com`, `peer0.org1.example.com`.
+    pub name: String,
+    pub role: Role,
+    pub msp_id: String,
+    pub domain: String,
+    pub port: u16,
+}
+
+impl Node {
+    /// Where it listens (every service of the node).
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `orderer` or `peer`: the `weft` sub-command that runs it.
+    pub fn kind(&self) -> &'static str {
+        match self.role {
+            Role::Orderer { .. } => "orderer",
+            Role::Peer { .. } => "peer",
+        }
+    }
+
+    /// The node's crypto material directory.
+    pub fn material_dir(&self, organizations: &Path) -> PathBuf {
+        match self.role {
+            Role::Orderer { index } => layout::orderer_dir(organizations, &self.domain, index),
+            Role::Peer { index, .. } => layout::peer_dir(organizations, &self.domain, index),
+        }
+    }
+
+    /// The organisation directory (`…/peerOrganizations/org1.example.com`).
+    pub fn org_dir(&self, organizations: &Path) -> PathBuf {
+        match self.role {
+            Role::Orderer { .. } => layout::orderer_org_dir(organizations, &self.domain),
+            Role::Peer { .. } => layout::peer_org_dir(organizations, &self.domain),
+        }
+    }
+}
+
+/// Every node: the Raft nodes first (the order they start in), then the peers.
+pub fn nodes(spec: &NetworkSpec) -> Vec<Node> {
+    let orderer = &spec.orderers.organization;
+    let mut nodes: Vec<Node> = (0..spec.orderers.nodes)
+        .map(|index| Node {
+            name: format!("{}.{}", layout::orderer_host(index), orderer.domain),
+            role: Role::Orderer { index },
+            msp_id: orderer.msp_id.clone(),
+            domain: orderer.domain.clone(),
+            port: spec.orderer_port(index),
+        })
+        .collect();
+    for (org_index, org) in spec.organizations.iter().enumerate() {
+        for index in 0..org.peers {
+            nodes.push(Node {
+                name: format!("peer{index}.{}", org.domain),
+                role: Role::Peer {
+                    org: org_index,
+                    index,
+                },
+                msp_id: org.msp_id.clone(),
+                domain: org.domain.clone(),
+                port: spec.peer_port(org_index, index),
+            });
+        }
+    }
+    nodes
+}
+
+/// A YAML scalar for any string (JSON strings are YAML).
+fn quote(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+/// `path` relative to the node's directory (`nodes/<node>/`), so the whole
+/// network directory can be moved.
+fn from_node(path: &Path, dir: &NetworkDir) -> String {
+    let relative = path
+        .strip_prefix(dir.root())
+        .map_or_else(|_| path.to_path_buf(), |rest| Path::new("../..").join(rest));
+    quote(&relative.display().to_string())
+}
+
+/// Every organisation's TLS CA certificate (peers and orderers trust them all).
+fn tls_roots(spec: &NetworkSpec, dir: &NetworkDir) -> Vec<PathBuf> {
+    let organizations = dir.organizations();
+    let tlsca = |org_dir: PathBuf, domain: &str| {
+        org_dir
+            .join("tlsca")
+            .join(layout::ca_cert_file(&format!("tlsca.{domain}")))
+    };
+    let mut roots: Vec<PathBuf> = spec
+        .organizations
+        .iter()
+        .map(|o| tlsca(layout::peer_org_dir(&organizations, &o.domain), &o.domain))
+        .collect();
+    let orderer = &spec.orderers.organization.domain;
+    roots.push(tlsca(
+        layout::orderer_org_dir(&organizations, orderer),
+        orderer,
+    ));
+    roots
+}
+
+/// The config file of `node` (`weft orderer start` / `weft peer start`).
+/// Relative paths in chaincode settings are resolved against `base`.
+pub fn config_text(spec: &NetworkSpec, node: &Node, dir: &NetworkDir, base: &Path) -> String {
+    let material = node.material_dir(&dir.organizations());
+    let roots: Vec<String> = tls_roots(spec, dir)
+        .iter()
+        .map(|p| from_node(p, dir))
+        .collect();
+    let mut text = format!(
+        "# Written by weft up from {spec}; regenerated on every run.\n\
+         listen_address: {address}\n\
+         data_dir: data\n\
+         msp_dir: {msp}\n\
+         msp_id: {msp_id}\n\
+         tls:\n  cert: {cert}\n  key: {key}\n  root_cas: [{roots}]\n",
+        spec = dir.spec_file().display(),
+        address = quote(&node.address()),
+        msp = from_node(&material.join("msp"), dir),
+        msp_id = quote(&node.msp_id),
+        cert = from_node(&material.join("tls/server.crt"), dir),
+        key = from_node(&material.join("tls/server.key"), dir),
+        roots = roots.join(", "),
+    );
+    if let Role::Peer { .. } = node.role {
+        let others: Vec<Node> = nodes(spec)
+            .into_iter()
+            .filter(|n| matches!(n.role, Role::Peer { .. }) && n.msp_id != node.msp_id)
+            .collect();
+        text.push_str("gateway_peers:");
+        if others.is_empty() {
+            text.push_str(" []");
+        }
+        text.push('\n');
+        for other in others {
+            text.push_str(&format!(
+                "  - msp_id: {}\n    address: {}\n",
+                quote(&other.msp_id),
+                quote(&other.address())
+            ));
+        }
+        text.push_str("chaincodes:");
+        if spec.chaincodes.is_empty() {
+            text.push_str(" []");
+        }
+        text.push('\n');
+        for chaincode in &spec.chaincodes {
+            text.push_str(&chaincode_text(chaincode, base));
+        }
+    }
+    text
+}
+
+fn chaincode_text(chaincode: &ChaincodeSpec, base: &Path) -> String {
+    let absolute = |path: &str| quote(&base.join(path).display().to_string());
+    let mut text = format!(
+        "  - name: {}\n    version: {}\n",
+        quote(&chaincode.name),
+        quote(&chaincode.version)
+    );
+    if let Some(policy) = &chaincode.endorsement_policy {
+        text.push_str(&format!("    endorsement_policy: {}\n", quote(policy)));
+    }
+    if !chaincode.indexes.is_empty() {
+        let indexes: Vec<String> = chaincode.indexes.iter().map(|p| absolute(p)).collect();
+        text.push_str(&format!("    indexes: [{}]\n", indexes.join(", ")));
+    }
+    match &chaincode.launcher {
+        LauncherSpec::Builtin(name) => {
+            text.push_str(&format!("    launcher:\n      builtin: {}\n", quote(name)));
+        }
+        LauncherSpec::Process { command, dir, env } => {
+            let command: Vec<String> = command.iter().map(|c| quote(c)).collect();
+            text.push_str(&format!(
+                "    launcher:\n      process:\n        command: [{}]\n",
+                command.join(", ")
+            ));
+            if let Some(dir) = dir {
+                text.push_str(&format!("        dir: {}\n", absolute(dir)));
+            }
+            text.push_str("        env: {");
+            let env: Vec<String> = env
+                .iter()
+                .map(|(k, v)| format!("{}: {}", quote(k), quote(v)))
+                .collect();
+            text.push_str(&env.join(", "));
+            text.push_str("}\n");
+        }
+        LauncherSpec::External {
+            address,
+            tls_root_ca,
+        } => {
+            text.push_str(&format!(
+                "    launcher:\n      external:\n        address: {}\n",
+                quote(address)
+            ));
+            if let Some(ca) = tls_root_ca {
+                text.push_str(&format!("        tls_root_ca: {}\n", absolute(ca)));
+            }
+        }
+    }
+    text
+}

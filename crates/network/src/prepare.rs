@@ -1,0 +1,109 @@
+//! Everything `weft up` writes before a node starts: crypto material, genesis
+//! blocks, node configs and connection profiles. Each step keeps what a
+//! previous run wrote, so an interrupted run is completed by the next.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use weft_channel::BatchSettings;
+use weft_material::channel::{ConsenterNode, channel_profile};
+use weft_material::cryptogen::{self, CryptogenConfig};
+use weft_protos::Message;
+use weft_spec::NetworkSpec;
+
+use crate::dir::{NetworkDir, write_atomic};
+use crate::nodes::{Role, config_text, nodes};
+use crate::{NetworkError, profile};
+
+/// Writes what is missing; `progress` gets one line per step.
+pub fn prepare(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    base: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), NetworkError> {
+    let organizations = dir.organizations();
+    let report = cryptogen::generate(
+        spec,
+        &organizations,
+        &CryptogenConfig::default(),
+        &mut |_| {},
+    )
+    .map_err(|e| NetworkError::Material(e.to_string()))?;
+    progress(&format!(
+        "crypto material: {} identities written, {} kept",
+        report.identities_written, report.identities_kept
+    ));
+    for channel in &spec.channels {
+        let path = dir.block(&channel.name);
+        if path.is_file() {
+            progress(&format!("channel {}: genesis block kept", channel.name));
+            continue;
+        }
+        let orgs: Vec<(&str, &str)> = spec
+            .channel_organizations(channel)
+            .iter()
+            .map(|o| (o.domain.as_str(), o.msp_id.as_str()))
+            .collect();
+        let consenters: Vec<ConsenterNode> = (0..spec.orderers.nodes)
+            .map(|index| ConsenterNode {
+                host: "127.0.0.1".into(),
+                port: u32::from(spec.orderer_port(index)),
+                index,
+            })
+            .collect();
+        let size = &spec.orderers.batch_size;
+        let batch = BatchSettings {
+            max_message_count: size.max_message_count,
+            absolute_max_bytes: size.absolute_max_bytes,
+            preferred_max_bytes: size.preferred_max_bytes,
+            timeout: spec.batch_timeout(),
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let orderer = &spec.orderers.organization;
+        let profile = channel_profile(
+            &organizations,
+            &channel.name,
+            &orgs,
+            (&orderer.domain, &orderer.msp_id),
+            &consenters,
+            batch,
+            now,
+        )
+        .map_err(|e| NetworkError::Material(e.to_string()))?;
+        let block = weft_channel::genesis_block(&profile)
+            .map_err(|e| NetworkError::Material(format!("channel {}: {e}", channel.name)))?;
+        write_atomic(&path, &block.encode_to_vec())?;
+        progress(&format!(
+            "channel {}: genesis block written ({})",
+            channel.name,
+            orgs.iter().map(|o| o.1).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let all = nodes(spec);
+    for node in &all {
+        write_atomic(
+            &dir.node_config(&node.name),
+            config_text(spec, node, dir, base).as_bytes(),
+        )?;
+    }
+    progress(&format!(
+        "node configs: {} orderer(s), {} peer(s)",
+        all.iter()
+            .filter(|n| matches!(n.role, Role::Orderer { .. }))
+            .count(),
+        all.iter()
+            .filter(|n| matches!(n.role, Role::Peer { .. }))
+            .count()
+    ));
+    for (index, org) in spec.organizations.iter().enumerate() {
+        let (json, yaml) = profile::connection_profile(spec, index, &organizations)?;
+        let paths = profile::paths(&organizations, org);
+        write_atomic(&paths.0, json.as_bytes())?;
+        write_atomic(&paths.1, yaml.as_bytes())?;
+    }
+    progress("connection profiles written");
+    Ok(())
+}

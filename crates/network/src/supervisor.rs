@@ -1,0 +1,353 @@
+//! Keeps every node of a network running: starts each as a `weft orderer` or
+//! `weft peer` process (its own process group, output appended to
+//! `nodes/<node>/node.log`), restarts one that exits with a growing back-off,
+//! and stops them all (SIGTERM, then SIGKILL after a grace period) when asked.
+//!
+//! Pid files (`supervisor.pid`, `nodes/<node>/pid`) let `weft down`,
+//! `weft status` and a later supervisor find processes; a node still running
+//! from an earlier supervisor (killed without stopping its nodes) is adopted,
+//! not started twice.
+
+use std::fs::OpenOptions;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
+
+use crate::NetworkError;
+use crate::dir::{NetworkDir, write_atomic};
+use crate::nodes::{Node, nodes};
+
+const POLL: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A node up this long has its back-off reset.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+fn pid_of(raw: u32) -> Option<Pid> {
+    Pid::from_raw(i32::try_from(raw).ok()?)
+}
+
+/// Whether process `pid` exists and its command line contains `marker`
+/// (guards against a recycled pid).
+pub fn process_matches(pid: u32, marker: &str) -> bool {
+    let Some(process) = pid_of(pid) else {
+        return false;
+    };
+    if rustix::process::test_kill_process(process).is_err() {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| {
+            String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(marker)
+        })
+        .unwrap_or(false)
+}
+
+fn signal(pid: u32, signal: Signal) {
+    if let Some(process) = pid_of(pid) {
+        let _ = rustix::process::kill_process(process, signal);
+    }
+}
+
+fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The running supervisor's pid, if any.
+pub fn running_supervisor(dir: &NetworkDir) -> Option<u32> {
+    read_pid(&dir.supervisor_pid()).filter(|&pid| process_matches(pid, "supervise"))
+}
+
+/// The pid of `node` if it is running.
+pub fn running_node(dir: &NetworkDir, node: &Node) -> Option<u32> {
+    let config = dir.node_config(&node.name);
+    read_pid(&dir.node_pid(&node.name))
+        .filter(|&pid| process_matches(pid, &config.display().to_string()))
+}
+
+struct Process {
+    node: Node,
+    child: Option<Child>,
+    /// Running from an earlier supervisor.
+    adopted: Option<u32>,
+    started: Instant,
+    backoff: Duration,
+    next_start: Instant,
+}
+
+/// Runs the supervisor loop until `stop` turns true, then stops every node.
+pub fn supervise(
+    dir: &NetworkDir,
+    weft: &Path,
+    stop: &AtomicBool,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), NetworkError> {
+    let (spec, _) = dir.load_spec()?;
+    let now = Instant::now();
+    let mut processes: Vec<Process> = nodes(&spec)
+        .into_iter()
+        .map(|node| Process {
+            adopted: running_node(dir, &node),
+            node,
+            child: None,
+            started: now,
+            backoff: Duration::from_millis(500),
+            next_start: now,
+        })
+        .collect();
+    for process in &processes {
+        if let Some(pid) = process.adopted {
+            log(&format!(
+                "{}: already running (pid {pid}), adopted",
+                process.node.name
+            ));
+        }
+    }
+    while !stop.load(Ordering::SeqCst) {
+        for process in &mut processes {
+            check(dir, weft, process, log);
+        }
+        std::thread::sleep(POLL);
+    }
+    log("stopping nodes");
+    stop_all(dir, &mut processes, log);
+    Ok(())
+}
+
+fn check(dir: &NetworkDir, weft: &Path, process: &mut Process, log: &mut dyn FnMut(&str)) {
+    let name = process.node.name.clone();
+    if let Some(pid) = process.adopted {
+        if process_matches(pid, &dir.node_config(&name).display().to_string()) {
+            return;
+        }
+        log(&format!("{name}: adopted process {pid} is gone"));
+        process.adopted = None;
+        process.next_start = Instant::now();
+    }
+    if let Some(child) = &mut process.child {
+        match child.try_wait() {
+            Ok(None) => {
+                if process.started.elapsed() > HEALTHY_AFTER {
+                    process.backoff = Duration::from_millis(500);
+                }
+                return;
+            }
+            Ok(Some(status)) => {
+                log(&format!(
+                    "{name}: exited ({status}); restarting in {:.1}s (see {})",
+                    process.backoff.as_secs_f64(),
+                    dir.node_log(&name).display()
+                ));
+            }
+            Err(error) => log(&format!("{name}: cannot wait for the process: {error}")),
+        }
+        process.child = None;
+        process.next_start = Instant::now() + process.backoff;
+        process.backoff = (process.backoff * 2).min(BACKOFF_MAX);
+        let _ = std::fs::remove_file(dir.node_pid(&name));
+    }
+    if Instant::now() < process.next_start {
+        return;
+    }
+    match start(dir, weft, &process.node) {
+        Ok(child) => {
+            log(&format!("{name}: started (pid {})", child.id()));
+            process.child = Some(child);
+            process.started = Instant::now();
+        }
+        Err(error) => {
+            log(&format!("{name}: cannot start: {error}"));
+            process.next_start = Instant::now() + process.backoff;
+            process.backoff = (process.backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+fn start(dir: &NetworkDir, weft: &Path, node: &Node) -> Result<Child, NetworkError> {
+    let log_path = dir.node_log(&node.name);
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| NetworkError::io(&log_path, e))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| NetworkError::io(&log_path, e))?;
+    let config = dir.node_config(&node.name);
+    let child = Command::new(weft)
+        .args([node.kind(), "start", "--config"])
+        .arg(&config)
+        .current_dir(dir.node_dir(&node.name))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        // Its own process group: a Ctrl-C meant for the supervisor does not
+        // reach the nodes; the supervisor stops them in order.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| NetworkError::io(weft, e))?;
+    write_atomic(&dir.node_pid(&node.name), child.id().to_string().as_bytes())?;
+    Ok(child)
+}
+
+fn stop_all(dir: &NetworkDir, processes: &mut [Process], log: &mut dyn FnMut(&str)) {
+    let pids: Vec<u32> = processes
+        .iter()
+        .filter_map(|p| p.child.as_ref().map(Child::id).or(p.adopted))
+        .collect();
+    for &pid in &pids {
+        signal(pid, Signal::TERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    loop {
+        let mut running = 0;
+        for process in processes.iter_mut() {
+            if let Some(child) = &mut process.child {
+                if matches!(child.try_wait(), Ok(None)) {
+                    running += 1;
+                } else {
+                    process.child = None;
+                }
+            }
+            if let Some(pid) = process.adopted {
+                if process_matches(
+                    pid,
+                    &dir.node_config(&process.node.name).display().to_string(),
+                ) {
+                    running += 1;
+                } else {
+                    process.adopted = None;
+                }
+            }
+        }
+        if running == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            log(&format!(
+                "{running} node(s) did not stop in time; killing them"
+            ));
+            for process in processes.iter_mut() {
+                if let Some(child) = &mut process.child {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                if let Some(pid) = process.adopted.take() {
+                    signal(pid, Signal::KILL);
+                }
+            }
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    for process in processes.iter() {
+        let _ = std::fs::remove_file(dir.node_pid(&process.node.name));
+        log(&format!("{}: stopped", process.node.name));
+    }
+}
+
+/// Starts `weft supervise` for `dir` in the background (its own process
+/// group, output to `supervisor.log`) unless one runs; returns its pid.
+pub fn spawn_background(dir: &NetworkDir, weft: &Path) -> Result<u32, NetworkError> {
+    if let Some(pid) = running_supervisor(dir) {
+        return Ok(pid);
+    }
+    let log_path = dir.supervisor_log();
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| NetworkError::io(&log_path, e))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| NetworkError::io(&log_path, e))?;
+    let child = Command::new(weft)
+        .arg("supervise")
+        .arg("--dir")
+        .arg(dir.root())
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| NetworkError::io(weft, e))?;
+    let pid = child.id();
+    // The supervisor writes its own pid file; wait for it so a `weft down`
+    // right after `weft up` finds it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running_supervisor(dir) != Some(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(pid)
+}
+
+/// Claims the supervisor pid file for this process, refusing when another
+/// supervisor runs for the same directory.
+pub fn claim(dir: &NetworkDir) -> Result<(), NetworkError> {
+    if let Some(pid) = running_supervisor(dir)
+        && pid != std::process::id()
+    {
+        return Err(NetworkError::Supervisor(format!(
+            "a supervisor already runs for {} (pid {pid})",
+            dir.root().display()
+        )));
+    }
+    write_atomic(
+        &dir.supervisor_pid(),
+        std::process::id().to_string().as_bytes(),
+    )
+}
+
+/// Stops the supervisor (which stops its nodes) and any node left running
+/// without one. Returns how many processes were signalled.
+pub fn stop_network(
+    dir: &NetworkDir,
+    progress: &mut dyn FnMut(&str),
+) -> Result<usize, NetworkError> {
+    let mut signalled = 0;
+    if let Some(pid) = running_supervisor(dir) {
+        progress(&format!(
+            "stopping the supervisor (pid {pid}) and its nodes"
+        ));
+        signal(pid, Signal::TERM);
+        signalled += 1;
+        let deadline = Instant::now() + STOP_GRACE + Duration::from_secs(5);
+        while running_supervisor(dir).is_some() {
+            if Instant::now() > deadline {
+                progress("the supervisor did not stop in time; killing it");
+                signal(pid, Signal::KILL);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let _ = std::fs::remove_file(dir.supervisor_pid());
+    let (spec, _) = dir.load_spec()?;
+    let orphans: Vec<(Node, u32)> = nodes(&spec)
+        .into_iter()
+        .filter_map(|node| running_node(dir, &node).map(|pid| (node, pid)))
+        .collect();
+    for (node, pid) in &orphans {
+        progress(&format!("stopping {} (pid {pid})", node.name));
+        signal(*pid, Signal::TERM);
+        signalled += 1;
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for (node, pid) in &orphans {
+        while running_node(dir, node).is_some() {
+            if Instant::now() > deadline {
+                signal(*pid, Signal::KILL);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_file(dir.node_pid(&node.name));
+    }
+    Ok(signalled)
+}

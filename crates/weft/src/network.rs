@@ -1,0 +1,324 @@
+//! `weft up|down|status|logs|chaincode|supervise`: argument handling and
+//! printing around `weft-network` and `weft-client`.
+
+use std::io::{Read, Seek, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use weft_network::admin::{self, user_files};
+use weft_network::nodes::{Role, nodes};
+use weft_network::{NetworkDir, supervisor, up as plan};
+
+use crate::{ChaincodeCall, runtime, shutdown_signal};
+
+fn weft_exe() -> anyhow::Result<std::path::PathBuf> {
+    std::env::current_exe().context("locating the weft executable")
+}
+
+/// Step lines with the time since the start.
+fn stepper() -> impl FnMut(&str) {
+    let start = Instant::now();
+    move |line: &str| eprintln!("[{:>5.1}s] {line}", start.elapsed().as_secs_f64())
+}
+
+pub fn up(
+    dir: NetworkDir,
+    spec: Option<&Path>,
+    foreground: bool,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let mut step = stepper();
+    let builtins: Vec<String> = crate::builtin::builtins().into_keys().collect();
+    let (spec, base) = plan::choose_spec(&dir, spec, &builtins)?;
+    step(&format!(
+        "network {:?} in {}",
+        spec.name,
+        dir.root().display()
+    ));
+    weft_network::prepare::prepare(&dir, &spec, &base, &mut step)?;
+    let weft = weft_exe()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let attached = if foreground {
+        supervisor::claim(&dir)?;
+        let (dir, weft, stop) = (dir.clone(), weft.clone(), Arc::clone(&stop));
+        Some(std::thread::spawn(move || {
+            supervisor::supervise(&dir, &weft, &stop, &mut |line| {
+                eprintln!("supervisor: {line}")
+            })
+        }))
+    } else {
+        let pid = supervisor::spawn_background(&dir, &weft)?;
+        step(&format!(
+            "supervisor running (pid {pid}; log {})",
+            dir.supervisor_log().display()
+        ));
+        None
+    };
+    let runtime = runtime()?;
+    let converged = runtime.block_on(admin::converge(
+        &dir,
+        &spec,
+        Duration::from_secs(timeout),
+        &mut step,
+    ));
+    if let Err(error) = converged {
+        if let Some(thread) = attached {
+            stop.store(true, Ordering::SeqCst);
+            let _ = thread.join();
+        }
+        anyhow::bail!(
+            "{error}\nthe nodes keep running under the supervisor; see `weft status` and `weft logs <node>`, then run `weft up` again to finish"
+        );
+    }
+    step("ready");
+    print!("\n{}", plan::summary(&dir, &spec));
+    let Some(thread) = attached else {
+        return Ok(());
+    };
+    println!("(attached: Ctrl-C stops the network)");
+    runtime.block_on(shutdown_signal());
+    stop.store(true, Ordering::SeqCst);
+    match thread.join() {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!("the supervisor thread panicked"),
+    }
+    let _ = std::fs::remove_file(dir.supervisor_pid());
+    Ok(())
+}
+
+pub fn supervise(dir: NetworkDir) -> anyhow::Result<()> {
+    supervisor::claim(&dir)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let runtime = runtime()?;
+    runtime.spawn(async move {
+        shutdown_signal().await;
+        flag.store(true, Ordering::SeqCst);
+    });
+    let weft = weft_exe()?;
+    let result = supervisor::supervise(&dir, &weft, &stop, &mut |line| {
+        eprintln!("{} {line}", utc_now())
+    });
+    let _ = std::fs::remove_file(dir.supervisor_pid());
+    Ok(result?)
+}
+
+/// The current UTC time as `2026-11-21T19:07:11Z`.
+fn utc_now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (seconds / 86_400, seconds % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+pub fn down(dir: NetworkDir, purge: bool) -> anyhow::Result<()> {
+    let mut step = stepper();
+    if !dir.exists() {
+        if purge && dir.root().exists() {
+            anyhow::bail!(
+                "{} holds no weft network (no network.yaml); not deleting it",
+                dir.root().display()
+            );
+        }
+        anyhow::bail!(weft_network::NetworkError::NoNetwork(
+            dir.root().to_path_buf()
+        ));
+    }
+    let stopped = supervisor::stop_network(&dir, &mut step)?;
+    step(&format!("stopped ({stopped} process(es) signalled)"));
+    if purge {
+        std::fs::remove_dir_all(dir.root())
+            .with_context(|| format!("deleting {}", dir.root().display()))?;
+        step(&format!("deleted {}", dir.root().display()));
+    } else {
+        step(&format!(
+            "data kept in {}; `weft up` starts it again",
+            dir.root().display()
+        ));
+    }
+    Ok(())
+}
+
+pub fn status(dir: NetworkDir) -> anyhow::Result<()> {
+    let (spec, _) = dir.load_spec()?;
+    let supervisor = supervisor::running_supervisor(&dir);
+    println!(
+        "network {:?} in {}: supervisor {}",
+        spec.name,
+        dir.root().display(),
+        supervisor.map_or("not running".to_owned(), |pid| format!(
+            "running (pid {pid})"
+        ))
+    );
+    let statuses = runtime()?.block_on(admin::status(&dir, &spec));
+    let mut healthy = 0;
+    for status in &statuses {
+        let process = status
+            .pid
+            .map_or("stopped".to_owned(), |pid| format!("pid {pid}"));
+        let detail = match &status.channels {
+            Ok(channels) if channels.is_empty() => "up, no channels".to_owned(),
+            Ok(channels) => {
+                let heights: Vec<String> = channels
+                    .iter()
+                    .map(|(name, height)| format!("{name} height {height}"))
+                    .collect();
+                format!("up, {}", heights.join(", "))
+            }
+            Err(error) => format!("unreachable: {}", error.lines().next().unwrap_or("")),
+        };
+        if status.channels.is_ok() {
+            healthy += 1;
+        }
+        println!(
+            "  {:<28} {:<16} {:<10} {detail}",
+            status.node.name,
+            status.node.address(),
+            process
+        );
+    }
+    println!("{healthy}/{} node(s) healthy", statuses.len());
+    if healthy < statuses.len() {
+        anyhow::bail!("{} node(s) not healthy", statuses.len() - healthy);
+    }
+    Ok(())
+}
+
+pub fn logs(dir: NetworkDir, node: &str, lines: usize, follow: bool) -> anyhow::Result<()> {
+    let (spec, _) = dir.load_spec()?;
+    let path = if node == "supervisor" {
+        dir.supervisor_log()
+    } else {
+        let names: Vec<String> = nodes(&spec).into_iter().map(|n| n.name).collect();
+        if !names.iter().any(|n| n == node) {
+            anyhow::bail!(
+                "no node {node:?} in network {:?} (nodes: {}, supervisor)",
+                spec.name,
+                names.join(", ")
+            );
+        }
+        dir.node_log(node)
+    };
+    let mut file =
+        std::fs::File::open(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let all: Vec<&str> = text.lines().collect();
+    let mut out = std::io::stdout();
+    for line in &all[all.len().saturating_sub(lines)..] {
+        if writeln!(out, "{line}").is_err() {
+            return Ok(());
+        }
+    }
+    if !follow {
+        return Ok(());
+    }
+    let mut position = file.stream_position()?;
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let length = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if length < position {
+            position = 0;
+        }
+        if length > position {
+            file.seek(std::io::SeekFrom::Start(position))?;
+            let mut chunk = Vec::new();
+            file.read_to_end(&mut chunk)?;
+            position += chunk.len() as u64;
+            if out.write_all(&chunk).and_then(|_| out.flush()).is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+pub fn chaincode(call: ChaincodeCall, submit: bool) -> anyhow::Result<()> {
+    let dir = call.dir.open();
+    let (spec, _) = dir.load_spec()?;
+    let org = match &call.org {
+        Some(name) => spec.organization(name).with_context(|| {
+            format!(
+                "no organisation {name:?} in network {:?} (organisations: {})",
+                spec.name,
+                spec.organizations
+                    .iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?,
+        None => &spec.organizations[0],
+    };
+    let channel = match &call.channel {
+        Some(channel) => channel.clone(),
+        None => spec
+            .chaincodes
+            .iter()
+            .find(|c| c.name == call.chaincode)
+            .map(|c| spec.chaincode_channels(c))
+            .filter(|channels| channels.len() == 1)
+            .map(|channels| channels[0].name.clone())
+            .unwrap_or_else(|| spec.channels[0].name.clone()),
+    };
+    let peer = nodes(&spec)
+        .into_iter()
+        .find(|n| matches!(n.role, Role::Peer { index: 0, .. }) && n.msp_id == org.msp_id)
+        .context("the organisation has no peer")?;
+    let (cert, _key, tls_ca) = user_files(&dir, &org.domain, &call.user);
+    let msp_dir = cert
+        .parent()
+        .and_then(Path::parent)
+        .context("user MSP directory")?;
+    let identity = weft_material::SigningIdentity::load(msp_dir, &org.msp_id)
+        .with_context(|| format!("loading {}@{}", call.user, org.domain))?;
+    let mut args = vec![call.function.into_bytes()];
+    args.extend(call.args.into_iter().map(String::into_bytes));
+    runtime()?.block_on(async move {
+        let gateway = weft_client::Gateway::connect(&peer.address(), &tls_ca, identity)?;
+        let payload = if submit {
+            let done = gateway.submit(&channel, &call.chaincode, &args).await?;
+            eprintln!(
+                "transaction {} committed in block {} (VALID) on {channel} via {}",
+                done.tx_id, done.block, peer.name
+            );
+            done.result
+        } else {
+            gateway.evaluate(&channel, &call.chaincode, &args).await?
+        };
+        let mut out = std::io::stdout();
+        match String::from_utf8(payload) {
+            Ok(text) if !text.is_empty() => {
+                let _ = writeln!(out, "{text}");
+            }
+            Ok(_) => {}
+            Err(bytes) => {
+                let _ = writeln!(out, "{}", hex(bytes.as_bytes()));
+            }
+        }
+        Ok(())
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

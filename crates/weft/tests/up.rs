@@ -1,0 +1,526 @@
+//! `weft up` / `down` / `status` / `logs` / `chaincode` as a user runs them:
+//! real processes under the supervisor, each test in its own directory with
+//! its own ports.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{WEFT, free_port};
+
+/// A network directory that is stopped (`weft down`) when the test ends.
+struct Net {
+    dir: tempfile::TempDir,
+}
+
+impl Net {
+    fn new() -> Self {
+        Net {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// The network directory: `weft-network/`, the default name, in the
+    /// test's own working directory.
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("weft-network")
+    }
+
+    fn weft(&self, args: &[&str]) -> Output {
+        Command::new(WEFT)
+            .args(args)
+            .arg("--dir")
+            .arg(self.path())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run weft")
+    }
+
+    /// Runs `weft <args>` and returns stdout; panics with stderr on failure.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.weft(args);
+        assert!(
+            output.status.success(),
+            "weft {args:?} failed:\n{}\n{}\nsupervisor log:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(self.path().join("supervisor.log")).unwrap_or_default()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn write_spec(&self, text: &str) -> PathBuf {
+        let path = self.dir.path().join("spec.yaml");
+        std::fs::write(&path, text).expect("spec");
+        path
+    }
+
+    fn pid(&self, file: &str) -> u32 {
+        std::fs::read_to_string(self.path().join(file))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid")
+    }
+
+    /// Waits until `weft status` reports every node healthy.
+    fn wait_healthy(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let output = self.weft(&["status"]);
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            if output.status.success() {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "network never healthy:\n{text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if self.path().join("network.yaml").exists() {
+            let _ = self.weft(&["down"]);
+        }
+    }
+}
+
+fn kill(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The default network (2 orgs, 3 Raft nodes, mychannel, basic) on free ports.
+fn default_spec() -> String {
+    spec_on_ports(free_port(), free_port())
+}
+
+/// The default network with the peers on the given ports.
+fn spec_on_ports(org1: u16, org2: u16) -> String {
+    format!(
+        "name: default-on-free-ports\n\
+         organizations:\n\
+         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
+         \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
+         orderers:\n\
+         \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
+         \x20 nodes: 3\n\
+         \x20 ports: [{}, {}, {}]\n\
+         \x20 batchTimeout: 250ms\n\
+         channels:\n\
+         \x20 - name: mychannel\n\
+         chaincodes:\n\
+         \x20 - name: basic\n\
+         \x20   launcher: {{builtin: basic}}\n",
+        org1,
+        org2,
+        free_port(),
+        free_port(),
+        free_port()
+    )
+}
+
+#[test]
+fn up_invoke_status_kill_down_up_keeps_the_ledger() {
+    let net = Net::new();
+    let spec = net.write_spec(&default_spec());
+    let spec = spec.to_str().expect("utf8");
+
+    let started = Instant::now();
+    let summary = net.ok(&["up", spec]);
+    let up_took = started.elapsed();
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "asset1",
+        "blue",
+        "5",
+        "Tom",
+        "100",
+        "--org",
+        "Org1",
+    ]);
+    let first_tx = started.elapsed();
+    eprintln!(
+        "weft up (3 orderers, 2 peers) ready in {:.2}s; first committed transaction {:.2}s after `weft up` started",
+        up_took.as_secs_f64(),
+        first_tx.as_secs_f64()
+    );
+    for name in ["connection-org1.json", "connection-org1.yaml"] {
+        assert!(summary.contains(name), "{summary}");
+    }
+    let profile: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            net.path()
+                .join("organizations/peerOrganizations/org1.example.com/connection-org1.json"),
+        )
+        .expect("connection profile"),
+    )
+    .expect("profile is JSON");
+    assert_eq!(profile["organizations"]["Org1"]["mspid"], "Org1MSP");
+    assert!(
+        profile["peers"]["peer0.org1.example.com"]["tlsCACerts"]["pem"]
+            .as_str()
+            .is_some_and(|pem| pem.starts_with("-----BEGIN CERTIFICATE-----"))
+    );
+
+    // Org2's peer sees the asset; 2-of-2 endorsement (the default policy) worked.
+    let asset = net.ok(&[
+        "chaincode",
+        "query",
+        "basic",
+        "ReadAsset",
+        "asset1",
+        "--org",
+        "Org2",
+    ]);
+    assert!(asset.contains("\"Owner\":\"Tom\""), "{asset}");
+    let missing = net.weft(&["chaincode", "query", "basic", "ReadAsset", "nope"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("the asset nope does not exist"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
+    let status = net.wait_healthy();
+    assert!(status.contains("5/5 node(s) healthy"), "{status}");
+    for node in [
+        "orderer.example.com",
+        "orderer2.example.com",
+        "orderer3.example.com",
+        "peer0.org1.example.com",
+        "peer0.org2.example.com",
+    ] {
+        let pid = net.pid(&format!("nodes/{node}/pid"));
+        eprintln!("idle RSS of {node}: {} KiB (debug build)", rss_kib(pid));
+    }
+    let log = net.ok(&["logs", "peer0.org1.example.com", "-n", "50"]);
+    assert!(log.contains("channel mychannel: joined"), "{log}");
+
+    // A node killed with SIGKILL is restarted by the supervisor.
+    let peer = net.pid("nodes/peer0.org2.example.com/pid");
+    kill(peer);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let now = std::fs::read_to_string(net.path().join("nodes/peer0.org2.example.com/pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok());
+        if now.is_some_and(|pid| pid != peer && alive(pid)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "peer0.org2 was not restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    net.wait_healthy();
+
+    // The supervisor itself killed: `weft up` starts a new one, which adopts
+    // the running nodes instead of starting them twice.
+    let orderer = net.pid("nodes/orderer.example.com/pid");
+    kill(net.pid("supervisor.pid"));
+    net.ok(&["up"]);
+    assert_eq!(net.pid("nodes/orderer.example.com/pid"), orderer);
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "TransferAsset",
+        "asset1",
+        "Jerry",
+        "--org",
+        "Org2",
+    ]);
+
+    // down keeps the data; up brings the same ledger back.
+    net.ok(&["down"]);
+    assert!(!alive(orderer));
+    assert!(!net.weft(&["status"]).status.success());
+    net.ok(&["up"]);
+    let asset = net.ok(&["chaincode", "query", "basic", "ReadAsset", "asset1"]);
+    assert!(asset.contains("\"Owner\":\"Jerry\""), "{asset}");
+
+    // A different spec for the existing network is refused, naming both files.
+    let other = net.write_spec(&default_spec());
+    let refused = net.weft(&["up", other.to_str().expect("utf8")]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("differs from the spec the network"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    net.ok(&["down", "--purge"]);
+    assert!(!net.path().exists());
+}
+
+#[test]
+fn three_organisations_two_channels_and_a_three_org_policy() {
+    let net = Net::new();
+    let spec = format!(
+        "name: three-orgs\n\
+         organizations:\n\
+         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
+         \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
+         \x20 - {{name: Org3, mspId: Org3MSP, domain: org3.example.com, users: 2, ports: [{}]}}\n\
+         orderers:\n\
+         \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
+         \x20 nodes: 1\n\
+         \x20 ports: [{}]\n\
+         channels:\n\
+         \x20 - name: everyone\n\
+         \x20 - name: pair\n\
+         \x20   organizations: [Org1, Org3MSP]\n\
+         chaincodes:\n\
+         \x20 - name: assets\n\
+         \x20   channels: [everyone]\n\
+         \x20   endorsementPolicy: \"AND('Org1MSP.peer','Org2MSP.peer','Org3MSP.peer')\"\n\
+         \x20   launcher: {{builtin: basic}}\n\
+         \x20 - name: basic\n\
+         \x20   channels: [pair]\n\
+         \x20   launcher: {{builtin: basic}}\n",
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port()
+    );
+    let spec = net.write_spec(&spec);
+    net.ok(&["up", spec.to_str().expect("utf8")]);
+    assert!(
+        net.path()
+            .join("organizations/peerOrganizations/org3.example.com/connection-org3.yaml")
+            .is_file()
+    );
+    // Three endorsements gathered by Org3's gateway.
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "assets",
+        "CreateAsset",
+        "a1",
+        "red",
+        "1",
+        "Ann",
+        "10",
+        "--org",
+        "Org3",
+        "--user",
+        "User2",
+    ]);
+    let asset = net.ok(&[
+        "chaincode",
+        "query",
+        "assets",
+        "ReadAsset",
+        "a1",
+        "--org",
+        "Org2",
+    ]);
+    assert!(asset.contains("\"Owner\":\"Ann\""), "{asset}");
+    // The second channel has Org1 and Org3 only.
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "p1",
+        "green",
+        "2",
+        "Bo",
+        "20",
+        "--org",
+        "Org1",
+    ]);
+    let status = net.wait_healthy();
+    let org2_line = status
+        .lines()
+        .find(|l| l.contains("peer0.org2.example.com"))
+        .expect("org2 in status");
+    assert!(
+        org2_line.contains("everyone") && !org2_line.contains("pair"),
+        "{status}"
+    );
+    let outsider = net.weft(&[
+        "chaincode",
+        "query",
+        "basic",
+        "ReadAsset",
+        "p1",
+        "--org",
+        "Org2",
+        "-C",
+        "pair",
+    ]);
+    assert!(!outsider.status.success());
+    let message = String::from_utf8_lossy(&outsider.stderr);
+    assert!(message.contains("pair"), "{message}");
+}
+
+#[test]
+fn an_interrupted_first_up_is_completed_by_the_next() {
+    let net = Net::new();
+    let spec = net.write_spec(&default_spec());
+    let mut first = Command::new(WEFT)
+        .args(["up", spec.to_str().expect("utf8"), "--dir"])
+        .arg(net.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weft up");
+    let stderr = first.stderr.take().expect("stderr");
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("line");
+        if line.contains("orderer.example.com: joined mychannel") {
+            break;
+        }
+    }
+    first.kill().expect("interrupt weft up");
+    let _ = first.wait();
+    let status = String::from_utf8_lossy(&net.weft(&["status"]).stdout).into_owned();
+    eprintln!("after the interrupted run:\n{status}");
+
+    net.ok(&["up"]);
+    let status = net.wait_healthy();
+    assert_eq!(status.matches("mychannel height").count(), 5, "{status}");
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "asset7",
+        "red",
+        "1",
+        "Ann",
+        "10",
+    ]);
+}
+
+#[test]
+fn broken_specs_are_refused_before_anything_starts() {
+    let net = Net::new();
+    let base = default_spec();
+    let cases = [
+        (
+            base.replace("  - name: mychannel\n", "  - name: mychannel\n    organizations: [Org1, Org9]\n"),
+            "channels[0].organizations[1]: no organisation named \"Org9\"",
+        ),
+        (
+            base.replacen("ports: [", "ports: [1, ", 1),
+            "organizations[0].ports: expected 1 port(s), one per peer, got 2",
+        ),
+        (
+            base.replace(
+                "    launcher: {builtin: basic}",
+                "    endorsementPolicy: \"OR('Org1MSP.peer','Org7MSP.peer')\"\n    launcher: {builtin: basic}",
+            ),
+            "chaincodes[0].endorsementPolicy: principal of \"Org7MSP\" is not an organisation of channel \"mychannel\"",
+        ),
+        (
+            base.replace("  nodes: 3\n", "  nodes: [3\n"),
+            "line",
+        ),
+        (
+            base.replace("{builtin: basic}", "{builtin: marbles}"),
+            "chaincodes[0].launcher.builtin: no built-in chaincode \"marbles\"",
+        ),
+    ];
+    for (text, expected) in cases {
+        let spec = net.write_spec(&text);
+        let output = net.weft(&["up", spec.to_str().expect("utf8")]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{text}");
+        assert!(
+            stderr.contains(expected),
+            "{stderr}\n  expected: {expected}"
+        );
+        assert!(
+            !net.path().join("nodes").exists(),
+            "nothing may be started for a broken spec"
+        );
+    }
+    // A duplicate port between two nodes names both.
+    let port = free_port();
+    let spec = net.write_spec(&spec_on_ports(port, port));
+    let output = net.weft(&["up", spec.to_str().expect("utf8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "organizations[1].ports[0]: port {port} of peer0.org2.example.com is already used by peer0.org1.example.com"
+        )),
+        "{stderr}"
+    );
+}
+
+/// The README's Node snippet, unchanged but for the peer's port, run with the
+/// official client against a network `weft up` created.
+#[test]
+fn the_readme_node_application_runs_against_weft_up() {
+    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README");
+    let snippet = readme
+        .split("```js\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a js block in the README");
+    assert!(snippet.contains("localhost:7051"), "{snippet}");
+    let net = Net::new();
+    let port = free_port();
+    let spec = net.write_spec(&spec_on_ports(port, free_port()));
+    net.ok(&["up", spec.to_str().expect("utf8")]);
+    let app = net.dir.path().join("app.mjs");
+    std::fs::write(
+        &app,
+        snippet.replace("localhost:7051", &format!("localhost:{port}")),
+    )
+    .expect("app");
+    std::os::unix::fs::symlink(
+        packages.join("node_modules"),
+        net.dir.path().join("node_modules"),
+    )
+    .expect("link node_modules");
+    let output = weft_compat::run(
+        Command::new("node")
+            .arg(&app)
+            .current_dir(net.dir.path())
+            .stdin(Stdio::null()),
+    )
+    .expect("node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains(r#""ID":"asset2""#) && stdout.contains(r#""Owner":"Ann""#),
+        "{stdout}"
+    );
+}
