@@ -169,16 +169,19 @@ fn check(dir: &NetworkDir, weft: &Path, process: &mut Process, log: &mut dyn FnM
     }
 }
 
-fn start(dir: &NetworkDir, weft: &Path, node: &Node) -> Result<Child, NetworkError> {
-    let log_path = dir.node_log(&node.name);
+/// `path` opened for appending, twice (stdout and stderr of a child).
+fn append_log(path: &Path) -> Result<(std::fs::File, std::fs::File), NetworkError> {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&log_path)
-        .map_err(|e| NetworkError::io(&log_path, e))?;
-    let err = log
-        .try_clone()
-        .map_err(|e| NetworkError::io(&log_path, e))?;
+        .open(path)
+        .map_err(|e| NetworkError::io(path, e))?;
+    let err = log.try_clone().map_err(|e| NetworkError::io(path, e))?;
+    Ok((log, err))
+}
+
+fn start(dir: &NetworkDir, weft: &Path, node: &Node) -> Result<Child, NetworkError> {
+    let (log, err) = append_log(&dir.node_log(&node.name))?;
     let config = dir.node_config(&node.name);
     let child = Command::new(weft)
         .args([node.kind(), "start", "--config"])
@@ -258,15 +261,7 @@ pub fn spawn_background(dir: &NetworkDir, weft: &Path) -> Result<u32, NetworkErr
     if let Some(pid) = running_supervisor(dir) {
         return Ok(pid);
     }
-    let log_path = dir.supervisor_log();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| NetworkError::io(&log_path, e))?;
-    let err = log
-        .try_clone()
-        .map_err(|e| NetworkError::io(&log_path, e))?;
+    let (log, err) = append_log(&dir.supervisor_log())?;
     let child = Command::new(weft)
         .arg("supervise")
         .arg("--dir")
