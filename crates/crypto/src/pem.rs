@@ -80,6 +80,37 @@ pub fn base64(data: &[u8]) -> String {
     out
 }
 
+/// Decodes standard base64 (padding optional, ASCII whitespace ignored), as
+/// Fabric's chaincode shims read their TLS key and certificate files.
+pub fn unbase64(text: &str) -> Result<Vec<u8>, KeyError> {
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for (i, c) in text.bytes().enumerate() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            c if c.is_ascii_whitespace() => continue,
+            other => {
+                return Err(KeyError::Pem(format!(
+                    "not base64: byte {other:#04x} at offset {i}"
+                )));
+            }
+        };
+        acc = (acc << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,7 +125,20 @@ mod tests {
         assert_eq!(base64(b"foobar"), "Zm9vYmFy");
     }
 
+    #[test]
+    fn unbase64_vectors_and_errors() {
+        assert_eq!(unbase64("Zm9vYmFy").expect("valid"), b"foobar");
+        assert_eq!(unbase64("Zg==").expect("valid"), b"f");
+        assert_eq!(unbase64("Zm8=\n").expect("valid"), b"fo");
+        assert!(unbase64("Zm9v*").is_err());
+    }
+
     proptest! {
+        #[test]
+        fn base64_round_trips(data in prop::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(unbase64(&base64(&data))?, data);
+        }
+
         #[test]
         fn encode_then_parse_round_trips(der in prop::collection::vec(any::<u8>(), 1..300)) {
             let text = encode("CERTIFICATE", &der);

@@ -136,6 +136,34 @@ enum ChaincodeCommand {
     Invoke(ChaincodeCall),
     /// Evaluate a transaction on one peer (nothing is ordered) and print its result.
     Query(ChaincodeCall),
+    /// Run a built-in chaincode as its own process in classic mode: it dials
+    /// the peer named by Fabric's CORE_* environment (what a peer's process
+    /// launcher sets; set it yourself for dev mode).
+    Run {
+        /// The built-in chaincode (`basic`).
+        name: String,
+        /// The peer's address (overrides CORE_PEER_ADDRESS).
+        #[arg(long = "peer.address")]
+        peer_address: Option<String>,
+    },
+    /// Serve a built-in chaincode as a service (the peer dials it), like
+    /// `fabric-chaincode-node server`.
+    Serve {
+        /// The built-in chaincode (`basic`).
+        name: String,
+        /// Where to listen (host:port).
+        #[arg(long = "chaincode-address")]
+        address: std::net::SocketAddr,
+        /// The id the peer knows the chaincode by (its package id).
+        #[arg(long = "chaincode-id")]
+        id: String,
+        /// TLS certificate of the server (PEM); plain TCP without it.
+        #[arg(long = "tls-cert", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key of the server (PEM).
+        #[arg(long = "tls-key", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -346,6 +374,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chaincode { command } => match command {
             ChaincodeCommand::Invoke(call) => network::chaincode(call, true),
             ChaincodeCommand::Query(call) => network::chaincode(call, false),
+            ChaincodeCommand::Run { name, peer_address } => {
+                let chaincode = builtin::named(&name)?;
+                runtime()?
+                    .block_on(weft_shim_host::run_classic(chaincode, peer_address))
+                    .map_err(anyhow::Error::msg)
+            }
+            ChaincodeCommand::Serve {
+                name,
+                address,
+                id,
+                tls_cert,
+                tls_key,
+            } => {
+                let chaincode = builtin::named(&name)?;
+                let tls = tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| weft_shim_host::ServerTls { cert, key });
+                eprintln!("chaincode {id} ({name}) listening on {address}");
+                runtime()?
+                    .block_on(weft_shim_host::serve(
+                        chaincode,
+                        id,
+                        address,
+                        tls,
+                        shutdown_signal(),
+                    ))
+                    .map_err(anyhow::Error::msg)
+            }
         },
         Command::Supervise { dir } => network::supervise(weft_network::NetworkDir::new(dir)),
         Command::Validate { spec } => {

@@ -524,3 +524,89 @@ fn the_readme_node_application_runs_against_weft_up() {
         "{stdout}"
     );
 }
+
+/// Rust chaincode built with weft-shim as its own process: launched by each
+/// peer in classic mode (`weft chaincode run`), and as a service over TLS
+/// (`weft chaincode serve`), declared in the spec like any Fabric chaincode.
+#[test]
+fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
+    let net = Net::new();
+    let service_port = free_port();
+    let tls = "weft-network/organizations/peerOrganizations/org1.example.com";
+    let spec = spec_on_ports(free_port(), free_port()).replace(
+        "chaincodes:\n",
+        &format!(
+            "chaincodes:\n\
+             \x20 - name: classic\n\
+             \x20   launcher:\n\
+             \x20     process:\n\
+             \x20       command: [{WEFT:?}, chaincode, run, basic, --peer.address, \"{{peer_address}}\"]\n\
+             \x20 - name: served\n\
+             \x20   endorsementPolicy: \"OR('Org1MSP.peer','Org2MSP.peer')\"\n\
+             \x20   launcher:\n\
+             \x20     external:\n\
+             \x20       address: 127.0.0.1:{service_port}\n\
+             \x20       tlsRootCa: {tls}/tlsca/tlsca.org1.example.com-cert.pem\n"
+        ),
+    );
+    let spec = net.write_spec(&spec);
+    net.ok(&["up", spec.to_str().expect("utf8")]);
+
+    let node_tls = net
+        .path()
+        .join("organizations/peerOrganizations/org1.example.com/peers/peer0.org1.example.com/tls");
+    let mut server = Command::new(WEFT)
+        .args(["chaincode", "serve", "basic", "--chaincode-id", "served"])
+        .arg("--chaincode-address")
+        .arg(format!("127.0.0.1:{service_port}"))
+        .arg("--tls-cert")
+        .arg(node_tls.join("server.crt"))
+        .arg("--tls-key")
+        .arg(node_tls.join("server.key"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weft chaincode serve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", service_port)).is_err() {
+        assert!(Instant::now() < deadline, "chaincode server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    for (chaincode, org) in [("classic", "Org1"), ("served", "Org2")] {
+        net.ok(&[
+            "chaincode",
+            "invoke",
+            chaincode,
+            "CreateAsset",
+            "x1",
+            "teal",
+            "3",
+            chaincode,
+            "30",
+            "--org",
+            org,
+        ]);
+        let asset = net.ok(&[
+            "chaincode",
+            "query",
+            chaincode,
+            "ReadAsset",
+            "x1",
+            "--org",
+            "Org1",
+        ]);
+        assert!(
+            asset.contains(&format!("\"Owner\":\"{chaincode}\"")),
+            "{chaincode}: {asset}"
+        );
+    }
+    // The classic chaincode is a process of its own, started by each peer.
+    let log = net
+        .path()
+        .join("nodes/peer0.org1.example.com/data/chaincode/classic/chaincode.log");
+    assert!(log.is_file(), "no chaincode log at {}", log.display());
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -14,3 +14,16 @@ pub fn builtins() -> HashMap<String, Arc<dyn Chaincode>> {
     builtins.insert("basic".into(), Arc::new(basic::AssetTransfer));
     builtins
 }
+
+/// The built-in chaincode `name`, or an error listing the built-ins.
+pub fn named(name: &str) -> anyhow::Result<Arc<dyn Chaincode>> {
+    let mut all = builtins();
+    all.remove(name).ok_or_else(|| {
+        let mut known: Vec<String> = all.into_keys().collect();
+        known.sort();
+        anyhow::anyhow!(
+            "no built-in chaincode {name:?} (built-ins: {})",
+            known.join(", ")
+        )
+    })
+}
