@@ -15,7 +15,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity, Server, ServerTlsConfig};
 use weft_protos::peer::ChaincodeMessage;
@@ -42,24 +41,6 @@ fn read_tls_file(path: &Path) -> Result<Vec<u8>, String> {
     }
     let text = String::from_utf8(bytes).map_err(|_| format!("{}: not text", path.display()))?;
     weft_crypto::pem::unbase64(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Copies a gRPC stream into a channel the shim reads.
-fn forward(
-    mut incoming: impl tokio_stream::Stream<Item = Result<ChaincodeMessage, tonic::Status>>
-    + Send
-    + Unpin
-    + 'static,
-) -> mpsc::Receiver<ChaincodeMessage> {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(async move {
-        while let Some(Ok(message)) = incoming.next().await {
-            if tx.send(message).await.is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Classic mode: dials `CORE_PEER_ADDRESS` as `CORE_CHAINCODE_ID_NAME`
@@ -107,7 +88,7 @@ pub async fn run_classic(
         .await
         .map_err(|e| format!("registering with the peer at {address}: {}", e.message()))?
         .into_inner();
-    weft_shim::run(chaincode, &id, to_peer, forward(incoming))
+    weft_shim::run(chaincode, &id, to_peer, weft_shim::forward(incoming, QUEUE))
         .await
         .map_err(|e| format!("chaincode {id}: {e}"))
 }
@@ -125,7 +106,7 @@ impl ChaincodeService for Service {
         &self,
         request: tonic::Request<tonic::Streaming<ChaincodeMessage>>,
     ) -> Result<tonic::Response<Self::ConnectStream>, tonic::Status> {
-        let incoming = forward(request.into_inner());
+        let incoming = weft_shim::forward(request.into_inner(), QUEUE);
         let (to_peer, mut outgoing) = mpsc::channel(QUEUE);
         let (stream_tx, stream_rx) = mpsc::channel(QUEUE);
         tokio::spawn(async move {

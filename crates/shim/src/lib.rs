@@ -342,6 +342,25 @@ fn proposal_parts(
 
 /// Speaks the chaincode protocol for `chaincode`, registered as `id`, until
 /// the peer closes the stream.
+/// Copies a stream of messages (a gRPC stream, in processes that have one)
+/// into a channel of `capacity` that [`run`] or a peer reads, ending at the
+/// first error. Spawns a task on the current tokio runtime.
+pub fn forward<E: Send + 'static>(
+    mut incoming: impl tokio_stream::Stream<Item = Result<ChaincodeMessage, E>> + Send + Unpin + 'static,
+    capacity: usize,
+) -> mpsc::Receiver<ChaincodeMessage> {
+    use tokio_stream::StreamExt;
+    let (tx, rx) = mpsc::channel(capacity);
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = incoming.next().await {
+            if tx.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 pub async fn run(
     chaincode: Arc<dyn Chaincode>,
     id: &str,

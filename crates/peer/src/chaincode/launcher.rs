@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use weft_protos::peer::ChaincodeMessage;
 use weft_protos::peer::chaincode_client::ChaincodeClient;
@@ -118,20 +117,12 @@ impl Launcher for External {
 
 /// Copies a gRPC stream into a channel (ending at the first error).
 pub fn forward(
-    mut incoming: impl tokio_stream::Stream<Item = Result<ChaincodeMessage, tonic::Status>>
+    incoming: impl tokio_stream::Stream<Item = Result<ChaincodeMessage, tonic::Status>>
     + Send
     + Unpin
     + 'static,
 ) -> mpsc::Receiver<ChaincodeMessage> {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(async move {
-        while let Some(Ok(message)) = incoming.next().await {
-            if tx.send(message).await.is_err() {
-                break;
-            }
-        }
-    });
-    rx
+    weft_shim::forward(incoming, QUEUE)
 }
 
 /// What a chaincode process needs to dial the peer (Fabric's `CORE_*` environment).
