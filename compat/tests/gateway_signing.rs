@@ -8,53 +8,22 @@ use std::process::Command;
 
 use weft_compat::{hex, json_string, node_packages, run, unhex};
 use weft_crypto::{Sha256, SignatureError, Signer, high_s_twin};
-use weft_material::cryptogen::{self, CryptogenConfig};
-use weft_material::{SigningIdentity, layout, msp_dir};
-use weft_msp::{MspManager, MspManagerConfig, MspRole, NodeRole, Principal};
+use weft_material::{SigningIdentity, layout};
+use weft_msp::{MspManagerConfig, MspRole, NodeRole, Principal};
 use weft_protos::Message;
 use weft_protos::common::{ChannelHeader, Header, HeaderType, SignatureHeader};
 use weft_protos::gateway::ProposedTransaction;
 use weft_protos::protos::{ChaincodeInvocationSpec, ChaincodeProposalPayload, Proposal};
-use weft_spec::NetworkSpec;
+use weft_testkit::TestNetwork;
 
-struct Material {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    now: i64,
-}
-
-fn material() -> Material {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("organizations");
-    let config = CryptogenConfig::default();
-    let now = config.now.unix_timestamp();
-    cryptogen::generate(&NetworkSpec::default_network(), &root, &config, &mut |_| {})
-        .expect("cryptogen");
-    Material {
-        _dir: dir,
-        root,
-        now,
-    }
-}
-
-impl Material {
-    fn user_msp(&self) -> PathBuf {
-        let org = layout::peer_org_dir(&self.root, "org1.example.com");
-        layout::user_dir(&org, "User1", "org1.example.com").join("msp")
-    }
-
-    fn manager(&self) -> MspManager {
-        let msps = [
-            ("org1.example.com", "Org1MSP"),
-            ("org2.example.com", "Org2MSP"),
-        ]
-        .map(|(domain, id)| {
-            let dir = layout::peer_org_dir(&self.root, domain).join("msp");
-            weft_msp::Msp::from_config(&msp_dir::load_msp_config(&dir, id).expect("msp dir"))
-                .expect("msp")
-        });
-        MspManager::new(msps, MspManagerConfig::default())
-    }
+/// User1 of Org1MSP's MSP directory.
+fn user_msp(network: &TestNetwork) -> PathBuf {
+    layout::user_dir(
+        &network.org_dir("org1.example.com"),
+        "User1",
+        "org1.example.com",
+    )
+    .join("msp")
 }
 
 fn node(args: &[&str]) -> String {
@@ -78,8 +47,8 @@ fn path(p: &Path) -> &str {
 
 #[test]
 fn a_proposal_signed_by_the_official_client_validates_in_weft() {
-    let material = material();
-    let msp = material.user_msp();
+    let material = TestNetwork::generate();
+    let msp = user_msp(&material);
     let out = node(&[
         "propose",
         path(&msp.join("signcerts/cert.pem")),
@@ -124,7 +93,7 @@ fn a_proposal_signed_by_the_official_client_validates_in_weft() {
 
     // The creator is a client of Org1MSP, and its signature verifies.
     let identity = material
-        .manager()
+        .msp_manager(MspManagerConfig::default())
         .validate(&signature_header.creator, material.now)
         .expect("creator validates");
     assert_eq!(identity.role(), Some(NodeRole::Client));
@@ -150,8 +119,8 @@ fn a_proposal_signed_by_the_official_client_validates_in_weft() {
 
 #[test]
 fn weft_signatures_verify_with_the_clients_curve_library_under_the_low_s_rule() {
-    let material = material();
-    let msp = material.user_msp();
+    let material = TestNetwork::generate();
+    let msp = user_msp(&material);
     let signer = SigningIdentity::load(&msp, "Org1MSP").expect("identity");
     let cert = msp.join("signcerts/cert.pem");
     let message = b"weft endorsement: proposal_response_payload || endorser";

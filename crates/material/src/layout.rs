@@ -17,6 +17,14 @@ pub fn orderer_org_dir(root: &Path, domain: &str) -> PathBuf {
     root.join("ordererOrganizations").join(domain)
 }
 
+/// An organisation's TLS CA certificate: `<org_dir>/tlsca/tlsca.<domain>-cert.pem`
+/// (what applications and nodes trust for that organisation's TLS).
+pub fn tls_ca_cert(org_dir: &Path, domain: &str) -> PathBuf {
+    org_dir
+        .join("tlsca")
+        .join(ca_cert_file(&format!("tlsca.{domain}")))
+}
+
 /// `…/peers/peer0.org1.example.com`.
 pub fn peer_dir(root: &Path, domain: &str, index: u32) -> PathBuf {
     peer_org_dir(root, domain)

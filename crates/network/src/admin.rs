@@ -147,30 +147,20 @@ pub async fn converge(
         }
     }
     progress(&format!("{} node(s) listening", all.len()));
-    let orderers: Vec<&Node> = all
-        .iter()
-        .filter(|n| matches!(n.role, Role::Orderer { .. }))
-        .collect();
-    for node in &orderers {
+    // Orderers first (`nodes` lists them first): a peer's join needs nothing
+    // from them, but its first pull does.
+    let mut orderer_admins = Vec::new();
+    for node in &all {
         let admin = NodeAdmin::new(dir, node)?;
         let joined = retry(deadline, || admin.channels()).await?;
         for channel in &spec.channels {
-            if joined.iter().any(|c| c.name == channel.name) {
-                continue;
-            }
-            let block = dir.block(&channel.name);
-            retry(deadline, || admin.join(&block)).await?;
-            progress(&format!("{}: joined {}", node.name, channel.name));
-        }
-    }
-    for node in all.iter().filter(|n| matches!(n.role, Role::Peer { .. })) {
-        let admin = NodeAdmin::new(dir, node)?;
-        let joined = retry(deadline, || admin.channels()).await?;
-        for channel in &spec.channels {
-            let member = spec
-                .channel_organizations(channel)
-                .iter()
-                .any(|o| o.msp_id == node.msp_id);
+            let member = match node.role {
+                Role::Orderer { .. } => true,
+                Role::Peer { .. } => spec
+                    .channel_organizations(channel)
+                    .iter()
+                    .any(|o| o.msp_id == node.msp_id),
+            };
             if !member || joined.iter().any(|c| c.name == channel.name) {
                 continue;
             }
@@ -178,17 +168,19 @@ pub async fn converge(
             retry(deadline, || admin.join(&block)).await?;
             progress(&format!("{}: joined {}", node.name, channel.name));
         }
+        if matches!(node.role, Role::Orderer { .. }) {
+            orderer_admins.push(admin);
+        }
     }
     // Every Raft node must know the leader: a follower that does not yet
     // cannot forward the first transactions it receives.
     for channel in &spec.channels {
-        for node in &orderers {
-            let admin = NodeAdmin::new(dir, node)?;
+        for admin in &orderer_admins {
             retry(deadline, || async {
                 let info = admin.info(&channel.name).await?;
                 if info.leader_id == 0 {
                     return Err(NetworkError::Node {
-                        node: node.name.clone(),
+                        node: admin.node.name.clone(),
                         message: format!("channel {}: no Raft leader yet", channel.name),
                     });
                 }
@@ -231,16 +223,20 @@ pub async fn status(dir: &NetworkDir, spec: &NetworkSpec) -> Vec<NodeStatus> {
     out
 }
 
+/// The MSP directory of `user` of the organisation with domain `domain`.
+pub fn user_msp(dir: &NetworkDir, domain: &str, user: &str) -> PathBuf {
+    let org_dir = layout::peer_org_dir(&dir.organizations(), domain);
+    layout::user_dir(&org_dir, user, domain).join("msp")
+}
+
 /// The files an application of organisation `org` uses as `user`:
 /// (certificate, private key, peer TLS CA certificate).
 pub fn user_files(dir: &NetworkDir, domain: &str, user: &str) -> (PathBuf, PathBuf, PathBuf) {
     let org_dir = layout::peer_org_dir(&dir.organizations(), domain);
-    let msp = layout::user_dir(&org_dir, user, domain).join("msp");
+    let msp = user_msp(dir, domain, user);
     (
         msp.join(layout::SIGNCERT_FILE),
         msp.join(layout::KEY_FILE),
-        org_dir
-            .join("tlsca")
-            .join(layout::ca_cert_file(&format!("tlsca.{domain}"))),
+        layout::tls_ca_cert(&org_dir, domain),
     )
 }

@@ -104,19 +104,14 @@ fn from_node(path: &Path, dir: &NetworkDir) -> String {
 /// Every organisation's TLS CA certificate (peers and orderers trust them all).
 fn tls_roots(spec: &NetworkSpec, dir: &NetworkDir) -> Vec<PathBuf> {
     let organizations = dir.organizations();
-    let tlsca = |org_dir: PathBuf, domain: &str| {
-        org_dir
-            .join("tlsca")
-            .join(layout::ca_cert_file(&format!("tlsca.{domain}")))
-    };
     let mut roots: Vec<PathBuf> = spec
         .organizations
         .iter()
-        .map(|o| tlsca(layout::peer_org_dir(&organizations, &o.domain), &o.domain))
+        .map(|o| layout::tls_ca_cert(&layout::peer_org_dir(&organizations, &o.domain), &o.domain))
         .collect();
     let orderer = &spec.orderers.organization.domain;
-    roots.push(tlsca(
-        layout::orderer_org_dir(&organizations, orderer),
+    roots.push(layout::tls_ca_cert(
+        &layout::orderer_org_dir(&organizations, orderer),
         orderer,
     ));
     roots

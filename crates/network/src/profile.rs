@@ -28,9 +28,7 @@ pub fn connection_profile(
 ) -> Result<(String, String), NetworkError> {
     let org = &spec.organizations[index];
     let org_dir = layout::peer_org_dir(organizations, &org.domain);
-    let ca_path = org_dir
-        .join("tlsca")
-        .join(layout::ca_cert_file(&format!("tlsca.{}", org.domain)));
+    let ca_path = layout::tls_ca_cert(&org_dir, &org.domain);
     let pem = std::fs::read_to_string(&ca_path).map_err(|e| NetworkError::io(&ca_path, e))?;
     let names: Vec<String> = (0..org.peers)
         .map(|peer| format!("peer{peer}.{}", org.domain))

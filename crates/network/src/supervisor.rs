@@ -169,32 +169,44 @@ fn check(dir: &NetworkDir, weft: &Path, process: &mut Process, log: &mut dyn FnM
     }
 }
 
-/// `path` opened for appending, twice (stdout and stderr of a child).
-fn append_log(path: &Path) -> Result<(std::fs::File, std::fs::File), NetworkError> {
-    let log = OpenOptions::new()
+/// Starts `weft <args>` in `cwd` with its output appended to `log`, in its
+/// own process group: a Ctrl-C meant for the caller does not reach it.
+fn spawn_detached(
+    weft: &Path,
+    args: &[&std::ffi::OsStr],
+    log: &Path,
+    cwd: &Path,
+) -> Result<Child, NetworkError> {
+    let out = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
-        .map_err(|e| NetworkError::io(path, e))?;
-    let err = log.try_clone().map_err(|e| NetworkError::io(path, e))?;
-    Ok((log, err))
+        .open(log)
+        .map_err(|e| NetworkError::io(log, e))?;
+    let err = out.try_clone().map_err(|e| NetworkError::io(log, e))?;
+    Command::new(weft)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| NetworkError::io(weft, e))
 }
 
 fn start(dir: &NetworkDir, weft: &Path, node: &Node) -> Result<Child, NetworkError> {
-    let (log, err) = append_log(&dir.node_log(&node.name))?;
     let config = dir.node_config(&node.name);
-    let child = Command::new(weft)
-        .args([node.kind(), "start", "--config"])
-        .arg(&config)
-        .current_dir(dir.node_dir(&node.name))
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err)
-        // Its own process group: a Ctrl-C meant for the supervisor does not
-        // reach the nodes; the supervisor stops them in order.
-        .process_group(0)
-        .spawn()
-        .map_err(|e| NetworkError::io(weft, e))?;
+    let child = spawn_detached(
+        weft,
+        &[
+            node.kind().as_ref(),
+            "start".as_ref(),
+            "--config".as_ref(),
+            config.as_os_str(),
+        ],
+        &dir.node_log(&node.name),
+        &dir.node_dir(&node.name),
+    )?;
     write_atomic(&dir.node_pid(&node.name), child.id().to_string().as_bytes())?;
     Ok(child)
 }
@@ -261,17 +273,16 @@ pub fn spawn_background(dir: &NetworkDir, weft: &Path) -> Result<u32, NetworkErr
     if let Some(pid) = running_supervisor(dir) {
         return Ok(pid);
     }
-    let (log, err) = append_log(&dir.supervisor_log())?;
-    let child = Command::new(weft)
-        .arg("supervise")
-        .arg("--dir")
-        .arg(dir.root())
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| NetworkError::io(weft, e))?;
+    let child = spawn_detached(
+        weft,
+        &[
+            "supervise".as_ref(),
+            "--dir".as_ref(),
+            dir.root().as_os_str(),
+        ],
+        &dir.supervisor_log(),
+        dir.root(),
+    )?;
     let pid = child.id();
     // The supervisor writes its own pid file; wait for it so a `weft down`
     // right after `weft up` finds it.

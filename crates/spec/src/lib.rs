@@ -194,16 +194,6 @@ fn default_channels() -> Vec<ChannelSpec> {
     }]
 }
 
-/// Where a node listens, and which part of the spec put it there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodePort {
-    /// `peer0.org1.example.com`, `orderer.example.com`.
-    pub node: String,
-    pub port: u16,
-    /// The document path of the port (or of what derived it).
-    pub path: String,
-}
-
 /// What is wrong with a spec, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {location}: {message}")]
@@ -345,75 +335,45 @@ impl NetworkSpec {
         Ok(())
     }
 
-    /// Every node's listen port, peers first (organisation order), then the
-    /// Raft nodes. Ports that would not fit in 16 bits are reported by
-    /// validation; here they saturate.
-    pub fn node_ports(&self) -> Vec<NodePort> {
-        self.node_ports_wide()
-            .into_iter()
-            .map(|(node, port, path)| NodePort {
-                node,
-                port: u16::try_from(port).unwrap_or(u16::MAX),
-                path,
-            })
-            .collect()
+    /// Listen port of peer `j` of organisation number `k`, unclamped (so
+    /// validation can report a default that overflows), and the document
+    /// path it comes from.
+    fn peer_port_wide(&self, k: usize, j: u32) -> (u32, String) {
+        match &self.organizations[k].ports {
+            Some(list) => (
+                list.get(j as usize).copied().map_or(0, u32::from),
+                format!("organizations[{k}].ports[{j}]"),
+            ),
+            None => (
+                7051 + 2000 * k as u32 + 100 * j,
+                format!("organizations[{k}] (default port of peer{j})"),
+            ),
+        }
     }
 
-    fn node_ports_wide(&self) -> Vec<(String, u32, String)> {
-        let mut ports = Vec::new();
-        for (k, org) in self.organizations.iter().enumerate() {
-            for j in 0..org.peers {
-                let (port, path) = match &org.ports {
-                    Some(list) => (
-                        list.get(j as usize).copied().map_or(0, u32::from),
-                        format!("organizations[{k}].ports[{j}]"),
-                    ),
-                    None => (
-                        7051 + 2000 * k as u32 + 100 * j,
-                        format!("organizations[{k}] (default port of peer{j})"),
-                    ),
-                };
-                ports.push((format!("peer{j}.{}", org.domain), port, path));
-            }
+    /// Like [`peer_port_wide`](Self::peer_port_wide), for Raft node `i`.
+    fn orderer_port_wide(&self, i: u32) -> (u32, String) {
+        match &self.orderers.ports {
+            Some(list) => (
+                list.get(i as usize).copied().map_or(0, u32::from),
+                format!("orderers.ports[{i}]"),
+            ),
+            None => (
+                7050 + 1000 * i,
+                format!("orderers (default port of node {})", i + 1),
+            ),
         }
-        let domain = &self.orderers.organization.domain;
-        for i in 0..self.orderers.nodes {
-            let (port, path) = match &self.orderers.ports {
-                Some(list) => (
-                    list.get(i as usize).copied().map_or(0, u32::from),
-                    format!("orderers.ports[{i}]"),
-                ),
-                None => (
-                    7050 + 1000 * i,
-                    format!("orderers (default port of node {})", i + 1),
-                ),
-            };
-            ports.push((format!("{}.{domain}", orderer_host(i)), port, path));
-        }
-        ports
     }
 
-    /// Listen port of peer `peer` of organisation number `org`.
+    /// Listen port of peer `peer` of organisation number `org` (validation
+    /// has checked that it fits in 16 bits).
     pub fn peer_port(&self, org: usize, peer: u32) -> u16 {
-        let node = format!("peer{peer}.{}", self.organizations[org].domain);
-        self.port_of(&node)
+        u16::try_from(self.peer_port_wide(org, peer).0).unwrap_or(u16::MAX)
     }
 
     /// Listen port of Raft node `index` (0-based).
     pub fn orderer_port(&self, index: u32) -> u16 {
-        let node = format!(
-            "{}.{}",
-            orderer_host(index),
-            self.orderers.organization.domain
-        );
-        self.port_of(&node)
-    }
-
-    fn port_of(&self, node: &str) -> u16 {
-        self.node_ports()
-            .into_iter()
-            .find(|p| p.node == node)
-            .map_or(0, |p| p.port)
+        u16::try_from(self.orderer_port_wide(index).0).unwrap_or(u16::MAX)
     }
 
     /// The organisation a channel or chaincode names, by name or MSP ID.
@@ -480,7 +440,18 @@ impl NetworkSpec {
             ));
         }
         let mut seen: BTreeMap<u32, (String, String)> = BTreeMap::new();
-        for (node, port, path) in self.node_ports_wide() {
+        let peers = self.organizations.iter().enumerate().flat_map(|(k, org)| {
+            (0..org.peers)
+                .map(move |j| (format!("peer{j}.{}", org.domain), self.peer_port_wide(k, j)))
+        });
+        let domain = &self.orderers.organization.domain;
+        let orderers = (0..self.orderers.nodes).map(|i| {
+            (
+                format!("{}.{domain}", orderer_host(i)),
+                self.orderer_port_wide(i),
+            )
+        });
+        for (node, (port, path)) in peers.chain(orderers) {
             if port == 0 || port > u32::from(u16::MAX) {
                 return Err((
                     path,

@@ -284,12 +284,9 @@ pub fn chaincode(call: ChaincodeCall, submit: bool) -> anyhow::Result<()> {
         .into_iter()
         .find(|n| matches!(n.role, Role::Peer { index: 0, .. }) && n.msp_id == org.msp_id)
         .context("the organisation has no peer")?;
-    let (cert, _key, tls_ca) = user_files(&dir, &org.domain, &call.user);
-    let msp_dir = cert
-        .parent()
-        .and_then(Path::parent)
-        .context("user MSP directory")?;
-    let identity = weft_material::SigningIdentity::load(msp_dir, &org.msp_id)
+    let (_, _, tls_ca) = user_files(&dir, &org.domain, &call.user);
+    let msp_dir = admin::user_msp(&dir, &org.domain, &call.user);
+    let identity = weft_material::SigningIdentity::load(&msp_dir, &org.msp_id)
         .with_context(|| format!("loading {}@{}", call.user, org.domain))?;
     let mut args = vec![call.function.into_bytes()];
     args.extend(call.args.into_iter().map(String::into_bytes));
@@ -312,13 +309,9 @@ pub fn chaincode(call: ChaincodeCall, submit: bool) -> anyhow::Result<()> {
             }
             Ok(_) => {}
             Err(bytes) => {
-                let _ = writeln!(out, "{}", hex(bytes.as_bytes()));
+                let _ = writeln!(out, "{}", weft_protoutil::hex(bytes.as_bytes()));
             }
         }
         Ok(())
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
