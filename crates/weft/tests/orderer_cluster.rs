@@ -236,8 +236,10 @@ fn log_compaction_bounds_the_raft_log_and_a_lagging_node_catches_up_from_blocks(
     let height = cluster.height(live[0], CHANNEL).expect("height");
     assert!(height >= 151, "height {height}");
     // Snapshot every 20 entries, keeping 5: a bounded log, not 150+ entries.
+    // Snapshots are built in the background, so on a loaded machine the log
+    // can run a few 10-envelope rounds past the threshold before it is cut.
     assert!(
-        largest_log <= 20 + 5 + 10,
+        largest_log <= 20 + 5 + 3 * 10,
         "raft log grew to {largest_log} entries"
     );
 
