@@ -3,7 +3,10 @@
 //! directory and speaks `/gateway.Gateway` to any Fabric 2.4+ peer or weft peer:
 //! Evaluate, then Endorse → Submit → CommitStatus for a submit.
 //!
-//! `weft chaincode invoke|query` use it; so will `weft bench`.
+//! `weft chaincode invoke|query` use it; so will `weft bench`. [`lifecycle`]
+//! approves and commits chaincode definitions through it.
+
+pub mod lifecycle;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -546,7 +546,23 @@ impl Ledger {
                             )
                         })?;
                     }
-                    None => needs_chaincode_policy = true,
+                    None => match validator.policies.owner_policy(namespace, key) {
+                        Ok(Some(policy)) => {
+                            policy.evaluate(&checked.endorsers).map_err(|error| {
+                                Invalid::new(
+                                    TxValidationCode::EndorsementPolicyFailure,
+                                    format!("key {key:?} in {namespace} belongs to an organisation: {policy} not satisfied: {error}"),
+                                )
+                            })?;
+                        }
+                        Ok(None) => needs_chaincode_policy = true,
+                        Err(reason) => {
+                            return Err(Invalid::new(
+                                TxValidationCode::EndorsementPolicyFailure,
+                                format!("in {namespace}: {reason}"),
+                            ));
+                        }
+                    },
                 }
             }
             if needs_chaincode_policy {

@@ -15,10 +15,12 @@ use weft_policy::SignaturePolicy;
 use weft_protos::peer::TxValidationCode;
 use weft_protoutil::{EndorserTransaction, parse_envelope};
 
-/// Each chaincode's endorsement policy, by namespace.
+/// Each chaincode's endorsement policy, by namespace, and the namespaces
+/// whose keys are owned by organisations.
 #[derive(Debug, Clone, Default)]
 pub struct EndorsementPolicies {
     policies: BTreeMap<String, SignaturePolicy>,
+    org_owned: BTreeMap<String, String>,
 }
 
 impl EndorsementPolicies {
@@ -32,6 +34,37 @@ impl EndorsementPolicies {
 
     pub fn get(&self, namespace: &str) -> Option<&SignaturePolicy> {
         self.policies.get(namespace)
+    }
+
+    /// Keys `<prefix><MSP id>/…` of `namespace` belong to that organisation:
+    /// writing one needs an endorsement by one of its peers, instead of the
+    /// namespace's policy (how an org's chaincode approvals are guarded).
+    pub fn set_org_owned(&mut self, namespace: impl Into<String>, prefix: impl Into<String>) {
+        self.org_owned.insert(namespace.into(), prefix.into());
+    }
+
+    /// The policy guarding `key` in `namespace` when an organisation owns it:
+    /// `Ok(None)` when the namespace's own policy applies.
+    pub fn owner_policy(
+        &self,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<SignaturePolicy>, String> {
+        let Some(prefix) = self.org_owned.get(namespace) else {
+            return Ok(None);
+        };
+        let Some(rest) = key.strip_prefix(prefix.as_str()) else {
+            return Ok(None);
+        };
+        let msp_id = rest.split('/').next().unwrap_or_default();
+        if msp_id.is_empty() || msp_id.contains('\'') {
+            return Err(format!(
+                "key {key:?} names no organisation after {prefix:?}"
+            ));
+        }
+        SignaturePolicy::parse(&format!("OR('{msp_id}.peer')"))
+            .map(Some)
+            .map_err(|e| format!("key {key:?}: {e}"))
     }
 }
 

@@ -358,6 +358,39 @@ fn key_level_endorsement_policies_override_the_chaincode_policy() {
 }
 
 #[test]
+fn org_owned_keys_need_their_organisation_and_no_other() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ledger = open(dir.path());
+    let mut f = Fixture::new();
+    f.policies.set_org_owned(CHAINCODE, "approvals/");
+    // Org1's peer alone: it may write Org1's keys, not Org2's, nor a key the
+    // chaincode's AND(Org1, Org2) policy guards.
+    let org2_peer = f.submitter.endorsers.pop().expect("org2");
+    let own = f.tx(writes(&[("approvals/Org1MSP/basic", b"1")]));
+    let foreign = f.tx(writes(&[("approvals/Org2MSP/basic", b"1")]));
+    let shared = f.tx(writes(&[("namespaces/basic", b"1")]));
+    let nameless = f.tx(writes(&[("approvals/", b"1")]));
+    assert_eq!(
+        f.codes(&ledger, vec![own, foreign, shared, nameless]),
+        [
+            Code::Valid,
+            Code::EndorsementPolicyFailure,
+            Code::EndorsementPolicyFailure,
+            Code::EndorsementPolicyFailure
+        ]
+    );
+    f.submitter.endorsers.push(org2_peer);
+    let shared = f.tx(writes(&[("namespaces/basic", b"1")]));
+    assert_eq!(f.codes(&ledger, vec![shared]), [Code::Valid]);
+    assert!(
+        ledger
+            .get_state(CHAINCODE, "approvals/Org2MSP/basic")
+            .expect("read")
+            .is_none()
+    );
+}
+
+#[test]
 fn duplicate_tx_ids_are_refused_within_and_across_blocks() {
     let dir = tempfile::tempdir().expect("dir");
     let ledger = open(dir.path());

@@ -94,7 +94,7 @@ impl NodeAdmin {
 }
 
 /// Retries `attempt` until it succeeds or `deadline` passes (then the last error).
-async fn retry<T, F, Fut>(deadline: Instant, mut attempt: F) -> Result<T, NetworkError>
+pub(crate) async fn retry<T, F, Fut>(deadline: Instant, mut attempt: F) -> Result<T, NetworkError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, NetworkError>>,

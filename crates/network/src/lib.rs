@@ -7,12 +7,15 @@
 //! - [`profile`]: Fabric common connection profiles;
 //! - [`supervisor`]: node processes kept running, pid files, stopping;
 //! - [`admin`]: channel joins, Raft leaders, heights;
+//! - [`deploy`]: chaincode definitions approved by every organisation and
+//!   committed on their channels (Fabric's lifecycle);
 //! - [`up`]: which spec a run uses, and the summary it prints.
 //!
 //! Every step is idempotent, so `weft up` on an existing directory completes
 //! what is missing and restarts what is down.
 
 pub mod admin;
+pub mod deploy;
 pub mod dir;
 pub mod nodes;
 pub mod prepare;
@@ -45,6 +48,12 @@ pub enum NetworkError {
     Supervisor(String),
     #[error("{node}: {message}")]
     Node { node: String, message: String },
+    #[error("chaincode {chaincode} on channel {channel}: {source}")]
+    Lifecycle {
+        chaincode: String,
+        channel: String,
+        source: weft_client::ClientError,
+    },
 }
 
 impl NetworkError {

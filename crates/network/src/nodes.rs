@@ -171,14 +171,7 @@ pub fn config_text(spec: &NetworkSpec, node: &Node, dir: &NetworkDir, base: &Pat
 
 fn chaincode_text(chaincode: &ChaincodeSpec, base: &Path) -> String {
     let absolute = |path: &str| quote(&base.join(path).display().to_string());
-    let mut text = format!(
-        "  - name: {}\n    version: {}\n",
-        quote(&chaincode.name),
-        quote(&chaincode.version)
-    );
-    if let Some(policy) = &chaincode.endorsement_policy {
-        text.push_str(&format!("    endorsement_policy: {}\n", quote(policy)));
-    }
+    let mut text = format!("  - name: {}\n", quote(&chaincode.name));
     if !chaincode.indexes.is_empty() {
         let indexes: Vec<String> = chaincode.indexes.iter().map(|p| absolute(p)).collect();
         text.push_str(&format!("    indexes: [{}]\n", indexes.join(", ")));

@@ -12,16 +12,18 @@ use weft_protos::Message;
 use weft_spec::NetworkSpec;
 
 use crate::dir::{NetworkDir, write_atomic};
-use crate::nodes::{Role, config_text, nodes};
+use crate::nodes::{Node, Role, config_text, nodes};
 use crate::{NetworkError, profile};
 
-/// Writes what is missing; `progress` gets one line per step.
+/// Writes what is missing; `progress` gets one line per step. Returns the
+/// nodes whose existing config file changed (a running one must restart to
+/// see the change).
 pub fn prepare(
     dir: &NetworkDir,
     spec: &NetworkSpec,
     base: &Path,
     progress: &mut dyn FnMut(&str),
-) -> Result<(), NetworkError> {
+) -> Result<Vec<Node>, NetworkError> {
     let organizations = dir.organizations();
     let report = cryptogen::generate(
         spec,
@@ -83,11 +85,16 @@ pub fn prepare(
         ));
     }
     let all = nodes(spec);
+    let mut changed = Vec::new();
     for node in &all {
-        write_atomic(
-            &dir.node_config(&node.name),
-            config_text(spec, node, dir, base).as_bytes(),
-        )?;
+        let path = dir.node_config(&node.name);
+        let text = config_text(spec, node, dir, base);
+        match std::fs::read_to_string(&path) {
+            Ok(existing) if existing == text => continue,
+            Ok(_) => changed.push(node.clone()),
+            Err(_) => {}
+        }
+        write_atomic(&path, text.as_bytes())?;
     }
     progress(&format!(
         "node configs: {} orderer(s), {} peer(s)",
@@ -105,5 +112,5 @@ pub fn prepare(
         write_atomic(&paths.1, yaml.as_bytes())?;
     }
     progress("connection profiles written");
-    Ok(())
+    Ok(changed)
 }

@@ -310,6 +310,21 @@ pub fn claim(dir: &NetworkDir) -> Result<(), NetworkError> {
     )
 }
 
+/// Stops `node` if it runs, so the supervisor starts it again (with its
+/// config file as it is now). Returns the pid stopped.
+pub fn restart_node(dir: &NetworkDir, node: &Node) -> Option<u32> {
+    let pid = running_node(dir, node)?;
+    signal(pid, Signal::TERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    while running_node(dir, node) == Some(pid) {
+        if Instant::now() > deadline {
+            signal(pid, Signal::KILL);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    Some(pid)
+}
+
 /// Stops the supervisor (which stops its nodes) and any node left running
 /// without one. Returns how many processes were signalled.
 pub fn stop_network(

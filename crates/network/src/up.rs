@@ -10,9 +10,9 @@ use crate::dir::{NetworkDir, absolute};
 use crate::nodes::{Role, nodes};
 use crate::profile;
 
-/// The spec for this run: the file given (which must equal the one an
-/// existing network was created from), else the stored one, else the
-/// built-in default. Returns it with the directory its relative paths are
+/// The spec for this run: the file given (which may differ from the one an
+/// existing network was created from in its chaincodes only), else the
+/// stored one, else the built-in default. Returns it with the directory its relative paths are
 /// relative to, after storing it in the network directory. A built-in
 /// launcher must name one of `builtins`.
 pub fn choose_spec(
@@ -38,14 +38,18 @@ pub fn choose_spec(
     let spec = NetworkSpec::from_yaml(&text, &path.display().to_string())?;
     check_builtins(&spec, builtins, &path.display().to_string())?;
     let base = absolute(path.parent().unwrap_or(Path::new(".")));
+    let without_chaincodes = |spec: &NetworkSpec| NetworkSpec {
+        chaincodes: Vec::new(),
+        ..spec.clone()
+    };
     if let Some((existing, _)) = stored
-        && existing != spec
+        && without_chaincodes(&existing) != without_chaincodes(&spec)
     {
         return Err(NetworkError::Spec(SpecError {
             file: path.display().to_string(),
             location: "document".into(),
             message: format!(
-                "differs from the spec the network in {} was created from ({}); weft up cannot change an existing network's organisations, channels or chaincodes yet: use another --dir, or `weft down --purge` first",
+                "differs from the spec the network in {} was created from ({}); weft up can change an existing network's chaincodes but not yet its organisations, orderers or channels: use another --dir, or `weft down --purge` first",
                 dir.root().display(),
                 dir.spec_file().display()
             ),

@@ -12,41 +12,19 @@ use weft_ledger::{EndorsementPolicies, Ledger, LedgerConfig, SignatureCache, Val
 use weft_material::SigningIdentity;
 use weft_orderer::client::{seek_envelope, specified};
 use weft_orderer::tls::Tls;
-use weft_policy::SignaturePolicy;
 use weft_protos::common::Block;
 use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use weft_protos::orderer::deliver_response::Type as DeliverType;
 use weft_protos::orderer::seek_info::SeekBehavior;
 
 use crate::config::ChaincodeConfig;
+use crate::lifecycle::Definitions;
 
 pub(crate) fn now_seconds() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs() as i64
-}
-
-/// The endorsement policy of `chaincode` on a channel with `orgs`: its own,
-/// or a majority of the organisations' peers (Fabric's default
-/// `MAJORITY Endorsement`).
-pub fn endorsement_policy(
-    chaincode: &ChaincodeConfig,
-    orgs: &[String],
-) -> Result<SignaturePolicy, String> {
-    let text = match &chaincode.endorsement_policy {
-        Some(text) => text.clone(),
-        None => {
-            let principals: Vec<String> = orgs.iter().map(|org| format!("'{org}.peer'")).collect();
-            format!("OutOf({}, {})", orgs.len() / 2 + 1, principals.join(", "))
-        }
-    };
-    SignaturePolicy::parse(&text).map_err(|e| {
-        format!(
-            "chaincode {}: endorsement policy {text:?}: {e}",
-            chaincode.name
-        )
-    })
 }
 
 /// One joined channel.
@@ -56,7 +34,10 @@ pub struct PeerChannel {
     pub config: Arc<ChannelConfig>,
     /// The ledger height, updated after every commit.
     pub height: watch::Sender<u64>,
-    pub policies: EndorsementPolicies,
+    /// The committed chaincode definitions, re-read after every block.
+    definitions: std::sync::RwLock<Arc<Definitions>>,
+    /// This peer's organisation.
+    msp_id: String,
     signatures: SignatureCache,
     /// Where blocks were last pulled from (for status output).
     pub source: std::sync::Mutex<String>,
@@ -70,10 +51,12 @@ impl std::fmt::Debug for PeerChannel {
 
 impl PeerChannel {
     /// Opens the channel's ledger in `dir`, committing `genesis` if the
-    /// ledger is new.
+    /// ledger is new. `msp_id` is the peer's organisation; the indexes of
+    /// the installed `chaincodes` are declared in their namespaces.
     pub fn open(
         dir: &std::path::Path,
         genesis: Option<Block>,
+        msp_id: &str,
         chaincodes: &[&ChaincodeConfig],
     ) -> Result<Self, String> {
         let channel_id = match &genesis {
@@ -120,12 +103,7 @@ impl PeerChannel {
                 .map_err(|e| format!("channel {channel_id}: {e}"))?;
             genesis_config(&block)?
         };
-        let mut policies = EndorsementPolicies::new();
         for chaincode in chaincodes {
-            policies.set(
-                chaincode.name.clone(),
-                endorsement_policy(chaincode, &config.application_orgs)?,
-            );
             for path in &chaincode.indexes {
                 let definition = std::fs::read_to_string(path)
                     .map_err(|e| format!("index {}: {e}", path.display()))?;
@@ -134,16 +112,25 @@ impl PeerChannel {
                     .map_err(|e| format!("index {}: {e}", path.display()))?;
             }
         }
+        let definitions = Definitions::read(&ledger, msp_id, &config.application_orgs)
+            .map_err(|e| format!("channel {channel_id}: {e}"))?;
         let height = ledger.height().map_err(|e| e.to_string())?;
         Ok(PeerChannel {
             id: channel_id,
             ledger: Arc::new(ledger),
             config: Arc::new(config),
             height: watch::channel(height).0,
-            policies,
+            definitions: std::sync::RwLock::new(Arc::new(definitions)),
+            msp_id: msp_id.to_owned(),
             signatures,
             source: Default::default(),
         })
+    }
+
+    /// The chaincode definitions committed on the channel, as of the last
+    /// committed block.
+    pub fn definitions(&self) -> Arc<Definitions> {
+        Arc::clone(&self.definitions.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Orderer endpoints from the channel configuration.
@@ -178,9 +165,10 @@ impl PeerChannel {
         )?;
         let channel = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
+            let definitions = channel.definitions();
             let validator = Validator {
                 msp: &channel.config.msps,
-                policies: &channel.policies,
+                policies: &definitions.policies,
                 signatures: &channel.signatures,
                 threads: 2,
             };
@@ -188,6 +176,16 @@ impl PeerChannel {
                 .ledger
                 .commit(block, &validator)
                 .map_err(|e| e.to_string())?;
+            let refreshed = Definitions::read(
+                &channel.ledger,
+                &channel.msp_id,
+                &channel.config.application_orgs,
+            )
+            .map_err(|e| format!("block {}: chaincode definitions: {e}", outcome.number))?;
+            *channel
+                .definitions
+                .write()
+                .unwrap_or_else(|p| p.into_inner()) = Arc::new(refreshed);
             channel.height.send_replace(outcome.number + 1);
             Ok(())
         })

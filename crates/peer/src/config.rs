@@ -25,7 +25,7 @@ pub struct PeerConfig {
     /// Peers of other organisations the gateway asks for endorsements.
     #[serde(default)]
     pub gateway_peers: Vec<GatewayPeer>,
-    /// Chaincodes this peer runs, on every channel it joins.
+    /// Chaincodes installed on this peer (the packages approvals name).
     #[serde(default)]
     pub chaincodes: Vec<ChaincodeConfig>,
     #[serde(default)]
@@ -43,30 +43,23 @@ pub struct GatewayPeer {
     pub address: String,
 }
 
-/// A chaincode definition and how the peer reaches its code.
+/// A chaincode installed on the peer: how the peer reaches its code. What
+/// runs on a channel, and under which endorsement policy, is the channel's
+/// committed definition (`_lifecycle`), which names the package id.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChaincodeConfig {
+    /// The chaincode's name (its label, and the namespace its indexes go in).
     pub name: String,
-    #[serde(default = "default_version")]
-    pub version: String,
-    /// The id the chaincode registers with (Fabric's package id,
-    /// `CORE_CHAINCODE_ID_NAME` / `--chaincode-id`); defaults to the name.
+    /// The package id: what an organisation's approval names, and what the
+    /// chaincode registers with (`CORE_CHAINCODE_ID_NAME` /
+    /// `--chaincode-id`); defaults to the name.
     #[serde(default)]
     pub id: Option<String>,
-    /// Signature policy (`AND('Org1MSP.peer','Org2MSP.peer')`); defaults to a
-    /// majority of the channel's organisations' peers (Fabric's default
-    /// `MAJORITY Endorsement`).
-    #[serde(default)]
-    pub endorsement_policy: Option<String>,
     /// JSON index definitions (Fabric's `META-INF/statedb/couchdb/indexes`).
     #[serde(default)]
     pub indexes: Vec<PathBuf>,
     pub launcher: LauncherConfig,
-}
-
-fn default_version() -> String {
-    "1.0".into()
 }
 
 impl ChaincodeConfig {

@@ -16,8 +16,9 @@ use weft_protos::peer::{
 use weft_protos::rwset::{NsReadWriteSet, TxReadWriteSet};
 use weft_protoutil::{compute_tx_id, proposal_hash};
 
-use crate::chaincode::{ExecError, Invocation};
+use crate::chaincode::{ExecError, Executed, Invocation};
 use crate::channel::{PeerChannel, now_seconds};
+use crate::lifecycle;
 use crate::node::Peer;
 use crate::simulator::Simulator;
 
@@ -32,7 +33,9 @@ pub enum EndorseError {
     Denied(String),
     #[error("duplicate transaction found [{0}]")]
     Duplicate(String),
-    #[error("chaincode {chaincode} is not defined on channel {channel}")]
+    #[error(
+        "make sure the chaincode {chaincode} has been successfully defined on channel {channel} and try again: chaincode {chaincode} not found"
+    )]
     UnknownChaincode { chaincode: String, channel: String },
     #[error(transparent)]
     Chaincode(#[from] ExecError),
@@ -150,14 +153,6 @@ pub async fn process_proposal(
     {
         return Err(EndorseError::Duplicate(tx_id));
     }
-    let definition = peer
-        .chaincodes
-        .definition(&unpacked.chaincode)
-        .cloned()
-        .ok_or_else(|| EndorseError::UnknownChaincode {
-            chaincode: unpacked.chaincode.clone(),
-            channel: channel_id.clone(),
-        })?;
     let input = unpacked
         .spec
         .chaincode_spec
@@ -165,21 +160,52 @@ pub async fn process_proposal(
         .and_then(|spec| spec.input.clone())
         .unwrap_or_default();
     let mut simulator = Simulator::new(Arc::clone(&channel.ledger));
-    let executed = peer
-        .chaincodes
-        .execute(
-            &definition.name,
-            Invocation {
-                channel_id: channel_id.clone(),
-                tx_id: tx_id.clone(),
-                init: input.is_init,
-                input,
-                proposal: Some(signed.clone()),
-            },
-            &mut simulator,
-            0,
-        )
-        .await?;
+    let definitions = channel.definitions();
+    let (executed, version) = if unpacked.chaincode == lifecycle::LIFECYCLE {
+        let call = lifecycle::Call {
+            my_msp: &peer.config.msp_id,
+            orgs: &channel.config.application_orgs,
+            creator_is_my_admin: channel
+                .config
+                .msps
+                .validate(&unpacked.creator, now_seconds())
+                .is_ok_and(|identity| {
+                    identity.msp_id() == peer.config.msp_id && identity.is_admin()
+                }),
+        };
+        let response = lifecycle::execute(&call, &input, &mut simulator);
+        let executed = Executed {
+            response,
+            event: None,
+        };
+        (executed, "syscc".to_owned())
+    } else {
+        let definition =
+            definitions
+                .get(&unpacked.chaincode)
+                .ok_or_else(|| EndorseError::UnknownChaincode {
+                    chaincode: unpacked.chaincode.clone(),
+                    channel: channel_id.clone(),
+                })?;
+        let version = definition.version.clone();
+        let executed = peer
+            .chaincodes
+            .execute(
+                &unpacked.chaincode,
+                Invocation {
+                    channel_id: channel_id.clone(),
+                    tx_id: tx_id.clone(),
+                    init: input.is_init,
+                    input,
+                    proposal: Some(signed.clone()),
+                    definitions: Arc::clone(&definitions),
+                },
+                &mut simulator,
+                0,
+            )
+            .await?;
+        (executed, version)
+    };
     let response = executed.response;
     if response.status >= weft_shim::ERROR_THRESHOLD || response.status < 200 {
         return Ok(ProposalResponse {
@@ -193,7 +219,7 @@ pub async fn process_proposal(
         });
     }
     let event = executed.event.map(|mut event| {
-        event.chaincode_id = definition.name.clone();
+        event.chaincode_id = unpacked.chaincode.clone();
         event.tx_id = tx_id.clone();
         event.encode_to_vec()
     });
@@ -214,8 +240,8 @@ pub async fn process_proposal(
         events: event.unwrap_or_default(),
         response: Some(response.clone()),
         chaincode_id: Some(ChaincodeId {
-            name: definition.name.clone(),
-            version: definition.version.clone(),
+            name: unpacked.chaincode.clone(),
+            version,
             path: String::new(),
         }),
     };

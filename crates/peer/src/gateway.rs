@@ -32,6 +32,7 @@ use weft_protoutil::parse_envelope;
 
 use crate::channel::{PeerChannel, now_seconds};
 use crate::endorser::{EndorseError, process_proposal, unpack};
+use crate::lifecycle;
 use crate::node::Peer;
 
 /// A gRPC status carrying `gateway.ErrorDetail`s in `grpc-status-details-bin`.
@@ -171,9 +172,18 @@ impl GatewayService {
         organizations: &[String],
     ) -> Result<Vec<Endorsed>, Status> {
         let local_msp = self.peer.config.msp_id.clone();
+        let definitions = channel.definitions();
+        let policy = definitions.policies.get(chaincode);
+        // An approval is for the caller's own organisation: its peers alone
+        // endorse it (Fabric clients target their own peer for it).
+        let organizations = if organizations.is_empty() && is_approval(chaincode, proposal) {
+            std::slice::from_ref(&local_msp)
+        } else {
+            organizations
+        };
         let mut wanted: Vec<String> = if organizations.is_empty() {
             let mut orgs = vec![local_msp.clone()];
-            if let Some(policy) = channel.policies.get(chaincode) {
+            if let Some(policy) = policy {
                 for principal in policy.principals() {
                     let msp = principal.msp_id().to_owned();
                     if !orgs.contains(&msp) {
@@ -188,7 +198,7 @@ impl GatewayService {
         let mut endorsed: Vec<Endorsed> = Vec::new();
         let mut failures = Vec::new();
         let satisfied = |endorsed: &[Endorsed]| {
-            let Some(policy) = channel.policies.get(chaincode) else {
+            let Some(policy) = policy else {
                 return false;
             };
             let identities: Vec<_> = endorsed
@@ -602,4 +612,17 @@ async fn stream_events(
         }
         number += 1;
     }
+}
+
+/// Whether `proposal` approves a chaincode definition for an organisation.
+fn is_approval(chaincode: &str, proposal: &SignedProposal) -> bool {
+    chaincode == lifecycle::LIFECYCLE
+        && unpack(proposal).is_ok_and(|unpacked| {
+            unpacked
+                .spec
+                .chaincode_spec
+                .and_then(|spec| spec.input)
+                .and_then(|input| input.args.into_iter().next())
+                .is_some_and(|function| function == lifecycle::APPROVE.as_bytes())
+        })
 }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod deliver;
 pub mod endorser;
 pub mod gateway;
+pub mod lifecycle;
 pub mod node;
 pub mod simulator;
 

@@ -148,8 +148,9 @@ impl Peer {
         dirs.sort();
         for dir in dirs {
             let chaincodes: Vec<_> = peer.config.chaincodes.iter().collect();
-            let channel =
-                tokio::task::block_in_place(|| PeerChannel::open(&dir, None, &chaincodes))?;
+            let channel = tokio::task::block_in_place(|| {
+                PeerChannel::open(&dir, None, &peer.config.msp_id, &chaincodes)
+            })?;
             eprintln!(
                 "channel {}: opened at height {}",
                 channel.id,
@@ -214,8 +215,9 @@ impl Peer {
         }
         let dir = self.config.data_dir.join("ledgers").join(&channel_id);
         let chaincodes: Vec<_> = self.config.chaincodes.iter().collect();
-        let opened =
-            tokio::task::block_in_place(|| PeerChannel::open(&dir, Some(genesis), &chaincodes));
+        let opened = tokio::task::block_in_place(|| {
+            PeerChannel::open(&dir, Some(genesis), &self.config.msp_id, &chaincodes)
+        });
         let channel = match opened {
             Ok(channel) => Arc::new(channel),
             Err(error) => {

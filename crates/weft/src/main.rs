@@ -4,6 +4,7 @@
 //! behaviour lives in a library crate.
 
 mod builtin;
+mod lifecycle;
 mod network;
 
 use std::path::PathBuf;
@@ -197,6 +198,14 @@ enum PeerCommand {
         config: PathBuf,
     },
     /// Manage the channels of one peer.
+    /// Approve, commit and query chaincode definitions, as an organisation's
+    /// admin, through a peer's gateway. Reads Fabric's CORE_PEER_ADDRESS,
+    /// CORE_PEER_LOCALMSPID, CORE_PEER_MSPCONFIGPATH and
+    /// CORE_PEER_TLS_ROOTCERT_FILE where a flag is not given.
+    Lifecycle {
+        #[command(subcommand)]
+        command: Box<PeerLifecycleCommand>,
+    },
     Channel {
         #[command(subcommand)]
         command: PeerChannelCommand,
@@ -212,6 +221,17 @@ enum PeerCommand {
         /// TLS client key.
         #[arg(long = "client-key", global = true)]
         client_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PeerLifecycleCommand {
+    /// Chaincode definitions on a channel (Fabric's `peer lifecycle chaincode`).
+    Chaincode {
+        #[command(subcommand)]
+        command: lifecycle::Command,
+        #[command(flatten)]
+        peer: lifecycle::PeerArgs,
     },
 }
 
@@ -535,6 +555,10 @@ fn peer(command: PeerCommand) -> anyhow::Result<()> {
                 node.shutdown();
                 result
             })
+        }
+        PeerCommand::Lifecycle { command } => {
+            let PeerLifecycleCommand::Chaincode { command, peer } = *command;
+            lifecycle::run(command, peer)
         }
         PeerCommand::Channel {
             command,

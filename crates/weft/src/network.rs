@@ -38,7 +38,7 @@ pub fn up(
         spec.name,
         dir.root().display()
     ));
-    weft_network::prepare::prepare(&dir, &spec, &base, &mut step)?;
+    let changed = weft_network::prepare::prepare(&dir, &spec, &base, &mut step)?;
     let weft = weft_exe()?;
     let stop = Arc::new(AtomicBool::new(false));
     let attached = if foreground {
@@ -57,13 +57,22 @@ pub fn up(
         ));
         None
     };
+    // A running node whose config changed (chaincodes added or changed)
+    // restarts under the supervisor to pick it up.
+    for node in &changed {
+        if let Some(pid) = supervisor::restart_node(&dir, node) {
+            step(&format!(
+                "{}: config changed, restarting (was pid {pid})",
+                node.name
+            ));
+        }
+    }
     let runtime = runtime()?;
-    let converged = runtime.block_on(admin::converge(
-        &dir,
-        &spec,
-        Duration::from_secs(timeout),
-        &mut step,
-    ));
+    let converged = runtime.block_on(async {
+        let timeout = Duration::from_secs(timeout);
+        admin::converge(&dir, &spec, timeout, &mut step).await?;
+        weft_network::deploy::deploy(&dir, &spec, timeout, &mut step).await
+    });
     if let Err(error) = converged {
         if let Some(thread) = attached {
             stop.store(true, Ordering::SeqCst);

@@ -11,7 +11,8 @@ use std::process::Command;
 
 use support::network::Network;
 
-const BASIC_AND: &str = "  - name: basic\n    endorsement_policy: \"AND('Org1MSP.peer', 'Org2MSP.peer')\"\n    launcher: { builtin: basic }\n";
+const BASIC: &str = "  - name: basic\n    launcher: { builtin: basic }\n";
+const AND: &str = "AND('Org1MSP.peer', 'Org2MSP.peer')";
 
 /// Runs `compat/node/gateway-app.mjs` as User1 of org `i` against peer `i`.
 fn gateway_app(network: &Network, i: usize, chaincode: &str) -> serde_json::Value {
@@ -145,7 +146,7 @@ fn check_app_report(network: &Network, i: usize, report: &serde_json::Value, eve
 
 #[test]
 fn the_official_gateway_client_runs_unchanged_with_cross_org_endorsement() {
-    let network = Network::start(1, BASIC_AND);
+    let network = Network::start(1, BASIC, &[("basic", "basic", AND)]);
     let report = gateway_app(&network, 0, "basic");
     check_app_report(&network, 0, &report, true);
 }
@@ -162,11 +163,11 @@ fn node_chaincode_dir() -> std::path::PathBuf {
 fn a_fabric_contract_api_chaincode_launched_by_the_peer_runs_unchanged() {
     weft_compat::node_packages().expect("npm packages");
     let chaincodes = format!(
-        "  - name: basic\n    id: basic_1.0\n    endorsement_policy: \"AND('Org1MSP.peer', 'Org2MSP.peer')\"\n    launcher:\n      process:\n        command: [{cli}, start, --peer.address, \"{{peer_address}}\"]\n        dir: {dir}\n",
+        "  - name: basic\n    id: basic_1.0\n    launcher:\n      process:\n        command: [{cli}, start, --peer.address, \"{{peer_address}}\"]\n        dir: {dir}\n",
         cli = shim_cli().display(),
         dir = node_chaincode_dir().display(),
     );
-    let network = Network::start(1, &chaincodes);
+    let network = Network::start(1, &chaincodes, &[("basic", "basic_1.0", AND)]);
     // From the Org2 side this time.
     let report = gateway_app(&network, 1, "basic");
     check_app_report(&network, 1, &report, true);
@@ -202,16 +203,16 @@ fn a_fabric_contract_api_chaincode_as_a_service_runs_unchanged() {
             .expect("start the chaincode server"),
     );
     let chaincodes = format!(
-        "  - name: basic\n    id: basic_1.0\n    endorsement_policy: \"AND('Org1MSP.peer', 'Org2MSP.peer')\"\n    launcher:\n      external:\n        address: 127.0.0.1:{port}\n"
+        "  - name: basic\n    id: basic_1.0\n    launcher:\n      external:\n        address: 127.0.0.1:{port}\n"
     );
-    let network = Network::start(1, &chaincodes);
+    let network = Network::start(1, &chaincodes, &[("basic", "basic_1.0", AND)]);
     let report = gateway_app(&network, 0, "basic");
     check_app_report(&network, 0, &report, true);
 }
 
-fn classic(name: &str, policy: &str) -> String {
+fn classic(name: &str) -> String {
     format!(
-        "  - name: {name}\n    id: {name}_1.0\n    endorsement_policy: \"{policy}\"\n    launcher:\n      process:\n        command: [{cli}, start, --peer.address, \"{{peer_address}}\"]\n        dir: {dir}\n",
+        "  - name: {name}\n    id: {name}_1.0\n    launcher:\n      process:\n        command: [{cli}, start, --peer.address, \"{{peer_address}}\"]\n        dir: {dir}\n",
         cli = shim_cli().display(),
         dir = node_chaincode_dir().display(),
     )
@@ -220,8 +221,11 @@ fn classic(name: &str, policy: &str) -> String {
 #[test]
 fn bad_signatures_conflicts_replays_and_crashing_chaincode_get_clear_outcomes() {
     weft_compat::node_packages().expect("npm packages");
-    let policy = "AND('Org1MSP.peer', 'Org2MSP.peer')";
-    let network = Network::start(1, &(classic("basic", policy) + &classic("other", policy)));
+    let network = Network::start(
+        1,
+        &(classic("basic") + &classic("other")),
+        &[("basic", "basic_1.0", AND), ("other", "other_1.0", AND)],
+    );
     let dir = weft_compat::node_packages().expect("npm packages");
     let (cert, key) = network.user(0, "User1");
     let (_, other_key) = network.user(1, "User1");
@@ -345,7 +349,8 @@ fn json_output(output: std::process::Output) -> serde_json::Value {
 fn a_peer_killed_under_load_catches_up_to_the_same_state() {
     let mut network = Network::start(
         1,
-        "  - name: basic\n    endorsement_policy: \"OR('Org1MSP.peer', 'Org2MSP.peer')\"\n    launcher: { builtin: basic }\n",
+        BASIC,
+        &[("basic", "basic", "OR('Org1MSP.peer', 'Org2MSP.peer')")],
     );
     // Load through Org1's gateway while Org2's peer is killed and restarted.
     let load = load_script(&network, 0, &["load", "600", "16", "kill"])
@@ -418,9 +423,9 @@ fn a_fabric_chaincode_python_chaincode_as_a_service_runs_unchanged() {
             .expect("start the Python chaincode server"),
     );
     let chaincodes = format!(
-        "  - name: basic\n    id: basic_1.0\n    endorsement_policy: \"AND('Org1MSP.peer', 'Org2MSP.peer')\"\n    launcher:\n      external:\n        address: 127.0.0.1:{port}\n"
+        "  - name: basic\n    id: basic_1.0\n    launcher:\n      external:\n        address: 127.0.0.1:{port}\n"
     );
-    let network = Network::start(1, &chaincodes);
+    let network = Network::start(1, &chaincodes, &[("basic", "basic_1.0", AND)]);
     // fabric-chaincode-python 2.5.4 never sends the events set with
     // `set_event` (its handler leaves them off COMPLETED), so events are not checked.
     let report = gateway_app_with(&network, 0, "basic", "noevents");

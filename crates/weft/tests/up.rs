@@ -42,6 +42,11 @@ impl Net {
 
     /// Runs `weft <args>` and returns stdout; panics with stderr on failure.
     fn ok(&self, args: &[&str]) -> String {
+        self.ok_with_progress(args).0
+    }
+
+    /// Runs `weft <args>` and returns (stdout, stderr); panics on failure.
+    fn ok_with_progress(&self, args: &[&str]) -> (String, String) {
         let output = self.weft(args);
         assert!(
             output.status.success(),
@@ -50,7 +55,10 @@ impl Net {
             String::from_utf8_lossy(&output.stderr),
             std::fs::read_to_string(self.path().join("supervisor.log")).unwrap_or_default()
         );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        (
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
     }
 
     fn write_spec(&self, text: &str) -> PathBuf {
@@ -152,8 +160,16 @@ fn up_invoke_status_kill_down_up_keeps_the_ledger() {
     let spec = spec.to_str().expect("utf8");
 
     let started = Instant::now();
-    let summary = net.ok(&["up", spec]);
+    let (summary, progress) = net.ok_with_progress(&["up", spec]);
     let up_took = started.elapsed();
+    // Deployed with the lifecycle: both admins approved, then the commit.
+    for step in [
+        "basic mychannel: approved by Org1MSP",
+        "basic mychannel: approved by Org2MSP",
+        "basic mychannel: definition committed (version 1.0, sequence 1",
+    ] {
+        assert!(progress.contains(step), "{progress}");
+    }
     net.ok(&[
         "chaincode",
         "invoke",
@@ -245,8 +261,12 @@ fn up_invoke_status_kill_down_up_keeps_the_ledger() {
     // the running nodes instead of starting them twice.
     let orderer = net.pid("nodes/orderer.example.com/pid");
     kill(net.pid("supervisor.pid"));
-    net.ok(&["up"]);
+    let (_, progress) = net.ok_with_progress(&["up"]);
     assert_eq!(net.pid("nodes/orderer.example.com/pid"), orderer);
+    assert!(
+        progress.contains("basic mychannel: already defined (version 1.0, sequence 1)"),
+        "{progress}"
+    );
     net.ok(&[
         "chaincode",
         "invoke",
@@ -266,7 +286,49 @@ fn up_invoke_status_kill_down_up_keeps_the_ledger() {
     let asset = net.ok(&["chaincode", "query", "basic", "ReadAsset", "asset1"]);
     assert!(asset.contains("\"Owner\":\"Jerry\""), "{asset}");
 
-    // A different spec for the existing network is refused, naming both files.
+    // The spec's chaincodes may change: an added one is deployed, a changed
+    // one upgraded to the next sequence; the peers restart to install them.
+    let original = std::fs::read_to_string(spec).expect("spec");
+    let basic = "  - name: basic\n    launcher: {builtin: basic}\n";
+    assert!(original.contains(basic), "{original}");
+    let changed = original.replace(
+        basic,
+        "  - name: basic\n    endorsementPolicy: \"OR('Org1MSP.peer','Org2MSP.peer')\"\n    launcher: {builtin: basic}\n  - name: basic2\n    launcher: {builtin: basic}\n",
+    );
+    let changed = net.write_spec(&changed);
+    let (_, progress) = net.ok_with_progress(&["up", changed.to_str().expect("utf8")]);
+    for step in [
+        "peer0.org1.example.com: config changed, restarting",
+        "basic mychannel: definition committed (version 1.0, sequence 2",
+        "basic2 mychannel: definition committed (version 1.0, sequence 1",
+    ] {
+        assert!(progress.contains(step), "{progress}");
+    }
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic2",
+        "CreateAsset",
+        "asset9",
+        "red",
+        "1",
+        "Ann",
+        "7",
+    ]);
+    let asset = net.ok(&[
+        "chaincode",
+        "query",
+        "basic2",
+        "ReadAsset",
+        "asset9",
+        "--org",
+        "Org2",
+    ]);
+    assert!(asset.contains("\"Owner\":\"Ann\""), "{asset}");
+    let asset = net.ok(&["chaincode", "query", "basic", "ReadAsset", "asset1"]);
+    assert!(asset.contains("\"Owner\":\"Jerry\""), "{asset}");
+
+    // A spec that changes more than chaincodes is refused, naming both files.
     let other = net.write_spec(&default_spec());
     let refused = net.weft(&["up", other.to_str().expect("utf8")]);
     assert!(!refused.status.success());

@@ -19,7 +19,6 @@ use weft_protos::peer::{
 use weft_protos::queryresult::{KeyModification, Kv};
 
 use super::{ChaincodeSupport, ExecError, Executed, Invocation};
-use crate::config::ChaincodeConfig;
 use crate::simulator::Simulator;
 
 /// How deep chaincode-to-chaincode calls may nest.
@@ -158,12 +157,12 @@ impl Handler {
     pub(super) async fn execute(
         &self,
         support: &Arc<ChaincodeSupport>,
-        definition: &ChaincodeConfig,
+        name: &str,
         invocation: Invocation,
         simulator: &mut Simulator,
         depth: usize,
     ) -> Result<Executed, ExecError> {
-        let name = definition.name.clone();
+        let name = name.to_owned();
         let key = (invocation.channel_id.clone(), invocation.tx_id.clone());
         let (route_tx, mut messages) = mpsc::channel(4);
         {
@@ -229,7 +228,7 @@ impl Handler {
                 }
                 _ => {
                     let answer = match self
-                        .answer(support, definition, &invocation, &message, simulator, depth)
+                        .answer(support, &name, &invocation, &message, simulator, depth)
                         .await
                     {
                         Ok(payload) => reply(&message, Type::Response, payload),
@@ -245,13 +244,12 @@ impl Handler {
     async fn answer(
         &self,
         support: &Arc<ChaincodeSupport>,
-        definition: &ChaincodeConfig,
+        namespace: &str,
         invocation: &Invocation,
         message: &ChaincodeMessage,
         simulator: &mut Simulator,
         depth: usize,
     ) -> Result<Vec<u8>, Refused> {
-        let namespace = definition.name.as_str();
         let payload = message.payload.as_slice();
         let kind = Type::try_from(message.r#type)
             .map_err(|_| Refused(format!("unknown message type {}", message.r#type)))?;

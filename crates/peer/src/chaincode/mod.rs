@@ -24,6 +24,7 @@ use weft_protos::peer::{
 };
 
 use crate::config::{ChaincodeConfig, Limits};
+use crate::lifecycle::Definitions;
 use crate::simulator::Simulator;
 pub use handler::Handler;
 pub use launcher::Launcher;
@@ -31,8 +32,10 @@ pub use launcher::Launcher;
 /// Why an execution produced no chaincode response.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum ExecError {
-    #[error("chaincode {0} is not defined on this peer")]
+    #[error("chaincode {0} is not defined on this channel")]
     Unknown(String),
+    #[error("chaincode {name} is defined on the channel but cannot run on this peer: {reason}")]
+    NotInstalled { name: String, reason: String },
     #[error("chaincode {name} could not be started: {reason}")]
     Launch { name: String, reason: String },
     #[error("chaincode {name} did not register within {seconds} s")]
@@ -69,11 +72,15 @@ pub struct Invocation {
     pub input: ChaincodeInput,
     pub proposal: Option<SignedProposal>,
     pub init: bool,
+    /// The channel's chaincode definitions when the transaction started
+    /// (chaincode-to-chaincode calls resolve through them).
+    pub definitions: Arc<Definitions>,
 }
 
-/// The chaincodes a peer runs, their connected streams and launchers.
+/// The chaincodes installed on a peer (by package id), their connected
+/// streams and launchers.
 pub struct ChaincodeSupport {
-    definitions: HashMap<String, ChaincodeConfig>,
+    installed: HashMap<String, ChaincodeConfig>,
     launchers: HashMap<String, Arc<dyn Launcher>>,
     launch_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     handlers: Mutex<HashMap<String, Arc<Handler>>>,
@@ -84,25 +91,25 @@ pub struct ChaincodeSupport {
 impl std::fmt::Debug for ChaincodeSupport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChaincodeSupport")
-            .field("definitions", &self.definitions.keys())
+            .field("installed", &self.installed.keys())
             .finish()
     }
 }
 
 impl ChaincodeSupport {
     pub fn new(
-        definitions: Vec<ChaincodeConfig>,
+        installed: Vec<ChaincodeConfig>,
         launchers: HashMap<String, Arc<dyn Launcher>>,
         limits: Limits,
     ) -> Arc<Self> {
-        let launch_locks = definitions
+        let launch_locks = installed
             .iter()
             .map(|d| (d.id().to_owned(), Arc::default()))
             .collect();
         Arc::new(ChaincodeSupport {
-            definitions: definitions
+            installed: installed
                 .into_iter()
-                .map(|d| (d.name.clone(), d))
+                .map(|d| (d.id().to_owned(), d))
                 .collect(),
             launchers,
             launch_locks,
@@ -112,12 +119,11 @@ impl ChaincodeSupport {
         })
     }
 
-    pub fn definition(&self, name: &str) -> Option<&ChaincodeConfig> {
-        self.definitions.get(name)
-    }
-
-    pub fn definitions(&self) -> impl Iterator<Item = &ChaincodeConfig> {
-        self.definitions.values()
+    /// The installed chaincodes, in package id order.
+    pub fn installed(&self) -> Vec<&ChaincodeConfig> {
+        let mut installed: Vec<_> = self.installed.values().collect();
+        installed.sort_by(|a, b| a.id().cmp(b.id()));
+        installed
     }
 
     fn handlers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Handler>>> {
@@ -128,18 +134,9 @@ impl ChaincodeSupport {
         self.handlers().get(id).filter(|h| h.is_open()).cloned()
     }
 
-    /// Whether chaincode `name` is connected now.
-    pub fn is_running(&self, name: &str) -> bool {
-        self.definition(name)
-            .is_some_and(|d| self.connected(d.id()).is_some())
-    }
-
-    /// The connected stream of `definition`, launching it if needed.
-    async fn handler(
-        self: &Arc<Self>,
-        definition: &ChaincodeConfig,
-    ) -> Result<Arc<Handler>, ExecError> {
-        let id = definition.id();
+    /// The connected stream of package `id` (chaincode `name`), launching
+    /// it if needed.
+    async fn handler(self: &Arc<Self>, name: &str, id: &str) -> Result<Arc<Handler>, ExecError> {
         if let Some(handler) = self.connected(id) {
             return Ok(handler);
         }
@@ -147,7 +144,10 @@ impl ChaincodeSupport {
             .launch_locks
             .get(id)
             .cloned()
-            .ok_or_else(|| ExecError::Unknown(definition.name.clone()))?;
+            .ok_or_else(|| ExecError::NotInstalled {
+                name: name.to_owned(),
+                reason: format!("package {id} is not installed on this peer"),
+            })?;
         let _launching = lock.lock().await;
         let mut registrations = self.registrations.subscribe();
         if let Some(handler) = self.connected(id) {
@@ -158,7 +158,7 @@ impl ChaincodeSupport {
                 .launch(Arc::clone(self))
                 .await
                 .map_err(|reason| ExecError::Launch {
-                    name: definition.name.clone(),
+                    name: name.to_owned(),
                     reason,
                 })?;
         }
@@ -176,7 +176,7 @@ impl ChaincodeSupport {
         tokio::time::timeout(timeout, wait)
             .await
             .map_err(|_| ExecError::NotRegistered {
-                name: definition.name.clone(),
+                name: name.to_owned(),
                 seconds: timeout.as_secs(),
             })
     }
@@ -216,8 +216,8 @@ impl ChaincodeSupport {
             return refuse("REGISTER payload is not a ChaincodeID".into()).await;
         };
         let id = chaincode_id.name;
-        let Some(definition) = self.definitions.values().find(|d| d.id() == id).cloned() else {
-            return refuse(format!("chaincode id {id:?} is not defined on this peer")).await;
+        let Some(installed) = self.installed.get(&id).cloned() else {
+            return refuse(format!("chaincode id {id:?} is not installed on this peer")).await;
         };
         for kind in [Type::Registered, Type::Ready] {
             out.send(ChaincodeMessage {
@@ -227,11 +227,11 @@ impl ChaincodeSupport {
             .await
             .map_err(|_| "stream closed during the handshake".to_owned())?;
         }
-        let handler = Arc::new(Handler::new(definition.name.clone(), out));
+        let handler = Arc::new(Handler::new(installed.name.clone(), out));
         self.handlers().insert(id.clone(), Arc::clone(&handler));
         self.registrations
             .send_modify(|generation| *generation += 1);
-        eprintln!("chaincode {} registered as {id}", definition.name);
+        eprintln!("chaincode {} registered as {id}", installed.name);
         while let Some(message) = incoming.recv().await {
             handler.route(message).await;
         }
@@ -242,11 +242,12 @@ impl ChaincodeSupport {
                 handlers.remove(&id);
             }
         }
-        eprintln!("chaincode {} ({id}) disconnected", definition.name);
+        eprintln!("chaincode {} ({id}) disconnected", installed.name);
         Ok(())
     }
 
-    /// Runs one transaction of chaincode `name` against `simulator`.
+    /// Runs one transaction of chaincode `name`, as defined on the
+    /// invocation's channel, against `simulator`.
     pub fn execute<'a>(
         self: &'a Arc<Self>,
         name: &'a str,
@@ -256,13 +257,18 @@ impl ChaincodeSupport {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Executed, ExecError>> + Send + 'a>>
     {
         Box::pin(async move {
-            let definition = self
-                .definition(name)
-                .cloned()
+            let definition = invocation
+                .definitions
+                .get(name)
                 .ok_or_else(|| ExecError::Unknown(name.to_owned()))?;
-            let handler = self.handler(&definition).await?;
+            let package_id = definition.package_id.clone().ok_or_else(|| ExecError::NotInstalled {
+                name: name.to_owned(),
+                reason: "this peer's organisation has not approved a package for its current definition"
+                    .into(),
+            })?;
+            let handler = self.handler(name, &package_id).await?;
             handler
-                .execute(self, &definition, invocation, simulator, depth)
+                .execute(self, name, invocation, simulator, depth)
                 .await
         })
     }

@@ -45,8 +45,11 @@ impl Drop for Network {
 
 impl Network {
     /// `orderers` Raft nodes and two peers; `chaincodes` is the YAML list
-    /// under each peer's `chaincodes:` (`{dir}` stands for the test directory).
-    pub fn start(orderers: usize, chaincodes: &str) -> Network {
+    /// under each peer's `chaincodes:` (the installed chaincodes; `{dir}`
+    /// stands for the test directory), and each of `definitions` — (name,
+    /// package id, endorsement policy) — is approved by both organisations
+    /// and committed on the channel with `weft peer lifecycle chaincode`.
+    pub fn start(orderers: usize, chaincodes: &str, definitions: &[(&str, &str, &str)]) -> Network {
         let cluster = Cluster::start(orderers, "");
         let batch = BatchSettings {
             max_message_count: 50,
@@ -113,7 +116,68 @@ impl Network {
             network.start_peer(i);
             network.join(i).expect("join");
         }
+        for (name, package_id, policy) in definitions {
+            for i in 0..network.peers.len() {
+                let approve = network.lifecycle(
+                    i,
+                    &[
+                        "approveformyorg",
+                        "--package-id",
+                        package_id,
+                        "-n",
+                        name,
+                        "--signature-policy",
+                        policy,
+                    ],
+                );
+                approve.unwrap_or_else(|e| panic!("approve {name} for org {i}: {e}"));
+            }
+            let commit =
+                network.lifecycle(0, &["commit", "-n", name, "--signature-policy", policy]);
+            commit.unwrap_or_else(|e| panic!("commit {name}: {e}"));
+        }
+        if !definitions.is_empty() {
+            let height = network.height(0).expect("height");
+            network.wait_for_height(1, height);
+        }
         network
+    }
+
+    /// `weft peer lifecycle chaincode <args>` as org `i`'s admin on its peer,
+    /// on the channel, for version 1.0, sequence 1 unless `args` give a
+    /// `--sequence` (Fabric's environment variables name the peer and the identity).
+    pub fn lifecycle(&self, i: usize, args: &[&str]) -> Result<String, String> {
+        self.lifecycle_as(i, "Admin", args)
+    }
+
+    /// [`Network::lifecycle`] as `user` of org `i`.
+    pub fn lifecycle_as(&self, i: usize, user: &str, args: &[&str]) -> Result<String, String> {
+        let domain = self.peers[i].domain;
+        let admin_msp = self.org_dir(i).join(format!("users/{user}@{domain}/msp"));
+        let mut command = Command::new(WEFT);
+        command
+            .args(["peer", "lifecycle", "chaincode"])
+            .args(args)
+            .args(["-C", CHANNEL]);
+        if matches!(
+            args[0],
+            "approveformyorg" | "commit" | "checkcommitreadiness"
+        ) && !args.contains(&"--sequence")
+        {
+            command.args(["-v", "1.0", "--sequence", "1"]);
+        }
+        let output = command
+            .env("CORE_PEER_ADDRESS", self.endpoint(i))
+            .env("CORE_PEER_TLS_ROOTCERT_FILE", self.tls_ca(i))
+            .env("CORE_PEER_MSPCONFIGPATH", admin_msp)
+            .env("CORE_PEER_LOCALMSPID", self.peers[i].msp_id)
+            .output()
+            .expect("run weft peer lifecycle chaincode");
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
     }
 
     pub fn root(&self) -> PathBuf {

@@ -1,0 +1,191 @@
+//! Deploying the spec's chaincodes with Fabric's lifecycle: for each
+//! chaincode and each of its channels, every member organisation's admin
+//! approves the definition (naming the package its peers have installed)
+//! through the org's own peer, then the definition is committed on the
+//! channel, and `weft up` waits until every peer of the channel has the
+//! commit. Idempotent: a definition already committed is left alone, an
+//! organisation that already approved is not asked again.
+
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use weft_client::Gateway;
+use weft_client::lifecycle::Definition;
+use weft_spec::{ChaincodeSpec, ChannelSpec, NetworkSpec};
+
+use crate::NetworkError;
+use crate::admin::{NodeAdmin, retry, user_files, user_msp};
+use crate::dir::NetworkDir;
+use crate::nodes::{Node, Role, nodes};
+
+/// A gateway to peer0 of organisation `msp_id`, as its admin.
+pub fn admin_gateway(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    msp_id: &str,
+) -> Result<(Node, Gateway), NetworkError> {
+    let org = spec
+        .organization(msp_id)
+        .ok_or_else(|| NetworkError::Material(format!("no organisation {msp_id}")))?;
+    let peer = nodes(spec)
+        .into_iter()
+        .find(|n| matches!(n.role, Role::Peer { index: 0, .. }) && n.msp_id == org.msp_id)
+        .ok_or_else(|| NetworkError::Material(format!("{msp_id} has no peer")))?;
+    let (_, _, tls_ca) = user_files(dir, &org.domain, "Admin");
+    let identity =
+        weft_material::SigningIdentity::load(&user_msp(dir, &org.domain, "Admin"), &org.msp_id)
+            .map_err(|e| NetworkError::Material(format!("Admin@{}: {e}", org.domain)))?;
+    let gateway = Gateway::connect(&peer.address(), &tls_ca, identity)
+        .map_err(|e| NetworkError::Material(e.to_string()))?;
+    Ok((peer, gateway))
+}
+
+/// The definition of `chaincode` the spec asks for, at `sequence`.
+pub fn definition(chaincode: &ChaincodeSpec, sequence: i64) -> Definition {
+    Definition {
+        name: chaincode.name.clone(),
+        version: chaincode.version.clone(),
+        sequence,
+        endorsement_policy: chaincode.endorsement_policy.clone(),
+    }
+}
+
+/// Defines `definition` on `channel`: approvals by every member
+/// organisation not yet approving (in parallel), then the commit, then a
+/// wait until every peer of the channel has the block. Returns what it did,
+/// one line per step.
+pub async fn define(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    channel: &ChannelSpec,
+    definition: &Definition,
+    package_id: &str,
+    deadline: Instant,
+) -> Result<Vec<String>, NetworkError> {
+    let failed = |source| NetworkError::Lifecycle {
+        chaincode: definition.name.clone(),
+        channel: channel.name.clone(),
+        source,
+    };
+    let orgs = spec.channel_organizations(channel);
+    let mut gateways = Vec::new();
+    for org in &orgs {
+        gateways.push(admin_gateway(dir, spec, &org.msp_id)?);
+    }
+    let (_, first) = &gateways[0];
+    let approvals = retry(deadline, || async {
+        first
+            .commit_readiness(&channel.name, definition)
+            .await
+            .map_err(failed)
+    })
+    .await?;
+    let mut lines = Vec::new();
+    let mut approving = JoinSet::new();
+    for (org, (_, gateway)) in orgs.iter().zip(&gateways) {
+        if approvals.get(&org.msp_id).copied().unwrap_or(false) {
+            continue;
+        }
+        let (gateway, channel, definition, package_id, msp_id) = (
+            gateway.clone(),
+            channel.name.clone(),
+            definition.clone(),
+            package_id.to_owned(),
+            org.msp_id.clone(),
+        );
+        approving.spawn(async move {
+            gateway
+                .approve_definition(&channel, &definition, Some(&package_id))
+                .await
+                .map(|done| (msp_id, done.block))
+        });
+    }
+    while let Some(joined) = approving.join_next().await {
+        let (msp_id, block) = joined
+            .map_err(|e| NetworkError::Material(e.to_string()))?
+            .map_err(failed)?;
+        lines.push(format!(
+            "{} {}: approved by {msp_id} (block {block})",
+            definition.name, channel.name
+        ));
+    }
+    let done = first
+        .commit_definition(&channel.name, definition)
+        .await
+        .map_err(failed)?;
+    lines.push(format!(
+        "{} {}: definition committed (version {}, sequence {}, block {})",
+        definition.name, channel.name, definition.version, definition.sequence, done.block
+    ));
+    // Every peer of the channel has the definition before anyone is told
+    // the chaincode is ready.
+    for node in nodes(spec) {
+        if !matches!(node.role, Role::Peer { .. }) || !orgs.iter().any(|o| o.msp_id == node.msp_id)
+        {
+            continue;
+        }
+        let admin = NodeAdmin::new(dir, &node)?;
+        retry(deadline, || async {
+            let info = admin.info(&channel.name).await?;
+            if info.height <= done.block {
+                return Err(NetworkError::Node {
+                    node: node.name.clone(),
+                    message: format!(
+                        "channel {}: at height {}, waiting for block {}",
+                        channel.name, info.height, done.block
+                    ),
+                });
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    Ok(lines)
+}
+
+/// Deploys every chaincode of the spec on each of its channels, skipping
+/// definitions already committed as the spec describes them.
+pub async fn deploy(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), NetworkError> {
+    let deadline = Instant::now() + timeout;
+    for chaincode in &spec.chaincodes {
+        for channel in spec.chaincode_channels(chaincode) {
+            let (_, gateway) =
+                admin_gateway(dir, spec, &spec.channel_organizations(channel)[0].msp_id)?;
+            let failed = |source| NetworkError::Lifecycle {
+                chaincode: chaincode.name.clone(),
+                channel: channel.name.clone(),
+                source,
+            };
+            let committed = retry(deadline, || async {
+                gateway
+                    .committed_definition(&channel.name, &chaincode.name)
+                    .await
+                    .map_err(failed)
+            })
+            .await?;
+            let wanted = definition(chaincode, 1);
+            let parameter = wanted.validation_parameter().map_err(failed)?;
+            let sequence = match &committed {
+                Some(c) if c.version == wanted.version && c.validation_parameter == parameter => {
+                    progress(&format!(
+                        "{} {}: already defined (version {}, sequence {})",
+                        chaincode.name, channel.name, c.version, c.sequence
+                    ));
+                    continue;
+                }
+                Some(c) => c.sequence + 1,
+                None => 1,
+            };
+            let wanted = definition(chaincode, sequence);
+            for line in define(dir, spec, channel, &wanted, &chaincode.name, deadline).await? {
+                progress(&line);
+            }
+        }
+    }
+    Ok(())
+}
