@@ -237,3 +237,156 @@ impl Simulator {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_ledger::{EndorsementPolicies, LedgerConfig, SignatureCache, Validator};
+    use weft_msp::MspManagerConfig;
+    use weft_testkit::{Chain, TestNetwork};
+
+    const CC: &str = "cc";
+
+    /// A ledger whose block 0 wrote a=1, b=2, c=3, d=4 in `cc`.
+    fn ledger(dir: &std::path::Path) -> Arc<Ledger> {
+        let network = TestNetwork::generate();
+        let ledger = Ledger::open(dir, "mychannel", LedgerConfig::default())
+            .expect("open")
+            .0;
+        let writes = ["a", "b", "c", "d"]
+            .iter()
+            .enumerate()
+            .map(|(i, key)| KvWrite {
+                key: (*key).into(),
+                is_delete: false,
+                value: (i + 1).to_string().into_bytes(),
+            })
+            .collect();
+        let (_, envelope) = network.submitter("mychannel").transaction(
+            CC,
+            vec![NamespaceRwSet {
+                namespace: CC.into(),
+                rwset: KvrwSet {
+                    writes,
+                    ..Default::default()
+                },
+            }],
+        );
+        let mut policies = EndorsementPolicies::new();
+        policies.set(
+            CC,
+            weft_policy::SignaturePolicy::parse("OR('Org1MSP.peer')").expect("policy"),
+        );
+        let msp = network.msp_manager(MspManagerConfig::default());
+        let validator = Validator {
+            msp: &msp,
+            policies: &policies,
+            signatures: &SignatureCache::new(0),
+            threads: 1,
+        };
+        let outcome = ledger
+            .commit(Chain::default().block(vec![envelope]), &validator)
+            .expect("commit");
+        assert_eq!(
+            outcome.transactions[0].code,
+            weft_protos::peer::TxValidationCode::Valid
+        );
+        Arc::new(ledger)
+    }
+
+    #[test]
+    fn reads_see_committed_state_and_record_the_first_version() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut sim = Simulator::new(ledger(dir.path()));
+        sim.put_state(CC, "a", b"new".to_vec());
+        // Fabric: a transaction does not read its own writes.
+        assert_eq!(sim.get_state(CC, "a").expect("a"), b"1");
+        assert_eq!(sim.get_state(CC, "zz").expect("zz"), b"");
+        sim.del_state(CC, "b");
+        sim.put_state("other", "k", b"v".to_vec());
+        assert!(sim.has_writes());
+        let rwsets = sim.rwsets();
+        let namespaces: Vec<&str> = rwsets.iter().map(|n| n.namespace.as_str()).collect();
+        assert_eq!(namespaces, ["cc", "other"]);
+        let cc = &rwsets[0].rwset;
+        let reads: Vec<_> = cc
+            .reads
+            .iter()
+            .map(|r| (r.key.as_str(), r.version.map(|v| (v.block_num, v.tx_num))))
+            .collect();
+        assert_eq!(reads, [("a", Some((0, 0))), ("zz", None)]);
+        let writes: Vec<_> = cc
+            .writes
+            .iter()
+            .map(|w| (w.key.as_str(), w.is_delete, w.value.as_slice()))
+            .collect();
+        assert_eq!(writes, [("a", false, &b"new"[..]), ("b", true, &b""[..])]);
+    }
+
+    #[test]
+    fn range_reads_record_every_key_returned_page_by_page() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut sim = Simulator::new(ledger(dir.path()));
+        let page = Page {
+            size: 2,
+            bookmark: String::new(),
+        };
+        let (first, bookmark) = sim
+            .get_state_range(CC, "a", "", Some(&page))
+            .expect("page 1");
+        assert_eq!(
+            first.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(bookmark, "c");
+        let next = Page { size: 2, bookmark };
+        let (second, bookmark) = sim
+            .get_state_range(CC, "a", "", Some(&next))
+            .expect("page 2");
+        assert_eq!(
+            second.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["c", "d"]
+        );
+        assert!(bookmark.is_empty());
+        let ranges = &sim.rwsets()[0].rwset.range_queries_info;
+        assert_eq!(ranges.len(), 2);
+        assert_eq!(
+            (ranges[0].start_key.as_str(), ranges[0].itr_exhausted),
+            ("a", false)
+        );
+        assert_eq!(
+            (ranges[1].start_key.as_str(), ranges[1].itr_exhausted),
+            ("c", true)
+        );
+        let Some(ReadsInfo::RawReads(reads)) = &ranges[1].reads_info else {
+            panic!("raw reads expected");
+        };
+        let keys: Vec<&str> = reads.kv_reads.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["c", "d"]);
+        assert!(reads.kv_reads.iter().all(|r| r.version.is_some()));
+    }
+
+    #[test]
+    fn iterators_hand_out_pages_until_exhausted_or_closed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut sim = Simulator::new(ledger(dir.path()));
+        let results: Vec<Vec<u8>> = (0..PAGE * 2 + 1)
+            .map(|i| i.to_string().into_bytes())
+            .collect();
+        let (first, more, id) = sim.open_iterator(results.clone());
+        assert_eq!((first.len(), more), (PAGE, true));
+        let (second, more) = sim.next_page(&id).expect("second page");
+        assert_eq!((second.len(), more), (PAGE, true));
+        let (last, more) = sim.next_page(&id).expect("last page");
+        assert_eq!((last, more), (vec![results[PAGE * 2].clone()], false));
+        assert!(
+            sim.next_page(&id).is_none(),
+            "an exhausted iterator is gone"
+        );
+        let (_, more, other) = sim.open_iterator(results);
+        assert!(more && other != id);
+        sim.close_iterator(&other);
+        assert!(sim.next_page(&other).is_none());
+        assert!(!sim.has_writes());
+    }
+}
