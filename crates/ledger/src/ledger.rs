@@ -7,7 +7,7 @@
 //! savepoint is re-applied from the block store using its recorded codes, so
 //! a crash at any instant loses nothing and never half-applies a block.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
@@ -76,6 +76,8 @@ pub struct TxOutcome {
 pub struct CommitOutcome {
     pub number: u64,
     pub transactions: Vec<TxOutcome>,
+    /// The namespaces the block's valid transactions wrote.
+    pub written: BTreeSet<String>,
 }
 
 /// Where a transaction was committed.
@@ -345,6 +347,7 @@ impl Ledger {
         let mut updates = Updates::new(self);
         let mut outcomes = Vec::with_capacity(checked.len());
         let mut seen_in_block = HashSet::new();
+        let mut written = BTreeSet::new();
         for (tx_number, result) in checked.into_iter().enumerate() {
             let version = Version::new(number, tx_number as u64);
             let result = result.and_then(|checked| {
@@ -353,6 +356,18 @@ impl Ledger {
             });
             match result {
                 Ok(checked) => {
+                    if let Some(action) = &checked.transaction.action {
+                        written.extend(
+                            action
+                                .rwsets
+                                .iter()
+                                .filter(|ns| {
+                                    !ns.rwset.writes.is_empty()
+                                        || !ns.rwset.metadata_writes.is_empty()
+                                })
+                                .map(|ns| ns.namespace.clone()),
+                        );
+                    }
                     updates.apply(&checked.transaction, version)?;
                     updates.record_tx_id(
                         checked.transaction.tx_id(),
@@ -397,6 +412,7 @@ impl Ledger {
         Ok(CommitOutcome {
             number,
             transactions: outcomes,
+            written,
         })
     }
 

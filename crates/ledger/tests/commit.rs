@@ -379,9 +379,14 @@ fn org_owned_keys_need_their_organisation_and_no_other() {
             Code::EndorsementPolicyFailure
         ]
     );
+    // Only valid transactions' namespaces count as written.
+    let refused = f.tx(writes(&[("namespaces/basic", b"1")]));
+    assert!(f.commit(&ledger, vec![refused]).written.is_empty());
     f.submitter.endorsers.push(org2_peer);
     let shared = f.tx(writes(&[("namespaces/basic", b"1")]));
-    assert_eq!(f.codes(&ledger, vec![shared]), [Code::Valid]);
+    let outcome = f.commit(&ledger, vec![shared]);
+    assert_eq!(outcome.transactions[0].code, Code::Valid);
+    assert_eq!(outcome.written.iter().collect::<Vec<_>>(), [CHAINCODE]);
     assert!(
         ledger
             .get_state(CHAINCODE, "approvals/Org2MSP/basic")

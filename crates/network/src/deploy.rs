@@ -18,23 +18,25 @@ use crate::admin::{NodeAdmin, retry, user_files, user_msp};
 use crate::dir::NetworkDir;
 use crate::nodes::{Node, Role, nodes};
 
-/// A gateway to peer0 of organisation `msp_id`, as its admin.
-pub fn admin_gateway(
+/// A gateway to peer0 of organisation `org` (name or MSP ID), as `user`
+/// (`Admin`, `User1`).
+pub fn org_gateway(
     dir: &NetworkDir,
     spec: &NetworkSpec,
-    msp_id: &str,
+    org: &str,
+    user: &str,
 ) -> Result<(Node, Gateway), NetworkError> {
     let org = spec
-        .organization(msp_id)
-        .ok_or_else(|| NetworkError::Material(format!("no organisation {msp_id}")))?;
+        .organization(org)
+        .ok_or_else(|| NetworkError::Material(format!("no organisation {org}")))?;
     let peer = nodes(spec)
         .into_iter()
         .find(|n| matches!(n.role, Role::Peer { index: 0, .. }) && n.msp_id == org.msp_id)
-        .ok_or_else(|| NetworkError::Material(format!("{msp_id} has no peer")))?;
-    let (_, _, tls_ca) = user_files(dir, &org.domain, "Admin");
+        .ok_or_else(|| NetworkError::Material(format!("{} has no peer", org.msp_id)))?;
+    let (_, _, tls_ca) = user_files(dir, &org.domain, user);
     let identity =
-        weft_material::SigningIdentity::load(&user_msp(dir, &org.domain, "Admin"), &org.msp_id)
-            .map_err(|e| NetworkError::Material(format!("Admin@{}: {e}", org.domain)))?;
+        weft_material::SigningIdentity::load(&user_msp(dir, &org.domain, user), &org.msp_id)
+            .map_err(|e| NetworkError::Material(format!("{user}@{}: {e}", org.domain)))?;
     let gateway = Gateway::connect(&peer.address(), &tls_ca, identity)
         .map_err(|e| NetworkError::Material(e.to_string()))?;
     Ok((peer, gateway))
@@ -70,7 +72,7 @@ pub async fn define(
     let orgs = spec.channel_organizations(channel);
     let mut gateways = Vec::new();
     for org in &orgs {
-        gateways.push(admin_gateway(dir, spec, &org.msp_id)?);
+        gateways.push(org_gateway(dir, spec, &org.msp_id, "Admin")?);
     }
     let (_, first) = &gateways[0];
     let approvals = retry(deadline, || async {
@@ -154,8 +156,12 @@ pub async fn deploy(
     let deadline = Instant::now() + timeout;
     for chaincode in &spec.chaincodes {
         for channel in spec.chaincode_channels(chaincode) {
-            let (_, gateway) =
-                admin_gateway(dir, spec, &spec.channel_organizations(channel)[0].msp_id)?;
+            let (_, gateway) = org_gateway(
+                dir,
+                spec,
+                &spec.channel_organizations(channel)[0].msp_id,
+                "Admin",
+            )?;
             let failed = |source| NetworkError::Lifecycle {
                 chaincode: chaincode.name.clone(),
                 channel: channel.name.clone(),

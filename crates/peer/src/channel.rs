@@ -18,7 +18,7 @@ use weft_protos::orderer::deliver_response::Type as DeliverType;
 use weft_protos::orderer::seek_info::SeekBehavior;
 
 use crate::config::ChaincodeConfig;
-use crate::lifecycle::Definitions;
+use crate::lifecycle::{Definitions, LIFECYCLE};
 
 pub(crate) fn now_seconds() -> i64 {
     SystemTime::now()
@@ -34,7 +34,8 @@ pub struct PeerChannel {
     pub config: Arc<ChannelConfig>,
     /// The ledger height, updated after every commit.
     pub height: watch::Sender<u64>,
-    /// The committed chaincode definitions, re-read after every block.
+    /// The committed chaincode definitions, re-read after a block that
+    /// wrote `_lifecycle`.
     definitions: std::sync::RwLock<Arc<Definitions>>,
     /// This peer's organisation.
     msp_id: String,
@@ -176,16 +177,19 @@ impl PeerChannel {
                 .ledger
                 .commit(block, &validator)
                 .map_err(|e| e.to_string())?;
-            let refreshed = Definitions::read(
-                &channel.ledger,
-                &channel.msp_id,
-                &channel.config.application_orgs,
-            )
-            .map_err(|e| format!("block {}: chaincode definitions: {e}", outcome.number))?;
-            *channel
-                .definitions
-                .write()
-                .unwrap_or_else(|p| p.into_inner()) = Arc::new(refreshed);
+            // Definitions change only with a `_lifecycle` write.
+            if outcome.written.contains(LIFECYCLE) {
+                let refreshed = Definitions::read(
+                    &channel.ledger,
+                    &channel.msp_id,
+                    &channel.config.application_orgs,
+                )
+                .map_err(|e| format!("block {}: chaincode definitions: {e}", outcome.number))?;
+                *channel
+                    .definitions
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner()) = Arc::new(refreshed);
+            }
             channel.height.send_replace(outcome.number + 1);
             Ok(())
         })

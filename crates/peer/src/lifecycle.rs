@@ -441,14 +441,13 @@ fn run(
             let params = Params::of_readiness(&args);
             let mut result = CheckCommitReadinessResult::default();
             for org in call.orgs {
-                let differ = match approval(simulator, org, &args.name)? {
+                let (approved, differ) = match approval(simulator, org, &args.name)? {
                     Some(a) if a.sequence == args.sequence => {
-                        params.mismatches(&Params::of_approval(&a))
+                        let differ = params.mismatches(&Params::of_approval(&a));
+                        (differ.is_empty(), differ)
                     }
-                    _ => Vec::new(),
+                    _ => (false, Vec::new()),
                 };
-                let approved = approval(simulator, org, &args.name)?
-                    .is_some_and(|a| a.sequence == args.sequence && differ.is_empty());
                 result.approvals.insert(org.clone(), approved);
                 if !differ.is_empty() {
                     result

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use weft_network::admin::{self, user_files};
-use weft_network::nodes::{Role, nodes};
+use weft_network::admin;
+use weft_network::deploy::org_gateway;
+use weft_network::nodes::nodes;
 use weft_network::{NetworkDir, supervisor, up as plan};
 
 use crate::{ChaincodeCall, runtime, shutdown_signal};
@@ -289,18 +290,11 @@ pub fn chaincode(call: ChaincodeCall, submit: bool) -> anyhow::Result<()> {
             .map(|channels| channels[0].name.clone())
             .unwrap_or_else(|| spec.channels[0].name.clone()),
     };
-    let peer = nodes(&spec)
-        .into_iter()
-        .find(|n| matches!(n.role, Role::Peer { index: 0, .. }) && n.msp_id == org.msp_id)
-        .context("the organisation has no peer")?;
-    let (_, _, tls_ca) = user_files(&dir, &org.domain, &call.user);
-    let msp_dir = admin::user_msp(&dir, &org.domain, &call.user);
-    let identity = weft_material::SigningIdentity::load(&msp_dir, &org.msp_id)
-        .with_context(|| format!("loading {}@{}", call.user, org.domain))?;
     let mut args = vec![call.function.into_bytes()];
     args.extend(call.args.into_iter().map(String::into_bytes));
+    let msp_id = org.msp_id.clone();
     runtime()?.block_on(async move {
-        let gateway = weft_client::Gateway::connect(&peer.address(), &tls_ca, identity)?;
+        let (peer, gateway) = org_gateway(&dir, &spec, &msp_id, &call.user)?;
         let payload = if submit {
             let done = gateway.submit(&channel, &call.chaincode, &args).await?;
             eprintln!(
