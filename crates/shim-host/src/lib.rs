@@ -9,7 +9,8 @@
 //!   `/protos.Chaincode/Connect`.
 //!
 //! The message flow over either stream is `weft_shim::run`, the same one
-//! built-in contracts use in-process.
+//! built-in contracts use in-process. [`start`] picks the mode from the
+//! environment, so a chaincode binary's `main` is one line.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -156,4 +157,48 @@ pub async fn serve(
         .serve_with_shutdown(address, shutdown)
         .await
         .map_err(|e| format!("chaincode server on {address}: {e}"))
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// Runs `chaincode` until the peer closes the stream or a signal arrives,
+/// the way Fabric's shims decide: chaincode-as-a-service when
+/// `CHAINCODE_SERVER_ADDRESS` is set (as `CHAINCODE_ID`, with TLS when
+/// `CHAINCODE_TLS_CERT` and `CHAINCODE_TLS_KEY` name PEM files), otherwise
+/// classic mode from the `CORE_*` environment a peer's launcher sets.
+pub fn start(chaincode: Arc<dyn Chaincode>) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the runtime: {e}"))?;
+    let Ok(address) = std::env::var("CHAINCODE_SERVER_ADDRESS") else {
+        return runtime.block_on(run_classic(chaincode, None));
+    };
+    let address = address
+        .parse()
+        .map_err(|e| format!("CHAINCODE_SERVER_ADDRESS {address:?}: {e}"))?;
+    let id = env("CHAINCODE_ID")?;
+    let tls = match (
+        std::env::var_os("CHAINCODE_TLS_CERT"),
+        std::env::var_os("CHAINCODE_TLS_KEY"),
+    ) {
+        (Some(cert), Some(key)) => Some(ServerTls {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        (None, None) => None,
+        _ => return Err("set both CHAINCODE_TLS_CERT and CHAINCODE_TLS_KEY, or neither".into()),
+    };
+    runtime.block_on(serve(chaincode, id, address, tls, shutdown_signal()))
 }

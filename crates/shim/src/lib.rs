@@ -11,8 +11,14 @@
 //! Contracts are plain synchronous code: each transaction runs on a
 //! blocking thread, so many transactions proceed at once on one stream.
 
+pub mod contract;
+pub mod identity;
+pub mod mock;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+pub use identity::ClientIdentity;
 
 use prost::Message;
 use tokio::sync::mpsc;
@@ -36,6 +42,10 @@ pub enum ShimError {
     Closed,
     #[error("malformed message from the peer: {0}")]
     Malformed(String),
+    #[error("the client identity: {0}")]
+    Identity(String),
+    #[error("invalid key: {0}")]
+    InvalidKey(String),
     #[error("handshake: expected {expected}, got {got:?}")]
     Handshake { expected: &'static str, got: Type },
 }
@@ -122,6 +132,11 @@ impl Stub {
     /// The serialized `msp.SerializedIdentity` of the submitting client.
     pub fn creator(&self) -> &[u8] {
         &self.creator
+    }
+
+    /// The submitting client's identity (MSP id, id, attributes).
+    pub fn client_identity(&self) -> Result<ClientIdentity, ShimError> {
+        ClientIdentity::from_creator(&self.creator).map_err(ShimError::Identity)
     }
 
     /// Transient data passed with the proposal (never written to the ledger).
@@ -234,11 +249,34 @@ impl Stub {
     }
 
     /// Keys in `[start, end)` (empty `end`: to the end of the namespace).
+    /// Composite keys are not in any such range, as in Fabric: an empty
+    /// `start` begins after them.
     pub fn get_state_by_range(
         &mut self,
         start: &str,
         end: &str,
     ) -> Result<Vec<(String, Vec<u8>)>, ShimError> {
+        let start = if start.is_empty() {
+            SIMPLE_KEYS_START
+        } else {
+            start
+        };
+        self.range(start, end)
+    }
+
+    /// Every composite key of `object_type` whose attributes begin with
+    /// `attributes`, with its value.
+    pub fn get_state_by_partial_composite_key(
+        &mut self,
+        object_type: &str,
+        attributes: &[&str],
+    ) -> Result<Vec<(String, Vec<u8>)>, ShimError> {
+        let start = create_composite_key(object_type, attributes)?;
+        let end = format!("{start}{MAX_UNICODE_RUNE}");
+        self.range(&start, &end)
+    }
+
+    fn range(&mut self, start: &str, end: &str) -> Result<Vec<(String, Vec<u8>)>, ShimError> {
         let first = self.call(
             Type::GetStateByRange,
             GetStateByRange {
@@ -307,6 +345,42 @@ impl Stub {
         Response::decode(message.payload.as_slice())
             .map_err(|e| ShimError::Malformed(e.to_string()))
     }
+}
+
+const COMPOSITE_KEY_NAMESPACE: char = '\u{0}';
+const MAX_UNICODE_RUNE: char = '\u{10FFFF}';
+/// Where a range with an empty start key begins: after every composite key.
+const SIMPLE_KEYS_START: &str = "\u{1}";
+
+/// Fabric's composite key: `\0type\0attr1\0attr2\0...`.
+pub fn create_composite_key(object_type: &str, attributes: &[&str]) -> Result<String, ShimError> {
+    let mut key = String::from(COMPOSITE_KEY_NAMESPACE);
+    for part in std::iter::once(&object_type).chain(attributes) {
+        if part.contains([COMPOSITE_KEY_NAMESPACE, MAX_UNICODE_RUNE]) {
+            return Err(ShimError::InvalidKey(format!(
+                "{part:?} contains U+0000 or U+10FFFF, which composite keys cannot hold"
+            )));
+        }
+        key.push_str(part);
+        key.push(COMPOSITE_KEY_NAMESPACE);
+    }
+    Ok(key)
+}
+
+/// The object type and attributes of a composite key; None for a simple key.
+pub fn split_composite_key(key: &str) -> Option<(String, Vec<String>)> {
+    let rest = key.strip_prefix(COMPOSITE_KEY_NAMESPACE)?;
+    let mut parts: Vec<String> = rest
+        .split(COMPOSITE_KEY_NAMESPACE)
+        .map(str::to_owned)
+        .collect();
+    // The key ends with the separator, leaving an empty last part.
+    parts.pop();
+    if parts.is_empty() {
+        return None;
+    }
+    let object_type = parts.remove(0);
+    Some((object_type, parts))
 }
 
 type Routes = Arc<Mutex<HashMap<(String, String), mpsc::Sender<ChaincodeMessage>>>>;

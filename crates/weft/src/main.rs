@@ -418,7 +418,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         id,
                         address,
                         tls,
-                        shutdown_signal(),
+                        weft_shim_host::shutdown_signal(),
                     ))
                     .map_err(anyhow::Error::msg)
             }
@@ -449,18 +449,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return std::future::pending().await,
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-}
-
 fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
     let OrdererCommand::Start { config } = command;
     let config = weft_orderer::OrdererConfig::load(&config).map_err(anyhow::Error::msg)?;
@@ -473,7 +461,7 @@ fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
             "orderer listening on {address} (channels: {})",
             node.channels().len()
         );
-        weft_orderer::serve(node, shutdown_signal())
+        weft_orderer::serve(node, weft_shim_host::shutdown_signal())
             .await
             .map_err(anyhow::Error::msg)
     })
@@ -549,9 +537,12 @@ fn peer(command: PeerCommand) -> anyhow::Result<()> {
                     "peer listening on {address} (channels: {})",
                     node.channels().len()
                 );
-                let result = weft_peer::serve(std::sync::Arc::clone(&node), shutdown_signal())
-                    .await
-                    .map_err(anyhow::Error::msg);
+                let result = weft_peer::serve(
+                    std::sync::Arc::clone(&node),
+                    weft_shim_host::shutdown_signal(),
+                )
+                .await
+                .map_err(anyhow::Error::msg);
                 node.shutdown();
                 result
             })

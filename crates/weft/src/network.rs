@@ -13,7 +13,9 @@ use weft_network::deploy::org_gateway;
 use weft_network::nodes::nodes;
 use weft_network::{NetworkDir, supervisor, up as plan};
 
-use crate::{ChaincodeCall, runtime, shutdown_signal};
+use weft_shim_host::shutdown_signal;
+
+use crate::{ChaincodeCall, runtime};
 
 fn weft_exe() -> anyhow::Result<std::path::PathBuf> {
     std::env::current_exe().context("locating the weft executable")

@@ -11,7 +11,7 @@ use weft_shim::Chaincode;
 /// Every built-in chaincode by name.
 pub fn builtins() -> HashMap<String, Arc<dyn Chaincode>> {
     let mut builtins: HashMap<String, Arc<dyn Chaincode>> = HashMap::new();
-    builtins.insert("basic".into(), Arc::new(basic::AssetTransfer));
+    builtins.insert("basic".into(), Arc::new(basic::contract()));
     builtins
 }
 
