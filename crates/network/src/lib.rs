@@ -42,6 +42,9 @@ pub enum NetworkError {
     },
     #[error(transparent)]
     Spec(#[from] weft_spec::SpecError),
+    /// An operation refused as asked (a channel that exists, say).
+    #[error("{0}")]
+    Refused(String),
     #[error("{0}")]
     Material(String),
     #[error("{0}")]

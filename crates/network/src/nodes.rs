@@ -157,12 +157,25 @@ pub fn config_text(spec: &NetworkSpec, node: &Node, dir: &NetworkDir, base: &Pat
                 quote(&other.address())
             ));
         }
+        // Installed: the chaincodes of the channels this peer's org is in,
+        // so deploying on one org's channel restarts no other org's peers.
+        let installed: Vec<&ChaincodeSpec> = spec
+            .chaincodes
+            .iter()
+            .filter(|chaincode| {
+                spec.chaincode_channels(chaincode).iter().any(|channel| {
+                    spec.channel_organizations(channel)
+                        .iter()
+                        .any(|org| org.msp_id == node.msp_id)
+                })
+            })
+            .collect();
         text.push_str("chaincodes:");
-        if spec.chaincodes.is_empty() {
+        if installed.is_empty() {
             text.push_str(" []");
         }
         text.push('\n');
-        for chaincode in &spec.chaincodes {
+        for chaincode in installed {
             text.push_str(&chaincode_text(chaincode, base));
         }
     }

@@ -38,23 +38,88 @@ pub fn choose_spec(
     let spec = NetworkSpec::from_yaml(&text, &path.display().to_string())?;
     check_builtins(&spec, builtins, &path.display().to_string())?;
     let base = absolute(path.parent().unwrap_or(Path::new(".")));
-    let without_chaincodes = |spec: &NetworkSpec| NetworkSpec {
-        chaincodes: Vec::new(),
-        ..spec.clone()
-    };
-    if let Some((existing, _)) = stored
-        && without_chaincodes(&existing) != without_chaincodes(&spec)
-    {
-        return Err(NetworkError::Spec(SpecError {
-            file: path.display().to_string(),
-            location: "document".into(),
+    if let Some((existing, _)) = stored {
+        check_change(dir, &existing, &spec, &path.display().to_string())?;
+    }
+    dir.store_spec(&text, &base)?;
+    Ok((spec, base))
+}
+
+/// What a running network accepts from a new spec: other chaincodes and
+/// more channels. Organisations, the ordering service and the existing
+/// channels stay as they are (changing them needs channel config updates,
+/// which weft does not make yet).
+fn check_change(
+    dir: &NetworkDir,
+    existing: &NetworkSpec,
+    new: &NetworkSpec,
+    file: &str,
+) -> Result<(), NetworkError> {
+    let refuse = |location: String, what: String| {
+        NetworkError::Spec(SpecError {
+            file: file.to_owned(),
+            location,
             message: format!(
-                "differs from the spec the network in {} was created from ({}); weft up can change an existing network's chaincodes but not yet its organisations, orderers or channels: use another --dir, or `weft down --purge` first",
+                "{what} in the network in {} ({}); a running network takes new chaincodes and new channels, but not yet changes to its organisations, orderers or existing channels: use another --dir, or `weft down --purge` first",
                 dir.root().display(),
                 dir.spec_file().display()
             ),
-        }));
+        })
+    };
+    if new.name != existing.name {
+        return Err(refuse(
+            "name".into(),
+            format!("the network is named {:?}", existing.name),
+        ));
     }
+    if new.organizations != existing.organizations {
+        return Err(refuse(
+            "organizations".into(),
+            "differs from the organisations".into(),
+        ));
+    }
+    if new.orderers != existing.orderers {
+        return Err(refuse(
+            "orderers".into(),
+            "differs from the ordering service".into(),
+        ));
+    }
+    for (i, channel) in existing.channels.iter().enumerate() {
+        match new.channels.get(i) {
+            Some(same) if same == channel => {}
+            Some(_) => {
+                return Err(refuse(
+                    format!("channels[{i}]"),
+                    format!("differs from channel {:?} (channels[{i}])", channel.name),
+                ));
+            }
+            None => {
+                return Err(refuse(
+                    "channels".into(),
+                    format!("lacks channel {:?}, which exists", channel.name),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Changes the stored spec of an existing network with `edit` (what `weft
+/// channel create` and `weft chaincode deploy` do), validates the result as
+/// `weft up` would a file, stores it and returns it with its base directory.
+pub fn amend_spec(
+    dir: &NetworkDir,
+    builtins: &[String],
+    edit: impl FnOnce(&mut NetworkSpec) -> Result<(), String>,
+) -> Result<(NetworkSpec, PathBuf), NetworkError> {
+    let (existing, base) = dir.load_spec()?;
+    let mut spec = existing.clone();
+    edit(&mut spec).map_err(NetworkError::Refused)?;
+    let file = dir.spec_file().display().to_string();
+    let text = spec.to_yaml();
+    let spec = NetworkSpec::from_yaml(&text, &file)?;
+    check_builtins(&spec, builtins, &file)?;
+    check_change(dir, &existing, &spec, &file)?;
     dir.store_spec(&text, &base)?;
     Ok((spec, base))
 }

@@ -587,10 +587,43 @@ impl Admin for Services {
     }
 }
 
+/// How long open streams (Deliver, chaincode, events) may take to finish
+/// once a server is told to stop; then they are cut.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the server that `serve` builds around a shutdown future: once
+/// `shutdown` resolves, open streams get [`SHUTDOWN_GRACE`] to finish
+/// before the server is dropped. tonic's graceful stop alone waits for
+/// every stream, and long-lived ones (a peer's Deliver from this orderer, a
+/// chaincode's stream to its peer) never end by themselves.
+pub async fn with_grace<E, F>(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    serve: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
+) -> Result<(), E>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    let (signalled, stopping) = tokio::sync::oneshot::channel::<()>();
+    let server = serve(Box::pin(async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    }));
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        () = async {
+            match stopping.await {
+                Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+                Err(_) => std::future::pending().await,
+            }
+        } => Ok(()),
+    }
+}
+
 /// Serves every service on the node's listen address until `shutdown` resolves.
 pub async fn serve(
     orderer: Arc<Orderer>,
-    shutdown: impl std::future::Future<Output = ()> + Send,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let address: SocketAddr = orderer
         .config
@@ -600,9 +633,22 @@ pub async fn serve(
     let services = Services {
         orderer: Arc::clone(&orderer),
     };
-    tonic::transport::Server::builder()
+    let builder = tonic::transport::Server::builder()
         .tls_config(orderer.tls.server_config())
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    with_grace(shutdown, |shutdown| {
+        serve_on(builder, services, address, shutdown)
+    })
+    .await
+}
+
+async fn serve_on(
+    builder: tonic::transport::Server,
+    services: Services,
+    address: SocketAddr,
+    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) -> Result<(), String> {
+    builder
         .tcp_nodelay(true)
         // Followers forward many envelopes at once over one connection.
         .max_concurrent_streams(4096)

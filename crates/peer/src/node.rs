@@ -338,7 +338,7 @@ impl Admin for Services {
 /// Serves every peer service on the listen address until `shutdown` resolves.
 pub async fn serve(
     peer: Arc<Peer>,
-    shutdown: impl std::future::Future<Output = ()> + Send,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let address: SocketAddr = peer
         .config
@@ -348,10 +348,24 @@ pub async fn serve(
     let services = Services {
         peer: Arc::clone(&peer),
     };
-    let max = crate::MAX_GRPC_MESSAGE;
-    tonic::transport::Server::builder()
+    let builder = tonic::transport::Server::builder()
         .tls_config(peer.tls.server_config())
-        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    weft_orderer::service::with_grace(shutdown, |shutdown| {
+        serve_on(builder, peer, services, address, shutdown)
+    })
+    .await
+}
+
+async fn serve_on(
+    builder: tonic::transport::Server,
+    peer: Arc<Peer>,
+    services: Services,
+    address: SocketAddr,
+    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+) -> Result<(), String> {
+    let max = crate::MAX_GRPC_MESSAGE;
+    builder
         .tcp_nodelay(true)
         .concurrency_limit_per_connection(peer.config.limits.concurrent_requests)
         .max_concurrent_streams(

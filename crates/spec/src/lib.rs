@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The spec used when none is given.
 pub const DEFAULT_SPEC_YAML: &str = include_str!("default-network.yaml");
@@ -26,7 +26,7 @@ pub const USERS_PER_ORGANIZATION_MAX: u32 = 1000;
 pub const ORDERER_NODES_MAX: u32 = 9;
 
 /// A network spec that parsed and passed validation.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NetworkSpec {
     /// A name for the network, used in generated files.
@@ -44,38 +44,38 @@ pub struct NetworkSpec {
 }
 
 /// A channel and its member organisations.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChannelSpec {
     /// Fabric's channel name rules: lower case, digits, `.` and `-`.
     pub name: String,
     /// Organisations by name or MSP ID; every organisation when omitted.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub organizations: Option<Vec<String>>,
 }
 
 /// A chaincode: its definition and how its code runs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChaincodeSpec {
     pub name: String,
     #[serde(default = "default_version")]
     pub version: String,
     /// Channels it is deployed on; every channel when omitted.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channels: Option<Vec<String>>,
     /// A signature policy such as `AND('Org1MSP.peer','Org2MSP.peer')`; when
     /// omitted, a majority of the channel's organisations (Fabric's default).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endorsement_policy: Option<String>,
     /// CouchDB-style JSON index files, relative to the spec file.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<String>,
     pub launcher: LauncherSpec,
 }
 
 /// How a chaincode's code runs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub enum LauncherSpec {
     /// A contract linked into the `weft` binary (`basic`).
@@ -86,22 +86,22 @@ pub enum LauncherSpec {
     Process {
         command: Vec<String>,
         /// Working directory, relative to the spec file.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         dir: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         env: BTreeMap<String, String>,
     },
     /// Chaincode-as-a-service listening at `address`; the peers dial it.
     #[serde(rename_all = "camelCase")]
     External {
         address: String,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         tls_root_ca: Option<String>,
     },
 }
 
 /// A peer organisation.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrganizationSpec {
     /// Short name (`Org1`).
@@ -117,12 +117,12 @@ pub struct OrganizationSpec {
     #[serde(default = "one")]
     pub users: u32,
     /// Listen port of each peer, in order; see the module docs for the default.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<u16>>,
 }
 
 /// The ordering service.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrdererSpec {
     pub organization: OrdererOrganizationSpec,
@@ -130,7 +130,7 @@ pub struct OrdererSpec {
     #[serde(default = "three")]
     pub nodes: u32,
     /// Listen port of each node, in order; see the module docs for the default.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<u16>>,
     /// How long the orderer waits for more transactions before cutting a
     /// block (a Go duration: `250ms`, `2s`).
@@ -141,7 +141,7 @@ pub struct OrdererSpec {
 }
 
 /// Fabric's `BatchSize`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct BatchSizeSpec {
     pub max_message_count: u32,
@@ -160,7 +160,7 @@ impl Default for BatchSizeSpec {
 }
 
 /// The organisation that runs the ordering service.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrdererOrganizationSpec {
     pub name: String,
@@ -210,6 +210,11 @@ impl NetworkSpec {
     pub fn default_network() -> Self {
         Self::from_yaml(DEFAULT_SPEC_YAML, "<default spec>")
             .expect("the built-in default spec is valid")
+    }
+
+    /// The spec as YAML that [`NetworkSpec::from_yaml`] reads back equal.
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self).expect("a spec serializes: plain data, string keys")
     }
 
     /// Parses and validates a spec. `file` names the source in error messages.
@@ -726,6 +731,21 @@ mod tests {
         );
         assert_eq!(spec.orderers.organization.msp_id, "OrdererMSP");
         assert_eq!(spec.orderers.nodes, 3);
+    }
+
+    #[test]
+    fn to_yaml_reads_back_equal() {
+        let full = format!(
+            "name: n\norganizations:\n  - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, peers: 2, ports: [7051, 7151]}}\n  - {{name: Org2, mspId: Org2MSP, domain: org2.example.com}}\n{ORDERERS}channels:\n  - {{name: a}}\n  - {{name: b, organizations: [Org1]}}\nchaincodes:\n  - name: p\n    channels: [b]\n    endorsementPolicy: \"OR('Org1MSP.peer')\"\n    indexes: [i.json]\n    launcher: {{process: {{command: [node, '{{peer_address}}'], dir: cc, env: {{K: 'v: 1'}}}}}}\n  - name: e\n    launcher: {{external: {{address: '127.0.0.1:9999', tlsRootCa: ca.pem}}}}\n  - {{name: b2, version: '2.0', launcher: {{builtin: basic}}}}\n"
+        );
+        for spec in [
+            NetworkSpec::default_network(),
+            NetworkSpec::from_yaml(&full, "full.yaml").expect("full spec"),
+        ] {
+            let yaml = spec.to_yaml();
+            let again = NetworkSpec::from_yaml(&yaml, "again.yaml").expect(&yaml);
+            assert_eq!(again, spec, "{yaml}");
+        }
     }
 
     fn error(yaml: &str) -> SpecError {

@@ -137,6 +137,10 @@ enum ChaincodeCommand {
     Invoke(ChaincodeCall),
     /// Evaluate a transaction on one peer (nothing is ordered) and print its result.
     Query(ChaincodeCall),
+    /// Deploy a chaincode on a network made by `weft up` (or change one):
+    /// the peers of its channels' organisations install it, every member
+    /// organisation approves the definition, then it is committed.
+    Deploy(DeployArgs),
     /// Run a built-in chaincode as its own process in classic mode: it dials
     /// the peer named by Fabric's CORE_* environment (what a peer's process
     /// launcher sets; set it yourself for dev mode).
@@ -165,6 +169,46 @@ enum ChaincodeCommand {
         #[arg(long = "tls-key", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct DeployArgs {
+    /// The chaincode name.
+    name: String,
+    /// Run a contract linked into weft (`basic`).
+    #[arg(long, group = "launcher", value_name = "NAME")]
+    builtin: Option<String>,
+    /// Address of a chaincode-as-a-service the peers dial (host:port).
+    #[arg(long, group = "launcher", value_name = "HOST:PORT")]
+    address: Option<String>,
+    /// TLS root CA (PEM) of the chaincode service at --address.
+    #[arg(long = "tls-root-ca", requires = "address")]
+    tls_root_ca: Option<PathBuf>,
+    /// Working directory of the --command process.
+    #[arg(long, requires = "command")]
+    workdir: Option<PathBuf>,
+    /// The definition's version.
+    #[arg(short = 'v', long, default_value = "1.0")]
+    version: String,
+    /// A channel to deploy on, once per channel; every channel when omitted.
+    #[arg(short = 'C', long = "channelID")]
+    channels: Vec<String>,
+    /// The endorsement policy (`AND('Org1MSP.peer','Org2MSP.peer')`); a
+    /// majority of the channel's organisations when omitted.
+    #[arg(long = "signature-policy")]
+    signature_policy: Option<String>,
+    /// A CouchDB-style index file (JSON), once per index.
+    #[arg(long = "index")]
+    indexes: Vec<PathBuf>,
+    #[command(flatten)]
+    dir: NetworkDirArg,
+    /// Give up waiting for the network after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout: u64,
+    /// A command each peer starts (classic mode), after `--`;
+    /// `{peer_address}` and `{chaincode_id}` in it are filled in.
+    #[arg(last = true, group = "launcher", value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -249,29 +293,61 @@ enum PeerChannelCommand {
 
 #[derive(Subcommand)]
 enum ChannelCommand {
+    /// Create a channel on a network made by `weft up`: its genesis block,
+    /// the orderers and the member organisations' peers joined, and the
+    /// chaincodes meant for every channel deployed on it.
+    Create {
+        /// The channel name (lower case, digits, `.` and `-`).
+        name: String,
+        /// A member organisation (name or MSP ID), once per organisation;
+        /// every organisation when omitted.
+        #[arg(long = "org")]
+        organizations: Vec<String>,
+        #[command(flatten)]
+        dir: NetworkDirArg,
+        /// Give up waiting for the network after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Join peers of a network made by `weft up` to one of its channels,
+    /// from its genesis block (they catch up from the orderers). Peers
+    /// already joined are left alone.
+    Join {
+        /// The channel.
+        name: String,
+        /// A peer (`peer1.org1.example.com`), once per peer; every peer of
+        /// the channel's organisations when omitted.
+        #[arg(long = "peer")]
+        peers: Vec<String>,
+        #[command(flatten)]
+        dir: NetworkDirArg,
+    },
     /// Write a channel's genesis block (the default network's Org1MSP and
     /// Org2MSP, orderer org OrdererMSP, Raft consenters) for `weft osnadmin
     /// channel join`.
-    Genesis {
-        #[arg(long = "channelID", default_value = "mychannel")]
-        channel_id: String,
-        /// The `organizations/` directory written by `weft cryptogen`.
-        #[arg(long, default_value = "organizations")]
-        organizations: PathBuf,
-        /// A consenter `host:port`, once per Raft node, in orderer order
-        /// (orderer.example.com, orderer2.example.com, ...).
-        #[arg(long = "consenter", required = true)]
-        consenters: Vec<String>,
-        /// BatchTimeout (Go duration).
-        #[arg(long, default_value = "2s")]
-        batch_timeout: String,
-        /// BatchSize.MaxMessageCount.
-        #[arg(long, default_value_t = 10)]
-        max_message_count: u32,
-        /// Where to write the block.
-        #[arg(long = "outputBlock")]
-        output_block: PathBuf,
-    },
+    Genesis(GenesisArgs),
+}
+
+#[derive(clap::Args)]
+struct GenesisArgs {
+    #[arg(long = "channelID", default_value = "mychannel")]
+    channel_id: String,
+    /// The `organizations/` directory written by `weft cryptogen`.
+    #[arg(long, default_value = "organizations")]
+    organizations: PathBuf,
+    /// A consenter `host:port`, once per Raft node, in orderer order
+    /// (orderer.example.com, orderer2.example.com, ...).
+    #[arg(long = "consenter", required = true)]
+    consenters: Vec<String>,
+    /// BatchTimeout (Go duration).
+    #[arg(long, default_value = "2s")]
+    batch_timeout: String,
+    /// BatchSize.MaxMessageCount.
+    #[arg(long, default_value_t = 10)]
+    max_message_count: u32,
+    /// Where to write the block.
+    #[arg(long = "outputBlock")]
+    output_block: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -346,6 +422,32 @@ fn load_spec(path: Option<&PathBuf>) -> anyhow::Result<NetworkSpec> {
     }
 }
 
+fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    let launcher = match (args.builtin, args.address) {
+        (Some(name), None) if args.command.is_empty() => network::DeployLauncher::Builtin(name),
+        (None, Some(address)) if args.command.is_empty() => network::DeployLauncher::External {
+            address,
+            tls_root_ca: args.tls_root_ca,
+        },
+        (None, None) if !args.command.is_empty() => network::DeployLauncher::Process {
+            command: args.command,
+            dir: args.workdir,
+        },
+        _ => anyhow::bail!(
+            "say how the chaincode runs: --builtin <name>, --address <host:port>, or -- <command...>"
+        ),
+    };
+    let deployment = network::Deployment {
+        name: args.name,
+        version: args.version,
+        channels: args.channels,
+        endorsement_policy: args.signature_policy,
+        indexes: args.indexes,
+        launcher,
+    };
+    network::chaincode_deploy(args.dir.open(), deployment, args.timeout)
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Cryptogen {
@@ -394,6 +496,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chaincode { command } => match command {
             ChaincodeCommand::Invoke(call) => network::chaincode(call, true),
             ChaincodeCommand::Query(call) => network::chaincode(call, false),
+            ChaincodeCommand::Deploy(args) => deploy(args),
             ChaincodeCommand::Run { name, peer_address } => {
                 let chaincode = builtin::named(&name)?;
                 runtime()?
@@ -468,14 +571,25 @@ fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
 }
 
 fn channel(command: ChannelCommand) -> anyhow::Result<()> {
-    let ChannelCommand::Genesis {
+    let GenesisArgs {
         channel_id,
         organizations,
         consenters,
         batch_timeout,
         max_message_count,
         output_block,
-    } = command;
+    } = match command {
+        ChannelCommand::Create {
+            name,
+            organizations,
+            dir,
+            timeout,
+        } => return network::channel_create(dir.open(), &name, organizations, timeout),
+        ChannelCommand::Join { name, peers, dir } => {
+            return network::channel_join(dir.open(), &name, peers);
+        }
+        ChannelCommand::Genesis(args) => args,
+    };
     let consenters = consenters
         .iter()
         .enumerate()

@@ -33,15 +33,32 @@ pub fn up(
     foreground: bool,
     timeout: u64,
 ) -> anyhow::Result<()> {
+    let (spec, base) = plan::choose_spec(&dir, spec, &builtin_names())?;
+    bring_up(dir, &spec, &base, foreground, timeout, true)
+}
+
+fn builtin_names() -> Vec<String> {
+    crate::builtin::builtins().into_keys().collect()
+}
+
+/// What `weft up` does once it has its spec, and what `weft channel create`
+/// and `weft chaincode deploy` do after changing the stored one: write what
+/// is missing, (re)start what is down or changed, join, deploy.
+fn bring_up(
+    dir: NetworkDir,
+    spec: &weft_spec::NetworkSpec,
+    base: &Path,
+    foreground: bool,
+    timeout: u64,
+    print_summary: bool,
+) -> anyhow::Result<()> {
     let mut step = stepper();
-    let builtins: Vec<String> = crate::builtin::builtins().into_keys().collect();
-    let (spec, base) = plan::choose_spec(&dir, spec, &builtins)?;
     step(&format!(
         "network {:?} in {}",
         spec.name,
         dir.root().display()
     ));
-    let changed = weft_network::prepare::prepare(&dir, &spec, &base, &mut step)?;
+    let changed = weft_network::prepare::prepare(&dir, spec, base, &mut step)?;
     let weft = weft_exe()?;
     let stop = Arc::new(AtomicBool::new(false));
     let attached = if foreground {
@@ -73,8 +90,8 @@ pub fn up(
     let runtime = runtime()?;
     let converged = runtime.block_on(async {
         let timeout = Duration::from_secs(timeout);
-        admin::converge(&dir, &spec, timeout, &mut step).await?;
-        weft_network::deploy::deploy(&dir, &spec, timeout, &mut step).await
+        admin::converge(&dir, spec, timeout, &mut step).await?;
+        weft_network::deploy::deploy(&dir, spec, timeout, &mut step).await
     });
     if let Err(error) = converged {
         if let Some(thread) = attached {
@@ -86,7 +103,9 @@ pub fn up(
         );
     }
     step("ready");
-    print!("\n{}", plan::summary(&dir, &spec));
+    if print_summary {
+        print!("\n{}", plan::summary(&dir, spec));
+    }
     let Some(thread) = attached else {
         return Ok(());
     };
@@ -98,6 +117,201 @@ pub fn up(
         Err(_) => anyhow::bail!("the supervisor thread panicked"),
     }
     let _ = std::fs::remove_file(dir.supervisor_pid());
+    Ok(())
+}
+
+/// `weft channel create`: adds a channel to the network's spec and brings
+/// the network to it (genesis block, orderers and member peers joined,
+/// chaincodes meant for every channel deployed on it).
+pub fn channel_create(
+    dir: NetworkDir,
+    name: &str,
+    organizations: Vec<String>,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let (spec, base) = plan::amend_spec(&dir, &builtin_names(), |spec| {
+        if spec.channels.iter().any(|c| c.name == name) {
+            return Err(format!("channel {name} already exists in this network"));
+        }
+        spec.channels.push(weft_spec::ChannelSpec {
+            name: name.to_owned(),
+            organizations: (!organizations.is_empty()).then_some(organizations),
+        });
+        Ok(())
+    })?;
+    bring_up(dir, &spec, &base, false, timeout, false)?;
+    println!("channel {name} created");
+    Ok(())
+}
+
+/// `weft channel join`: joins peers of the network to one of its channels
+/// from the channel's genesis block (they catch up from the orderers);
+/// peers already joined are left alone.
+pub fn channel_join(dir: NetworkDir, name: &str, peers: Vec<String>) -> anyhow::Result<()> {
+    let (spec, _) = dir.load_spec()?;
+    let channel = spec
+        .channels
+        .iter()
+        .find(|c| c.name == name)
+        .with_context(|| {
+            let known: Vec<&str> = spec.channels.iter().map(|c| c.name.as_str()).collect();
+            format!(
+                "no channel {name} in this network (channels: {}); `weft channel create {name}` makes one",
+                known.join(", ")
+            )
+        })?;
+    let members: Vec<String> = spec
+        .channel_organizations(channel)
+        .iter()
+        .map(|o| o.msp_id.clone())
+        .collect();
+    let all_peers: Vec<_> = nodes(&spec)
+        .into_iter()
+        .filter(|n| matches!(n.role, weft_network::nodes::Role::Peer { .. }))
+        .collect();
+    let chosen = if peers.is_empty() {
+        all_peers
+            .into_iter()
+            .filter(|n| members.contains(&n.msp_id))
+            .collect::<Vec<_>>()
+    } else {
+        let mut chosen = Vec::new();
+        for wanted in &peers {
+            let peer = all_peers
+                .iter()
+                .find(|n| &n.name == wanted)
+                .with_context(|| {
+                    let known: Vec<&str> = all_peers.iter().map(|n| n.name.as_str()).collect();
+                    format!(
+                        "no peer {wanted} in this network (peers: {})",
+                        known.join(", ")
+                    )
+                })?;
+            anyhow::ensure!(
+                members.contains(&peer.msp_id),
+                "{wanted} belongs to {}, which is not a member of channel {name} (members: {}); adding an organisation to an existing channel needs a channel config update, which weft does not make yet",
+                peer.msp_id,
+                members.join(", ")
+            );
+            chosen.push(peer.clone());
+        }
+        chosen
+    };
+    let block = dir.block(name);
+    runtime()?.block_on(async {
+        for peer in &chosen {
+            let admin = admin::NodeAdmin::new(&dir, peer)?;
+            let joined = admin.channels().await?;
+            if let Some(info) = joined.iter().find(|c| c.name == name) {
+                println!(
+                    "{}: already joined {name} (height {})",
+                    peer.name, info.height
+                );
+                continue;
+            }
+            let info = admin.join(&block).await?;
+            println!("{}: joined {name} (height {})", peer.name, info.height);
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+/// How `weft chaincode deploy` runs the chaincode's code.
+pub enum DeployLauncher {
+    Builtin(String),
+    Process {
+        command: Vec<String>,
+        dir: Option<std::path::PathBuf>,
+    },
+    External {
+        address: String,
+        tls_root_ca: Option<std::path::PathBuf>,
+    },
+}
+
+/// What `weft chaincode deploy` is asked for.
+pub struct Deployment {
+    pub name: String,
+    pub version: String,
+    pub channels: Vec<String>,
+    pub endorsement_policy: Option<String>,
+    pub indexes: Vec<std::path::PathBuf>,
+    pub launcher: DeployLauncher,
+}
+
+/// `weft chaincode deploy`: adds (or changes) a chaincode in the network's
+/// spec, installs it on the peers of its channels' organisations (their
+/// configs change and they restart) and defines it through the lifecycle:
+/// every member org approves, then the definition is committed, at the next
+/// sequence when it changed.
+pub fn chaincode_deploy(
+    dir: NetworkDir,
+    deployment: Deployment,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    // Paths given on the command line are relative to where it runs; the
+    // spec's are relative to its base, so store them absolute.
+    let path = |p: &Path| weft_network::dir::absolute(p).display().to_string();
+    let launcher = match &deployment.launcher {
+        DeployLauncher::Builtin(name) => weft_spec::LauncherSpec::Builtin(name.clone()),
+        DeployLauncher::Process { command, dir } => weft_spec::LauncherSpec::Process {
+            command: command.clone(),
+            dir: dir.as_deref().map(path),
+            env: Default::default(),
+        },
+        DeployLauncher::External {
+            address,
+            tls_root_ca,
+        } => weft_spec::LauncherSpec::External {
+            address: address.clone(),
+            tls_root_ca: tls_root_ca.as_deref().map(path),
+        },
+    };
+    let chaincode = weft_spec::ChaincodeSpec {
+        name: deployment.name.clone(),
+        version: deployment.version.clone(),
+        channels: (!deployment.channels.is_empty()).then(|| deployment.channels.clone()),
+        endorsement_policy: deployment.endorsement_policy.clone(),
+        indexes: deployment.indexes.iter().map(|p| path(p)).collect(),
+        launcher,
+    };
+    let mut action = "deployed";
+    let (spec, base) = plan::amend_spec(&dir, &builtin_names(), |spec| {
+        match spec
+            .chaincodes
+            .iter_mut()
+            .find(|c| c.name == chaincode.name)
+        {
+            Some(existing) => {
+                action = if *existing == chaincode {
+                    "unchanged"
+                } else {
+                    "upgraded"
+                };
+                *existing = chaincode.clone();
+            }
+            None => spec.chaincodes.push(chaincode.clone()),
+        }
+        Ok(())
+    })?;
+    bring_up(dir, &spec, &base, false, timeout, false)?;
+    let channels: Vec<String> = spec
+        .chaincodes
+        .iter()
+        .find(|c| c.name == deployment.name)
+        .map(|c| {
+            spec.chaincode_channels(c)
+                .iter()
+                .map(|ch| ch.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "chaincode {} {action} (version {}) on {}",
+        deployment.name,
+        deployment.version,
+        channels.join(", ")
+    );
     Ok(())
 }
 

@@ -30,10 +30,13 @@ impl Net {
     }
 
     fn weft(&self, args: &[&str]) -> Output {
+        // `--dir` goes before a `--`, after which all is a chaincode command.
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
         Command::new(WEFT)
-            .args(args)
+            .args(&args[..split])
             .arg("--dir")
             .arg(self.path())
+            .args(&args[split..])
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .output()
@@ -332,10 +335,11 @@ fn up_invoke_status_kill_down_up_keeps_the_ledger() {
     let other = net.write_spec(&default_spec());
     let refused = net.weft(&["up", other.to_str().expect("utf8")]);
     assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("differs from the spec the network"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
+        message.contains("spec.yaml: organizations: differs from the organisations in the network")
+            && message.contains("weft-network/network.yaml"),
+        "{message}"
     );
 
     net.ok(&["down", "--purge"]);
@@ -671,4 +675,248 @@ fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
     assert!(log.is_file(), "no chaincode log at {}", log.display());
     let _ = server.kill();
     let _ = server.wait();
+}
+
+#[test]
+fn channels_and_chaincodes_are_added_to_a_running_network() {
+    let net = Net::new();
+    let spec = format!(
+        "name: growing\n\
+         organizations:\n\
+         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
+         \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
+         orderers:\n\
+         \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
+         \x20 nodes: 1\n\
+         \x20 ports: [{}]\n\
+         chaincodes:\n\
+         \x20 - name: basic\n\
+         \x20   launcher: {{builtin: basic}}\n",
+        free_port(),
+        free_port(),
+        free_port()
+    );
+    let spec = net.write_spec(&spec);
+    let spec = spec.to_str().expect("utf8");
+    net.ok(&["up", spec]);
+
+    // A channel of Org1 alone; basic (meant for every channel) comes with it.
+    let (out, progress) = net.ok_with_progress(&["channel", "create", "solo", "--org", "Org1"]);
+    assert!(out.contains("channel solo created"), "{out}");
+    assert!(
+        progress.contains("peer0.org1.example.com: joined solo"),
+        "{progress}"
+    );
+    assert!(
+        !progress.contains("peer0.org2.example.com: joined solo"),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("basic solo: definition committed"),
+        "{progress}"
+    );
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "s1",
+        "blue",
+        "1",
+        "Ann",
+        "5",
+        "-C",
+        "solo",
+    ]);
+    let read = net.ok(&[
+        "chaincode",
+        "query",
+        "basic",
+        "ReadAsset",
+        "s1",
+        "-C",
+        "solo",
+    ]);
+    assert!(read.contains(r#""ID":"s1""#), "{read}");
+    // mychannel is untouched.
+    let missing = net.weft(&[
+        "chaincode",
+        "query",
+        "basic",
+        "ReadAsset",
+        "s1",
+        "-C",
+        "mychannel",
+    ]);
+    assert!(!missing.status.success());
+
+    let again = net.weft(&["channel", "create", "solo"]);
+    assert!(!again.status.success());
+    let message = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        message.contains("channel solo already exists in this network"),
+        "{message}"
+    );
+    let bad_org = net.weft(&["channel", "create", "other", "--org", "Org9"]);
+    let message = String::from_utf8_lossy(&bad_org.stderr);
+    assert!(message.contains("Org9"), "{message}");
+    assert!(!net.path().join("channel-artifacts/other.block").exists());
+
+    let joined = net.ok(&["channel", "join", "solo"]);
+    assert!(
+        joined.contains("peer0.org1.example.com: already joined solo"),
+        "{joined}"
+    );
+    let outsider = net.weft(&[
+        "channel",
+        "join",
+        "solo",
+        "--peer",
+        "peer0.org2.example.com",
+    ]);
+    let message = String::from_utf8_lossy(&outsider.stderr);
+    assert!(
+        message.contains("Org2MSP, which is not a member of channel solo"),
+        "{message}"
+    );
+
+    // A new chaincode on mychannel, endorsed by either org.
+    let (out, progress) = net.ok_with_progress(&[
+        "chaincode",
+        "deploy",
+        "ledger2",
+        "--builtin",
+        "basic",
+        "-C",
+        "mychannel",
+        "--signature-policy",
+        "OR('Org1MSP.peer','Org2MSP.peer')",
+    ]);
+    assert!(
+        out.contains("chaincode ledger2 deployed (version 1.0) on mychannel"),
+        "{out}"
+    );
+    assert!(
+        progress.contains("ledger2 mychannel: definition committed (version 1.0, sequence 1"),
+        "{progress}"
+    );
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "ledger2",
+        "CreateAsset",
+        "l1",
+        "red",
+        "2",
+        "Bo",
+        "7",
+        "--org",
+        "Org2",
+    ]);
+    let read = net.ok(&[
+        "chaincode",
+        "query",
+        "ledger2",
+        "ReadAsset",
+        "l1",
+        "--org",
+        "Org1",
+    ]);
+    assert!(read.contains(r#""Owner":"Bo""#), "{read}");
+    // Deployed again with a new version: the next sequence.
+    let (out, progress) = net.ok_with_progress(&[
+        "chaincode",
+        "deploy",
+        "ledger2",
+        "--builtin",
+        "basic",
+        "-C",
+        "mychannel",
+        "-v",
+        "2.0",
+    ]);
+    assert!(
+        out.contains("chaincode ledger2 upgraded (version 2.0)"),
+        "{out}"
+    );
+    assert!(progress.contains("sequence 2"), "{progress}");
+    let read = net.ok(&["chaincode", "query", "ledger2", "ReadAsset", "l1"]);
+    assert!(
+        read.contains(r#""Owner":"Bo""#),
+        "the upgrade keeps the data: {read}"
+    );
+
+    // A classic-mode process each peer starts: weft itself running basic.
+    let (out, _) = net.ok_with_progress(&[
+        "chaincode",
+        "deploy",
+        "proc",
+        "-C",
+        "solo",
+        "--",
+        WEFT,
+        "chaincode",
+        "run",
+        "basic",
+        "--peer.address",
+        "{peer_address}",
+    ]);
+    assert!(
+        out.contains("chaincode proc deployed (version 1.0) on solo"),
+        "{out}"
+    );
+    net.ok(&["chaincode", "invoke", "proc", "InitLedger", "-C", "solo"]);
+    let all = net.ok(&["chaincode", "query", "proc", "GetAllAssets", "-C", "solo"]);
+    assert!(all.contains("asset6"), "{all}");
+
+    // A command that exits at once fails the transaction with its exit
+    // status and log (not a registration timeout).
+    net.ok(&[
+        "chaincode",
+        "deploy",
+        "broken",
+        "-C",
+        "solo",
+        "--",
+        WEFT,
+        "chaincode",
+        "run",
+    ]);
+    let failed = net.weft(&["chaincode", "invoke", "broken", "InitLedger", "-C", "solo"]);
+    assert!(!failed.status.success());
+    let message = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        message.contains("exited (exit status: 2) before registering"),
+        "{message}"
+    );
+    assert!(message.contains("Usage: weft chaincode run"), "{message}");
+
+    let unknown = net.weft(&["chaincode", "deploy", "x", "--builtin", "nope"]);
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        message.contains("no built-in chaincode \"nope\""),
+        "{message}"
+    );
+    let no_launcher = net.weft(&["chaincode", "deploy", "x"]);
+    let message = String::from_utf8_lossy(&no_launcher.stderr);
+    assert!(message.contains("say how the chaincode runs"), "{message}");
+
+    // weft up without a spec keeps what the commands added; the original
+    // file, which lacks the new channel, is refused rather than obeyed.
+    let (_, progress) = net.ok_with_progress(&["up"]);
+    assert!(
+        progress.contains("basic solo: already defined"),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("ledger2 mychannel: already defined (version 2.0, sequence 2)"),
+        "{progress}"
+    );
+    let stale = net.weft(&["up", spec]);
+    assert!(!stale.status.success());
+    let message = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        message.contains(r#"lacks channel "solo", which exists"#),
+        "{message}"
+    );
 }

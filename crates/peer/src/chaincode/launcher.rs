@@ -21,6 +21,12 @@ pub type LaunchFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
 /// Makes one chaincode connect to the peer.
 pub trait Launcher: Send + Sync {
     fn launch(&self, support: Arc<ChaincodeSupport>) -> LaunchFuture;
+
+    /// Why the chaincode cannot register any more (its process exited), so
+    /// a transaction waiting for it fails now rather than at the timeout.
+    fn gone(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Depth of the message queues between the peer and a chaincode stream.
@@ -225,6 +231,19 @@ impl Launcher for Process {
             *child = Some(spawned);
         });
         Box::pin(async move { result })
+    }
+
+    fn gone(&self) -> Option<String> {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let status = child.as_mut()?.try_wait().ok()??;
+        let log = self.work_dir.join("chaincode.log");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+        Some(format!(
+            "its process exited ({status}) before registering with the peer; last lines of {}:\n{tail}",
+            log.display()
+        ))
     }
 }
 

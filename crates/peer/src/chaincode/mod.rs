@@ -153,7 +153,8 @@ impl ChaincodeSupport {
         if let Some(handler) = self.connected(id) {
             return Ok(handler);
         }
-        if let Some(launcher) = self.launchers.get(id) {
+        let launcher = self.launchers.get(id);
+        if let Some(launcher) = launcher {
             launcher
                 .launch(Arc::clone(self))
                 .await
@@ -166,10 +167,18 @@ impl ChaincodeSupport {
         let wait = async {
             loop {
                 if let Some(handler) = self.connected(id) {
-                    return handler;
+                    return Ok(handler);
                 }
-                if registrations.changed().await.is_err() {
-                    std::future::pending::<()>().await;
+                if let Some(reason) = launcher.and_then(|l| l.gone()) {
+                    return Err(ExecError::Launch {
+                        name: name.to_owned(),
+                        reason,
+                    });
+                }
+                // Registrations wake the wait; a process exit is polled.
+                let poll = std::time::Duration::from_millis(100);
+                if let Ok(Err(_)) = tokio::time::timeout(poll, registrations.changed()).await {
+                    tokio::time::sleep(poll).await;
                 }
             }
         };
@@ -178,7 +187,7 @@ impl ChaincodeSupport {
             .map_err(|_| ExecError::NotRegistered {
                 name: name.to_owned(),
                 seconds: timeout.as_secs(),
-            })
+            })?
     }
 
     /// Takes a chaincode's stream through REGISTER → REGISTERED → READY and
