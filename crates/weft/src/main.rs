@@ -141,9 +141,11 @@ enum ChaincodeCommand {
     /// the peers of its channels' organisations install it, every member
     /// organisation approves the definition, then it is committed.
     Deploy(DeployArgs),
-    /// Run a built-in chaincode as its own process in classic mode: it dials
-    /// the peer named by Fabric's CORE_* environment (what a peer's process
-    /// launcher sets; set it yourself for dev mode).
+    /// Run a built-in chaincode as its own process, as Fabric's shims decide:
+    /// classic mode, dialling the peer named by Fabric's CORE_* environment
+    /// (what a peer's process launcher sets; set it yourself for dev mode),
+    /// or chaincode-as-a-service when CHAINCODE_SERVER_ADDRESS and
+    /// CHAINCODE_ID are set (TLS with CHAINCODE_TLS_CERT and CHAINCODE_TLS_KEY).
     Run {
         /// The built-in chaincode (`basic`).
         name: String,
@@ -499,6 +501,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             ChaincodeCommand::Deploy(args) => deploy(args),
             ChaincodeCommand::Run { name, peer_address } => {
                 let chaincode = builtin::named(&name)?;
+                if std::env::var_os("CHAINCODE_SERVER_ADDRESS").is_some() {
+                    return weft_shim_host::start(chaincode).map_err(anyhow::Error::msg);
+                }
                 runtime()?
                     .block_on(weft_shim_host::run_classic(chaincode, peer_address))
                     .map_err(anyhow::Error::msg)

@@ -598,6 +598,7 @@ fn the_readme_node_application_runs_against_weft_up() {
 fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
     let net = Net::new();
     let service_port = free_port();
+    let env_port = free_port();
     let tls = "weft-network/organizations/peerOrganizations/org1.example.com";
     let spec = spec_on_ports(free_port(), free_port()).replace(
         "chaincodes:\n",
@@ -612,6 +613,11 @@ fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
              \x20   launcher:\n\
              \x20     external:\n\
              \x20       address: 127.0.0.1:{service_port}\n\
+             \x20       tlsRootCa: {tls}/tlsca/tlsca.org1.example.com-cert.pem\n\
+             \x20 - name: started\n\
+             \x20   launcher:\n\
+             \x20     external:\n\
+             \x20       address: 127.0.0.1:{env_port}\n\
              \x20       tlsRootCa: {tls}/tlsca/tlsca.org1.example.com-cert.pem\n"
         ),
     );
@@ -621,7 +627,7 @@ fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
     let node_tls = net
         .path()
         .join("organizations/peerOrganizations/org1.example.com/peers/peer0.org1.example.com/tls");
-    let mut server = Command::new(WEFT)
+    let server = Command::new(WEFT)
         .args(["chaincode", "serve", "basic", "--chaincode-id", "served"])
         .arg("--chaincode-address")
         .arg(format!("127.0.0.1:{service_port}"))
@@ -634,13 +640,31 @@ fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
         .stderr(Stdio::null())
         .spawn()
         .expect("weft chaincode serve");
+    // The same as a standalone binary started the way Fabric's shims are,
+    // from CHAINCODE_* variables (weft_shim_host::start).
+    let started = Command::new(WEFT)
+        .args(["chaincode", "run", "basic"])
+        .env("CHAINCODE_SERVER_ADDRESS", format!("127.0.0.1:{env_port}"))
+        .env("CHAINCODE_ID", "started")
+        .env("CHAINCODE_TLS_CERT", node_tls.join("server.crt"))
+        .env("CHAINCODE_TLS_KEY", node_tls.join("server.key"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weft chaincode run as a service");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", service_port)).is_err() {
-        assert!(Instant::now() < deadline, "chaincode server did not start");
-        std::thread::sleep(Duration::from_millis(50));
+    for port in [service_port, env_port] {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chaincode server on {port} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
-    for (chaincode, org) in [("classic", "Org1"), ("served", "Org2")] {
+    for (chaincode, org) in [("classic", "Org1"), ("served", "Org2"), ("started", "Org1")] {
         net.ok(&[
             "chaincode",
             "invoke",
@@ -673,8 +697,10 @@ fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
         .path()
         .join("nodes/peer0.org1.example.com/data/chaincode/classic/chaincode.log");
     assert!(log.is_file(), "no chaincode log at {}", log.display());
-    let _ = server.kill();
-    let _ = server.wait();
+    for mut process in [server, started] {
+        let _ = process.kill();
+        let _ = process.wait();
+    }
 }
 
 #[test]
