@@ -83,6 +83,16 @@ pub struct Submitted {
     pub block: u64,
 }
 
+/// An endorsed transaction, not yet signed or ordered.
+#[derive(Debug, Clone)]
+pub struct Endorsed {
+    pub tx_id: String,
+    pub channel: String,
+    envelope: Envelope,
+    /// The chaincode's response payload.
+    pub result: Vec<u8>,
+}
+
 /// A connection to one gateway peer, as one identity.
 #[derive(Clone)]
 pub struct Gateway {
@@ -111,6 +121,16 @@ impl Gateway {
     ) -> Result<Self, ClientError> {
         let ca = std::fs::read(tls_ca)
             .map_err(|e| ClientError::Setup(format!("{}: {e}", tls_ca.display())))?;
+        Self::connect_with_ca(endpoint, ca, identity)
+    }
+
+    /// As [`Gateway::connect`], with the TLS CA certificate given as PEM (a
+    /// connection profile's `tlsCACerts.pem`).
+    pub fn connect_with_ca(
+        endpoint: &str,
+        ca: Vec<u8>,
+        identity: SigningIdentity,
+    ) -> Result<Self, ClientError> {
         let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(ca))
@@ -189,11 +209,32 @@ impl Gateway {
         chaincode: &str,
         args: &[Vec<u8>],
     ) -> Result<Submitted, ClientError> {
+        let endorsed = self.endorse(channel, chaincode, args).await?;
+        let tx_id = endorsed.tx_id.clone();
+        let result = endorsed.result.clone();
+        self.send(endorsed).await?;
+        let block = self.commit_status(channel, &tx_id).await?;
+        Ok(Submitted {
+            tx_id,
+            result,
+            block,
+        })
+    }
+
+    /// The first step of a submit: the gateway collects the endorsements the
+    /// chaincode's policy needs and returns the transaction to sign.
+    pub async fn endorse(
+        &self,
+        channel: &str,
+        chaincode: &str,
+        args: &[Vec<u8>],
+    ) -> Result<Endorsed, ClientError> {
         let builder = self.builder(channel, chaincode, args);
         let tx_id = builder.tx_id();
         let proposal = builder.signed_proposal(self.identity.as_ref())?;
-        let mut client = self.client.clone();
-        let endorsed = client
+        let endorsed = self
+            .client
+            .clone()
             .endorse(self.request(EndorseRequest {
                 transaction_id: tx_id.clone(),
                 channel_id: channel.to_owned(),
@@ -203,7 +244,7 @@ impl Gateway {
             .await
             .map_err(|s| ClientError::from_status("endorse", s))?
             .into_inner();
-        let mut envelope: Envelope = endorsed.prepared_transaction.ok_or_else(|| {
+        let envelope: Envelope = endorsed.prepared_transaction.ok_or_else(|| {
             ClientError::Setup("endorse: the gateway returned no transaction".into())
         })?;
         let result = weft_protoutil::parse_envelope(&envelope.encode_to_vec())
@@ -211,23 +252,44 @@ impl Gateway {
             .and_then(|tx| tx.action)
             .map(|action| action.response.payload)
             .unwrap_or_default();
+        Ok(Endorsed {
+            tx_id,
+            channel: channel.to_owned(),
+            envelope,
+            result,
+        })
+    }
+
+    /// The second step: signs the endorsed transaction and hands it to the
+    /// gateway for ordering.
+    pub async fn send(&self, endorsed: Endorsed) -> Result<(), ClientError> {
+        let mut envelope = endorsed.envelope;
         envelope.signature = weft_crypto::Signer::sign(self.identity.as_ref(), &envelope.payload)?;
-        client
+        self.client
+            .clone()
             .submit(self.request(SubmitRequest {
-                transaction_id: tx_id.clone(),
-                channel_id: channel.to_owned(),
+                transaction_id: endorsed.tx_id,
+                channel_id: endorsed.channel,
                 prepared_transaction: Some(envelope),
             }))
             .await
             .map_err(|s| ClientError::from_status("submit", s))?;
+        Ok(())
+    }
+
+    /// The last step: waits until `tx_id` is committed and returns its block;
+    /// a transaction committed invalid (an MVCC conflict, say) is an error.
+    pub async fn commit_status(&self, channel: &str, tx_id: &str) -> Result<u64, ClientError> {
         let request = CommitStatusRequest {
-            transaction_id: tx_id.clone(),
+            transaction_id: tx_id.to_owned(),
             channel_id: channel.to_owned(),
             identity: self.creator.clone(),
         }
         .encode_to_vec();
         let signature = weft_crypto::Signer::sign(self.identity.as_ref(), &request)?;
-        let status = client
+        let status = self
+            .client
+            .clone()
             .commit_status(self.request(SignedCommitStatusRequest { request, signature }))
             .await
             .map_err(|s| ClientError::from_status("commit status", s))?
@@ -236,15 +298,11 @@ impl Gateway {
             .unwrap_or(TxValidationCode::InvalidOtherReason);
         if code != TxValidationCode::Valid {
             return Err(ClientError::Invalid {
-                tx_id,
+                tx_id: tx_id.to_owned(),
                 code,
                 block: status.block_number,
             });
         }
-        Ok(Submitted {
-            tx_id,
-            result,
-            block: status.block_number,
-        })
+        Ok(status.block_number)
     }
 }

@@ -3,6 +3,7 @@
 //! Invariant: argument parsing, file reading and printing only; every piece of
 //! behaviour lives in a library crate.
 
+mod bench;
 mod builtin;
 mod lifecycle;
 mod network;
@@ -111,11 +112,27 @@ enum Command {
         #[command(subcommand)]
         command: OsnadminCommand,
     },
+    /// Measure a gateway peer (weft's or Fabric's): throughput, latency per
+    /// phase, errors, client CPU.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Run a peer, or manage its channels.
     Peer {
         #[command(subcommand)]
         command: PeerCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Submit transactions (endorse, order, wait for the commit).
+    Submit(Box<bench::BenchArgs>),
+    /// Evaluate transactions (one peer, nothing ordered).
+    Evaluate(Box<bench::BenchArgs>),
+    /// Both, in the proportion --read-ratio.
+    Mixed(Box<bench::BenchArgs>),
 }
 
 #[derive(clap::Args)]
@@ -481,6 +498,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orderer { command } => orderer(command),
         Command::Osnadmin { command } => osnadmin(command),
         Command::Peer { command } => peer(command),
+        Command::Bench { command } => match command {
+            BenchCommand::Submit(args) => bench::bench(weft_bench::Mode::Submit, *args),
+            BenchCommand::Evaluate(args) => bench::bench(weft_bench::Mode::Evaluate, *args),
+            BenchCommand::Mixed(args) => {
+                bench::bench(weft_bench::Mode::Mixed { read_ratio: 0.5 }, *args)
+            }
+        },
         Command::Up {
             spec,
             dir,

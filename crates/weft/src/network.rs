@@ -478,10 +478,16 @@ pub fn logs(dir: NetworkDir, node: &str, lines: usize, follow: bool) -> anyhow::
     }
 }
 
-pub fn chaincode(call: ChaincodeCall, submit: bool) -> anyhow::Result<()> {
-    let dir = call.dir.open();
-    let (spec, _) = dir.load_spec()?;
-    let org = match &call.org {
+/// The MSP ID of organisation `org` (the spec's first by default) and the
+/// channel to use for `chaincode`: the one given, else the chaincode's only
+/// channel, else the spec's first.
+pub fn org_and_channel(
+    spec: &weft_spec::NetworkSpec,
+    org: Option<&str>,
+    chaincode: &str,
+    channel: Option<&str>,
+) -> anyhow::Result<(String, String)> {
+    let org = match org {
         Some(name) => spec.organization(name).with_context(|| {
             format!(
                 "no organisation {name:?} in network {:?} (organisations: {})",
@@ -495,20 +501,31 @@ pub fn chaincode(call: ChaincodeCall, submit: bool) -> anyhow::Result<()> {
         })?,
         None => &spec.organizations[0],
     };
-    let channel = match &call.channel {
-        Some(channel) => channel.clone(),
+    let channel = match channel {
+        Some(channel) => channel.to_owned(),
         None => spec
             .chaincodes
             .iter()
-            .find(|c| c.name == call.chaincode)
+            .find(|c| c.name == chaincode)
             .map(|c| spec.chaincode_channels(c))
             .filter(|channels| channels.len() == 1)
             .map(|channels| channels[0].name.clone())
             .unwrap_or_else(|| spec.channels[0].name.clone()),
     };
+    Ok((org.msp_id.clone(), channel))
+}
+
+pub fn chaincode(call: ChaincodeCall, submit: bool) -> anyhow::Result<()> {
+    let dir = call.dir.open();
+    let (spec, _) = dir.load_spec()?;
+    let (msp_id, channel) = org_and_channel(
+        &spec,
+        call.org.as_deref(),
+        &call.chaincode,
+        call.channel.as_deref(),
+    )?;
     let mut args = vec![call.function.into_bytes()];
     args.extend(call.args.into_iter().map(String::into_bytes));
-    let msp_id = org.msp_id.clone();
     runtime()?.block_on(async move {
         let (peer, gateway) = org_gateway(&dir, &spec, &msp_id, &call.user)?;
         let payload = if submit {

@@ -946,3 +946,151 @@ fn channels_and_chaincodes_are_added_to_a_running_network() {
         "{message}"
     );
 }
+
+/// `weft bench` against a small network: the JSON report is produced and
+/// adds up (not a speed test: the numbers only have to be sane).
+#[test]
+fn bench_reports_submit_evaluate_and_conflicts() {
+    let net = Net::new();
+    let spec = format!(
+        "name: bench\n\
+         organizations:\n\
+         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
+         \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
+         orderers:\n\
+         \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
+         \x20 nodes: 1\n\
+         \x20 ports: [{}]\n\
+         chaincodes:\n\
+         \x20 - name: basic\n\
+         \x20   launcher: {{builtin: basic}}\n",
+        free_port(),
+        free_port(),
+        free_port()
+    );
+    let spec = net.write_spec(&spec);
+    net.ok(&["up", spec.to_str().expect("utf8")]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = net.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+
+    let submit = json(&[
+        "bench",
+        "submit",
+        "--duration",
+        "2s",
+        "--warmup",
+        "500ms",
+        "--concurrency",
+        "8",
+        "--json",
+    ]);
+    let committed = submit["committed"].as_u64().expect("committed");
+    assert!(committed > 0, "{submit}");
+    assert!(submit["tps"].as_f64().expect("tps") > 0.0, "{submit}");
+    assert_eq!(submit["submitted"], committed, "{submit}");
+    assert_eq!(submit["submit_errors"], 0, "{submit}");
+    let latency = &submit["latency"];
+    for phase in ["submit", "endorse", "order", "commit"] {
+        let p = &latency[phase];
+        assert_eq!(p["count"], committed, "{phase}: {submit}");
+        let (p50, p99, max) = (
+            p["p50_ms"].as_f64(),
+            p["p99_ms"].as_f64(),
+            p["max_ms"].as_f64(),
+        );
+        assert!(
+            p50 > Some(0.0) && p50 <= p99 && p99 <= max,
+            "{phase}: {submit}"
+        );
+    }
+    assert!(
+        latency["endorse"]["p50_ms"].as_f64() < latency["submit"]["p50_ms"].as_f64(),
+        "a phase is part of the whole: {submit}"
+    );
+    assert!(
+        submit["client_cpu"]["us_per_request"].as_f64() > Some(0.0),
+        "{submit}"
+    );
+
+    // One hot key, updated concurrently: conflicts are counted, not errors.
+    let hot = json(&[
+        "bench",
+        "submit",
+        "--workload",
+        "hot",
+        "--keys",
+        "1",
+        "--count",
+        "40",
+        "--warmup",
+        "0s",
+        "--concurrency",
+        "8",
+        "--json",
+    ]);
+    assert_eq!(hot["submitted"], 40, "{hot}");
+    let (ok, conflicts) = (hot["committed"].as_u64(), hot["mvcc_conflicts"].as_u64());
+    assert_eq!(ok.zip(conflicts).map(|(a, b)| a + b), Some(40), "{hot}");
+    assert!(conflicts > Some(0), "{hot}");
+
+    // Evaluations through a connection profile and an MSP directory, as
+    // against any Fabric peer; the HTML report is written.
+    let org1 = net
+        .path()
+        .join("organizations/peerOrganizations/org1.example.com");
+    let report = net.dir.path().join("report.html");
+    let profile = org1.join("connection-org1.json");
+    let msp = org1.join("users/User1@org1.example.com/msp");
+    let evaluate = json(&[
+        "bench",
+        "evaluate",
+        "--count",
+        "30",
+        "--warmup",
+        "0s",
+        "--keys",
+        "5",
+        "--profile",
+        profile.to_str().expect("utf8"),
+        "--msp-dir",
+        msp.to_str().expect("utf8"),
+        "--mspid",
+        "Org1MSP",
+        "--json",
+        "--report",
+        "html",
+        "--report-file",
+        report.to_str().expect("utf8"),
+    ]);
+    assert_eq!(evaluate["evaluated"], 30, "{evaluate}");
+    assert_eq!(evaluate["evaluate_errors"], 0, "{evaluate}");
+    assert_eq!(
+        evaluate["tps"], evaluate["evaluations_per_second"],
+        "{evaluate}"
+    );
+    let html = std::fs::read_to_string(&report).expect("report");
+    assert!(
+        html.contains("<svg") && html.contains("weft bench evaluate"),
+        "{html}"
+    );
+
+    let mixed = net.ok(&[
+        "bench",
+        "mixed",
+        "--count",
+        "20",
+        "--warmup",
+        "0s",
+        "--read-ratio",
+        "0.5",
+    ]);
+    assert!(
+        mixed.contains("weft bench mixed") && mixed.contains("latency (ms)"),
+        "{mixed}"
+    );
+    let bad = net.weft(&["bench", "submit", "--workload", "bulk"]);
+    let message = String::from_utf8_lossy(&bad.stderr);
+    assert!(message.contains("unknown workload \"bulk\""), "{message}");
+}

@@ -1,0 +1,412 @@
+//! `weft bench`: a load generator for any Fabric Gateway peer, weft's or
+//! Fabric's, through weft's native gateway client.
+//!
+//! A run sends [`workload`] requests to one gateway peer for a duration or a
+//! count, after a warm-up whose requests are not counted: closed loop (a
+//! fixed number of requests in flight) or open loop (a target rate, latency
+//! measured from each request's scheduled time so a slow server cannot hide
+//! its queueing). Submits are timed per phase: endorse, submit (ordering
+//! accepted), commit (until the commit status arrives). [`report`] turns
+//! the samples into text, JSON and HTML.
+
+pub mod report;
+pub mod stats;
+pub mod workload;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+use weft_client::{ClientError, Gateway};
+use weft_protos::peer::TxValidationCode;
+
+pub use report::Report;
+pub use workload::{Kind, Template, Workload};
+
+/// What a run sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    Submit,
+    Evaluate,
+    /// Each request is an evaluation with probability `read_ratio`, else a submit.
+    Mixed {
+        read_ratio: f64,
+    },
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Submit => "submit",
+            Mode::Evaluate => "evaluate",
+            Mode::Mixed { .. } => "mixed",
+        }
+    }
+
+    fn submits(self) -> bool {
+        !matches!(self, Mode::Evaluate)
+    }
+
+    fn evaluates(self) -> bool {
+        !matches!(self, Mode::Submit)
+    }
+}
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Load {
+    /// `concurrency` requests always in flight.
+    Closed { concurrency: usize },
+    /// Requests start at `rate` per second whatever the answers; when
+    /// `max_in_flight` are outstanding, a due request is dropped (and counted).
+    Open { rate: f64, max_in_flight: usize },
+}
+
+/// When the measured part of a run ends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    After(Duration),
+    Count(u64),
+}
+
+/// A whole run.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    pub mode: Mode,
+    pub load: Load,
+    pub stop: Stop,
+    pub warmup: Duration,
+    pub channel: String,
+    pub chaincode: String,
+    pub workload: Workload,
+}
+
+/// Where the load goes: one or more connections to one gateway peer.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub gateways: Vec<Gateway>,
+    /// For the report: the peer's address and the client's MSP.
+    pub endpoint: String,
+    pub msp_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{0}")]
+    Config(String),
+    #[error("creating the workload's keys: {0}")]
+    Seed(ClientError),
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// Committed invalid because another transaction changed what it read.
+    Conflict,
+    /// Anything else: the phase and the message.
+    Failed(String),
+}
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// From the start of the measurement (the scheduled time in open loop).
+    pub start: Duration,
+    /// Started during the warm-up: not counted.
+    pub warmup: bool,
+    pub evaluate: bool,
+    pub total: Duration,
+    /// Submits only: endorse, submit, commit-wait; None for phases not reached.
+    pub endorse: Option<Duration>,
+    pub submit: Option<Duration>,
+    pub commit: Option<Duration>,
+    pub outcome: Outcome,
+}
+
+/// Seconds of CPU this process has used (user + system).
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 11 and 12 here;
+    // Linux reports them in USER_HZ = 100 ticks per second.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+struct Shared {
+    config: BenchConfig,
+    target: Target,
+    /// Measurement starts here; requests before it are warm-up.
+    measure_from: Instant,
+    /// Requests numbered so far (count mode stops at the count).
+    issued: AtomicU64,
+    measured: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Shared {
+    /// Whether another request may start now: false once the run is over.
+    fn may_start(&self, now: Instant) -> bool {
+        match self.config.stop {
+            Stop::After(duration) => now < self.measure_from + duration,
+            Stop::Count(count) => {
+                if now < self.measure_from {
+                    return true;
+                }
+                self.measured.fetch_add(1, Ordering::SeqCst) < count
+            }
+        }
+    }
+
+    async fn request(
+        &self,
+        scheduled: Instant,
+        seq: u64,
+        worker: usize,
+        rng: &mut workload::Rng,
+    ) -> Sample {
+        let config = &self.config;
+        let evaluate = match config.mode {
+            Mode::Submit => false,
+            Mode::Evaluate => true,
+            Mode::Mixed { read_ratio } => rng.unit() < read_ratio,
+        };
+        let gateway = &self.target.gateways[seq as usize % self.target.gateways.len()];
+        let template = if evaluate {
+            config.workload.evaluate_template()
+        } else {
+            config.workload.submit_template()
+        };
+        let args = config.workload.args(&template, seq, worker, rng);
+        let (channel, chaincode) = (config.channel.as_str(), config.chaincode.as_str());
+        let (mut endorse, mut submit, mut commit) = (None, None, None);
+        let outcome = if evaluate {
+            match gateway.evaluate(channel, chaincode, &args).await {
+                Ok(_) => Outcome::Ok,
+                Err(e) => Outcome::Failed(e.to_string()),
+            }
+        } else {
+            let phase = Instant::now();
+            let result = async {
+                let endorsed = gateway.endorse(channel, chaincode, &args).await?;
+                endorse = Some(phase.elapsed());
+                let tx_id = endorsed.tx_id.clone();
+                let sent = Instant::now();
+                gateway.send(endorsed).await?;
+                submit = Some(sent.elapsed());
+                let waited = Instant::now();
+                let block = gateway.commit_status(channel, &tx_id).await;
+                commit = Some(waited.elapsed());
+                block
+            }
+            .await;
+            match result {
+                Ok(_) => Outcome::Ok,
+                Err(ClientError::Invalid {
+                    code: TxValidationCode::MvccReadConflict | TxValidationCode::PhantomReadConflict,
+                    ..
+                }) => Outcome::Conflict,
+                Err(e) => Outcome::Failed(e.to_string()),
+            }
+        };
+        Sample {
+            start: scheduled.saturating_duration_since(self.measure_from),
+            warmup: scheduled < self.measure_from,
+            evaluate,
+            total: scheduled.elapsed(),
+            endorse,
+            submit,
+            commit,
+            outcome,
+        }
+    }
+}
+
+/// Creates the workload's keys (when its templates use `{key}`), 32 at a time.
+async fn seed(
+    target: &Target,
+    config: &BenchConfig,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), BenchError> {
+    let workload = &config.workload;
+    if !workload.needs_seed(config.mode.submits(), config.mode.evaluates()) {
+        return Ok(());
+    }
+    progress(&format!("creating {} keys for the workload", workload.keys));
+    let gateway = &target.gateways[0];
+    let mut tasks: JoinSet<Result<(), ClientError>> = JoinSet::new();
+    for index in 0..workload.keys {
+        if tasks.len() >= 32
+            && let Some(done) = tasks.join_next().await
+        {
+            done.map_err(|e| BenchError::Config(e.to_string()))?
+                .map_err(BenchError::Seed)?;
+        }
+        let (gateway, args) = (gateway.clone(), workload.seed_args(index));
+        let (channel, chaincode) = (config.channel.clone(), config.chaincode.clone());
+        tasks.spawn(async move { gateway.submit(&channel, &chaincode, &args).await.map(drop) });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| BenchError::Config(e.to_string()))?
+            .map_err(BenchError::Seed)?;
+    }
+    Ok(())
+}
+
+/// Runs the benchmark; `progress` gets a line per phase and one per second
+/// while measuring.
+pub async fn run(
+    target: Target,
+    config: BenchConfig,
+    progress: &mut (dyn FnMut(&str) + Send),
+) -> Result<Report, BenchError> {
+    if target.gateways.is_empty() {
+        return Err(BenchError::Config("no gateway connections".into()));
+    }
+    match config.load {
+        Load::Closed { concurrency: 0 } => {
+            return Err(BenchError::Config("concurrency must be at least 1".into()));
+        }
+        Load::Open { rate, .. } if rate.is_nan() || rate <= 0.0 => {
+            return Err(BenchError::Config("the rate must be above 0".into()));
+        }
+        _ => {}
+    }
+    seed(&target, &config, progress).await?;
+    progress(&format!(
+        "{} load on {} ({}), {} connection(s), warm-up {:.1} s",
+        config.mode.name(),
+        target.endpoint,
+        target.msp_id,
+        target.gateways.len(),
+        config.warmup.as_secs_f64()
+    ));
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        measure_from: started + config.warmup,
+        config: config.clone(),
+        target: target.clone(),
+        issued: AtomicU64::new(0),
+        measured: AtomicU64::new(0),
+        in_flight: AtomicUsize::new(0),
+    });
+    let cpu_before = Arc::new(std::sync::Mutex::new(None::<f64>));
+    let (samples_tx, mut samples_rx) = tokio::sync::mpsc::unbounded_channel::<Sample>();
+    let mut tasks = JoinSet::new();
+    let mut dropped = 0u64;
+    // Marks the CPU counter when the measurement starts.
+    {
+        let (shared, cpu_before) = (Arc::clone(&shared), Arc::clone(&cpu_before));
+        tasks.spawn(async move {
+            tokio::time::sleep_until(shared.measure_from.into()).await;
+            *cpu_before.lock().unwrap_or_else(|p| p.into_inner()) = Some(process_cpu_seconds());
+        });
+    }
+    match config.load {
+        Load::Closed { concurrency } => {
+            for worker in 0..concurrency {
+                let (shared, samples) = (Arc::clone(&shared), samples_tx.clone());
+                tasks.spawn(async move {
+                    let mut rng = workload::Rng::new();
+                    loop {
+                        let now = Instant::now();
+                        if !shared.may_start(now) {
+                            break;
+                        }
+                        let seq = shared.issued.fetch_add(1, Ordering::Relaxed);
+                        let sample = shared.request(now, seq, worker, &mut rng).await;
+                        if samples.send(sample).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        }
+        Load::Open {
+            rate,
+            max_in_flight,
+        } => {
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let mut next = Instant::now();
+            let mut rng = workload::Rng::new();
+            loop {
+                tokio::time::sleep_until(next.into()).await;
+                if !shared.may_start(next) {
+                    break;
+                }
+                let scheduled = next;
+                next += interval;
+                if shared.in_flight.load(Ordering::SeqCst) >= max_in_flight {
+                    if scheduled >= shared.measure_from {
+                        dropped += 1;
+                    }
+                    continue;
+                }
+                shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                let seq = shared.issued.fetch_add(1, Ordering::Relaxed);
+                let (shared, samples) = (Arc::clone(&shared), samples_tx.clone());
+                let mut rng = workload::Rng::seeded(rng.next_u64());
+                tasks.spawn(async move {
+                    let sample = shared.request(scheduled, seq, 0, &mut rng).await;
+                    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    let _ = samples.send(sample);
+                });
+                // Keep finished tasks from piling up.
+                while tasks.try_join_next().is_some() {}
+            }
+        }
+    }
+    drop(samples_tx);
+    // Collect while the load runs, reporting once a second.
+    let mut samples = Vec::new();
+    let mut last_line = Instant::now();
+    let mut ok_since = 0usize;
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), samples_rx.recv()).await {
+            Ok(Some(sample)) => {
+                if sample.outcome == Outcome::Ok {
+                    ok_since += 1;
+                }
+                if !sample.warmup {
+                    samples.push(sample);
+                }
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+        if last_line.elapsed() >= Duration::from_secs(1) {
+            let phase = if Instant::now() < shared.measure_from {
+                "warm-up"
+            } else {
+                "measuring"
+            };
+            progress(&format!(
+                "{phase}: {:.0} ok/s, {} in flight",
+                ok_since as f64 / last_line.elapsed().as_secs_f64(),
+                shared.in_flight.load(Ordering::SeqCst)
+            ));
+            last_line = Instant::now();
+            ok_since = 0;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    let cpu = process_cpu_seconds()
+        - cpu_before
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(0.0);
+    Ok(Report::new(&config, &target, samples, dropped, cpu))
+}
