@@ -1094,3 +1094,40 @@ fn bench_reports_submit_evaluate_and_conflicts() {
     let message = String::from_utf8_lossy(&bad.stderr);
     assert!(message.contains("unknown workload \"bulk\""), "{message}");
 }
+
+/// Hyperledger Caliper 0.6 (peer-gateway connector, installed by
+/// benches/caliper/run.sh from the lock file) runs its smoke scenario
+/// against a `weft up` network: every transaction succeeds and the HTML
+/// report is written.
+#[test]
+fn the_caliper_smoke_scenario_runs_against_weft_up() {
+    let net = Net::new();
+    let spec = net.write_spec(&default_spec());
+    net.ok(&["up", spec.to_str().expect("utf8")]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/caliper/run.sh");
+    let report = net.dir.path().join("caliper-report.html");
+    let output = Command::new(&script)
+        .arg(net.path())
+        .arg(&report)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run benches/caliper/run.sh");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} ")))
+            .map(|l| l.split('|').map(str::trim).collect::<Vec<_>>())
+            .unwrap_or_else(|| panic!("no {name} row:\n{stdout}"))
+    };
+    for name in ["create", "read"] {
+        let cells = row(name);
+        assert_eq!((cells[2], cells[3]), ("40", "0"), "{name}: {stdout}");
+    }
+    let html = std::fs::read_to_string(&report).expect("Caliper's report");
+    assert!(html.contains("create") && html.contains("read"), "{html}");
+}
