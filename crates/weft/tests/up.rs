@@ -703,11 +703,10 @@ fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
     }
 }
 
-#[test]
-fn channels_and_chaincodes_are_added_to_a_running_network() {
-    let net = Net::new();
-    let spec = format!(
-        "name: growing\n\
+/// Two organisations, one Raft orderer (quick to elect), `basic`, free ports.
+fn one_orderer_spec(name: &str) -> String {
+    format!(
+        "name: {name}\n\
          organizations:\n\
          \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
          \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
@@ -721,7 +720,13 @@ fn channels_and_chaincodes_are_added_to_a_running_network() {
         free_port(),
         free_port(),
         free_port()
-    );
+    )
+}
+
+#[test]
+fn channels_and_chaincodes_are_added_to_a_running_network() {
+    let net = Net::new();
+    let spec = one_orderer_spec("growing");
     let spec = net.write_spec(&spec);
     let spec = spec.to_str().expect("utf8");
     net.ok(&["up", spec]);
@@ -952,22 +957,7 @@ fn channels_and_chaincodes_are_added_to_a_running_network() {
 #[test]
 fn bench_reports_submit_evaluate_and_conflicts() {
     let net = Net::new();
-    let spec = format!(
-        "name: bench\n\
-         organizations:\n\
-         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
-         \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
-         orderers:\n\
-         \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
-         \x20 nodes: 1\n\
-         \x20 ports: [{}]\n\
-         chaincodes:\n\
-         \x20 - name: basic\n\
-         \x20   launcher: {{builtin: basic}}\n",
-        free_port(),
-        free_port(),
-        free_port()
-    );
+    let spec = one_orderer_spec("bench");
     let spec = net.write_spec(&spec);
     net.ok(&["up", spec.to_str().expect("utf8")]);
     let json = |args: &[&str]| -> serde_json::Value {

@@ -24,6 +24,18 @@ struct Asset {
     size: i64,
 }
 
+impl Asset {
+    fn new(id: String, color: String, size: i64, owner: String, appraised_value: i64) -> Self {
+        Asset {
+            appraised_value,
+            color,
+            id,
+            owner,
+            size,
+        }
+    }
+}
+
 type Outcome<T> = Result<T, ContractError>;
 
 /// The contract, registered as built-in chaincode `basic`.
@@ -69,13 +81,7 @@ fn init_ledger(stub: &mut Stub) -> Outcome<()> {
         ("asset6", "white", 15, "Michel", 800),
     ];
     for (id, color, size, owner, appraised_value) in assets {
-        let asset = Asset {
-            id: id.into(),
-            color: color.into(),
-            size,
-            owner: owner.into(),
-            appraised_value,
-        };
+        let asset = Asset::new(id.into(), color.into(), size, owner.into(), appraised_value);
         stub.put_state(id, serde_json::to_vec(&asset)?)?;
     }
     Ok(())
@@ -92,14 +98,11 @@ fn create_asset(
     if read(stub, &id)?.is_some() {
         return Err(ContractError::new(format!("the asset {id} already exists")));
     }
-    let asset = Asset {
-        id,
-        color,
-        size,
-        owner,
-        appraised_value,
-    };
-    write(stub, &asset, "CreateAsset")
+    write(
+        stub,
+        &Asset::new(id, color, size, owner, appraised_value),
+        "CreateAsset",
+    )
 }
 
 fn read_asset(stub: &mut Stub, id: String) -> Outcome<Json<Asset>> {
@@ -115,14 +118,11 @@ fn update_asset(
     appraised_value: i64,
 ) -> Outcome<Vec<u8>> {
     existing(stub, &id)?;
-    let asset = Asset {
-        id,
-        color,
-        size,
-        owner,
-        appraised_value,
-    };
-    write(stub, &asset, "UpdateAsset")
+    write(
+        stub,
+        &Asset::new(id, color, size, owner, appraised_value),
+        "UpdateAsset",
+    )
 }
 
 fn delete_asset(stub: &mut Stub, id: String) -> Outcome<()> {
