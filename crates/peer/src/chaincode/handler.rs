@@ -482,3 +482,259 @@ fn query_response(results: Vec<Vec<u8>>, has_more: bool, id: String, metadata: V
     }
     .encode_to_vec()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use weft_ledger::{Ledger, LedgerConfig};
+    use weft_protos::peer::ChaincodeInput;
+
+    use super::*;
+    use crate::config::Limits;
+
+    const CHANNEL: &str = "mychannel";
+
+    /// A handler whose chaincode end is `to_chaincode`, a support with
+    /// `timeout` per execution, and a simulator over an empty ledger.
+    struct Rig {
+        handler: Arc<Handler>,
+        to_chaincode: mpsc::Receiver<ChaincodeMessage>,
+        support: Arc<ChaincodeSupport>,
+        ledger: Arc<Ledger>,
+        simulator: Simulator,
+        _dir: tempfile::TempDir,
+    }
+
+    fn rig(timeout: Duration) -> Rig {
+        let (out, to_chaincode) = mpsc::channel(16);
+        let limits = Limits {
+            execute_timeout: timeout,
+            ..Limits::default()
+        };
+        let dir = tempfile::tempdir().expect("dir");
+        let ledger = Arc::new(
+            Ledger::open(dir.path(), CHANNEL, LedgerConfig::default())
+                .expect("ledger")
+                .0,
+        );
+        Rig {
+            handler: Arc::new(Handler::new("cc".into(), out)),
+            to_chaincode,
+            support: ChaincodeSupport::new(Vec::new(), HashMap::new(), limits),
+            simulator: Simulator::new(Arc::clone(&ledger)),
+            ledger,
+            _dir: dir,
+        }
+    }
+
+    fn invocation(tx_id: &str) -> Invocation {
+        Invocation {
+            channel_id: CHANNEL.into(),
+            tx_id: tx_id.into(),
+            input: ChaincodeInput {
+                args: vec![b"Fn".to_vec()],
+                ..Default::default()
+            },
+            proposal: None,
+            init: false,
+            definitions: Arc::default(),
+        }
+    }
+
+    fn message(kind: Type, tx_id: &str, payload: Vec<u8>) -> ChaincodeMessage {
+        ChaincodeMessage {
+            r#type: kind as i32,
+            payload,
+            txid: tx_id.into(),
+            channel_id: CHANNEL.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Sends `request` as the chaincode and returns the peer's answer.
+    async fn ask(
+        handler: &Handler,
+        to_chaincode: &mut mpsc::Receiver<ChaincodeMessage>,
+        request: ChaincodeMessage,
+    ) -> ChaincodeMessage {
+        handler.route(request).await;
+        to_chaincode.recv().await.expect("an answer")
+    }
+
+    fn completed(tx_id: &str, payload: &[u8]) -> ChaincodeMessage {
+        let response = Response {
+            status: 200,
+            message: String::new(),
+            payload: payload.to_vec(),
+        };
+        message(Type::Completed, tx_id, response.encode_to_vec())
+    }
+
+    #[tokio::test]
+    async fn requests_are_answered_until_the_chaincode_completes() {
+        let Rig {
+            handler,
+            mut to_chaincode,
+            support,
+            mut simulator,
+            _dir,
+            ..
+        } = rig(Duration::from_secs(10));
+        let chaincode = {
+            let handler = Arc::clone(&handler);
+            async move {
+                let start = to_chaincode.recv().await.expect("TRANSACTION");
+                assert_eq!(start.r#type, Type::Transaction as i32);
+                assert_eq!(start.txid, "tx1");
+                let input = ChaincodeInput::decode(start.payload.as_slice()).expect("input");
+                assert_eq!(input.args, [b"Fn".to_vec()]);
+
+                let put = PutState {
+                    key: "k".into(),
+                    value: b"v".to_vec(),
+                    collection: String::new(),
+                };
+                let answer = ask(
+                    &handler,
+                    &mut to_chaincode,
+                    message(Type::PutState, "tx1", put.encode_to_vec()),
+                )
+                .await;
+                assert_eq!(answer.r#type, Type::Response as i32);
+                let get = GetState {
+                    key: "k".into(),
+                    collection: String::new(),
+                };
+                let answer = ask(
+                    &handler,
+                    &mut to_chaincode,
+                    message(Type::GetState, "tx1", get.encode_to_vec()),
+                )
+                .await;
+                assert_eq!(
+                    (answer.r#type, answer.payload.as_slice()),
+                    (Type::Response as i32, &b""[..]),
+                    "no read of its own write"
+                );
+
+                let private = GetState {
+                    key: "k".into(),
+                    collection: "secrets".into(),
+                };
+                let answer = ask(
+                    &handler,
+                    &mut to_chaincode,
+                    message(Type::GetState, "tx1", private.encode_to_vec()),
+                )
+                .await;
+                assert_eq!(answer.r#type, Type::Error as i32);
+                assert!(
+                    String::from_utf8_lossy(&answer.payload)
+                        .contains("private data collections are not supported")
+                );
+                let answer = ask(
+                    &handler,
+                    &mut to_chaincode,
+                    message(Type::GetState, "tx1", vec![0xff, 0xff]),
+                )
+                .await;
+                assert_eq!(answer.r#type, Type::Error as i32);
+                assert!(String::from_utf8_lossy(&answer.payload).starts_with("malformed GetState"));
+                let answer = ask(
+                    &handler,
+                    &mut to_chaincode,
+                    message(Type::Register, "tx1", Vec::new()),
+                )
+                .await;
+                assert_eq!(
+                    answer.r#type,
+                    Type::Error as i32,
+                    "REGISTER inside a transaction is refused"
+                );
+
+                // Messages of transactions this stream does not run are dropped.
+                handler
+                    .route(message(Type::GetState, "other", get.encode_to_vec()))
+                    .await;
+                handler
+                    .route(message(Type::Keepalive, "tx1", Vec::new()))
+                    .await;
+                handler.route(completed("tx1", b"done")).await;
+                to_chaincode
+            }
+        };
+        let (executed, mut to_chaincode) = tokio::join!(
+            handler.execute(&support, "cc", invocation("tx1"), &mut simulator, 0),
+            chaincode
+        );
+        let executed = executed.expect("executed");
+        assert_eq!(executed.response.payload, b"done");
+        let rwsets = simulator.rwsets();
+        assert_eq!(rwsets[0].rwset.writes[0].key, "k");
+        assert!(
+            to_chaincode.try_recv().is_err(),
+            "nothing answered the stray messages"
+        );
+        assert!(handler.transactions().is_empty(), "the route is gone");
+    }
+
+    #[tokio::test]
+    async fn duplicate_transactions_errors_timeouts_and_terminations() {
+        let Rig {
+            handler,
+            mut to_chaincode,
+            support,
+            ledger,
+            mut simulator,
+            _dir,
+        } = rig(Duration::from_millis(300));
+        let mut second = Simulator::new(ledger);
+        // tx1 runs; the same tx id again is refused, then the chaincode fails tx1.
+        let both = async {
+            let first = handler.execute(&support, "cc", invocation("tx1"), &mut simulator, 0);
+            let duplicate = async {
+                to_chaincode.recv().await.expect("TRANSACTION");
+                let duplicate = handler
+                    .execute(&support, "cc", invocation("tx1"), &mut second, 0)
+                    .await;
+                handler
+                    .route(message(Type::Error, "tx1", b"boom".to_vec()))
+                    .await;
+                duplicate
+            };
+            tokio::join!(first, duplicate)
+        };
+        let (first, duplicate) = both.await;
+        assert!(
+            matches!(duplicate, Err(ExecError::Duplicate { .. })),
+            "{duplicate:?}"
+        );
+        match first {
+            Err(ExecError::Failed { message, .. }) => assert_eq!(message, "boom"),
+            other => panic!("{other:?}"),
+        }
+
+        // No answer within the execution timeout.
+        let silent = handler
+            .execute(&support, "cc", invocation("tx2"), &mut simulator, 0)
+            .await;
+        assert!(
+            matches!(silent, Err(ExecError::Timeout { .. })),
+            "{silent:?}"
+        );
+
+        // The stream ends while a transaction waits: it fails as terminated.
+        let waiting = handler.execute(&support, "cc", invocation("tx3"), &mut simulator, 0);
+        let close = async {
+            while to_chaincode.recv().await.map(|m| m.txid) != Some("tx3".into()) {}
+            handler.close();
+        };
+        let (terminated, ()) = tokio::join!(waiting, close);
+        assert!(
+            matches!(terminated, Err(ExecError::Terminated { .. })),
+            "{terminated:?}"
+        );
+        assert!(!handler.is_open());
+    }
+}
