@@ -155,6 +155,8 @@ struct Shared {
     issued: AtomicU64,
     measured: AtomicU64,
     in_flight: AtomicUsize,
+    /// Open loop: requests due while `max_in_flight` were outstanding.
+    dropped: AtomicU64,
 }
 
 impl Shared {
@@ -302,19 +304,10 @@ pub async fn run(
         issued: AtomicU64::new(0),
         measured: AtomicU64::new(0),
         in_flight: AtomicUsize::new(0),
+        dropped: AtomicU64::new(0),
     });
-    let cpu_before = Arc::new(std::sync::Mutex::new(None::<f64>));
     let (samples_tx, mut samples_rx) = tokio::sync::mpsc::unbounded_channel::<Sample>();
     let mut tasks = JoinSet::new();
-    let mut dropped = 0u64;
-    // Marks the CPU counter when the measurement starts.
-    {
-        let (shared, cpu_before) = (Arc::clone(&shared), Arc::clone(&cpu_before));
-        tasks.spawn(async move {
-            tokio::time::sleep_until(shared.measure_from.into()).await;
-            *cpu_before.lock().unwrap_or_else(|p| p.into_inner()) = Some(process_cpu_seconds());
-        });
-    }
     match config.load {
         Load::Closed { concurrency } => {
             for worker in 0..concurrency {
@@ -327,7 +320,9 @@ pub async fn run(
                             break;
                         }
                         let seq = shared.issued.fetch_add(1, Ordering::Relaxed);
+                        shared.in_flight.fetch_add(1, Ordering::SeqCst);
                         let sample = shared.request(now, seq, worker, &mut rng).await;
+                        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
                         if samples.send(sample).is_err() {
                             break;
                         }
@@ -339,38 +334,47 @@ pub async fn run(
             rate,
             max_in_flight,
         } => {
-            let interval = Duration::from_secs_f64(1.0 / rate);
-            let mut next = Instant::now();
-            let mut rng = workload::Rng::new();
-            loop {
-                tokio::time::sleep_until(next.into()).await;
-                if !shared.may_start(next) {
-                    break;
-                }
-                let scheduled = next;
-                next += interval;
-                if shared.in_flight.load(Ordering::SeqCst) >= max_in_flight {
-                    if scheduled >= shared.measure_from {
-                        dropped += 1;
+            // The dispatcher runs beside the collector below, so progress
+            // lines come out while it works.
+            let (shared, samples) = (Arc::clone(&shared), samples_tx.clone());
+            tasks.spawn(async move {
+                let interval = Duration::from_secs_f64(1.0 / rate);
+                let mut next = Instant::now();
+                let mut rng = workload::Rng::new();
+                let mut requests = JoinSet::new();
+                loop {
+                    tokio::time::sleep_until(next.into()).await;
+                    if !shared.may_start(next) {
+                        break;
                     }
-                    continue;
+                    let scheduled = next;
+                    next += interval;
+                    if shared.in_flight.load(Ordering::SeqCst) >= max_in_flight {
+                        if scheduled >= shared.measure_from {
+                            shared.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                    let seq = shared.issued.fetch_add(1, Ordering::Relaxed);
+                    let (shared, samples) = (Arc::clone(&shared), samples.clone());
+                    let mut rng = workload::Rng::seeded(rng.next_u64());
+                    requests.spawn(async move {
+                        let sample = shared.request(scheduled, seq, 0, &mut rng).await;
+                        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        let _ = samples.send(sample);
+                    });
+                    // Keep finished tasks from piling up.
+                    while requests.try_join_next().is_some() {}
                 }
-                shared.in_flight.fetch_add(1, Ordering::SeqCst);
-                let seq = shared.issued.fetch_add(1, Ordering::Relaxed);
-                let (shared, samples) = (Arc::clone(&shared), samples_tx.clone());
-                let mut rng = workload::Rng::seeded(rng.next_u64());
-                tasks.spawn(async move {
-                    let sample = shared.request(scheduled, seq, 0, &mut rng).await;
-                    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-                    let _ = samples.send(sample);
-                });
-                // Keep finished tasks from piling up.
-                while tasks.try_join_next().is_some() {}
-            }
+                while requests.join_next().await.is_some() {}
+            });
         }
     }
     drop(samples_tx);
-    // Collect while the load runs, reporting once a second.
+    // Collect while the load runs, reporting once a second; the client's CPU
+    // is counted from the end of the warm-up.
+    let mut cpu_before = (config.warmup.is_zero()).then(process_cpu_seconds);
     let mut samples = Vec::new();
     let mut last_line = Instant::now();
     let mut ok_since = 0usize;
@@ -387,14 +391,14 @@ pub async fn run(
             Ok(None) => break,
             Err(_) => {}
         }
+        let measuring = Instant::now() >= shared.measure_from;
+        if measuring && cpu_before.is_none() {
+            cpu_before = Some(process_cpu_seconds());
+        }
         if last_line.elapsed() >= Duration::from_secs(1) {
-            let phase = if Instant::now() < shared.measure_from {
-                "warm-up"
-            } else {
-                "measuring"
-            };
             progress(&format!(
-                "{phase}: {:.0} ok/s, {} in flight",
+                "{}: {:.0} ok/s, {} in flight",
+                if measuring { "measuring" } else { "warm-up" },
                 ok_since as f64 / last_line.elapsed().as_secs_f64(),
                 shared.in_flight.load(Ordering::SeqCst)
             ));
@@ -403,10 +407,7 @@ pub async fn run(
         }
     }
     while tasks.join_next().await.is_some() {}
-    let cpu = process_cpu_seconds()
-        - cpu_before
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or(0.0);
+    let cpu = process_cpu_seconds() - cpu_before.unwrap_or_else(process_cpu_seconds);
+    let dropped = shared.dropped.load(Ordering::Relaxed);
     Ok(Report::new(&config, &target, samples, dropped, cpu))
 }

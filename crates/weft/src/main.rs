@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use weft_material::cryptogen::{self, CryptogenConfig};
-use weft_spec::NetworkSpec;
+use weft_spec::{LauncherSpec, NetworkSpec};
 
 #[derive(Parser)]
 #[command(name = "weft", version, about = "A Hyperledger Fabric-compatible blockchain platform", long_about = None)]
@@ -442,29 +442,33 @@ fn load_spec(path: Option<&PathBuf>) -> anyhow::Result<NetworkSpec> {
 }
 
 fn deploy(args: DeployArgs) -> anyhow::Result<()> {
+    // Paths given on the command line are relative to where it runs; the
+    // stored spec's are relative to its base, so they are stored absolute.
+    let path = |p: &std::path::Path| weft_network::dir::absolute(p).display().to_string();
     let launcher = match (args.builtin, args.address) {
-        (Some(name), None) if args.command.is_empty() => network::DeployLauncher::Builtin(name),
-        (None, Some(address)) if args.command.is_empty() => network::DeployLauncher::External {
+        (Some(name), None) if args.command.is_empty() => LauncherSpec::Builtin(name),
+        (None, Some(address)) if args.command.is_empty() => LauncherSpec::External {
             address,
-            tls_root_ca: args.tls_root_ca,
+            tls_root_ca: args.tls_root_ca.as_deref().map(path),
         },
-        (None, None) if !args.command.is_empty() => network::DeployLauncher::Process {
+        (None, None) if !args.command.is_empty() => LauncherSpec::Process {
             command: args.command,
-            dir: args.workdir,
+            dir: args.workdir.as_deref().map(path),
+            env: Default::default(),
         },
         _ => anyhow::bail!(
             "say how the chaincode runs: --builtin <name>, --address <host:port>, or -- <command...>"
         ),
     };
-    let deployment = network::Deployment {
+    let chaincode = weft_spec::ChaincodeSpec {
         name: args.name,
         version: args.version,
-        channels: args.channels,
+        channels: (!args.channels.is_empty()).then_some(args.channels),
         endorsement_policy: args.signature_policy,
-        indexes: args.indexes,
+        indexes: args.indexes.iter().map(|p| path(p)).collect(),
         launcher,
     };
-    network::chaincode_deploy(args.dir.open(), deployment, args.timeout)
+    network::chaincode_deploy(args.dir.open(), chaincode, args.timeout)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

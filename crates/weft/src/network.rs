@@ -216,65 +216,16 @@ pub fn channel_join(dir: NetworkDir, name: &str, peers: Vec<String>) -> anyhow::
     })
 }
 
-/// How `weft chaincode deploy` runs the chaincode's code.
-pub enum DeployLauncher {
-    Builtin(String),
-    Process {
-        command: Vec<String>,
-        dir: Option<std::path::PathBuf>,
-    },
-    External {
-        address: String,
-        tls_root_ca: Option<std::path::PathBuf>,
-    },
-}
-
-/// What `weft chaincode deploy` is asked for.
-pub struct Deployment {
-    pub name: String,
-    pub version: String,
-    pub channels: Vec<String>,
-    pub endorsement_policy: Option<String>,
-    pub indexes: Vec<std::path::PathBuf>,
-    pub launcher: DeployLauncher,
-}
-
-/// `weft chaincode deploy`: adds (or changes) a chaincode in the network's
+/// `weft chaincode deploy`: adds (or changes) `chaincode` in the network's
 /// spec, installs it on the peers of its channels' organisations (their
 /// configs change and they restart) and defines it through the lifecycle:
 /// every member org approves, then the definition is committed, at the next
 /// sequence when it changed.
 pub fn chaincode_deploy(
     dir: NetworkDir,
-    deployment: Deployment,
+    chaincode: weft_spec::ChaincodeSpec,
     timeout: u64,
 ) -> anyhow::Result<()> {
-    // Paths given on the command line are relative to where it runs; the
-    // spec's are relative to its base, so store them absolute.
-    let path = |p: &Path| weft_network::dir::absolute(p).display().to_string();
-    let launcher = match &deployment.launcher {
-        DeployLauncher::Builtin(name) => weft_spec::LauncherSpec::Builtin(name.clone()),
-        DeployLauncher::Process { command, dir } => weft_spec::LauncherSpec::Process {
-            command: command.clone(),
-            dir: dir.as_deref().map(path),
-            env: Default::default(),
-        },
-        DeployLauncher::External {
-            address,
-            tls_root_ca,
-        } => weft_spec::LauncherSpec::External {
-            address: address.clone(),
-            tls_root_ca: tls_root_ca.as_deref().map(path),
-        },
-    };
-    let chaincode = weft_spec::ChaincodeSpec {
-        name: deployment.name.clone(),
-        version: deployment.version.clone(),
-        channels: (!deployment.channels.is_empty()).then(|| deployment.channels.clone()),
-        endorsement_policy: deployment.endorsement_policy.clone(),
-        indexes: deployment.indexes.iter().map(|p| path(p)).collect(),
-        launcher,
-    };
     let mut action = "deployed";
     let (spec, base) = plan::amend_spec(&dir, &builtin_names(), |spec| {
         match spec
@@ -295,21 +246,15 @@ pub fn chaincode_deploy(
         Ok(())
     })?;
     bring_up(dir, &spec, &base, false, timeout, false)?;
-    let channels: Vec<String> = spec
-        .chaincodes
+    let channels: Vec<&str> = spec
+        .chaincode_channels(&chaincode)
         .iter()
-        .find(|c| c.name == deployment.name)
-        .map(|c| {
-            spec.chaincode_channels(c)
-                .iter()
-                .map(|ch| ch.name.clone())
-                .collect()
-        })
-        .unwrap_or_default();
+        .map(|c| c.name.as_str())
+        .collect();
     println!(
         "chaincode {} {action} (version {}) on {}",
-        deployment.name,
-        deployment.version,
+        chaincode.name,
+        chaincode.version,
         channels.join(", ")
     );
     Ok(())

@@ -1004,6 +1004,14 @@ fn bench_reports_submit_evaluate_and_conflicts() {
         "{submit}"
     );
 
+    // Open loop: a fixed rate, whatever the answers.
+    let open = json(&[
+        "bench", "submit", "--rate", "50", "--count", "20", "--warmup", "0s", "--json",
+    ]);
+    assert_eq!(open["load"]["kind"], "open", "{open}");
+    assert_eq!(open["submitted"], 20, "{open}");
+    assert_eq!(open["committed"], 20, "{open}");
+
     // One hot key, updated concurrently: conflicts are counted, not errors.
     let hot = json(&[
         "bench",
