@@ -12,7 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 network=$(cd "${1:-weft-network}" && pwd)
-report=${2:-$here/../results/caliper-report.html}
+report=${2:-$(cd "$here/.." && pwd)/results/caliper-report.html}
 mkdir -p "$(dirname "$report")"
 
 say() { printf 'caliper: %s\n' "$*" >&2; }
