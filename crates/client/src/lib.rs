@@ -4,9 +4,11 @@
 //! Evaluate, then Endorse → Submit → CommitStatus for a submit.
 //!
 //! `weft chaincode invoke|query` use it; so will `weft bench`. [`lifecycle`]
-//! approves and commits chaincode definitions through it.
+//! approves and commits chaincode definitions through it; [`snapshot`]
+//! requests ledger snapshots from a peer.
 
 pub mod lifecycle;
+pub mod snapshot;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -74,6 +76,21 @@ impl ClientError {
     }
 }
 
+/// A lazily connecting TLS channel to `host:port`, trusting the PEM `ca`
+/// for the server's certificate.
+pub(crate) fn tls_channel(endpoint: &str, ca: Vec<u8>) -> Result<Channel, ClientError> {
+    let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name(host);
+    Ok(Endpoint::from_shared(format!("https://{endpoint}"))
+        .and_then(|e| e.tls_config(tls))
+        .map_err(|e| ClientError::Setup(format!("{endpoint}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
 /// A committed transaction.
 #[derive(Debug, Clone)]
 pub struct Submitted {
@@ -131,16 +148,7 @@ impl Gateway {
         ca: Vec<u8>,
         identity: SigningIdentity,
     ) -> Result<Self, ClientError> {
-        let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host);
-        let tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .domain_name(host);
-        let channel = Endpoint::from_shared(format!("https://{endpoint}"))
-            .and_then(|e| e.tls_config(tls))
-            .map_err(|e| ClientError::Setup(format!("{endpoint}: {e}")))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = tls_channel(endpoint, ca)?;
         let creator = identity.serialized();
         Ok(Gateway {
             client: GatewayClient::new(channel)

@@ -4,8 +4,10 @@
 //! started from one has history from its first block on, as in Fabric.
 //!
 //! Files (each hashed in the signable metadata):
-//! `public_state.data`, `txids.data`, `index_definitions.data`, and
-//! `_snapshot_signable_metadata.json`.
+//! `public_state.data`, `txids.data`, `index_definitions.data`,
+//! `last_config_block.data` (the channel's last config block as of the
+//! snapshot, a serialized `common.Block`: how a joining peer learns the
+//! channel's configuration), and `_snapshot_signable_metadata.json`.
 
 use std::fs::File;
 use std::io::{BufWriter, Read as _, Write as _};
@@ -16,12 +18,18 @@ use serde_json::json;
 use weft_crypto::Sha256;
 use weft_protoutil::hex;
 
+use weft_protos::Message as _;
+use weft_protos::common::Block;
+
 use crate::block_store::{BlockStore, unhex};
 use crate::error::LedgerError;
 use crate::ledger::{Ledger, LedgerConfig};
 
 const METADATA_FILE: &str = "_snapshot_signable_metadata.json";
 const DATA_FILES: [&str; 3] = ["public_state.data", "txids.data", "index_definitions.data"];
+const CONFIG_BLOCK_FILE: &str = "last_config_block.data";
+/// Meta key of the config block imported with a snapshot.
+const IMPORTED_CONFIG_BLOCK: &[u8] = b"imported_config_block";
 const LOAD_BATCH_ENTRIES: usize = 10_000;
 
 /// What a snapshot holds, from its signable metadata.
@@ -117,7 +125,113 @@ fn read_records(
     Ok(records)
 }
 
+impl SnapshotMetadata {
+    /// Reads a snapshot directory's `_snapshot_signable_metadata.json`.
+    pub fn read(snapshot: &Path) -> Result<SnapshotMetadata, LedgerError> {
+        Ok(Self::read_signable(snapshot)?.0)
+    }
+
+    fn read_signable(
+        snapshot: &Path,
+    ) -> Result<(SnapshotMetadata, serde_json::Value), LedgerError> {
+        let metadata_path = snapshot.join(METADATA_FILE);
+        let text =
+            std::fs::read_to_string(&metadata_path).map_err(LedgerError::io(&metadata_path))?;
+        let signable: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| snapshot_error(&metadata_path, e.to_string()))?;
+        let field = |name: &str| {
+            signable
+                .get(name)
+                .ok_or_else(|| snapshot_error(&metadata_path, format!("missing {name}")))
+        };
+        let hash_field = |name: &str| {
+            field(name)?
+                .as_str()
+                .and_then(unhex)
+                .ok_or_else(|| snapshot_error(&metadata_path, format!("{name} is not hex")))
+        };
+        let metadata = SnapshotMetadata {
+            channel_id: field("channel_name")?
+                .as_str()
+                .ok_or_else(|| snapshot_error(&metadata_path, "channel_name is not a string"))?
+                .to_string(),
+            last_block_number: field("last_block_number")?.as_u64().ok_or_else(|| {
+                snapshot_error(&metadata_path, "last_block_number is not a number")
+            })?,
+            last_block_hash: hash_field("last_block_hash")?,
+            previous_block_hash: hash_field("previous_block_hash")?,
+        };
+        let name = &metadata.channel_id;
+        let valid_name = name.len() < 250
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+        if !valid_name {
+            return Err(snapshot_error(
+                &metadata_path,
+                format!("channel_name {name:?} is not a valid channel name"),
+            ));
+        }
+        Ok((metadata, signable))
+    }
+}
+
+/// The snapshot's config block: its hash checked, decoded, not past the
+/// snapshot's last block. Returned as the bytes that were hashed.
+fn read_config_block(path: &Path, expected_hash: &str, last: u64) -> Result<Vec<u8>, LedgerError> {
+    let bytes = std::fs::read(path).map_err(LedgerError::io(path))?;
+    if hex(&weft_crypto::sha256(&bytes)) != expected_hash {
+        return Err(snapshot_error(
+            path,
+            "the file does not match its hash in the signable metadata",
+        ));
+    }
+    let block = Block::decode(bytes.as_slice())
+        .map_err(|e| snapshot_error(path, format!("not a block: {e}")))?;
+    let number = block.header.as_ref().map_or(0, |h| h.number);
+    if number > last {
+        return Err(snapshot_error(
+            path,
+            format!("config block {number} is past the snapshot's last block {last}"),
+        ));
+    }
+    Ok(bytes)
+}
+
 impl Ledger {
+    /// The channel's last config block as of the newest block: the block the
+    /// newest block's metadata names (block 0 when it names none), read from
+    /// the block store or, for a ledger started from a snapshot, the one
+    /// imported with it.
+    pub fn last_config_block(&self) -> Result<Block, LedgerError> {
+        let height = self.height()?;
+        let first = self.first_block_number();
+        let index = if height > first {
+            weft_protoutil::last_config_index(&self.block(height - 1)?).unwrap_or(0)
+        } else {
+            0
+        };
+        if index >= first && index < height {
+            return self.block(index);
+        }
+        let imported = self
+            .keyspaces
+            .meta
+            .get(IMPORTED_CONFIG_BLOCK)?
+            .map(|bytes| Block::decode(bytes.as_ref()))
+            .transpose()
+            .map_err(|e| snapshot_error(&self.dir, format!("the imported config block: {e}")))?;
+        match imported {
+            Some(block)
+                if height == first || block.header.as_ref().map(|h| h.number) == Some(index) =>
+            {
+                Ok(block)
+            }
+            _ => Err(LedgerError::NoSuchBlock(index)),
+        }
+    }
+
     /// Writes a snapshot of the committed state into `out` (which must not exist).
     pub fn export_snapshot(&self, out: &Path) -> Result<SnapshotMetadata, LedgerError> {
         let _commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -166,6 +280,16 @@ impl Ledger {
         }
         hashes.insert(DATA_FILES[2].into(), definitions.finish()?.into());
 
+        let config_block = self.last_config_block()?.encode_to_vec();
+        let config_path = staging.join(CONFIG_BLOCK_FILE);
+        File::create(&config_path)
+            .and_then(|mut file| file.write_all(&config_block).and_then(|()| file.sync_all()))
+            .map_err(LedgerError::io(&config_path))?;
+        hashes.insert(
+            CONFIG_BLOCK_FILE.into(),
+            hex(&weft_crypto::sha256(&config_block)).into(),
+        );
+
         let signable = json!({
             "channel_name": metadata.channel_id,
             "last_block_number": metadata.last_block_number,
@@ -200,34 +324,11 @@ impl Ledger {
                 "a ledger directory already exists there",
             ));
         }
+        let (metadata, signable) = SnapshotMetadata::read_signable(snapshot)?;
         let metadata_path = snapshot.join(METADATA_FILE);
-        let text =
-            std::fs::read_to_string(&metadata_path).map_err(LedgerError::io(&metadata_path))?;
-        let signable: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| snapshot_error(&metadata_path, e.to_string()))?;
-        let field = |name: &str| {
-            signable
-                .get(name)
-                .ok_or_else(|| snapshot_error(&metadata_path, format!("missing {name}")))
-        };
-        let hash_field = |name: &str| {
-            field(name)?
-                .as_str()
-                .and_then(unhex)
-                .ok_or_else(|| snapshot_error(&metadata_path, format!("{name} is not hex")))
-        };
-        let metadata = SnapshotMetadata {
-            channel_id: field("channel_name")?
-                .as_str()
-                .ok_or_else(|| snapshot_error(&metadata_path, "channel_name is not a string"))?
-                .to_string(),
-            last_block_number: field("last_block_number")?.as_u64().ok_or_else(|| {
-                snapshot_error(&metadata_path, "last_block_number is not a number")
-            })?,
-            last_block_hash: hash_field("last_block_hash")?,
-            previous_block_hash: hash_field("previous_block_hash")?,
-        };
-        let hashes = field("snapshot_files_raw_hashes")?;
+        let hashes = signable
+            .get("snapshot_files_raw_hashes")
+            .ok_or_else(|| snapshot_error(&metadata_path, "missing snapshot_files_raw_hashes"))?;
         let expected = |file: &str| {
             hashes
                 .get(file)
@@ -239,6 +340,11 @@ impl Ledger {
         let txids = read_records(&snapshot.join(DATA_FILES[1]), 2, &expected(DATA_FILES[1])?)?;
         let definitions =
             read_records(&snapshot.join(DATA_FILES[2]), 2, &expected(DATA_FILES[2])?)?;
+        let config_block = read_config_block(
+            &snapshot.join(CONFIG_BLOCK_FILE),
+            &expected(CONFIG_BLOCK_FILE)?,
+            metadata.last_block_number,
+        )?;
 
         // Build in a staging directory and rename it into place, so a crash
         // part-way never leaves a ledger that looks complete.
@@ -278,6 +384,11 @@ impl Ledger {
                 &ledger.keyspaces.meta,
                 b"savepoint".as_slice(),
                 metadata.last_block_number.to_be_bytes(),
+            );
+            batch.insert(
+                &ledger.keyspaces.meta,
+                IMPORTED_CONFIG_BLOCK,
+                config_block.as_slice(),
             );
             batch.commit()?;
         }

@@ -55,6 +55,10 @@ fn a_ledger_started_from_a_snapshot_continues_the_chain() {
         joined.block(4).is_err(),
         "blocks before the snapshot are not held"
     );
+    // The channel's config block travels with the snapshot (these blocks
+    // name none, so it is block 0).
+    let config_block = original.block(0).expect("block 0");
+    assert_eq!(joined.last_config_block().expect("config"), config_block);
     let all = |ledger: &Ledger| {
         ledger
             .get_state_range(CHAINCODE, "", "", None)
@@ -79,6 +83,7 @@ fn a_ledger_started_from_a_snapshot_continues_the_chain() {
     assert_eq!(on_joined.transactions[1].code, Code::DuplicateTxid);
     assert_eq!(all(&joined), all(&original));
     assert_eq!(joined.last_block_hash(), original.last_block_hash());
+    assert_eq!(joined.last_config_block().expect("config"), config_block);
     // It survives a reopen.
     drop(joined);
     let joined = open(&dir.path().join("joined"));

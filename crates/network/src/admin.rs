@@ -86,6 +86,7 @@ impl NodeAdmin {
             .clone()
             .join(JoinRequest {
                 config_block: bytes,
+                ..Default::default()
             })
             .await
             .map_err(|s| self.failed(&format!("join {}", block.display()), s))?

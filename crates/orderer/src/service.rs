@@ -545,6 +545,11 @@ impl Admin for Services {
         request: Request<proto::JoinRequest>,
     ) -> Result<Response<proto::ChannelInfo>, GrpcStatus> {
         require_client_cert(&request)?;
+        if !request.get_ref().snapshot_path.is_empty() {
+            return Err(GrpcStatus::invalid_argument(
+                "an orderer joins a channel from its config block, not from a ledger snapshot",
+            ));
+        }
         let block = Block::decode(request.into_inner().config_block.as_slice()).map_err(|e| {
             GrpcStatus::invalid_argument(format!("config block does not decode: {e}"))
         })?;

@@ -19,6 +19,7 @@ use weft_protos::orderer::seek_info::SeekBehavior;
 
 use crate::config::ChaincodeConfig;
 use crate::lifecycle::{Definitions, LIFECYCLE};
+use crate::snapshot::Snapshots;
 
 pub(crate) fn now_seconds() -> i64 {
     SystemTime::now()
@@ -42,6 +43,26 @@ pub struct PeerChannel {
     signatures: SignatureCache,
     /// Where blocks were last pulled from (for status output).
     pub source: std::sync::Mutex<String>,
+    /// Pending snapshot requests. Held while a block commits, so a snapshot
+    /// is always taken at exactly the block it names.
+    pub(crate) snapshots: std::sync::Mutex<Snapshots>,
+}
+
+/// The channel configuration from the ledger's last config block, checked
+/// to be this channel's.
+fn channel_config(ledger: &Ledger) -> Result<ChannelConfig, String> {
+    let channel_id = ledger.channel_id();
+    let block = ledger
+        .last_config_block()
+        .map_err(|e| format!("channel {channel_id}: config block: {e}"))?;
+    let (named, _) = weft_channel::config_envelope(&block)
+        .map_err(|e| format!("channel {channel_id}: config block: {e}"))?;
+    if named != channel_id {
+        return Err(format!(
+            "channel {channel_id}: its config block is channel {named}'s"
+        ));
+    }
+    ChannelConfig::from_block(&block).map_err(|e| format!("channel {channel_id}: {e}"))
 }
 
 impl std::fmt::Debug for PeerChannel {
@@ -50,60 +71,88 @@ impl std::fmt::Debug for PeerChannel {
     }
 }
 
+/// Where a channel's ledger comes from when the peer opens it.
+#[derive(Debug)]
+pub enum LedgerSource {
+    /// The ledger directory exists (a channel joined before).
+    Existing,
+    /// A new ledger: its first block is the channel's genesis block.
+    Genesis(Block),
+    /// A new ledger started from a snapshot directory (join by snapshot):
+    /// it continues after the snapshot's last block.
+    Snapshot(std::path::PathBuf),
+}
+
 impl PeerChannel {
-    /// Opens the channel's ledger in `dir`, committing `genesis` if the
-    /// ledger is new. `msp_id` is the peer's organisation; the indexes of
-    /// the installed `chaincodes` are declared in their namespaces.
+    /// Opens the channel's ledger in `dir` from `source`. `msp_id` is the
+    /// peer's organisation; the indexes of the installed `chaincodes` are
+    /// declared in their namespaces; `snapshots` is the peer's snapshot
+    /// directory (pending requests, completed snapshots).
     pub fn open(
         dir: &std::path::Path,
-        genesis: Option<Block>,
+        source: LedgerSource,
         msp_id: &str,
         chaincodes: &[&ChaincodeConfig],
+        snapshots: &std::path::Path,
     ) -> Result<Self, String> {
-        let channel_id = match &genesis {
-            Some(block) => {
-                weft_channel::config_envelope(block)
-                    .map_err(|e| format!("genesis block: {e}"))?
-                    .0
-            }
-            None => dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .ok_or_else(|| format!("{}: not a channel directory", dir.display()))?,
-        };
-        let (ledger, report) = Ledger::open(dir, &channel_id, LedgerConfig::default())
-            .map_err(|e| format!("channel {channel_id}: {e}"))?;
-        if let Some(truncated) = &report.truncated {
-            eprintln!("channel {channel_id}: cut a damaged block store tail: {truncated:?}");
-        }
         let signatures = SignatureCache::new(100_000);
-        let genesis_config = |block: &Block| {
-            ChannelConfig::from_block(block).map_err(|e| format!("channel {channel_id}: {e}"))
-        };
-        let config = if ledger.height().map_err(|e| e.to_string())? == 0 {
-            let block = genesis.ok_or_else(|| {
-                format!("channel {channel_id}: the ledger is empty and no genesis block was given")
-            })?;
-            let config = genesis_config(&block)?;
-            let empty = EndorsementPolicies::new();
-            ledger
-                .commit(
-                    block,
-                    &Validator {
+        let (ledger, config) = match source {
+            LedgerSource::Genesis(block) => {
+                let (channel_id, _) = weft_channel::config_envelope(&block)
+                    .map_err(|e| format!("genesis block: {e}"))?;
+                let (ledger, _) = Ledger::open(dir, &channel_id, LedgerConfig::default())
+                    .map_err(|e| format!("channel {channel_id}: {e}"))?;
+                let config = ChannelConfig::from_block(&block)
+                    .map_err(|e| format!("channel {channel_id}: {e}"))?;
+                if ledger.height().map_err(|e| e.to_string())? == 0 {
+                    let empty = EndorsementPolicies::new();
+                    let validator = Validator {
                         msp: &config.msps,
                         policies: &empty,
                         signatures: &signatures,
                         threads: 1,
-                    },
-                )
-                .map_err(|e| format!("channel {channel_id}: genesis block: {e}"))?;
-            config
-        } else {
-            let block = ledger
-                .block(ledger.first_block_number())
-                .map_err(|e| format!("channel {channel_id}: {e}"))?;
-            genesis_config(&block)?
+                    };
+                    ledger
+                        .commit(block, &validator)
+                        .map_err(|e| format!("channel {channel_id}: genesis block: {e}"))?;
+                }
+                (ledger, config)
+            }
+            LedgerSource::Snapshot(path) => {
+                let (ledger, metadata) = Ledger::from_snapshot(&path, dir, LedgerConfig::default())
+                    .map_err(|e| e.to_string())?;
+                let config = channel_config(&ledger)?;
+                eprintln!(
+                    "channel {}: started from the snapshot at block {} ({})",
+                    metadata.channel_id,
+                    metadata.last_block_number,
+                    path.display()
+                );
+                (ledger, config)
+            }
+            LedgerSource::Existing => {
+                let channel_id = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .ok_or_else(|| format!("{}: not a channel directory", dir.display()))?;
+                let (ledger, report) = Ledger::open(dir, &channel_id, LedgerConfig::default())
+                    .map_err(|e| format!("channel {channel_id}: {e}"))?;
+                if let Some(truncated) = &report.truncated {
+                    eprintln!(
+                        "channel {channel_id}: cut a damaged block store tail: {truncated:?}"
+                    );
+                }
+                if ledger.height().map_err(|e| e.to_string())? == 0 {
+                    return Err(format!(
+                        "channel {channel_id}: the ledger in {} is empty",
+                        dir.display()
+                    ));
+                }
+                let config = channel_config(&ledger)?;
+                (ledger, config)
+            }
         };
+        let channel_id = ledger.channel_id().to_owned();
         for chaincode in chaincodes {
             for path in &chaincode.indexes {
                 let definition = std::fs::read_to_string(path)
@@ -116,7 +165,9 @@ impl PeerChannel {
         let definitions = Definitions::read(&ledger, msp_id, &config.application_orgs)
             .map_err(|e| format!("channel {channel_id}: {e}"))?;
         let height = ledger.height().map_err(|e| e.to_string())?;
+        let snapshots = Snapshots::open(snapshots, &channel_id)?;
         Ok(PeerChannel {
+            snapshots: std::sync::Mutex::new(snapshots),
             id: channel_id,
             ledger: Arc::new(ledger),
             config: Arc::new(config),
@@ -173,10 +224,12 @@ impl PeerChannel {
                 signatures: &channel.signatures,
                 threads: 2,
             };
+            let mut snapshots = channel.snapshots.lock().unwrap_or_else(|p| p.into_inner());
             let outcome = channel
                 .ledger
                 .commit(block, &validator)
                 .map_err(|e| e.to_string())?;
+            snapshots.after_commit(&channel.ledger, outcome.number);
             // Definitions change only with a `_lifecycle` write.
             if outcome.written.contains(LIFECYCLE) {
                 let refreshed = Definitions::read(

@@ -161,6 +161,10 @@ async fn serve_seek(
         return Some(FabricStatus::BadRequest);
     };
     if stop < start || start < first {
+        eprintln!(
+            "deliver refused on channel {}: blocks {start}..={stop} (this peer's first block is {first})",
+            channel.id
+        );
         return Some(FabricStatus::BadRequest);
     }
     let fail_if_not_ready = seek.behavior == SeekBehavior::FailIfNotReady as i32;

@@ -530,12 +530,21 @@ impl Gateway for GatewayService {
 /// Where a stream starts: `SeekNextCommit` (the default), oldest, newest or a block number.
 pub fn start_block(channel: &PeerChannel, position: Option<&SeekPosition>) -> Result<u64, Status> {
     let height = *channel.height.borrow();
-    Ok(match position.and_then(|p| p.r#type.as_ref()) {
+    let first = channel.ledger.first_block_number();
+    let start = match position.and_then(|p| p.r#type.as_ref()) {
         None | Some(seek_position::Type::NextCommit(_)) => height,
-        Some(seek_position::Type::Oldest(_)) => channel.ledger.first_block_number(),
+        Some(seek_position::Type::Oldest(_)) => first,
         Some(seek_position::Type::Newest(_)) => height.saturating_sub(1),
         Some(seek_position::Type::Specified(s)) => s.number,
-    })
+    };
+    if start < first {
+        return Err(Status::out_of_range(format!(
+            "block {start} is before this peer's first block {first} on channel {} \
+             (the peer joined the channel from a snapshot)",
+            channel.id
+        )));
+    }
+    Ok(start)
 }
 
 /// The chaincode events of `chaincode` in a committed block's valid

@@ -9,6 +9,7 @@
 //! - [`gateway`]: the `gateway.Gateway` service;
 //! - [`channel`]: a joined channel and its committer (pulling from orderers);
 //! - [`deliver`]: the `protos.Deliver` service;
+//! - [`snapshot`]: the `protos.Snapshot` service (ledger snapshots);
 //! - [`node`]: the node and its listener.
 
 pub mod chaincode;
@@ -20,6 +21,7 @@ pub mod gateway;
 pub mod lifecycle;
 pub mod node;
 pub mod simulator;
+pub mod snapshot;
 
 pub use config::PeerConfig;
 pub use node::{Peer, serve};

@@ -25,16 +25,18 @@ use weft_protos::peer::chaincode_support_server::{
 };
 use weft_protos::peer::deliver_server::DeliverServer;
 use weft_protos::peer::endorser_server::{Endorser, EndorserServer};
+use weft_protos::peer::snapshot_server::SnapshotServer;
 use weft_protos::peer::{ChaincodeMessage, ProposalResponse, SignedProposal};
 use weft_shim::Chaincode;
 
 use crate::chaincode::ChaincodeSupport;
 use crate::chaincode::launcher::{self, Launcher, PeerContact};
-use crate::channel::PeerChannel;
+use crate::channel::{LedgerSource, PeerChannel};
 use crate::config::{LauncherConfig, PeerConfig};
 use crate::deliver::DeliverService;
 use crate::endorser::process_proposal;
 use crate::gateway::GatewayService;
+use crate::snapshot::SnapshotService;
 
 /// A running peer.
 pub struct Peer {
@@ -147,9 +149,21 @@ impl Peer {
             .collect();
         dirs.sort();
         for dir in dirs {
+            if dir.extension().is_some_and(|e| e == "importing") {
+                // A join by snapshot interrupted before its ledger was complete.
+                eprintln!("removing {}: an interrupted snapshot import", dir.display());
+                std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                continue;
+            }
             let chaincodes: Vec<_> = peer.config.chaincodes.iter().collect();
             let channel = tokio::task::block_in_place(|| {
-                PeerChannel::open(&dir, None, &peer.config.msp_id, &chaincodes)
+                PeerChannel::open(
+                    &dir,
+                    LedgerSource::Existing,
+                    &peer.config.msp_id,
+                    &chaincodes,
+                    &peer.snapshot_dir(),
+                )
             })?;
             eprintln!(
                 "channel {}: opened at height {}",
@@ -193,30 +207,65 @@ impl Peer {
         channels
     }
 
+    /// Where snapshots are kept: `<data_dir>/snapshots`.
+    pub fn snapshot_dir(&self) -> std::path::PathBuf {
+        self.config.data_dir.join("snapshots")
+    }
+
     /// Joins the channel whose genesis block this is.
     pub async fn join(self: &Arc<Self>, genesis: Block) -> Result<Arc<PeerChannel>, String> {
-        let _joining = self.join_lock.lock().await;
         if genesis.header.as_ref().map_or(0, |h| h.number) != 0 {
             return Err("joining needs the channel's genesis block (block 0)".into());
         }
         let (channel_id, _) =
             weft_channel::config_envelope(&genesis).map_err(|e| format!("genesis block: {e}"))?;
-        if self.channel(&channel_id).is_some() {
+        self.join_from(&channel_id, LedgerSource::Genesis(genesis))
+            .await
+    }
+
+    /// Joins a channel from a snapshot directory on this peer's file system
+    /// (Fabric's `peer channel joinbysnapshot`): the ledger starts at the
+    /// snapshot's height and the committer pulls the blocks after it.
+    pub async fn join_by_snapshot(
+        self: &Arc<Self>,
+        snapshot: &std::path::Path,
+    ) -> Result<Arc<PeerChannel>, String> {
+        let metadata = weft_ledger::SnapshotMetadata::read(snapshot).map_err(|e| e.to_string())?;
+        self.join_from(
+            &metadata.channel_id,
+            LedgerSource::Snapshot(snapshot.to_path_buf()),
+        )
+        .await
+    }
+
+    async fn join_from(
+        self: &Arc<Self>,
+        channel_id: &str,
+        source: LedgerSource,
+    ) -> Result<Arc<PeerChannel>, String> {
+        let _joining = self.join_lock.lock().await;
+        if self.channel(channel_id).is_some() {
             return Err(format!("this peer has already joined channel {channel_id}"));
         }
-        let config =
-            weft_channel::ChannelConfig::from_block(&genesis).map_err(|e| e.to_string())?;
-        if !config.application_orgs.contains(&self.config.msp_id) {
-            return Err(format!(
-                "{} is not an organisation of channel {channel_id} (members: {})",
-                self.config.msp_id,
-                config.application_orgs.join(", ")
-            ));
+        if let LedgerSource::Genesis(genesis) = &source {
+            let config =
+                weft_channel::ChannelConfig::from_block(genesis).map_err(|e| e.to_string())?;
+            self.check_member(channel_id, &config)?;
         }
-        let dir = self.config.data_dir.join("ledgers").join(&channel_id);
+        let dir = self.config.data_dir.join("ledgers").join(channel_id);
         let chaincodes: Vec<_> = self.config.chaincodes.iter().collect();
         let opened = tokio::task::block_in_place(|| {
-            PeerChannel::open(&dir, Some(genesis), &self.config.msp_id, &chaincodes)
+            PeerChannel::open(
+                &dir,
+                source,
+                &self.config.msp_id,
+                &chaincodes,
+                &self.snapshot_dir(),
+            )
+        })
+        .and_then(|channel| {
+            self.check_member(channel_id, &channel.config)?;
+            Ok(channel)
         });
         let channel = match opened {
             Ok(channel) => Arc::new(channel),
@@ -226,8 +275,26 @@ impl Peer {
             }
         };
         self.activate(Arc::clone(&channel));
-        eprintln!("channel {channel_id}: joined");
+        eprintln!(
+            "channel {channel_id}: joined at height {}",
+            *channel.height.borrow()
+        );
         Ok(channel)
+    }
+
+    fn check_member(
+        &self,
+        channel_id: &str,
+        config: &weft_channel::ChannelConfig,
+    ) -> Result<(), String> {
+        if config.application_orgs.contains(&self.config.msp_id) {
+            return Ok(());
+        }
+        Err(format!(
+            "{} is not an organisation of channel {channel_id} (members: {})",
+            self.config.msp_id,
+            config.application_orgs.join(", ")
+        ))
     }
 
     /// Which orderer to try first (round robin across submissions).
@@ -299,13 +366,17 @@ impl Admin for Services {
                 "channel administration needs a TLS client certificate",
             ));
         }
-        let block = Block::decode(request.get_ref().config_block.as_slice())
-            .map_err(|e| Status::invalid_argument(format!("config block: {e}")))?;
-        let channel = self
-            .peer
-            .join(block)
-            .await
-            .map_err(Status::failed_precondition)?;
+        let request = request.into_inner();
+        let joined = if request.snapshot_path.is_empty() {
+            let block = Block::decode(request.config_block.as_slice())
+                .map_err(|e| Status::invalid_argument(format!("config block: {e}")))?;
+            self.peer.join(block).await
+        } else {
+            self.peer
+                .join_by_snapshot(std::path::Path::new(&request.snapshot_path))
+                .await
+        };
+        let channel = joined.map_err(Status::failed_precondition)?;
         Ok(Response::new(info(&channel)))
     }
 
@@ -397,6 +468,9 @@ async fn serve_on(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
+        .add_service(SnapshotServer::new(SnapshotService {
+            peer: Arc::clone(&peer),
+        }))
         .add_service(AdminServer::new(services).max_decoding_message_size(max))
         .serve_with_shutdown(address, shutdown)
         .await

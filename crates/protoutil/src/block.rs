@@ -72,6 +72,30 @@ pub fn transactions_filter(block: &Block) -> Option<&[u8]> {
         .map(Vec::as_slice)
 }
 
+/// The number of the last config block as of `block`, from the orderer's
+/// signed metadata (SIGNATURES slot), else from the deprecated LAST_CONFIG
+/// slot; `None` when neither holds one.
+pub fn last_config_index(block: &Block) -> Option<u64> {
+    use weft_protos::Message as _;
+    use weft_protos::common::{LastConfig, Metadata, OrdererBlockMetadata};
+    let slot = |slot: MetadataSlot| {
+        block
+            .metadata
+            .as_ref()
+            .and_then(|metadata| metadata.metadata.get(slot as usize))
+            .filter(|bytes| !bytes.is_empty())
+            .and_then(|bytes| Metadata::decode(bytes.as_slice()).ok())
+    };
+    slot(MetadataSlot::Signatures)
+        .and_then(|metadata| OrdererBlockMetadata::decode(metadata.value.as_slice()).ok())
+        .and_then(|value| value.last_config)
+        .or_else(|| {
+            slot(MetadataSlot::LastConfig)
+                .and_then(|metadata| LastConfig::decode(metadata.value.as_slice()).ok())
+        })
+        .map(|last| last.index)
+}
+
 fn der_length(out: &mut Vec<u8>, length: usize) {
     if length < 0x80 {
         out.push(length as u8);

@@ -117,7 +117,11 @@ pub enum Command {
     },
 }
 
-fn flag_or_env<T: From<String>>(flag: Option<T>, variable: &str, name: &str) -> anyhow::Result<T> {
+pub(crate) fn flag_or_env<T: From<String>>(
+    flag: Option<T>,
+    variable: &str,
+    name: &str,
+) -> anyhow::Result<T> {
     match flag {
         Some(value) => Ok(value),
         None => std::env::var(variable)

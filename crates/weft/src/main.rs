@@ -7,6 +7,7 @@ mod bench;
 mod builtin;
 mod lifecycle;
 mod network;
+mod snapshot;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -269,6 +270,12 @@ enum PeerCommand {
         #[command(subcommand)]
         command: Box<PeerLifecycleCommand>,
     },
+    /// Ledger snapshots of a peer's channels (Fabric's `peer snapshot`),
+    /// requested as an admin of the peer's organisation.
+    Snapshot {
+        #[command(subcommand)]
+        command: snapshot::Command,
+    },
     Channel {
         #[command(subcommand)]
         command: PeerChannelCommand,
@@ -305,6 +312,14 @@ enum PeerChannelCommand {
         /// The channel's genesis block.
         #[arg(short = 'b', long = "blockpath")]
         block: PathBuf,
+    },
+    /// Join the peer to a channel from a ledger snapshot (made by `weft peer
+    /// snapshot submitrequest` on a peer of the channel): the ledger starts
+    /// at the snapshot's block and the peer pulls the blocks after it.
+    Joinbysnapshot {
+        /// The snapshot directory, as the peer sees its file system.
+        #[arg(long = "snapshotpath")]
+        snapshot: PathBuf,
     },
     /// List the peer's channels and their heights.
     List,
@@ -694,6 +709,7 @@ fn peer(command: PeerCommand) -> anyhow::Result<()> {
                 result
             })
         }
+        PeerCommand::Snapshot { command } => snapshot::run(command),
         PeerCommand::Lifecycle { command } => {
             let PeerLifecycleCommand::Chaincode { command, peer } = *command;
             lifecycle::run(command, peer)
@@ -729,12 +745,29 @@ fn peer(command: PeerCommand) -> anyhow::Result<()> {
                         let info = client
                             .join(JoinRequest {
                                 config_block: bytes,
+                                ..Default::default()
                             })
                             .await
                             .map_err(status)?
                             .into_inner();
                         println!(
                             "peer {address} joined channel {} (height {})",
+                            info.name, info.height
+                        );
+                    }
+                    PeerChannelCommand::Joinbysnapshot { snapshot } => {
+                        let path = std::path::absolute(&snapshot)
+                            .with_context(|| snapshot.display().to_string())?;
+                        let info = client
+                            .join(JoinRequest {
+                                snapshot_path: path.to_string_lossy().into_owned(),
+                                ..Default::default()
+                            })
+                            .await
+                            .map_err(status)?
+                            .into_inner();
+                        println!(
+                            "peer {address} joined channel {} from the snapshot (height {})",
                             info.name, info.height
                         );
                     }
@@ -802,7 +835,10 @@ fn osnadmin(command: OsnadminCommand) -> anyhow::Result<()> {
                 let block = std::fs::read(&config_block)
                     .with_context(|| format!("reading {}", config_block.display()))?;
                 let info = client
-                    .join(JoinRequest { config_block: block })
+                    .join(JoinRequest {
+                        config_block: block,
+                        ..Default::default()
+                    })
                     .await
                     .map_err(status)?
                     .into_inner();

@@ -9,17 +9,13 @@
 mod support;
 
 use support::network::{CHANNEL, Network};
-use weft_client::{ClientError, Gateway};
+use weft_client::ClientError;
 
 const AND: &str = "AND('Org1MSP.peer','Org2MSP.peer')";
 const OR: &str = "OR('Org1MSP.peer','Org2MSP.peer')";
 
-fn user_gateway(network: &Network, i: usize) -> Gateway {
-    let domain = network.peers[i].domain;
-    let msp = network.org_dir(i).join(format!("users/User1@{domain}/msp"));
-    let identity =
-        weft_material::SigningIdentity::load(&msp, network.peers[i].msp_id).expect("User1");
-    Gateway::connect(&network.endpoint(i), &network.tls_ca(i), identity).expect("gateway")
+fn user_gateway(network: &Network, i: usize) -> weft_client::Gateway {
+    network.gateway(i, "User1")
 }
 
 fn args(values: &[&str]) -> Vec<Vec<u8>> {

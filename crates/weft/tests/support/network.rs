@@ -143,6 +143,42 @@ impl Network {
         network
     }
 
+    /// A gateway client of peer `i` as `user` (User1, Admin) of its org.
+    pub fn gateway(&self, i: usize, user: &str) -> weft_client::Gateway {
+        let domain = self.peers[i].domain;
+        let msp = self.org_dir(i).join(format!("users/{user}@{domain}/msp"));
+        let identity =
+            weft_material::SigningIdentity::load(&msp, self.peers[i].msp_id).expect("identity");
+        weft_client::Gateway::connect(&self.endpoint(i), &self.tls_ca(i), identity)
+            .expect("gateway")
+    }
+
+    /// Peer `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.orderers.dir.path().join(format!("peer{i}"))
+    }
+
+    /// `weft peer <args>` as `user` of org `i` against its peer, with
+    /// Fabric's `CORE_PEER_*` environment naming the peer and the identity.
+    pub fn peer_command_as(&self, i: usize, user: &str, args: &[&str]) -> Result<String, String> {
+        let domain = self.peers[i].domain;
+        let msp = self.org_dir(i).join(format!("users/{user}@{domain}/msp"));
+        let output = Command::new(WEFT)
+            .arg("peer")
+            .args(args)
+            .env("CORE_PEER_ADDRESS", self.endpoint(i))
+            .env("CORE_PEER_TLS_ROOTCERT_FILE", self.tls_ca(i))
+            .env("CORE_PEER_MSPCONFIGPATH", msp)
+            .env("CORE_PEER_LOCALMSPID", self.peers[i].msp_id)
+            .output()
+            .expect("run weft peer");
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
     /// `weft peer lifecycle chaincode <args>` as org `i`'s admin on its peer,
     /// on the channel, for version 1.0, sequence 1 unless `args` give a
     /// `--sequence` (Fabric's environment variables name the peer and the identity).
@@ -152,32 +188,17 @@ impl Network {
 
     /// [`Network::lifecycle`] as `user` of org `i`.
     pub fn lifecycle_as(&self, i: usize, user: &str, args: &[&str]) -> Result<String, String> {
-        let domain = self.peers[i].domain;
-        let admin_msp = self.org_dir(i).join(format!("users/{user}@{domain}/msp"));
-        let mut command = Command::new(WEFT);
-        command
-            .args(["peer", "lifecycle", "chaincode"])
-            .args(args)
-            .args(["-C", CHANNEL]);
+        let mut full = vec!["lifecycle", "chaincode"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["-C", CHANNEL]);
         if matches!(
             args[0],
             "approveformyorg" | "commit" | "checkcommitreadiness"
         ) && !args.contains(&"--sequence")
         {
-            command.args(["-v", "1.0", "--sequence", "1"]);
+            full.extend_from_slice(&["-v", "1.0", "--sequence", "1"]);
         }
-        let output = command
-            .env("CORE_PEER_ADDRESS", self.endpoint(i))
-            .env("CORE_PEER_TLS_ROOTCERT_FILE", self.tls_ca(i))
-            .env("CORE_PEER_MSPCONFIGPATH", admin_msp)
-            .env("CORE_PEER_LOCALMSPID", self.peers[i].msp_id)
-            .output()
-            .expect("run weft peer lifecycle chaincode");
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&output.stderr).into_owned())
-        }
+        self.peer_command_as(i, user, &full)
     }
 
     pub fn root(&self) -> PathBuf {
@@ -263,12 +284,19 @@ impl Network {
 
     /// `weft peer channel join -b <genesis>` against peer `i`.
     pub fn join(&self, i: usize) -> Result<String, String> {
+        let block = self.block.display().to_string();
+        self.channel_admin(i, &["join", "-b", &block])
+    }
+
+    /// `weft peer channel <args>` against peer `i`, with its org admin's
+    /// TLS client certificate.
+    pub fn channel_admin(&self, i: usize, args: &[&str]) -> Result<String, String> {
         let output = Command::new(WEFT)
-            .args(["peer", "channel", "join", "-b"])
-            .arg(&self.block)
+            .args(["peer", "channel"])
+            .args(args)
             .args(self.admin_args(i))
             .output()
-            .expect("run weft peer channel join");
+            .expect("run weft peer channel");
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).into_owned())
         } else {
