@@ -63,7 +63,7 @@ fn asset_blocks(network: &TestNetwork) -> Vec<Block> {
                         ..KvrwSet::default()
                     };
                     submitter
-                        .transaction("basic", vec![NamespaceRwSet { namespace: "basic".into(), rwset }])
+                        .transaction("basic", vec![NamespaceRwSet { namespace: "basic".into(), rwset, ..Default::default() }])
                         .1
                 })
                 .collect();
@@ -153,6 +153,7 @@ fn rich_query(c: &mut Criterion) {
                     writes: writes.clone(),
                     ..KvrwSet::default()
                 },
+                ..Default::default()
             })
             .to_vec();
         let (_, envelope) = submitter.transaction("indexed", rwsets);

@@ -18,11 +18,15 @@ use weft_policy::SignaturePolicy;
 use weft_protos::Message;
 use weft_protos::common::{Block, BlockMetadata, SignaturePolicyEnvelope};
 use weft_protos::peer::TxValidationCode;
+use weft_protos::rwset::TxPvtReadWriteSet;
 use weft_protoutil::{EndorserTransaction, MetadataSlot, hex, parse_envelope};
 
 use crate::block_store::{BlockStore, BlockStoreConfig, Truncation, unhex};
 use crate::error::LedgerError;
 use crate::history::{self, HistoryEntry};
+use crate::private::{
+    self, MissingPrivateData, PrivateData, PrivateWrites, hashed_namespace, private_namespace,
+};
 use crate::query::collate::successor;
 use crate::query::{IndexDefinition, Query, QueryError};
 use crate::state::{
@@ -78,6 +82,9 @@ pub struct CommitOutcome {
     pub transactions: Vec<TxOutcome>,
     /// The namespaces the block's valid transactions wrote.
     pub written: BTreeSet<String>,
+    /// Collections of valid transactions whose private data was not
+    /// committed (not provided, or not matching the endorsed hash).
+    pub missing_private_data: Vec<MissingPrivateData>,
 }
 
 /// Where a transaction was committed.
@@ -122,6 +129,7 @@ pub(crate) struct Keyspaces {
     pub history: Keyspace,
     pub txids: Keyspace,
     pub meta: Keyspace,
+    pub private_data: Keyspace,
 }
 
 /// One channel's ledger.
@@ -208,6 +216,7 @@ impl Ledger {
             history: keyspace("history")?,
             txids: keyspace("txids")?,
             meta: keyspace("meta")?,
+            private_data: keyspace("private_data")?,
         };
         let mut indexes: BTreeMap<String, Vec<IndexDefinition>> = BTreeMap::new();
         for entry in keyspaces.index_definitions.iter() {
@@ -330,8 +339,19 @@ impl Ledger {
     /// nothing was written.
     pub fn commit(
         &self,
+        block: Block,
+        validator: &Validator<'_>,
+    ) -> Result<CommitOutcome, LedgerError> {
+        self.commit_with_private_data(block, validator, &PrivateData::new())
+    }
+
+    /// [`Ledger::commit`], also committing the private data offered for the
+    /// block's valid transactions (see [`crate::private`]).
+    pub fn commit_with_private_data(
+        &self,
         mut block: Block,
         validator: &Validator<'_>,
+        private: &PrivateData,
     ) -> Result<CommitOutcome, LedgerError> {
         let _commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let height = self.height()?;
@@ -348,6 +368,8 @@ impl Ledger {
         let mut outcomes = Vec::with_capacity(checked.len());
         let mut seen_in_block = HashSet::new();
         let mut written = BTreeSet::new();
+        let mut missing_private_data = Vec::new();
+        let mut stored_private = Vec::new();
         for (tx_number, result) in checked.into_iter().enumerate() {
             let version = Version::new(number, tx_number as u64);
             let result = result.and_then(|checked| {
@@ -368,7 +390,18 @@ impl Ledger {
                                 .map(|ns| ns.namespace.clone()),
                         );
                     }
-                    updates.apply(&checked.transaction, version)?;
+                    let (private_writes, missing) = private::verify(
+                        &checked.transaction,
+                        private.get(checked.transaction.tx_id()),
+                    );
+                    missing_private_data.extend(missing);
+                    if !private_writes.is_empty() {
+                        stored_private.push((
+                            private::stored_key(number, tx_number as u64),
+                            private::encode_stored(&private_writes),
+                        ));
+                    }
+                    updates.apply(&checked.transaction, version, &private_writes)?;
                     updates.record_tx_id(
                         checked.transaction.tx_id(),
                         version,
@@ -407,12 +440,23 @@ impl Ledger {
         }
         metadata.metadata[slot] = filter;
 
+        // Private data first: re-applying the block after a crash needs it.
+        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        for entry in self.keyspaces.private_data.prefix(number.to_be_bytes()) {
+            batch.remove(&self.keyspaces.private_data, entry.key()?);
+        }
+        for (key, value) in stored_private {
+            batch.insert(&self.keyspaces.private_data, key, value);
+        }
+        batch.commit()?;
+
         write_lock(&self.blocks).append(&block)?;
         updates.persist(number)?;
         Ok(CommitOutcome {
             number,
             transactions: outcomes,
             written,
+            missing_private_data,
         })
     }
 
@@ -453,7 +497,20 @@ impl Ledger {
                     number,
                     reason: format!("transaction {tx_number} is marked valid but {error}"),
                 })?;
-                updates.apply(&transaction, version)?;
+                let stored = self
+                    .keyspaces
+                    .private_data
+                    .get(private::stored_key(number, tx_number as u64))?
+                    .map(|bytes| TxPvtReadWriteSet::decode(bytes.as_ref()))
+                    .transpose()
+                    .map_err(|error| {
+                        corrupt(
+                            &self.dir.join("state"),
+                            format!("private data of block {number} tx {tx_number}: {error}"),
+                        )
+                    })?;
+                let (private_writes, _) = private::verify(&transaction, stored.as_ref());
+                updates.apply(&transaction, version, &private_writes)?;
             }
             if code != TxValidationCode::DuplicateTxid {
                 updates.record_tx_id(&tx_id, version, code);
@@ -495,6 +552,23 @@ impl Ledger {
             return Ok(());
         };
         for rwset in &action.rwsets {
+            for collection in &rwset.collections {
+                let mut hashes = HashSet::new();
+                if collection
+                    .hashed
+                    .hashed_writes
+                    .iter()
+                    .any(|write| !hashes.insert(write.key_hash.as_slice()))
+                {
+                    return Err(Invalid::new(
+                        TxValidationCode::BadRwset,
+                        format!(
+                            "a key of collection {} in {} is written twice",
+                            collection.name, rwset.namespace
+                        ),
+                    ));
+                }
+            }
             let mut keys = HashSet::with_capacity(rwset.rwset.writes.len());
             if let Some(write) = rwset
                 .rwset
@@ -534,7 +608,15 @@ impl Ledger {
                     writes.chain(metadata)
                 })
                 .collect();
-            let mut needs_chaincode_policy = written.is_empty();
+            // Collection writes are governed by the chaincode's policy.
+            let private_writes = action.rwsets.iter().any(|rwset| {
+                rwset.namespace == namespace
+                    && rwset
+                        .collections
+                        .iter()
+                        .any(|c| !c.hashed.hashed_writes.is_empty())
+            });
+            let mut needs_chaincode_policy = written.is_empty() || private_writes;
             for key in written {
                 let current = updates
                     .current(namespace, key.as_bytes())
@@ -624,6 +706,27 @@ impl Ledger {
                     ));
                 }
             }
+            for collection in &rwset.collections {
+                let hashed = hashed_namespace(namespace, &collection.name);
+                for read in &collection.hashed.hashed_reads {
+                    let current = updates
+                        .current(&hashed, &read.key_hash)
+                        .map_err(storage)?
+                        .map(|value| value.version);
+                    let expected = read.version.map(|v| Version::new(v.block_num, v.tx_num));
+                    if current != expected {
+                        return Err(Invalid::new(
+                            TxValidationCode::MvccReadConflict,
+                            format!(
+                                "a key of collection {} in {namespace} was read at version {} but is now at {}",
+                                collection.name,
+                                expected.map_or("(absent)".into(), |v| v.to_string()),
+                                current.map_or("(absent)".into(), |v| v.to_string()),
+                            ),
+                        ));
+                    }
+                }
+            }
             for range in &rwset.rwset.range_queries_info {
                 updates
                     .check_range(namespace, range)
@@ -649,6 +752,44 @@ impl Ledger {
     ) -> Result<Option<VersionedValue>, LedgerError> {
         check_namespace(namespace)?;
         self.read_state(&state_key(namespace, key.as_bytes()))
+    }
+
+    /// A private value of `collection` in `chaincode`, as this peer
+    /// committed it (absent when the peer never held it).
+    pub fn get_private_data(
+        &self,
+        chaincode: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<VersionedValue>, LedgerError> {
+        self.get_state(&private_namespace(chaincode, collection), key)
+    }
+
+    /// The committed hash of a private value (every peer has it): the value
+    /// is the SHA-256 of the private value.
+    pub fn get_private_data_hash(
+        &self,
+        chaincode: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<VersionedValue>, LedgerError> {
+        let namespace = hashed_namespace(chaincode, collection);
+        check_namespace(&namespace)?;
+        self.read_state(&state_key(&namespace, &weft_crypto::sha256(key.as_bytes())))
+    }
+
+    /// The private read-write set this peer committed for a transaction.
+    pub fn committed_private_data(
+        &self,
+        block: u64,
+        tx: u64,
+    ) -> Result<Option<TxPvtReadWriteSet>, LedgerError> {
+        self.keyspaces
+            .private_data
+            .get(private::stored_key(block, tx))?
+            .map(|bytes| TxPvtReadWriteSet::decode(bytes.as_ref()))
+            .transpose()
+            .map_err(|error| corrupt(&self.dir.join("state"), error.to_string()))
     }
 
     pub(crate) fn read_state(
@@ -1017,6 +1158,7 @@ impl<'l> Updates<'l> {
         &mut self,
         transaction: &EndorserTransaction,
         version: Version,
+        private_writes: &[PrivateWrites],
     ) -> Result<(), LedgerError> {
         let Some(action) = &transaction.action else {
             return Ok(());
@@ -1051,6 +1193,19 @@ impl<'l> Updates<'l> {
                     ),
                 });
             }
+            for collection in &rwset.collections {
+                let hashed = hashed_namespace(namespace, &collection.name);
+                check_namespace(&hashed)?;
+                for write in &collection.hashed.hashed_writes {
+                    let change = (!write.is_delete).then(|| VersionedValue {
+                        value: write.value_hash.clone(),
+                        metadata: Default::default(),
+                        version,
+                    });
+                    self.changes
+                        .insert(state_key(&hashed, &write.key_hash), change);
+                }
+            }
             for write in &rwset.rwset.metadata_writes {
                 let key = write.key.as_bytes();
                 if let Some(mut value) = self.current(namespace, key)? {
@@ -1063,6 +1218,19 @@ impl<'l> Updates<'l> {
                     value.version = version;
                     self.changes.insert(state_key(namespace, key), Some(value));
                 }
+            }
+        }
+        for private in private_writes {
+            let namespace = private_namespace(&private.namespace, &private.collection);
+            check_namespace(&namespace)?;
+            for write in &private.rwset.writes {
+                let change = (!write.is_delete).then(|| VersionedValue {
+                    value: write.value.clone(),
+                    metadata: Default::default(),
+                    version,
+                });
+                self.changes
+                    .insert(state_key(&namespace, write.key.as_bytes()), change);
             }
         }
         Ok(())

@@ -10,6 +10,7 @@ pub mod block_store;
 pub mod error;
 pub mod history;
 pub mod ledger;
+pub mod private;
 pub mod query;
 pub mod snapshot;
 pub mod state;
@@ -22,6 +23,7 @@ pub use ledger::{
     CommitOutcome, Ledger, LedgerConfig, OpenReport, Page, QueryPage, RangePage, TxLocation,
     TxOutcome,
 };
+pub use private::{MissingPrivateData, PrivateData, hashed_namespace, private_namespace};
 pub use query::{IndexDefinition, Query, QueryError};
 pub use snapshot::SnapshotMetadata;
 pub use state::{MAX_UNICODE_RUNE, VALIDATION_PARAMETER, Version, VersionedValue, composite_key};

@@ -1,7 +1,9 @@
 //! Snapshots: the world state, tx ids and index definitions at a block
 //! height, from which a new ledger starts without the earlier blocks
 //! (Fabric's join-by-snapshot). History is not part of a snapshot; a ledger
-//! started from one has history from its first block on, as in Fabric.
+//! started from one has history from its first block on, as in Fabric. Nor
+//! are private data values, only their hashes: as in Fabric, a peer joined
+//! from a snapshot holds no private data from before it.
 //!
 //! Files (each hashed in the signable metadata):
 //! `public_state.data`, `txids.data`, `index_definitions.data`,
@@ -262,6 +264,12 @@ impl Ledger {
         let mut state = RecordWriter::create(staging.join(DATA_FILES[0]))?;
         for entry in self.keyspaces.state.iter() {
             let (key, value) = entry.into_inner()?;
+            let namespace = key.split(|byte| *byte == 0).next().unwrap_or_default();
+            if crate::private::is_private_namespace(namespace) {
+                // Private values stay with the peers entitled to them; the
+                // snapshot carries their hashes.
+                continue;
+            }
             state.record(&[&key, &value])?;
         }
         hashes.insert(DATA_FILES[0].into(), state.finish()?.into());

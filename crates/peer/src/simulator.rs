@@ -233,6 +233,7 @@ impl Simulator {
                         })
                         .collect(),
                 },
+                collections: Vec::new(),
             })
             .collect()
     }
@@ -270,6 +271,7 @@ mod tests {
                     writes,
                     ..Default::default()
                 },
+                ..Default::default()
             }],
         );
         let mut policies = EndorsementPolicies::new();

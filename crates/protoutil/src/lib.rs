@@ -15,6 +15,6 @@ pub use block::{
 };
 pub use duration::{format_duration, parse_duration};
 pub use transaction::{
-    EndorsedAction, EndorserTransaction, EnvelopeError, NamespaceRwSet, TransactionBuilder,
-    compute_tx_id, hex, parse_envelope, proposal_hash,
+    CollectionHashedRwSet, EndorsedAction, EndorserTransaction, EnvelopeError, NamespaceRwSet,
+    TransactionBuilder, compute_tx_id, hex, parse_envelope, proposal_hash,
 };

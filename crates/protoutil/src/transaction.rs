@@ -6,14 +6,14 @@ use weft_crypto::{SignError, Signer, sha256};
 use weft_protos::Message;
 use weft_protos::Timestamp;
 use weft_protos::common::{ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader};
-use weft_protos::kvrwset::KvrwSet;
+use weft_protos::kvrwset::{HashedRwSet, KvrwSet};
 use weft_protos::peer::{
     ChaincodeAction, ChaincodeActionPayload, ChaincodeEndorsedAction, ChaincodeHeaderExtension,
     ChaincodeId, ChaincodeInput, ChaincodeInvocationSpec, ChaincodeProposalPayload, ChaincodeSpec,
     Endorsement, Proposal, ProposalResponsePayload, Response, SignedProposal, Transaction,
     TransactionAction, TxValidationCode,
 };
-use weft_protos::rwset::{NsReadWriteSet, TxReadWriteSet};
+use weft_protos::rwset::{CollectionHashedReadWriteSet, NsReadWriteSet, TxReadWriteSet};
 
 /// Lower-case hex, as Fabric prints hashes and tx ids.
 pub fn hex(bytes: &[u8]) -> String {
@@ -101,11 +101,43 @@ impl EnvelopeError {
     }
 }
 
-/// One namespace's reads and writes.
-#[derive(Debug, Clone, PartialEq)]
+/// One namespace's reads and writes, with the hashed reads and writes of
+/// its private data collections.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct NamespaceRwSet {
     pub namespace: String,
     pub rwset: KvrwSet,
+    pub collections: Vec<CollectionHashedRwSet>,
+}
+
+impl NamespaceRwSet {
+    /// The wire form that goes into a `TxReadWriteSet`.
+    pub fn to_proto(&self) -> NsReadWriteSet {
+        NsReadWriteSet {
+            namespace: self.namespace.clone(),
+            rwset: self.rwset.encode_to_vec(),
+            collection_hashed_rwset: self
+                .collections
+                .iter()
+                .map(|collection| CollectionHashedReadWriteSet {
+                    collection_name: collection.name.clone(),
+                    hashed_rwset: collection.hashed.encode_to_vec(),
+                    pvt_rwset_hash: collection.pvt_rwset_hash.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A private data collection's part of a transaction as every peer sees it:
+/// SHA-256 hashes of the keys and values read and written, and the hash of
+/// the private read-write set (`rwset.CollectionPvtReadWriteSet.rwset`
+/// bytes) that only member peers hold.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CollectionHashedRwSet {
+    pub name: String,
+    pub hashed: HashedRwSet,
+    pub pvt_rwset_hash: Vec<u8>,
 }
 
 /// The endorsed action of an endorser transaction.
@@ -253,9 +285,30 @@ fn parse_endorser_action(data: &[u8]) -> Result<EndorsedAction, EnvelopeError> {
         let rwset: KvrwSet = decode(&namespace.rwset).map_err(|error| {
             EnvelopeError::BadRwSet(format!("namespace {}: {error}", namespace.namespace))
         })?;
+        let mut collections = Vec::with_capacity(namespace.collection_hashed_rwset.len());
+        for collection in namespace.collection_hashed_rwset {
+            if collection.collection_name.is_empty() {
+                return Err(EnvelopeError::BadRwSet(format!(
+                    "namespace {}: a collection read-write set names no collection",
+                    namespace.namespace
+                )));
+            }
+            let hashed: HashedRwSet = decode(&collection.hashed_rwset).map_err(|error| {
+                EnvelopeError::BadRwSet(format!(
+                    "namespace {} collection {}: {error}",
+                    namespace.namespace, collection.collection_name
+                ))
+            })?;
+            collections.push(CollectionHashedRwSet {
+                name: collection.collection_name,
+                hashed,
+                pvt_rwset_hash: collection.pvt_rwset_hash,
+            });
+        }
         rwsets.push(NamespaceRwSet {
             namespace: namespace.namespace,
             rwset,
+            collections,
         });
     }
     Ok(EndorsedAction {
@@ -295,15 +348,7 @@ impl TransactionBuilder {
         let proposal_payload = self.proposal_payload();
         let results = TxReadWriteSet {
             data_model: 0,
-            ns_rwset: self
-                .rwsets
-                .iter()
-                .map(|namespace| NsReadWriteSet {
-                    namespace: namespace.namespace.clone(),
-                    rwset: namespace.rwset.encode_to_vec(),
-                    collection_hashed_rwset: Vec::new(),
-                })
-                .collect(),
+            ns_rwset: self.rwsets.iter().map(NamespaceRwSet::to_proto).collect(),
         };
         let action = ChaincodeAction {
             results: results.encode_to_vec(),

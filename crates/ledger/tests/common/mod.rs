@@ -92,6 +92,7 @@ pub fn ns(namespace: &str, rwset: KvrwSet) -> NamespaceRwSet {
     NamespaceRwSet {
         namespace: namespace.into(),
         rwset,
+        ..Default::default()
     }
 }
 
