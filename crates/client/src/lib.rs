@@ -76,6 +76,11 @@ impl ClientError {
     }
 }
 
+/// A PEM file's bytes.
+pub(crate) fn read_pem(path: &Path) -> Result<Vec<u8>, ClientError> {
+    std::fs::read(path).map_err(|e| ClientError::Setup(format!("{}: {e}", path.display())))
+}
+
 /// A lazily connecting TLS channel to `host:port`, trusting the PEM `ca`
 /// for the server's certificate.
 pub(crate) fn tls_channel(endpoint: &str, ca: Vec<u8>) -> Result<Channel, ClientError> {
@@ -136,9 +141,7 @@ impl Gateway {
         tls_ca: &Path,
         identity: SigningIdentity,
     ) -> Result<Self, ClientError> {
-        let ca = std::fs::read(tls_ca)
-            .map_err(|e| ClientError::Setup(format!("{}: {e}", tls_ca.display())))?;
-        Self::connect_with_ca(endpoint, ca, identity)
+        Self::connect_with_ca(endpoint, read_pem(tls_ca)?, identity)
     }
 
     /// As [`Gateway::connect`], with the TLS CA certificate given as PEM (a

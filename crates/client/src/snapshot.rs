@@ -12,7 +12,7 @@ use weft_protos::common::SignatureHeader;
 use weft_protos::peer::snapshot_client::SnapshotClient;
 use weft_protos::peer::{SignedSnapshotRequest, SnapshotQuery, SnapshotRequest};
 
-use crate::{ClientError, tls_channel};
+use crate::{ClientError, read_pem, tls_channel};
 
 /// A connection to one peer's snapshot service, as one (admin) identity.
 pub struct SnapshotAdmin {
@@ -36,10 +36,8 @@ impl SnapshotAdmin {
         tls_ca: &Path,
         identity: SigningIdentity,
     ) -> Result<Self, ClientError> {
-        let ca = std::fs::read(tls_ca)
-            .map_err(|e| ClientError::Setup(format!("{}: {e}", tls_ca.display())))?;
         Ok(SnapshotAdmin {
-            client: SnapshotClient::new(tls_channel(endpoint, ca)?),
+            client: SnapshotClient::new(tls_channel(endpoint, read_pem(tls_ca)?)?),
             identity,
         })
     }

@@ -688,43 +688,43 @@ impl Ledger {
         // MVCC in block order: every read still current, every range unchanged.
         for rwset in &action.rwsets {
             let namespace = rwset.namespace.as_str();
-            for read in &rwset.rwset.reads {
+            // A read is valid while the key is still at the version read.
+            let check = |state_namespace: &str,
+                         key: &[u8],
+                         version: Option<&weft_protos::kvrwset::Version>,
+                         what: &dyn Fn() -> String| {
                 let current = updates
-                    .current(namespace, read.key.as_bytes())
+                    .current(state_namespace, key)
                     .map_err(storage)?
                     .map(|value| value.version);
-                let expected = read.version.map(|v| Version::new(v.block_num, v.tx_num));
-                if current != expected {
-                    return Err(Invalid::new(
-                        TxValidationCode::MvccReadConflict,
-                        format!(
-                            "key {:?} in {namespace} was read at version {} but is now at {}",
-                            read.key,
-                            expected.map_or("(absent)".into(), |v| v.to_string()),
-                            current.map_or("(absent)".into(), |v| v.to_string()),
-                        ),
-                    ));
+                let expected = version.map(|v| Version::new(v.block_num, v.tx_num));
+                if current == expected {
+                    return Ok(());
                 }
+                Err(Invalid::new(
+                    TxValidationCode::MvccReadConflict,
+                    format!(
+                        "{} was read at version {} but is now at {}",
+                        what(),
+                        expected.map_or("(absent)".into(), |v| v.to_string()),
+                        current.map_or("(absent)".into(), |v| v.to_string()),
+                    ),
+                ))
+            };
+            for read in &rwset.rwset.reads {
+                check(
+                    namespace,
+                    read.key.as_bytes(),
+                    read.version.as_ref(),
+                    &|| format!("key {:?} in {namespace}", read.key),
+                )?;
             }
             for collection in &rwset.collections {
                 let hashed = hashed_namespace(namespace, &collection.name);
                 for read in &collection.hashed.hashed_reads {
-                    let current = updates
-                        .current(&hashed, &read.key_hash)
-                        .map_err(storage)?
-                        .map(|value| value.version);
-                    let expected = read.version.map(|v| Version::new(v.block_num, v.tx_num));
-                    if current != expected {
-                        return Err(Invalid::new(
-                            TxValidationCode::MvccReadConflict,
-                            format!(
-                                "a key of collection {} in {namespace} was read at version {} but is now at {}",
-                                collection.name,
-                                expected.map_or("(absent)".into(), |v| v.to_string()),
-                                current.map_or("(absent)".into(), |v| v.to_string()),
-                            ),
-                        ));
-                    }
+                    check(&hashed, &read.key_hash, read.version.as_ref(), &|| {
+                        format!("a key of collection {} in {namespace}", collection.name)
+                    })?;
                 }
             }
             for range in &rwset.rwset.range_queries_info {

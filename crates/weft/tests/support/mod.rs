@@ -28,11 +28,22 @@ use weft_testkit::{Submitter, TestNetwork};
 
 pub const WEFT: &str = env!("CARGO_BIN_EXE_weft");
 
+/// A port the OS reports free, never one this process handed out before:
+/// the OS may offer a just-released port again, and two nodes of one spec
+/// must not get the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A TCP forwarder that can be cut (existing connections dropped, new ones
