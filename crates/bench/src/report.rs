@@ -6,18 +6,13 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::stats::{Percentiles, Second, per_second, round};
-use crate::{BenchConfig, Load, Mode, Outcome, Sample, Stop, Target};
+use crate::{BenchConfig, Load, Mode, Outcome, Sample, Target};
 
 /// Everything a run measured.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub mode: Mode,
-    pub load: Load,
-    pub stop: Stop,
-    pub warmup: Duration,
-    pub channel: String,
-    pub chaincode: String,
-    pub workload: String,
+    /// What was run.
+    pub config: BenchConfig,
     pub endpoint: String,
     pub msp_id: String,
     pub connections: usize,
@@ -77,13 +72,7 @@ impl Report {
             .map(|s| (s.start, s.total, s.outcome == Outcome::Ok))
             .collect();
         Report {
-            mode: config.mode,
-            load: config.load,
-            stop: config.stop,
-            warmup: config.warmup,
-            channel: config.channel.clone(),
-            chaincode: config.chaincode.clone(),
-            workload: config.workload.kind.name().to_owned(),
+            config: config.clone(),
             endpoint: target.endpoint.clone(),
             msp_id: target.msp_id.clone(),
             connections: target.gateways.len(),
@@ -127,7 +116,7 @@ impl Report {
     /// Committed transactions per second; evaluations per second for an
     /// evaluate-only run.
     pub fn tps(&self) -> f64 {
-        match self.mode {
+        match self.config.mode {
             Mode::Evaluate => self.per_second(self.evaluated),
             _ => self.per_second(self.committed),
         }
@@ -152,7 +141,7 @@ impl Report {
     }
 
     fn load_text(&self) -> String {
-        match self.load {
+        match self.config.load {
             Load::Closed { concurrency } => format!("closed loop, concurrency {concurrency}"),
             Load::Open {
                 rate,
@@ -164,7 +153,7 @@ impl Report {
     }
 
     pub fn to_json(&self) -> serde_json::Value {
-        let load = match self.load {
+        let load = match self.config.load {
             Load::Closed { concurrency } => {
                 serde_json::json!({ "kind": "closed", "concurrency": concurrency })
             }
@@ -177,16 +166,16 @@ impl Report {
         };
         serde_json::json!({
             "tps": round(self.tps()),
-            "mode": self.mode.name(),
+            "mode": self.config.mode.name(),
             "load": load,
-            "workload": self.workload,
-            "channel": self.channel,
-            "chaincode": self.chaincode,
+            "workload": self.config.workload.kind.name(),
+            "channel": self.config.channel,
+            "chaincode": self.config.chaincode,
             "endpoint": self.endpoint,
             "msp_id": self.msp_id,
             "connections": self.connections,
             "duration_s": round(self.window.as_secs_f64()),
-            "warmup_s": round(self.warmup.as_secs_f64()),
+            "warmup_s": round(self.config.warmup.as_secs_f64()),
             "submitted": self.submitted,
             "committed": self.committed,
             "mvcc_conflicts": self.conflicts,
@@ -221,13 +210,13 @@ impl Report {
         let _ = writeln!(
             out,
             "weft bench {}: {:.1} s measured after {:.1} s warm-up; {}; workload {}; {} on {} via {} as {}",
-            self.mode.name(),
+            self.config.mode.name(),
             self.window.as_secs_f64(),
-            self.warmup.as_secs_f64(),
+            self.config.warmup.as_secs_f64(),
             self.load_text(),
-            self.workload,
-            self.chaincode,
-            self.channel,
+            self.config.workload.kind.name(),
+            self.config.chaincode,
+            self.config.channel,
             self.endpoint,
             self.msp_id
         );
@@ -312,9 +301,9 @@ impl Report {
              <h2>Completed per second</h2>\n{chart1}\n<p class=\"legend\"><span style=\"color:#1f77b4\">■ ok</span><span style=\"color:#d62728\">■ failed or conflicting</span></p>\n\
              <h2>Latency per second (ms)</h2>\n{chart2}\n<p class=\"legend\"><span style=\"color:#2ca02c\">■ p50</span><span style=\"color:#ff7f0e\">■ p99</span></p>\n\
              </body></html>\n",
-            mode = self.mode.name(),
+            mode = self.config.mode.name(),
             tps = self.tps(),
-            unit = if self.mode == Mode::Evaluate {
+            unit = if self.config.mode == Mode::Evaluate {
                 "evaluations"
             } else {
                 "tx"
@@ -372,6 +361,7 @@ fn chart(series: &[(&Vec<f64>, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Stop;
     use crate::workload::{Kind, Workload};
 
     fn sample(start_ms: u64, total_ms: u64, evaluate: bool, outcome: Outcome) -> Sample {

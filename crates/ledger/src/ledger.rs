@@ -358,11 +358,7 @@ impl Ledger {
         read_lock(&self.blocks).check_extends(&block)?;
         let number = height;
 
-        let envelopes = block
-            .data
-            .as_ref()
-            .map(|data| data.data.as_slice())
-            .unwrap_or(&[]);
+        let envelopes = weft_protoutil::block_envelopes(&block);
         let checked = check_block(envelopes, &self.channel_id, validator);
         let mut updates = Updates::new(self);
         let mut outcomes = Vec::with_capacity(checked.len());
@@ -441,14 +437,25 @@ impl Ledger {
         metadata.metadata[slot] = filter;
 
         // Private data first: re-applying the block after a crash needs it.
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-        for entry in self.keyspaces.private_data.prefix(number.to_be_bytes()) {
-            batch.remove(&self.keyspaces.private_data, entry.key()?);
+        // Entries left for this block number by an earlier attempt that
+        // crashed before its block was appended are replaced. Blocks without
+        // private data cost one prefix lookup, no write.
+        let stale: Vec<_> = self
+            .keyspaces
+            .private_data
+            .prefix(number.to_be_bytes())
+            .map(|entry| entry.key())
+            .collect::<Result<_, _>>()?;
+        if !stale.is_empty() || !stored_private.is_empty() {
+            let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+            for key in stale {
+                batch.remove(&self.keyspaces.private_data, key);
+            }
+            for (key, value) in stored_private {
+                batch.insert(&self.keyspaces.private_data, key, value);
+            }
+            batch.commit()?;
         }
-        for (key, value) in stored_private {
-            batch.insert(&self.keyspaces.private_data, key, value);
-        }
-        batch.commit()?;
 
         write_lock(&self.blocks).append(&block)?;
         updates.persist(number)?;
@@ -467,11 +474,7 @@ impl Ledger {
             .as_ref()
             .map(|header| header.number)
             .unwrap_or_default();
-        let envelopes = block
-            .data
-            .as_ref()
-            .map(|data| data.data.as_slice())
-            .unwrap_or(&[]);
+        let envelopes = weft_protoutil::block_envelopes(block);
         let filter = weft_protoutil::transactions_filter(block).unwrap_or(&[]);
         if filter.len() != envelopes.len() {
             return Err(LedgerError::MalformedBlock {

@@ -212,11 +212,7 @@ async fn serve_seek(
 /// A block reduced to what Fabric's filtered events carry.
 pub fn filtered(channel_id: &str, block: &Block) -> FilteredBlock {
     let filter = weft_protoutil::transactions_filter(block).unwrap_or(&[]);
-    let envelopes = block
-        .data
-        .as_ref()
-        .map(|d| d.data.as_slice())
-        .unwrap_or(&[]);
+    let envelopes = weft_protoutil::block_envelopes(block);
     let filtered_transactions = envelopes
         .iter()
         .enumerate()

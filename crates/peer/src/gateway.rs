@@ -555,11 +555,7 @@ pub fn block_events(
     after: Option<&str>,
 ) -> Vec<ChaincodeEvent> {
     let filter = weft_protoutil::transactions_filter(block).unwrap_or(&[]);
-    let envelopes = block
-        .data
-        .as_ref()
-        .map(|d| d.data.as_slice())
-        .unwrap_or(&[]);
+    let envelopes = weft_protoutil::block_envelopes(block);
     let transactions: Vec<_> = envelopes
         .iter()
         .map(|envelope| parse_envelope(envelope).ok())

@@ -247,11 +247,6 @@ impl Peer {
         if self.channel(channel_id).is_some() {
             return Err(format!("this peer has already joined channel {channel_id}"));
         }
-        if let LedgerSource::Genesis(genesis) = &source {
-            let config =
-                weft_channel::ChannelConfig::from_block(genesis).map_err(|e| e.to_string())?;
-            self.check_member(channel_id, &config)?;
-        }
         let dir = self.config.data_dir.join("ledgers").join(channel_id);
         let chaincodes: Vec<_> = self.config.chaincodes.iter().collect();
         let opened = tokio::task::block_in_place(|| {

@@ -59,6 +59,15 @@ pub fn new_block(number: u64, previous_hash: Vec<u8>, envelopes: Vec<Vec<u8>>) -
     }
 }
 
+/// A block's data entries (serialized envelopes); none when it has no data.
+pub fn block_envelopes(block: &Block) -> &[Vec<u8>] {
+    block
+        .data
+        .as_ref()
+        .map(|data| data.data.as_slice())
+        .unwrap_or(&[])
+}
+
 /// The per-transaction validation codes of a committed block, if present.
 pub fn transactions_filter(block: &Block) -> Option<&[u8]> {
     block

@@ -10,8 +10,8 @@ pub mod duration;
 pub mod transaction;
 
 pub use block::{
-    MetadataSlot, block_data_hash, block_header_bytes, block_header_hash, last_config_index,
-    new_block, transactions_filter,
+    MetadataSlot, block_data_hash, block_envelopes, block_header_bytes, block_header_hash,
+    last_config_index, new_block, transactions_filter,
 };
 pub use duration::{format_duration, parse_duration};
 pub use transaction::{
