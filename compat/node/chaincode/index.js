@@ -105,6 +105,32 @@ class AssetTransfer extends Contract {
         return Buffer.from(response.payload).toString();
     }
 
+    // Private data: the value comes in the transient field "value", so it
+    // never appears in the transaction.
+    async PutPrivate(ctx, collection, id) {
+        const value = ctx.stub.getTransient().get('value');
+        if (!value || value.length === 0) {
+            throw new Error('the transient field "value" is required');
+        }
+        await ctx.stub.putPrivateData(collection, id, value);
+        return '';
+    }
+
+    async GetPrivate(ctx, collection, id) {
+        const bytes = await ctx.stub.getPrivateData(collection, id);
+        return Buffer.from(bytes).toString();
+    }
+
+    async GetPrivateHash(ctx, collection, id) {
+        const bytes = await ctx.stub.getPrivateDataHash(collection, id);
+        return Buffer.from(bytes).toString('hex');
+    }
+
+    async DeletePrivate(ctx, collection, id) {
+        await ctx.stub.deletePrivateData(collection, id);
+        return '';
+    }
+
     // Writes a key, then the process dies before completing the transaction.
     async CrashMidTransaction(ctx, id) {
         await ctx.stub.putState(id, Buffer.from('never committed'));

@@ -13,8 +13,13 @@ use weft_protos::lifecycle::{
     CheckCommitReadinessResult, CommitChaincodeDefinitionArgs, QueryChaincodeDefinitionArgs,
     QueryChaincodeDefinitionResult, QueryChaincodeDefinitionsArgs, QueryChaincodeDefinitionsResult,
 };
-use weft_protos::peer::ApplicationPolicy;
 use weft_protos::peer::application_policy::Type as PolicyType;
+use weft_protos::peer::collection_config::Payload as CollectionPayload;
+use weft_protos::peer::collection_policy_config::Payload as MemberPolicy;
+use weft_protos::peer::{
+    ApplicationPolicy, CollectionConfig, CollectionConfigPackage, CollectionPolicyConfig,
+    StaticCollectionConfig,
+};
 
 use crate::{ClientError, Gateway, Submitted};
 
@@ -27,7 +32,7 @@ pub const DEFAULT_POLICY_REFERENCE: &str = "/Channel/Application/Endorsement";
 
 /// A chaincode definition: what every organisation approves and the
 /// channel commits.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Definition {
     pub name: String,
     pub version: String,
@@ -35,6 +40,104 @@ pub struct Definition {
     /// A signature policy (`AND('Org1MSP.peer','Org2MSP.peer')`); `None`
     /// refers to the channel's `Endorsement` policy (a majority of orgs).
     pub endorsement_policy: Option<String>,
+    /// Private data collections (Fabric's `--collections-config`).
+    pub collections: Option<CollectionConfigPackage>,
+}
+
+/// One collection as Fabric's `collections_config.json` gives it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CollectionJson {
+    name: String,
+    policy: String,
+    #[serde(default)]
+    required_peer_count: i32,
+    #[serde(default)]
+    max_peer_count: i32,
+    #[serde(default)]
+    block_to_live: u64,
+    #[serde(default)]
+    member_only_read: bool,
+    #[serde(default)]
+    member_only_write: bool,
+    #[serde(default)]
+    endorsement_policy: Option<EndorsementPolicyJson>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct EndorsementPolicyJson {
+    #[serde(default)]
+    signature_policy: Option<String>,
+    #[serde(default)]
+    channel_config_policy: Option<String>,
+}
+
+/// Parses a collections configuration in Fabric's JSON format (an array
+/// of `{name, policy, requiredPeerCount, maxPeerCount, blockToLive,
+/// memberOnlyRead, memberOnlyWrite, endorsementPolicy}`); `source` names
+/// the file in errors.
+pub fn collections_config(
+    json: &str,
+    source: &str,
+) -> Result<CollectionConfigPackage, ClientError> {
+    let setup = |message: String| ClientError::Setup(format!("{source}: {message}"));
+    let collections: Vec<CollectionJson> =
+        serde_json::from_str(json).map_err(|e| setup(e.to_string()))?;
+    let mut config = Vec::with_capacity(collections.len());
+    for collection in collections {
+        let name = collection.name;
+        let member_policy =
+            weft_policy::parse_signature_policy(&collection.policy).map_err(|e| {
+                setup(format!(
+                    "collection {name}: policy {:?}: {e}",
+                    collection.policy
+                ))
+            })?;
+        let endorsement_policy = match collection.endorsement_policy {
+            None => None,
+            Some(EndorsementPolicyJson {
+                signature_policy: Some(text),
+                channel_config_policy: None,
+            }) => Some(ApplicationPolicy {
+                r#type: Some(PolicyType::SignaturePolicy(
+                    weft_policy::parse_signature_policy(&text).map_err(|e| {
+                        setup(format!(
+                            "collection {name}: endorsementPolicy {text:?}: {e}"
+                        ))
+                    })?,
+                )),
+            }),
+            Some(EndorsementPolicyJson {
+                signature_policy: None,
+                channel_config_policy: Some(reference),
+            }) => Some(ApplicationPolicy {
+                r#type: Some(PolicyType::ChannelConfigPolicyReference(reference)),
+            }),
+            Some(_) => {
+                return Err(setup(format!(
+                    "collection {name}: endorsementPolicy needs exactly one of signaturePolicy and channelConfigPolicy"
+                )));
+            }
+        };
+        config.push(CollectionConfig {
+            payload: Some(CollectionPayload::StaticCollectionConfig(
+                StaticCollectionConfig {
+                    name,
+                    member_orgs_policy: Some(CollectionPolicyConfig {
+                        payload: Some(MemberPolicy::SignaturePolicy(member_policy)),
+                    }),
+                    required_peer_count: collection.required_peer_count,
+                    maximum_peer_count: collection.max_peer_count,
+                    block_to_live: collection.block_to_live,
+                    member_only_read: collection.member_only_read,
+                    member_only_write: collection.member_only_write,
+                    endorsement_policy,
+                },
+            )),
+        });
+    }
+    Ok(CollectionConfigPackage { config })
 }
 
 impl Definition {
@@ -85,6 +188,7 @@ impl Gateway {
             name: definition.name.clone(),
             version: definition.version.clone(),
             validation_parameter: definition.validation_parameter()?,
+            collections: definition.collections.clone(),
             source: Some(source),
             ..Default::default()
         };
@@ -107,6 +211,7 @@ impl Gateway {
             name: definition.name.clone(),
             version: definition.version.clone(),
             validation_parameter: definition.validation_parameter()?,
+            collections: definition.collections.clone(),
             ..Default::default()
         };
         let payload = self
@@ -128,6 +233,7 @@ impl Gateway {
             name: definition.name.clone(),
             version: definition.version.clone(),
             validation_parameter: definition.validation_parameter()?,
+            collections: definition.collections.clone(),
             ..Default::default()
         };
         self.submit(channel, LIFECYCLE, &call("CommitChaincodeDefinition", args))

@@ -25,7 +25,8 @@ use crate::block_store::{BlockStore, BlockStoreConfig, Truncation, unhex};
 use crate::error::LedgerError;
 use crate::history::{self, HistoryEntry};
 use crate::private::{
-    self, MissingPrivateData, PrivateData, PrivateWrites, hashed_namespace, private_namespace,
+    self, MissingPrivateData, PrivateData, PrivateDataSource, PrivateWrites, hashed_namespace,
+    private_namespace,
 };
 use crate::query::collate::successor;
 use crate::query::{IndexDefinition, Query, QueryError};
@@ -33,7 +34,7 @@ use crate::state::{
     Version, VersionedValue, check_namespace, decode_value, encode_value, namespace_prefix,
     state_key,
 };
-use crate::validation::{Checked, Invalid, Validator, check_block};
+use crate::validation::{Checked, CollectionPolicy, Invalid, Validator, check_block};
 
 const SAVEPOINT: &[u8] = b"savepoint";
 
@@ -351,7 +352,7 @@ impl Ledger {
         &self,
         mut block: Block,
         validator: &Validator<'_>,
-        private: &PrivateData,
+        private: &dyn PrivateDataSource,
     ) -> Result<CommitOutcome, LedgerError> {
         let _commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let height = self.height()?;
@@ -386,10 +387,14 @@ impl Ledger {
                                 .map(|ns| ns.namespace.clone()),
                         );
                     }
-                    let (private_writes, missing) = private::verify(
-                        &checked.transaction,
-                        private.get(checked.transaction.tx_id()),
-                    );
+                    let wanted = private::wanted(&checked.transaction);
+                    let offered = if wanted.is_empty() {
+                        None
+                    } else {
+                        private.private_data(checked.transaction.tx_id(), &wanted)
+                    };
+                    let (private_writes, missing) =
+                        private::verify(&checked.transaction, offered.as_ref());
                     missing_private_data.extend(missing);
                     if !private_writes.is_empty() {
                         stored_private.push((
@@ -611,15 +616,43 @@ impl Ledger {
                     writes.chain(metadata)
                 })
                 .collect();
-            // Collection writes are governed by the chaincode's policy.
-            let private_writes = action.rwsets.iter().any(|rwset| {
-                rwset.namespace == namespace
-                    && rwset
-                        .collections
-                        .iter()
-                        .any(|c| !c.hashed.hashed_writes.is_empty())
-            });
-            let mut needs_chaincode_policy = written.is_empty() || private_writes;
+            // Collection writes need the collection's endorsement policy, or
+            // the chaincode's when the collection has none.
+            let mut needs_chaincode_policy = written.is_empty();
+            for collection in action
+                .rwsets
+                .iter()
+                .filter(|rwset| rwset.namespace == namespace)
+                .flat_map(|rwset| &rwset.collections)
+                .filter(|c| !c.hashed.hashed_writes.is_empty())
+            {
+                match validator
+                    .policies
+                    .collection_policy(namespace, &collection.name)
+                {
+                    CollectionPolicy::Chaincode => needs_chaincode_policy = true,
+                    CollectionPolicy::Collection(policy) => {
+                        policy.evaluate(&checked.endorsers).map_err(|error| {
+                            Invalid::new(
+                                TxValidationCode::EndorsementPolicyFailure,
+                                format!(
+                                    "collection {} of {namespace}: endorsement policy {policy} not satisfied: {error}",
+                                    collection.name
+                                ),
+                            )
+                        })?;
+                    }
+                    CollectionPolicy::Undefined => {
+                        return Err(Invalid::new(
+                            TxValidationCode::EndorsementPolicyFailure,
+                            format!(
+                                "collection {} is not defined for chaincode {namespace}",
+                                collection.name
+                            ),
+                        ));
+                    }
+                }
+            }
             for key in written {
                 let current = updates
                     .current(namespace, key.as_bytes())

@@ -23,8 +23,10 @@ pub use ledger::{
     CommitOutcome, Ledger, LedgerConfig, OpenReport, Page, QueryPage, RangePage, TxLocation,
     TxOutcome,
 };
-pub use private::{MissingPrivateData, PrivateData, hashed_namespace, private_namespace};
+pub use private::{
+    MissingPrivateData, PrivateData, PrivateDataSource, hashed_namespace, private_namespace,
+};
 pub use query::{IndexDefinition, Query, QueryError};
 pub use snapshot::SnapshotMetadata;
 pub use state::{MAX_UNICODE_RUNE, VALIDATION_PARAMETER, Version, VersionedValue, composite_key};
-pub use validation::{EndorsementPolicies, Invalid, SignatureCache, Validator};
+pub use validation::{CollectionPolicy, EndorsementPolicies, Invalid, SignatureCache, Validator};

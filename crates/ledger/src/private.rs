@@ -27,6 +27,38 @@ use weft_protoutil::EndorserTransaction;
 /// Private read-write sets offered for a block's transactions, by tx id.
 pub type PrivateData = BTreeMap<String, TxPvtReadWriteSet>;
 
+/// Where a commit gets the private read-write sets of its transactions.
+pub trait PrivateDataSource {
+    /// The private data of `tx_id` for (some of) the `wanted` collections
+    /// (namespace, collection). Called during the commit, only for valid
+    /// transactions that wrote private data.
+    fn private_data(&self, tx_id: &str, wanted: &[(String, String)]) -> Option<TxPvtReadWriteSet>;
+}
+
+impl PrivateDataSource for PrivateData {
+    fn private_data(&self, tx_id: &str, _: &[(String, String)]) -> Option<TxPvtReadWriteSet> {
+        self.get(tx_id).cloned()
+    }
+}
+
+/// The collections of a transaction that carry private writes.
+pub(crate) fn wanted(transaction: &EndorserTransaction) -> Vec<(String, String)> {
+    let Some(action) = &transaction.action else {
+        return Vec::new();
+    };
+    action
+        .rwsets
+        .iter()
+        .flat_map(|namespace| {
+            namespace
+                .collections
+                .iter()
+                .filter(|c| !c.pvt_rwset_hash.is_empty())
+                .map(|c| (namespace.namespace.clone(), c.name.clone()))
+        })
+        .collect()
+}
+
 /// The namespace of a collection's plain keys and values.
 pub fn private_namespace(chaincode: &str, collection: &str) -> String {
     format!("{chaincode}$$p{collection}")
@@ -84,7 +116,12 @@ pub(crate) fn verify(
         }
     }
     for namespace in &action.rwsets {
-        for collection in &namespace.collections {
+        // A collection only read has no private read-write set.
+        for collection in namespace
+            .collections
+            .iter()
+            .filter(|c| !c.pvt_rwset_hash.is_empty())
+        {
             let lack = |reason: String| MissingPrivateData {
                 tx_id: transaction.tx_id().to_owned(),
                 namespace: namespace.namespace.clone(),

@@ -15,12 +15,25 @@ use weft_policy::SignaturePolicy;
 use weft_protos::peer::TxValidationCode;
 use weft_protoutil::{EndorserTransaction, parse_envelope};
 
-/// Each chaincode's endorsement policy, by namespace, and the namespaces
-/// whose keys are owned by organisations.
+/// Each chaincode's endorsement policy, by namespace, the namespaces whose
+/// keys are owned by organisations, and each chaincode's private data
+/// collections.
 #[derive(Debug, Clone, Default)]
 pub struct EndorsementPolicies {
     policies: BTreeMap<String, SignaturePolicy>,
     org_owned: BTreeMap<String, String>,
+    collections: BTreeMap<String, BTreeMap<String, Option<SignaturePolicy>>>,
+}
+
+/// The policy a write to a private data collection needs.
+#[derive(Debug, PartialEq)]
+pub enum CollectionPolicy<'a> {
+    /// The chaincode's own endorsement policy.
+    Chaincode,
+    /// The collection's endorsement policy, which replaces the chaincode's.
+    Collection(&'a SignaturePolicy),
+    /// The chaincode defines no such collection.
+    Undefined,
 }
 
 impl EndorsementPolicies {
@@ -41,6 +54,31 @@ impl EndorsementPolicies {
     /// namespace's policy (how an org's chaincode approvals are guarded).
     pub fn set_org_owned(&mut self, namespace: impl Into<String>, prefix: impl Into<String>) {
         self.org_owned.insert(namespace.into(), prefix.into());
+    }
+
+    /// Declares the private data collections of chaincode `namespace`, each
+    /// with its own endorsement policy or none (the chaincode's applies).
+    /// Writes to any other collection of the namespace are refused; a
+    /// namespace never declared accepts every collection under the
+    /// chaincode's policy.
+    pub fn set_collections(
+        &mut self,
+        namespace: impl Into<String>,
+        collections: BTreeMap<String, Option<SignaturePolicy>>,
+    ) {
+        self.collections.insert(namespace.into(), collections);
+    }
+
+    /// The policy writes to `collection` of `namespace` need.
+    pub fn collection_policy(&self, namespace: &str, collection: &str) -> CollectionPolicy<'_> {
+        match self.collections.get(namespace) {
+            None => CollectionPolicy::Chaincode,
+            Some(declared) => match declared.get(collection) {
+                None => CollectionPolicy::Undefined,
+                Some(None) => CollectionPolicy::Chaincode,
+                Some(Some(policy)) => CollectionPolicy::Collection(policy),
+            },
+        }
     }
 
     /// The policy guarding `key` in `namespace` when an organisation owns it:

@@ -214,3 +214,98 @@ fn snapshots_carry_private_hashes_but_not_values() {
             .expect("hash")
     );
 }
+
+#[test]
+fn collection_writes_need_a_defined_collection_and_its_own_policy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let ledger = open(&dir.path().join("ledger"));
+    let mut f = Fixture::new();
+    let policy = |text: &str| Some(weft_policy::SignaturePolicy::parse(text).expect("policy"));
+    // The submitter's transactions carry Org1's and Org2's endorsements.
+    f.policies.set_collections(
+        CHAINCODE,
+        std::collections::BTreeMap::from([
+            (COLLECTION.to_owned(), None),
+            ("org1only".to_owned(), policy("OR('Org1MSP.peer')")),
+            (
+                "strict".to_owned(),
+                policy("AND('Org1MSP.peer', 'Org1MSP.admin')"),
+            ),
+        ]),
+    );
+    let in_collection = |f: &mut Fixture, collection: &str| {
+        let private = writes(&[("k", b"v")]);
+        let mut namespace = ns(CHAINCODE, KvrwSet::default());
+        namespace.collections.push(CollectionHashedRwSet {
+            name: collection.into(),
+            hashed: HashedRwSet {
+                hashed_writes: vec![KvWriteHash {
+                    key_hash: sha256(b"k").to_vec(),
+                    is_delete: false,
+                    value_hash: sha256(b"v").to_vec(),
+                    is_purge: false,
+                }],
+                ..Default::default()
+            },
+            pvt_rwset_hash: sha256(&private.encode_to_vec()).to_vec(),
+        });
+        f.submitter.transaction(CHAINCODE, vec![namespace]).1
+    };
+    let declared = in_collection(&mut f, COLLECTION);
+    let own_policy = in_collection(&mut f, "org1only");
+    let unsatisfied = in_collection(&mut f, "strict");
+    let undeclared = in_collection(&mut f, "nosuch");
+    // Only read: no private read-write set, so nothing is missing.
+    let mut read_only = ns(CHAINCODE, KvrwSet::default());
+    read_only.collections.push(CollectionHashedRwSet {
+        name: COLLECTION.into(),
+        hashed: HashedRwSet {
+            hashed_reads: vec![KvReadHash {
+                key_hash: sha256(b"never-written").to_vec(),
+                version: None,
+            }],
+            ..Default::default()
+        },
+        pvt_rwset_hash: Vec::new(),
+    });
+    let (_, read_only) = f.submitter.transaction(CHAINCODE, vec![read_only]);
+    let block = f.block(vec![
+        declared,
+        own_policy,
+        unsatisfied,
+        undeclared,
+        read_only,
+    ]);
+    let outcome = ledger.commit(block, &f.validator()).expect("commit");
+    let codes: Vec<Code> = outcome.transactions.iter().map(|t| t.code).collect();
+    assert_eq!(
+        codes,
+        [
+            Code::Valid,
+            Code::Valid,
+            Code::EndorsementPolicyFailure,
+            Code::EndorsementPolicyFailure,
+            Code::Valid
+        ]
+    );
+    let reasons: Vec<&str> = outcome
+        .transactions
+        .iter()
+        .filter_map(|t| t.reason.as_deref())
+        .collect();
+    assert!(reasons[0].contains("collection strict"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("collection nosuch is not defined"),
+        "{reasons:?}"
+    );
+    let missing: Vec<&str> = outcome
+        .missing_private_data
+        .iter()
+        .map(|m| m.collection.as_str())
+        .collect();
+    assert_eq!(
+        missing,
+        [COLLECTION, "org1only"],
+        "read-only sets need no data"
+    );
+}

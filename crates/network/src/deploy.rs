@@ -6,11 +6,13 @@
 //! commit. Idempotent: a definition already committed is left alone, an
 //! organisation that already approved is not asked again.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 use weft_client::Gateway;
 use weft_client::lifecycle::Definition;
+use weft_protos::peer::CollectionConfigPackage;
 use weft_spec::{ChaincodeSpec, ChannelSpec, NetworkSpec};
 
 use crate::NetworkError;
@@ -42,14 +44,33 @@ pub fn org_gateway(
     Ok((peer, gateway))
 }
 
-/// The definition of `chaincode` the spec asks for, at `sequence`.
-pub fn definition(chaincode: &ChaincodeSpec, sequence: i64) -> Definition {
-    Definition {
+/// The definition of `chaincode` the spec asks for, at `sequence`; the
+/// spec's relative paths are resolved against `base`.
+pub fn definition(
+    chaincode: &ChaincodeSpec,
+    sequence: i64,
+    base: &Path,
+) -> Result<Definition, NetworkError> {
+    let collections = match &chaincode.collections_config {
+        None => None,
+        Some(file) => {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| NetworkError::io(&path, e))?;
+            let package =
+                weft_client::lifecycle::collections_config(&text, &path.display().to_string())
+                    .map_err(|e| {
+                        NetworkError::Refused(format!("chaincode {}: {e}", chaincode.name))
+                    })?;
+            Some(package)
+        }
+    };
+    Ok(Definition {
         name: chaincode.name.clone(),
         version: chaincode.version.clone(),
         sequence,
         endorsement_policy: chaincode.endorsement_policy.clone(),
-    }
+        collections,
+    })
 }
 
 /// Defines `definition` on `channel`: approvals by every member
@@ -150,6 +171,7 @@ pub async fn define(
 pub async fn deploy(
     dir: &NetworkDir,
     spec: &NetworkSpec,
+    base: &Path,
     timeout: Duration,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), NetworkError> {
@@ -174,10 +196,17 @@ pub async fn deploy(
                     .map_err(failed)
             })
             .await?;
-            let wanted = definition(chaincode, 1);
+            let wanted = definition(chaincode, 1, base)?;
             let parameter = wanted.validation_parameter().map_err(failed)?;
+            let collections = |c: &Option<CollectionConfigPackage>| {
+                c.as_ref().filter(|p| !p.config.is_empty()).cloned()
+            };
             let sequence = match &committed {
-                Some(c) if c.version == wanted.version && c.validation_parameter == parameter => {
+                Some(c)
+                    if c.version == wanted.version
+                        && c.validation_parameter == parameter
+                        && collections(&c.collections) == collections(&wanted.collections) =>
+                {
                     progress(&format!(
                         "{} {}: already defined (version {}, sequence {})",
                         chaincode.name, channel.name, c.version, c.sequence
@@ -187,7 +216,7 @@ pub async fn deploy(
                 Some(c) => c.sequence + 1,
                 None => 1,
             };
-            let wanted = definition(chaincode, sequence);
+            let wanted = definition(chaincode, sequence, base)?;
             for line in define(dir, spec, channel, &wanted, &chaincode.name, deadline).await? {
                 progress(&line);
             }

@@ -143,7 +143,7 @@ pub fn config_text(spec: &NetworkSpec, node: &Node, dir: &NetworkDir, base: &Pat
     if let Role::Peer { .. } = node.role {
         let others: Vec<Node> = nodes(spec)
             .into_iter()
-            .filter(|n| matches!(n.role, Role::Peer { .. }) && n.msp_id != node.msp_id)
+            .filter(|n| matches!(n.role, Role::Peer { .. }) && n.name != node.name)
             .collect();
         text.push_str("gateway_peers:");
         if others.is_empty() {

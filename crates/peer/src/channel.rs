@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 use weft_channel::ChannelConfig;
-use weft_ledger::{EndorsementPolicies, Ledger, LedgerConfig, SignatureCache, Validator};
+use weft_ledger::{
+    EndorsementPolicies, Ledger, LedgerConfig, PrivateDataSource, SignatureCache, Validator,
+};
 use weft_material::SigningIdentity;
 use weft_orderer::client::{seek_envelope, specified};
 use weft_orderer::tls::Tls;
@@ -16,8 +18,10 @@ use weft_protos::common::Block;
 use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use weft_protos::orderer::deliver_response::Type as DeliverType;
 use weft_protos::orderer::seek_info::SeekBehavior;
+use weft_protos::rwset::TxPvtReadWriteSet;
 
 use crate::config::ChaincodeConfig;
+use crate::dissemination::Distributor;
 use crate::lifecycle::{Definitions, LIFECYCLE};
 use crate::snapshot::Snapshots;
 
@@ -26,6 +30,39 @@ pub(crate) fn now_seconds() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs() as i64
+}
+
+/// How long one block's commit may spend pulling missing private data from
+/// other peers; what is still missing then is committed without its values.
+const PULL_BUDGET: Duration = Duration::from_secs(5);
+
+/// A block's private data during its commit: the transient store, then
+/// other member peers, bounded by one deadline per block.
+struct CommitSource<'a> {
+    channel: &'a str,
+    definitions: &'a Definitions,
+    private: &'a Distributor,
+    runtime: &'a tokio::runtime::Handle,
+    deadline: std::time::Instant,
+}
+
+impl PrivateDataSource for CommitSource<'_> {
+    fn private_data(&self, tx_id: &str, wanted: &[(String, String)]) -> Option<TxPvtReadWriteSet> {
+        let left = self
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        let wanted = if left.is_zero() { &[][..] } else { wanted };
+        self.runtime.block_on(async {
+            tokio::time::timeout(
+                left.max(Duration::from_millis(1)),
+                self.private
+                    .for_commit(self.channel, self.definitions, tx_id, wanted),
+            )
+            .await
+            .ok()
+            .flatten()
+        })
+    }
 }
 
 /// One joined channel.
@@ -205,8 +242,13 @@ impl PeerChannel {
         endpoints.into_iter().collect()
     }
 
-    /// Validates and commits `block` (on a blocking thread).
-    async fn commit(self: &Arc<Self>, block: Block) -> Result<(), String> {
+    /// Validates and commits `block` (on a blocking thread), with the
+    /// private data this peer holds or can pull for it.
+    async fn commit(
+        self: &Arc<Self>,
+        block: Block,
+        private: &Arc<Distributor>,
+    ) -> Result<(), String> {
         weft_channel::verify_block_signatures(&self.config, &block, now_seconds()).map_err(
             |e| {
                 format!(
@@ -216,8 +258,17 @@ impl PeerChannel {
             },
         )?;
         let channel = Arc::clone(self);
+        let private = Arc::clone(private);
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let definitions = channel.definitions();
+            let source = CommitSource {
+                channel: &channel.id,
+                definitions: &definitions,
+                private: &private,
+                runtime: &runtime,
+                deadline: std::time::Instant::now() + PULL_BUDGET,
+            };
             let validator = Validator {
                 msp: &channel.config.msps,
                 policies: &definitions.policies,
@@ -227,9 +278,29 @@ impl PeerChannel {
             let mut snapshots = channel.snapshots.lock().unwrap_or_else(|p| p.into_inner());
             let outcome = channel
                 .ledger
-                .commit(block, &validator)
+                .commit_with_private_data(block, &validator, &source)
                 .map_err(|e| e.to_string())?;
             snapshots.after_commit(&channel.ledger, outcome.number);
+            for missing in &outcome.missing_private_data {
+                let eligible = definitions
+                    .get(&missing.namespace)
+                    .and_then(|d| d.collections.get(&missing.collection))
+                    .is_some_and(|c| c.is_member(&channel.msp_id));
+                if eligible {
+                    eprintln!(
+                        "channel {}: block {}: private data of {} (collection {} of {}) not committed: {}",
+                        channel.id,
+                        outcome.number,
+                        missing.tx_id,
+                        missing.collection,
+                        missing.namespace,
+                        missing.reason
+                    );
+                }
+            }
+            let committed: Vec<String> =
+                outcome.transactions.iter().map(|t| t.tx_id.clone()).collect();
+            private.transient.remove(&committed);
             // Definitions change only with a `_lifecycle` write.
             if outcome.written.contains(LIFECYCLE) {
                 let refreshed = Definitions::read(
@@ -256,6 +327,7 @@ impl PeerChannel {
         self: Arc<Self>,
         tls: Tls,
         signer: Arc<SigningIdentity>,
+        private: Arc<Distributor>,
         mut stop: watch::Receiver<bool>,
     ) {
         let endpoints = self.orderer_endpoints();
@@ -272,7 +344,7 @@ impl PeerChannel {
             let endpoint = &endpoints[next % endpoints.len()];
             let before = *self.height.borrow();
             let result = tokio::select! {
-                result = self.pull_from(endpoint, &tls, &signer) => result,
+                result = self.pull_from(endpoint, &tls, &signer, &private) => result,
                 _ = stop.wait_for(|stop| *stop) => return,
             };
             let progressed = *self.height.borrow() > before;
@@ -296,6 +368,7 @@ impl PeerChannel {
         endpoint: &str,
         tls: &Tls,
         signer: &SigningIdentity,
+        private: &Arc<Distributor>,
     ) -> Result<(), String> {
         let from = self.ledger.height().map_err(|e| e.to_string())?;
         let channel = tls.channel(endpoint)?;
@@ -317,7 +390,7 @@ impl PeerChannel {
         *self.source.lock().unwrap_or_else(|p| p.into_inner()) = endpoint.to_owned();
         while let Some(response) = stream.message().await.map_err(|e| e.message().to_owned())? {
             match response.r#type {
-                Some(DeliverType::Block(block)) => self.commit(block).await?,
+                Some(DeliverType::Block(block)) => self.commit(block, private).await?,
                 Some(DeliverType::Status(status)) => {
                     return Err(format!("deliver ended with status {status}"));
                 }

@@ -22,7 +22,9 @@ pub struct PeerConfig {
     pub msp_dir: PathBuf,
     pub msp_id: String,
     pub tls: TlsFiles,
-    /// Peers of other organisations the gateway asks for endorsements.
+    /// The other peers of this peer's channels: the gateway asks those of
+    /// other organisations for endorsements; private data goes to and comes
+    /// from those of a collection's member organisations.
     #[serde(default)]
     pub gateway_peers: Vec<GatewayPeer>,
     /// Chaincodes installed on this peer (the packages approvals name).

@@ -1,9 +1,10 @@
 //! Block events (`/protos.Deliver`): full blocks, filtered blocks (tx ids,
 //! validation codes, chaincode event names without payloads) and blocks with
-//! private data (always empty: this peer has no private data collections).
+//! private data (the collections the requester's organisation is a member of).
 //! Seek semantics as the orderer's Deliver; the requester must satisfy the
 //! channel's `/Channel/Application/Readers` policy.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use weft_protos::common::{
     Block, ChannelHeader, Envelope, HeaderType, Payload, SignatureHeader, Status as FabricStatus,
 };
+use weft_protos::msp::SerializedIdentity;
 use weft_protos::orderer::seek_info::SeekBehavior;
 use weft_protos::orderer::{SeekInfo, SeekPosition, seek_position};
 use weft_protos::peer::deliver_server::Deliver;
@@ -22,6 +24,7 @@ use weft_protos::peer::{
     BlockAndPrivateData, ChaincodeEvent, DeliverResponse, FilteredBlock, FilteredChaincodeAction,
     FilteredTransaction, FilteredTransactionActions, deliver_response, filtered_transaction,
 };
+use weft_protos::rwset::TxPvtReadWriteSet;
 use weft_protoutil::parse_envelope;
 
 use crate::channel::{PeerChannel, now_seconds};
@@ -91,11 +94,12 @@ impl Deliver for DeliverService {
     }
 }
 
-/// Checks a seek request: structure, type, channel, Readers policy.
+/// Checks a seek request: structure, type, channel, Readers policy. Returns
+/// the channel, the request and the requester's MSP id.
 fn check(
     peer: &Peer,
     envelope: &Envelope,
-) -> Result<(Arc<PeerChannel>, SeekInfo), (FabricStatus, String)> {
+) -> Result<(Arc<PeerChannel>, SeekInfo, String), (FabricStatus, String)> {
     let bad = |what: String| (FabricStatus::BadRequest, what);
     let payload =
         Payload::decode(envelope.payload.as_slice()).map_err(|e| bad(format!("payload: {e}")))?;
@@ -130,7 +134,10 @@ fn check(
         .map_err(|e| (FabricStatus::Forbidden, e.to_string()))?;
     let seek =
         SeekInfo::decode(payload.data.as_slice()).map_err(|e| bad(format!("seek info: {e}")))?;
-    Ok((channel, seek))
+    let msp_id = SerializedIdentity::decode(signature_header.creator.as_slice())
+        .map(|identity| identity.mspid)
+        .unwrap_or_default();
+    Ok((channel, seek, msp_id))
 }
 
 /// Serves one seek request; its final status, or None if the client left.
@@ -140,7 +147,7 @@ async fn serve_seek(
     form: Form,
     out: &mpsc::Sender<Result<DeliverResponse, Status>>,
 ) -> Option<FabricStatus> {
-    let (channel, seek) = match check(peer, envelope) {
+    let (channel, seek, requester_msp) = match check(peer, envelope) {
         Ok(checked) => checked,
         Err((status, reason)) => {
             eprintln!("deliver refused: {reason}");
@@ -187,9 +194,12 @@ async fn serve_seek(
             Form::Full => deliver_response::Type::Block(block),
             Form::Filtered => deliver_response::Type::FilteredBlock(filtered(&channel.id, &block)),
             Form::WithPrivateData => {
+                let Ok(private_data_map) = private_data_of(&channel, &block, &requester_msp) else {
+                    return Some(FabricStatus::InternalServerError);
+                };
                 deliver_response::Type::BlockAndPrivateData(BlockAndPrivateData {
                     block: Some(block),
-                    private_data_map: Default::default(),
+                    private_data_map,
                 })
             }
         };
@@ -207,6 +217,35 @@ async fn serve_seek(
         }
         number += 1;
     }
+}
+
+/// The private data this peer committed for `block`'s transactions, by
+/// transaction number, reduced to the collections whose member
+/// organisations include the requester's.
+fn private_data_of(
+    channel: &PeerChannel,
+    block: &Block,
+    requester_msp: &str,
+) -> Result<BTreeMap<u64, TxPvtReadWriteSet>, weft_ledger::LedgerError> {
+    let number = block.header.as_ref().map_or(0, |h| h.number);
+    let count = block.data.as_ref().map_or(0, |d| d.data.len()) as u64;
+    let definitions = channel.definitions();
+    let mut map = BTreeMap::new();
+    for tx in 0..count {
+        let Some(set) = channel.ledger.committed_private_data(number, tx)? else {
+            continue;
+        };
+        let readable = crate::private::filter(&set, |namespace, collection| {
+            definitions
+                .get(namespace)
+                .and_then(|d| d.collections.get(collection))
+                .is_some_and(|c| c.is_member(requester_msp))
+        });
+        if let Some(readable) = readable {
+            map.insert(tx, readable);
+        }
+    }
+    Ok(map)
 }
 
 /// A block reduced to what Fabric's filtered events carry.

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use prost::Message;
 use weft_crypto::Signer;
 use weft_protos::common::{ChannelHeader, Header, HeaderType, SignatureHeader};
+use weft_protos::msp::SerializedIdentity;
 use weft_protos::peer::{
     ChaincodeAction, ChaincodeHeaderExtension, ChaincodeId, ChaincodeInvocationSpec,
     ChaincodeProposalPayload, Endorsement, Proposal, ProposalResponse, ProposalResponsePayload,
     Response, SignedProposal,
 };
-use weft_protos::rwset::{NsReadWriteSet, TxReadWriteSet};
+use weft_protos::rwset::TxReadWriteSet;
 use weft_protoutil::{compute_tx_id, proposal_hash};
 
 use crate::chaincode::{ExecError, Executed, Invocation};
@@ -159,6 +160,9 @@ pub async fn process_proposal(
         .as_ref()
         .and_then(|spec| spec.input.clone())
         .unwrap_or_default();
+    let creator_msp = SerializedIdentity::decode(unpacked.creator.as_slice())
+        .map(|identity| identity.mspid)
+        .unwrap_or_default();
     let mut simulator = Simulator::new(Arc::clone(&channel.ledger));
     let definitions = channel.definitions();
     let (executed, version) = if unpacked.chaincode == lifecycle::LIFECYCLE {
@@ -199,6 +203,7 @@ pub async fn process_proposal(
                     input,
                     proposal: Some(signed.clone()),
                     definitions: Arc::clone(&definitions),
+                    creator_msp,
                 },
                 &mut simulator,
                 0,
@@ -223,17 +228,18 @@ pub async fn process_proposal(
         event.tx_id = tx_id.clone();
         event.encode_to_vec()
     });
+    let simulated = simulator.results();
+    if let Some(private) = &simulated.private {
+        // Fabric's order: the private data reaches the member peers before
+        // the endorsement is returned.
+        peer.private
+            .distribute(&channel_id, &definitions, &tx_id, private)
+            .await
+            .map_err(EndorseError::Internal)?;
+    }
     let results = TxReadWriteSet {
         data_model: 0,
-        ns_rwset: simulator
-            .rwsets()
-            .into_iter()
-            .map(|ns| NsReadWriteSet {
-                namespace: ns.namespace,
-                rwset: ns.rwset.encode_to_vec(),
-                collection_hashed_rwset: Vec::new(),
-            })
-            .collect(),
+        ns_rwset: simulated.public.iter().map(|ns| ns.to_proto()).collect(),
     };
     let action = ChaincodeAction {
         results: results.encode_to_vec(),

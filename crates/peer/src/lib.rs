@@ -9,6 +9,9 @@
 //! - [`gateway`]: the `gateway.Gateway` service;
 //! - [`channel`]: a joined channel and its committer (pulling from orderers);
 //! - [`deliver`]: the `protos.Deliver` service;
+//! - [`dissemination`]: private data between peers (push at endorsement,
+//!   pull at commit);
+//! - [`private`]: private data collections and the transient store;
 //! - [`snapshot`]: the `protos.Snapshot` service (ledger snapshots);
 //! - [`node`]: the node and its listener.
 
@@ -16,15 +19,22 @@ pub mod chaincode;
 pub mod channel;
 pub mod config;
 pub mod deliver;
+pub mod dissemination;
 pub mod endorser;
 pub mod gateway;
 pub mod lifecycle;
 pub mod node;
+pub mod private;
 pub mod simulator;
 pub mod snapshot;
 
 pub use config::PeerConfig;
 pub use node::{Peer, serve};
+
+/// weft's own peer-to-peer messages (private data dissemination).
+pub mod proto {
+    tonic::include_proto!("weft.peer");
+}
 
 /// The largest gRPC message a peer sends or accepts.
 pub const MAX_GRPC_MESSAGE: usize = 128 << 20;

@@ -17,9 +17,10 @@
 //! unless its own organisation approved the same definition, so a committed
 //! definition always carries a majority of approvals — Fabric's rule.
 //! Decisions: approvals are public state rather than Fabric's
-//! per-organisation private collections (weft has no private data yet), so
-//! every member sees which package id an organisation approved;
-//! `init_required` and private data collections are refused at approval.
+//! per-organisation private collections, so every member sees which package
+//! id an organisation approved; `init_required` is refused at approval.
+//! A definition's collections are checked at approval (names, member
+//! organisations of the channel, peer counts, policies).
 
 use std::collections::BTreeMap;
 
@@ -39,6 +40,7 @@ use weft_protos::lifecycle::{
 use weft_protos::peer::application_policy::Type as PolicyType;
 use weft_protos::peer::{ApplicationPolicy, ChaincodeInput, CollectionConfigPackage, Response};
 
+use crate::private::{self, Collection};
 use crate::simulator::Simulator;
 
 /// The system chaincode's name (and namespace).
@@ -65,6 +67,8 @@ pub struct Definition {
     /// (none: the organisation has not approved it, so its peers cannot run
     /// it, though they validate its transactions).
     pub package_id: Option<String>,
+    /// Its private data collections, implicit ones included.
+    pub collections: BTreeMap<String, Collection>,
 }
 
 /// Every committed definition of a channel and the endorsement policies the
@@ -103,7 +107,16 @@ impl Definitions {
                         && Params::of_approval(a) == Params::of_commit(&defined)
                 })
                 .and_then(|a| package_id(&a));
+            let collections = private::collections(defined.collections.as_ref(), orgs)
+                .map_err(|e| format!("chaincode {}: {e}", defined.name))?;
             policies.set(defined.name.clone(), policy.clone());
+            policies.set_collections(
+                defined.name.clone(),
+                collections
+                    .values()
+                    .map(|c| (c.name.clone(), c.endorsement_policy.clone()))
+                    .collect(),
+            );
             chaincodes.insert(
                 defined.name.clone(),
                 Definition {
@@ -112,6 +125,7 @@ impl Definitions {
                     version: defined.version,
                     policy,
                     package_id,
+                    collections,
                 },
             );
         }
@@ -265,9 +279,7 @@ impl<'a> Params<'a> {
                 ));
             }
         }
-        if self.collections.is_some() {
-            return Err("private data collections are not supported by this peer".into());
-        }
+        private::collections(self.collections, orgs)?;
         if self.init_required {
             return Err(
                 "init_required is not supported: initialise the chaincode with an ordinary transaction"

@@ -34,8 +34,10 @@ use crate::chaincode::launcher::{self, Launcher, PeerContact};
 use crate::channel::{LedgerSource, PeerChannel};
 use crate::config::{LauncherConfig, PeerConfig};
 use crate::deliver::DeliverService;
+use crate::dissemination::{Distributor, PrivateDataService};
 use crate::endorser::process_proposal;
 use crate::gateway::GatewayService;
+use crate::proto::private_data_server::PrivateDataServer;
 use crate::snapshot::SnapshotService;
 
 /// A running peer.
@@ -44,6 +46,8 @@ pub struct Peer {
     pub signer: Arc<SigningIdentity>,
     pub tls: Tls,
     pub chaincodes: Arc<ChaincodeSupport>,
+    /// Private data: the transient store and dissemination to other peers.
+    pub private: Arc<Distributor>,
     channels: RwLock<HashMap<String, Arc<PeerChannel>>>,
     stop: watch::Sender<bool>,
     join_lock: tokio::sync::Mutex<()>,
@@ -130,7 +134,14 @@ impl Peer {
         }
         let chaincodes =
             ChaincodeSupport::new(config.chaincodes.clone(), launchers, config.limits.clone());
+        let private = Arc::new(Distributor::new(
+            config.msp_id.clone(),
+            config.gateway_peers.clone(),
+            Arc::clone(&signer),
+            tls.clone(),
+        ));
         let peer = Arc::new(Peer {
+            private,
             signer,
             tls,
             chaincodes,
@@ -183,6 +194,7 @@ impl Peer {
         tokio::spawn(channel.run_committer(
             self.tls.clone(),
             Arc::clone(&self.signer),
+            Arc::clone(&self.private),
             self.stop.subscribe(),
         ));
     }
@@ -466,6 +478,13 @@ async fn serve_on(
         .add_service(SnapshotServer::new(SnapshotService {
             peer: Arc::clone(&peer),
         }))
+        .add_service(
+            PrivateDataServer::new(PrivateDataService {
+                peer: Arc::clone(&peer),
+            })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        )
         .add_service(AdminServer::new(services).max_decoding_message_size(max))
         .serve_with_shutdown(address, shutdown)
         .await

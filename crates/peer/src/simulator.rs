@@ -6,16 +6,26 @@
 //! writes); the first read of a key records its version; range reads record
 //! every key they returned, so the committer can detect phantoms; rich
 //! queries and history reads are not recorded (Fabric does not protect them).
+//!
+//! Private data: reads record the version of the key's committed hash;
+//! writes are kept in plain for the private read-write set (which goes to
+//! the transient store and member peers) and hashed for the public one
+//! (which the endorsement signs, with the SHA-256 of the private set's
+//! bytes). Private range reads and queries are not recorded, as in Fabric.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use prost::Message;
+use weft_crypto::sha256;
 use weft_ledger::{Ledger, LedgerError, Page, Version};
+use weft_protos::kvrwset::{HashedRwSet, KvReadHash, KvWriteHash};
 use weft_protos::kvrwset::{
     KvMetadataEntry, KvMetadataWrite, KvRead, KvWrite, KvrwSet, QueryReads, RangeQueryInfo,
     range_query_info::ReadsInfo,
 };
-use weft_protoutil::NamespaceRwSet;
+use weft_protos::rwset::{CollectionPvtReadWriteSet, NsPvtReadWriteSet, TxPvtReadWriteSet};
+use weft_protoutil::{CollectionHashedRwSet, NamespaceRwSet};
 
 /// Results the chaincode has not fetched yet, for QUERY_STATE_NEXT.
 pub const PAGE: usize = 100;
@@ -26,6 +36,35 @@ struct Namespace {
     writes: BTreeMap<String, Option<Vec<u8>>>,
     metadata_writes: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     ranges: Vec<RangeQueryInfo>,
+    collections: BTreeMap<String, Collection>,
+}
+
+/// One collection's reads (the version of each key's hash) and writes.
+#[derive(Debug, Default)]
+struct Collection {
+    reads: BTreeMap<String, Option<Version>>,
+    writes: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+/// A private value this peer cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivateReadError {
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The hash is committed but this peer lacks the matching value (it is
+    /// not a member, or the data has not reached it).
+    #[error(
+        "private data matching public hash version is not available. Public hash version = {hash}, Private data version = {value}"
+    )]
+    Unavailable { hash: String, value: String },
+}
+
+/// A transaction's read/write sets: the public one (collections hashed)
+/// and, when it wrote private data, the private one.
+#[derive(Debug)]
+pub struct Results {
+    pub public: Vec<NamespaceRwSet>,
+    pub private: Option<TxPvtReadWriteSet>,
 }
 
 /// Keys and values of a range read, and the bookmark to continue from.
@@ -186,11 +225,171 @@ impl Simulator {
         self.iterators.remove(id);
     }
 
+    fn collection(&mut self, namespace: &str, collection: &str) -> &mut Collection {
+        self.namespace(namespace)
+            .collections
+            .entry(collection.to_owned())
+            .or_default()
+    }
+
+    /// Committed private value of `key` (empty when absent), recording the
+    /// version of its hash. Fails when the hash is committed but this peer
+    /// does not hold the matching value.
+    pub fn get_private_data(
+        &mut self,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, PrivateReadError> {
+        let hash = self
+            .ledger
+            .get_private_data_hash(namespace, collection, key)?;
+        let hash_version = hash.as_ref().map(|h| h.version);
+        self.collection(namespace, collection)
+            .reads
+            .entry(key.to_owned())
+            .or_insert(hash_version);
+        let Some(hash_version) = hash_version else {
+            return Ok(Vec::new());
+        };
+        match self.ledger.get_private_data(namespace, collection, key)? {
+            Some(value) if value.version == hash_version => Ok(value.value),
+            other => Err(PrivateReadError::Unavailable {
+                hash: hash_version.to_string(),
+                value: other.map_or("nil".into(), |v| v.version.to_string()),
+            }),
+        }
+    }
+
+    /// The committed SHA-256 of a private value (empty when absent), which
+    /// every peer has; the read is recorded.
+    pub fn get_private_data_hash(
+        &mut self,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, LedgerError> {
+        let hash = self
+            .ledger
+            .get_private_data_hash(namespace, collection, key)?;
+        self.collection(namespace, collection)
+            .reads
+            .entry(key.to_owned())
+            .or_insert(hash.as_ref().map(|h| h.version));
+        Ok(hash.map(|h| h.value).unwrap_or_default())
+    }
+
+    /// Writes (`Some`) or deletes (`None`) a private value.
+    pub fn write_private_data(
+        &mut self,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) {
+        self.collection(namespace, collection)
+            .writes
+            .insert(key.to_owned(), value);
+    }
+
+    /// Private keys in `[start, end)` this peer holds (not recorded).
+    pub fn get_private_data_range(
+        &mut self,
+        namespace: &str,
+        collection: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, LedgerError> {
+        let private = weft_ledger::private_namespace(namespace, collection);
+        let result = self.ledger.get_state_range(&private, start, end, None)?;
+        Ok(result
+            .results
+            .into_iter()
+            .map(|(key, value)| (key, value.value))
+            .collect())
+    }
+
     /// Whether the simulation wrote anything.
     pub fn has_writes(&self) -> bool {
-        self.namespaces
-            .values()
-            .any(|ns| !ns.writes.is_empty() || !ns.metadata_writes.is_empty())
+        self.namespaces.values().any(|ns| {
+            !ns.writes.is_empty()
+                || !ns.metadata_writes.is_empty()
+                || ns.collections.values().any(|c| !c.writes.is_empty())
+        })
+    }
+
+    /// The public read/write set (collections hashed) and the private one.
+    pub fn results(&self) -> Results {
+        let mut public = self.rwsets();
+        let mut private = Vec::new();
+        for (rwset, (name, ns)) in public.iter_mut().zip(&self.namespaces) {
+            let mut collections = Vec::new();
+            for (collection, sim) in &ns.collections {
+                let hashed = HashedRwSet {
+                    hashed_reads: sim
+                        .reads
+                        .iter()
+                        .map(|(key, version)| KvReadHash {
+                            key_hash: sha256(key.as_bytes()).to_vec(),
+                            version: version.map(to_proto),
+                        })
+                        .collect(),
+                    hashed_writes: sim
+                        .writes
+                        .iter()
+                        .map(|(key, value)| KvWriteHash {
+                            key_hash: sha256(key.as_bytes()).to_vec(),
+                            is_delete: value.is_none(),
+                            value_hash: value
+                                .as_ref()
+                                .map(|v| sha256(v).to_vec())
+                                .unwrap_or_default(),
+                            is_purge: false,
+                        })
+                        .collect(),
+                    metadata_writes: Vec::new(),
+                };
+                let mut pvt_rwset_hash = Vec::new();
+                if !sim.writes.is_empty() {
+                    let bytes = KvrwSet {
+                        writes: sim
+                            .writes
+                            .iter()
+                            .map(|(key, value)| KvWrite {
+                                key: key.clone(),
+                                is_delete: value.is_none(),
+                                value: value.clone().unwrap_or_default(),
+                            })
+                            .collect(),
+                        ..Default::default()
+                    }
+                    .encode_to_vec();
+                    pvt_rwset_hash = sha256(&bytes).to_vec();
+                    collections.push(CollectionPvtReadWriteSet {
+                        collection_name: collection.clone(),
+                        rwset: bytes,
+                    });
+                }
+                rwset.collections.push(CollectionHashedRwSet {
+                    name: collection.clone(),
+                    hashed,
+                    pvt_rwset_hash,
+                });
+            }
+            if !collections.is_empty() {
+                private.push(NsPvtReadWriteSet {
+                    namespace: name.clone(),
+                    collection_pvt_rwset: collections,
+                });
+            }
+        }
+        Results {
+            public,
+            private: (!private.is_empty()).then_some(TxPvtReadWriteSet {
+                data_model: 0,
+                ns_pvt_rwset: private,
+            }),
+        }
     }
 
     /// The read/write set, namespaces and keys in order (as Fabric sorts them).

@@ -216,6 +216,104 @@ impl Stub {
         .map(drop)
     }
 
+    /// The private value of `key` in `collection` (None if absent). Fails
+    /// on a peer that is not a member of the collection.
+    pub fn get_private_data(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, ShimError> {
+        let value = self.call(
+            Type::GetState,
+            GetState {
+                key: key.into(),
+                collection: collection.into(),
+            }
+            .encode_to_vec(),
+        )?;
+        Ok((!value.is_empty()).then_some(value))
+    }
+
+    /// The SHA-256 of the private value of `key` (None if absent), which
+    /// every peer of the channel has.
+    pub fn get_private_data_hash(
+        &mut self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, ShimError> {
+        let hash = self.call(
+            Type::GetPrivateDataHash,
+            GetState {
+                key: key.into(),
+                collection: collection.into(),
+            }
+            .encode_to_vec(),
+        )?;
+        Ok((!hash.is_empty()).then_some(hash))
+    }
+
+    /// Writes a private value; only its hash goes into the transaction.
+    pub fn put_private_data(
+        &mut self,
+        collection: &str,
+        key: &str,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<(), ShimError> {
+        let value = value.into();
+        if value.is_empty() {
+            return Err(ShimError::Peer(format!(
+                "private data of key {key:?} in collection {collection} is empty"
+            )));
+        }
+        self.call(
+            Type::PutState,
+            PutState {
+                key: key.into(),
+                value,
+                collection: collection.into(),
+            }
+            .encode_to_vec(),
+        )
+        .map(drop)
+    }
+
+    pub fn del_private_data(&mut self, collection: &str, key: &str) -> Result<(), ShimError> {
+        self.call(
+            Type::DelState,
+            DelState {
+                key: key.into(),
+                collection: collection.into(),
+            }
+            .encode_to_vec(),
+        )
+        .map(drop)
+    }
+
+    /// Private keys of `collection` in `[start, end)`.
+    pub fn get_private_data_by_range(
+        &mut self,
+        collection: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, ShimError> {
+        let start = if start.is_empty() {
+            SIMPLE_KEYS_START
+        } else {
+            start
+        };
+        let first = self.call(
+            Type::GetStateByRange,
+            GetStateByRange {
+                start_key: start.into(),
+                end_key: end.into(),
+                collection: collection.into(),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )?;
+        self.kvs(first)
+    }
+
     fn drain(&mut self, first: Vec<u8>) -> Result<Vec<Vec<u8>>, ShimError> {
         let mut response = QueryResponse::decode(first.as_slice())
             .map_err(|e| ShimError::Malformed(e.to_string()))?;

@@ -190,13 +190,24 @@ impl MockLedger {
     ) -> Result<Vec<u8>, String> {
         let payload = request.payload.as_slice();
         let malformed = |e: prost::DecodeError| format!("malformed request: {e}");
+        let public = |collection: &str| {
+            if collection.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "private data (collection {collection}) is not supported by the mock ledger; test it against a peer"
+                ))
+            }
+        };
         match Type::try_from(request.r#type) {
             Ok(Type::GetState) => {
                 let get = GetState::decode(payload).map_err(malformed)?;
+                public(&get.collection)?;
                 Ok(self.state.get(&get.key).cloned().unwrap_or_default())
             }
             Ok(Type::PutState) => {
                 let put = PutState::decode(payload).map_err(malformed)?;
+                public(&put.collection)?;
                 if put.key.is_empty() {
                     return Err("an empty key is not allowed".into());
                 }
@@ -205,11 +216,13 @@ impl MockLedger {
             }
             Ok(Type::DelState) => {
                 let del = DelState::decode(payload).map_err(malformed)?;
+                public(&del.collection)?;
                 writes.insert(del.key, None);
                 Ok(Vec::new())
             }
             Ok(Type::GetStateByRange) => {
                 let range = GetStateByRange::decode(payload).map_err(malformed)?;
+                public(&range.collection)?;
                 let results = self
                     .state
                     .range(range.start_key.clone()..)

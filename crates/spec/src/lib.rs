@@ -71,6 +71,10 @@ pub struct ChaincodeSpec {
     /// CouchDB-style JSON index files, relative to the spec file.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub indexes: Vec<String>,
+    /// Private data collections: a file in Fabric's `collections_config.json`
+    /// format, relative to the spec file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collections_config: Option<String>,
     pub launcher: LauncherSpec,
 }
 

@@ -58,6 +58,9 @@ pub struct DefinitionArgs {
     /// /Channel/Application/Endorsement, is the only one weft accepts.
     #[arg(long = "channel-config-policy")]
     channel_config_policy: Option<String>,
+    /// Private data collections, in Fabric's collections_config.json format.
+    #[arg(long = "collections-config")]
+    collections_config: Option<std::path::PathBuf>,
 }
 
 impl DefinitionArgs {
@@ -69,11 +72,23 @@ impl DefinitionArgs {
                 "--channel-config-policy {policy:?}: only {DEFAULT_POLICY_REFERENCE} is supported; use --signature-policy"
             );
         }
+        let collections = match &self.collections_config {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("--collections-config {}: {e}", path.display()))?;
+                Some(weft_client::lifecycle::collections_config(
+                    &text,
+                    &path.display().to_string(),
+                )?)
+            }
+        };
         Ok(Definition {
             name: self.name.clone(),
             version: self.version.clone(),
             sequence: self.sequence,
             endorsement_policy: self.signature_policy.clone(),
+            collections,
         })
     }
 }

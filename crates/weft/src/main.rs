@@ -220,6 +220,9 @@ struct DeployArgs {
     /// A CouchDB-style index file (JSON), once per index.
     #[arg(long = "index")]
     indexes: Vec<PathBuf>,
+    /// Private data collections, in Fabric's collections_config.json format.
+    #[arg(long = "collections-config")]
+    collections_config: Option<PathBuf>,
     #[command(flatten)]
     dir: NetworkDirArg,
     /// Give up waiting for the network after this many seconds.
@@ -481,6 +484,7 @@ fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         channels: (!args.channels.is_empty()).then_some(args.channels),
         endorsement_policy: args.signature_policy,
         indexes: args.indexes.iter().map(|p| path(p)).collect(),
+        collections_config: args.collections_config.as_deref().map(path),
         launcher,
     };
     network::chaincode_deploy(args.dir.open(), chaincode, args.timeout)

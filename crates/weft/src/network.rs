@@ -91,7 +91,7 @@ fn bring_up(
     let converged = runtime.block_on(async {
         let timeout = Duration::from_secs(timeout);
         admin::converge(&dir, spec, timeout, &mut step).await?;
-        weft_network::deploy::deploy(&dir, spec, timeout, &mut step).await
+        weft_network::deploy::deploy(&dir, spec, base, timeout, &mut step).await
     });
     if let Err(error) = converged {
         if let Some(thread) = attached {

@@ -19,6 +19,7 @@ use weft_protos::peer::{
 use weft_protos::queryresult::{KeyModification, Kv};
 
 use super::{ChaincodeSupport, ExecError, Executed, Invocation};
+use crate::private::Collection;
 use crate::simulator::Simulator;
 
 /// How deep chaincode-to-chaincode calls may nest.
@@ -75,12 +76,44 @@ fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, Refused> 
     M::decode(bytes).map_err(|e| Refused(format!("malformed {what}: {e}")))
 }
 
-fn no_private_data(collection: &str) -> Result<(), Refused> {
+/// The collection `name` of chaincode `namespace`, as defined on the channel.
+fn collection<'a>(
+    invocation: &'a Invocation,
+    namespace: &str,
+    name: &str,
+) -> Result<&'a Collection, Refused> {
+    invocation
+        .definitions
+        .get(namespace)
+        .and_then(|definition| definition.collections.get(name))
+        .ok_or_else(|| {
+            Refused(format!(
+                "collection {name} is not defined for chaincode {namespace} on channel {}",
+                invocation.channel_id
+            ))
+        })
+}
+
+/// `collection` checked for the creator's read (or write) access.
+fn accessible<'a>(
+    invocation: &'a Invocation,
+    namespace: &str,
+    name: &str,
+    write: bool,
+) -> Result<&'a Collection, Refused> {
+    let collection = collection(invocation, namespace, name)?;
+    collection
+        .check_access(namespace, &invocation.creator_msp, write)
+        .map_err(Refused)?;
+    Ok(collection)
+}
+
+fn no_private_metadata(collection: &str) -> Result<(), Refused> {
     if collection.is_empty() {
         Ok(())
     } else {
         Err(Refused(format!(
-            "private data collections are not supported by this peer (collection {collection:?})"
+            "metadata of private data is not supported by this peer (collection {collection:?})"
         )))
     }
 }
@@ -256,45 +289,77 @@ impl Handler {
         match kind {
             Type::GetState => {
                 let request: GetState = decode(payload, "GetState")?;
-                no_private_data(&request.collection)?;
-                Ok(simulator.get_state(namespace, &request.key)?)
+                if request.collection.is_empty() {
+                    return Ok(simulator.get_state(namespace, &request.key)?);
+                }
+                accessible(invocation, namespace, &request.collection, false)?;
+                Ok(simulator.get_private_data(namespace, &request.collection, &request.key)?)
             }
             Type::GetStateMultiple => {
                 let request: GetStateMultiple = decode(payload, "GetStateMultiple")?;
-                no_private_data(&request.collection)?;
+                let private = !request.collection.is_empty();
+                if private {
+                    accessible(invocation, namespace, &request.collection, false)?;
+                }
                 let mut values = Vec::with_capacity(request.keys.len());
                 for key in &request.keys {
-                    values.push(simulator.get_state(namespace, key)?);
+                    values.push(if private {
+                        simulator.get_private_data(namespace, &request.collection, key)?
+                    } else {
+                        simulator.get_state(namespace, key)?
+                    });
                 }
                 Ok(GetStateMultipleResult { values }.encode_to_vec())
             }
             Type::PutState => {
                 let request: PutState = decode(payload, "PutState")?;
-                no_private_data(&request.collection)?;
                 if request.key.is_empty() {
                     return Err(Refused("PUT_STATE with an empty key".into()));
                 }
-                simulator.put_state(namespace, &request.key, request.value);
+                self.write(
+                    invocation,
+                    namespace,
+                    simulator,
+                    &request.collection,
+                    &request.key,
+                    Some(request.value),
+                )?;
                 Ok(Vec::new())
             }
             Type::DelState => {
                 let request: DelState = decode(payload, "DelState")?;
-                no_private_data(&request.collection)?;
-                simulator.del_state(namespace, &request.key);
+                self.write(
+                    invocation,
+                    namespace,
+                    simulator,
+                    &request.collection,
+                    &request.key,
+                    None,
+                )?;
                 Ok(Vec::new())
             }
             Type::WriteBatchState => {
                 let batch: WriteBatchState = decode(payload, "WriteBatchState")?;
                 for record in batch.rec {
-                    no_private_data(&record.collection)?;
                     match write_record::Type::try_from(record.r#type) {
-                        Ok(write_record::Type::PutState) => {
-                            simulator.put_state(namespace, &record.key, record.value)
-                        }
-                        Ok(write_record::Type::DelState) => {
-                            simulator.del_state(namespace, &record.key)
-                        }
+                        Ok(write_record::Type::PutState) => self.write(
+                            invocation,
+                            namespace,
+                            simulator,
+                            &record.collection,
+                            &record.key,
+                            Some(record.value),
+                        )?,
+                        Ok(write_record::Type::DelState) => self.write(
+                            invocation,
+                            namespace,
+                            simulator,
+                            &record.collection,
+                            &record.key,
+                            None,
+                        )?,
                         Ok(write_record::Type::PutStateMetadata) => {
+                            no_private_metadata(&record.collection)?;
                             let metadata = record.metadata.unwrap_or_default();
                             simulator.put_state_metadata(
                                 namespace,
@@ -315,7 +380,7 @@ impl Handler {
             }
             Type::GetStateMetadata => {
                 let request: GetStateMetadata = decode(payload, "GetStateMetadata")?;
-                no_private_data(&request.collection)?;
+                no_private_metadata(&request.collection)?;
                 let entries = simulator
                     .get_state_metadata(namespace, &request.key)?
                     .into_iter()
@@ -325,7 +390,7 @@ impl Handler {
             }
             Type::PutStateMetadata => {
                 let request: PutStateMetadata = decode(payload, "PutStateMetadata")?;
-                no_private_data(&request.collection)?;
+                no_private_metadata(&request.collection)?;
                 let metadata = request
                     .metadata
                     .ok_or_else(|| Refused("PUT_STATE_METADATA without metadata".into()))?;
@@ -339,7 +404,21 @@ impl Handler {
             }
             Type::GetStateByRange => {
                 let request: GetStateByRange = decode(payload, "GetStateByRange")?;
-                no_private_data(&request.collection)?;
+                if !request.collection.is_empty() {
+                    accessible(invocation, namespace, &request.collection, false)?;
+                    if !request.metadata.is_empty() {
+                        return Err(Refused(
+                            "pagination is not supported for private data range queries".into(),
+                        ));
+                    }
+                    let results = simulator.get_private_data_range(
+                        namespace,
+                        &request.collection,
+                        &request.start_key,
+                        &request.end_key,
+                    )?;
+                    return Ok(self.first_page(simulator, namespace, results, None));
+                }
                 let page = page_of(&request.metadata)?;
                 let (results, bookmark) = simulator.get_state_range(
                     namespace,
@@ -351,13 +430,22 @@ impl Handler {
             }
             Type::GetQueryResult => {
                 let request: GetQueryResult = decode(payload, "GetQueryResult")?;
-                no_private_data(&request.collection)?;
                 let page = page_of(&request.metadata)?;
-                let result = simulator.ledger().get_query_result(
-                    namespace,
-                    &request.query,
-                    page.as_ref(),
-                )?;
+                let queried = if request.collection.is_empty() {
+                    namespace.to_owned()
+                } else {
+                    accessible(invocation, namespace, &request.collection, false)?;
+                    if page.is_some() {
+                        return Err(Refused(
+                            "pagination is not supported for private data queries".into(),
+                        ));
+                    }
+                    weft_ledger::private_namespace(namespace, &request.collection)
+                };
+                let result =
+                    simulator
+                        .ledger()
+                        .get_query_result(&queried, &request.query, page.as_ref())?;
                 Ok(self.first_page(
                     simulator,
                     namespace,
@@ -432,14 +520,50 @@ impl Handler {
                 }
                 .encode_to_vec())
             }
-            Type::GetPrivateDataHash | Type::PurgePrivateData => Err(Refused(
-                "private data collections are not supported by this peer".into(),
+            Type::GetPrivateDataHash => {
+                let request: GetState = decode(payload, "GetState")?;
+                collection(invocation, namespace, &request.collection)?;
+                Ok(
+                    simulator.get_private_data_hash(
+                        namespace,
+                        &request.collection,
+                        &request.key,
+                    )?,
+                )
+            }
+            Type::PurgePrivateData => Err(Refused(
+                "purging private data is not supported by this peer; delete the key instead".into(),
             )),
             other => Err(Refused(format!(
                 "message type {} is not a request the peer answers",
                 other.as_str_name()
             ))),
         }
+    }
+
+    /// A public write, or a private one checked against the collection.
+    fn write(
+        &self,
+        invocation: &Invocation,
+        namespace: &str,
+        simulator: &mut Simulator,
+        collection: &str,
+        key: &str,
+        value: Option<Vec<u8>>,
+    ) -> Result<(), Refused> {
+        if collection.is_empty() {
+            match value {
+                Some(value) => simulator.put_state(namespace, key, value),
+                None => simulator.del_state(namespace, key),
+            }
+            return Ok(());
+        }
+        accessible(invocation, namespace, collection, true)?;
+        if key.is_empty() {
+            return Err(Refused("a private data key is empty".into()));
+        }
+        simulator.write_private_data(namespace, collection, key, value);
+        Ok(())
     }
 
     /// The first page of results; paginated queries return their page whole
@@ -539,6 +663,7 @@ mod tests {
             proposal: None,
             init: false,
             definitions: Arc::default(),
+            creator_msp: "Org1MSP".into(),
         }
     }
 
@@ -631,7 +756,7 @@ mod tests {
                 assert_eq!(answer.r#type, Type::Error as i32);
                 assert!(
                     String::from_utf8_lossy(&answer.payload)
-                        .contains("private data collections are not supported")
+                        .contains("collection secrets is not defined for chaincode cc")
                 );
                 let answer = ask(
                     &handler,
@@ -736,5 +861,161 @@ mod tests {
             "{terminated:?}"
         );
         assert!(!handler.is_open());
+    }
+
+    /// Definitions where chaincode `cc` has collection `secrets`, Org1 only,
+    /// readable and writable by Org1's clients only.
+    fn with_secrets(mut invocation: Invocation, creator_msp: &str) -> Invocation {
+        let orgs = vec!["Org1MSP".to_owned(), "Org2MSP".to_owned()];
+        let mut collections = crate::private::collections(None, &orgs).expect("implicit");
+        let mut secrets = crate::private::Collection::implicit("Org1MSP");
+        secrets.name = "secrets".into();
+        secrets.member_only_read = true;
+        secrets.member_only_write = true;
+        collections.insert("secrets".into(), secrets);
+        let mut definitions = crate::lifecycle::Definitions::default();
+        definitions.chaincodes.insert(
+            "cc".into(),
+            crate::lifecycle::Definition {
+                name: "cc".into(),
+                sequence: 1,
+                version: "1".into(),
+                policy: weft_policy::SignaturePolicy::parse("OR('Org1MSP.peer')").expect("policy"),
+                package_id: None,
+                collections,
+            },
+        );
+        invocation.definitions = Arc::new(definitions);
+        invocation.creator_msp = creator_msp.into();
+        invocation
+    }
+
+    /// Runs `requests` in one transaction and returns each answer.
+    async fn run_requests(
+        rig: &mut Rig,
+        invocation: Invocation,
+        requests: Vec<(Type, Vec<u8>)>,
+    ) -> Vec<ChaincodeMessage> {
+        let tx_id = invocation.tx_id.clone();
+        let handler = Arc::clone(&rig.handler);
+        let to_chaincode = &mut rig.to_chaincode;
+        let chaincode = async move {
+            to_chaincode.recv().await.expect("TRANSACTION");
+            let mut answers = Vec::new();
+            for (kind, payload) in requests {
+                answers.push(ask(&handler, to_chaincode, message(kind, &tx_id, payload)).await);
+            }
+            handler.route(completed(&tx_id, b"")).await;
+            answers
+        };
+        let (executed, answers) = tokio::join!(
+            rig.handler
+                .execute(&rig.support, "cc", invocation, &mut rig.simulator, 0),
+            chaincode
+        );
+        executed.expect("executed");
+        answers
+    }
+
+    fn text(answer: &ChaincodeMessage) -> String {
+        String::from_utf8_lossy(&answer.payload).into_owned()
+    }
+
+    #[tokio::test]
+    async fn private_data_is_hashed_in_the_public_rwset_and_access_is_checked() {
+        let mut rig = rig(Duration::from_secs(10));
+        let in_secrets = |key: &str| GetState {
+            key: key.into(),
+            collection: "secrets".into(),
+        };
+        let put = PutState {
+            key: "k".into(),
+            value: b"hidden".to_vec(),
+            collection: "secrets".into(),
+        };
+        let del = DelState {
+            key: "d".into(),
+            collection: "secrets".into(),
+        };
+        let unknown = GetState {
+            key: "k".into(),
+            collection: "nosuch".into(),
+        };
+        let answers = run_requests(
+            &mut rig,
+            with_secrets(invocation("tx1"), "Org1MSP"),
+            vec![
+                (Type::PutState, put.encode_to_vec()),
+                (Type::DelState, del.encode_to_vec()),
+                (Type::GetState, in_secrets("k").encode_to_vec()),
+                (Type::GetPrivateDataHash, in_secrets("k").encode_to_vec()),
+                (Type::GetState, unknown.encode_to_vec()),
+                (Type::PurgePrivateData, in_secrets("k").encode_to_vec()),
+            ],
+        )
+        .await;
+        let kinds: Vec<i32> = answers.iter().map(|a| a.r#type).collect();
+        let (ok, error) = (Type::Response as i32, Type::Error as i32);
+        assert_eq!(kinds, [ok, ok, ok, ok, error, error], "{answers:?}");
+        assert!(answers[2].payload.is_empty(), "nothing committed yet");
+        assert!(text(&answers[4]).contains("collection nosuch is not defined"));
+        assert!(text(&answers[5]).contains("purging private data is not supported"));
+
+        let results = rig.simulator.results();
+        let namespace = &results.public[0];
+        assert_eq!(namespace.namespace, "cc");
+        assert!(
+            namespace.rwset.writes.is_empty(),
+            "no plain write in public"
+        );
+        let collection = &namespace.collections[0];
+        assert_eq!(collection.name, "secrets");
+        let hashed: Vec<(Vec<u8>, bool, Vec<u8>)> = collection
+            .hashed
+            .hashed_writes
+            .iter()
+            .map(|w| (w.key_hash.clone(), w.is_delete, w.value_hash.clone()))
+            .collect();
+        let sha = |b: &[u8]| weft_crypto::sha256(b).to_vec();
+        assert_eq!(
+            hashed,
+            [
+                (sha(b"d"), true, Vec::new()),
+                (sha(b"k"), false, sha(b"hidden"))
+            ]
+        );
+        assert_eq!(
+            collection.hashed.hashed_reads.len(),
+            1,
+            "one hashed read of k"
+        );
+        let private = results.private.expect("a private rwset");
+        let bytes = &private.ns_pvt_rwset[0].collection_pvt_rwset[0].rwset;
+        assert_eq!(collection.pvt_rwset_hash, sha(bytes));
+        let writes = weft_protos::kvrwset::KvrwSet::decode(bytes.as_slice()).expect("kvrwset");
+        assert_eq!(writes.writes[1].value, b"hidden");
+
+        // A client of Org2 may neither read nor write Org1's collection.
+        rig.simulator = Simulator::new(Arc::clone(&rig.ledger));
+        let answers = run_requests(
+            &mut rig,
+            with_secrets(invocation("tx2"), "Org2MSP"),
+            vec![
+                (Type::PutState, put.encode_to_vec()),
+                (Type::GetState, in_secrets("k").encode_to_vec()),
+                (Type::GetPrivateDataHash, in_secrets("k").encode_to_vec()),
+            ],
+        )
+        .await;
+        assert!(
+            text(&answers[0]).contains("does not have write access"),
+            "{answers:?}"
+        );
+        assert!(
+            text(&answers[1]).contains("does not have read access"),
+            "{answers:?}"
+        );
+        assert_eq!(answers[2].r#type, ok, "hashes are for everyone");
+        assert!(rig.simulator.results().private.is_none());
     }
 }

@@ -75,6 +75,8 @@ pub struct Invocation {
     /// The channel's chaincode definitions when the transaction started
     /// (chaincode-to-chaincode calls resolve through them).
     pub definitions: Arc<Definitions>,
+    /// The MSP id of the proposal's creator (private data access checks).
+    pub creator_msp: String,
 }
 
 /// The chaincodes installed on a peer (by package id), their connected
