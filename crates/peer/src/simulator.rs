@@ -241,15 +241,10 @@ impl Simulator {
         collection: &str,
         key: &str,
     ) -> Result<Vec<u8>, PrivateReadError> {
-        let hash = self
-            .ledger
-            .get_private_data_hash(namespace, collection, key)?;
-        let hash_version = hash.as_ref().map(|h| h.version);
-        self.collection(namespace, collection)
-            .reads
-            .entry(key.to_owned())
-            .or_insert(hash_version);
-        let Some(hash_version) = hash_version else {
+        let Some(hash_version) = self
+            .read_hash(namespace, collection, key)?
+            .map(|h| h.version)
+        else {
             return Ok(Vec::new());
         };
         match self.ledger.get_private_data(namespace, collection, key)? {
@@ -269,6 +264,17 @@ impl Simulator {
         collection: &str,
         key: &str,
     ) -> Result<Vec<u8>, LedgerError> {
+        let hash = self.read_hash(namespace, collection, key)?;
+        Ok(hash.map(|h| h.value).unwrap_or_default())
+    }
+
+    /// The committed hash of a private key, recording the read of its version.
+    fn read_hash(
+        &mut self,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<weft_ledger::VersionedValue>, LedgerError> {
         let hash = self
             .ledger
             .get_private_data_hash(namespace, collection, key)?;
@@ -276,7 +282,7 @@ impl Simulator {
             .reads
             .entry(key.to_owned())
             .or_insert(hash.as_ref().map(|h| h.version));
-        Ok(hash.map(|h| h.value).unwrap_or_default())
+        Ok(hash)
     }
 
     /// Writes (`Some`) or deletes (`None`) a private value.

@@ -178,17 +178,28 @@ impl Stub {
         }
     }
 
-    /// The committed value of `key` (None if absent).
-    pub fn get_state(&mut self, key: &str) -> Result<Option<Vec<u8>>, ShimError> {
+    /// A GET_STATE-shaped request (`kind`) for `key` in `collection`
+    /// (empty: public state); None for an empty answer.
+    fn read(
+        &mut self,
+        kind: Type,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, ShimError> {
         let value = self.call(
-            Type::GetState,
+            kind,
             GetState {
                 key: key.into(),
-                collection: String::new(),
+                collection: collection.into(),
             }
             .encode_to_vec(),
         )?;
         Ok((!value.is_empty()).then_some(value))
+    }
+
+    /// The committed value of `key` (None if absent).
+    pub fn get_state(&mut self, key: &str) -> Result<Option<Vec<u8>>, ShimError> {
+        self.read(Type::GetState, "", key)
     }
 
     pub fn put_state(&mut self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), ShimError> {
@@ -205,11 +216,16 @@ impl Stub {
     }
 
     pub fn del_state(&mut self, key: &str) -> Result<(), ShimError> {
+        self.delete("", key)
+    }
+
+    /// DEL_STATE of `key` in `collection` (empty: public state).
+    fn delete(&mut self, collection: &str, key: &str) -> Result<(), ShimError> {
         self.call(
             Type::DelState,
             DelState {
                 key: key.into(),
-                collection: String::new(),
+                collection: collection.into(),
             }
             .encode_to_vec(),
         )
@@ -223,15 +239,7 @@ impl Stub {
         collection: &str,
         key: &str,
     ) -> Result<Option<Vec<u8>>, ShimError> {
-        let value = self.call(
-            Type::GetState,
-            GetState {
-                key: key.into(),
-                collection: collection.into(),
-            }
-            .encode_to_vec(),
-        )?;
-        Ok((!value.is_empty()).then_some(value))
+        self.read(Type::GetState, collection, key)
     }
 
     /// The SHA-256 of the private value of `key` (None if absent), which
@@ -241,15 +249,7 @@ impl Stub {
         collection: &str,
         key: &str,
     ) -> Result<Option<Vec<u8>>, ShimError> {
-        let hash = self.call(
-            Type::GetPrivateDataHash,
-            GetState {
-                key: key.into(),
-                collection: collection.into(),
-            }
-            .encode_to_vec(),
-        )?;
-        Ok((!hash.is_empty()).then_some(hash))
+        self.read(Type::GetPrivateDataHash, collection, key)
     }
 
     /// Writes a private value; only its hash goes into the transaction.
@@ -278,15 +278,7 @@ impl Stub {
     }
 
     pub fn del_private_data(&mut self, collection: &str, key: &str) -> Result<(), ShimError> {
-        self.call(
-            Type::DelState,
-            DelState {
-                key: key.into(),
-                collection: collection.into(),
-            }
-            .encode_to_vec(),
-        )
-        .map(drop)
+        self.delete(collection, key)
     }
 
     /// Private keys of `collection` in `[start, end)`.
