@@ -87,13 +87,8 @@ pub fn collections_config(
     let mut config = Vec::with_capacity(collections.len());
     for collection in collections {
         let name = collection.name;
-        let member_policy =
-            weft_policy::parse_signature_policy(&collection.policy).map_err(|e| {
-                setup(format!(
-                    "collection {name}: policy {:?}: {e}",
-                    collection.policy
-                ))
-            })?;
+        let member_policy = weft_policy::parse_signature_policy(&collection.policy)
+            .map_err(|e| setup(format!("collection {name}: {e}")))?;
         let endorsement_policy = match collection.endorsement_policy {
             None => None,
             Some(EndorsementPolicyJson {
@@ -101,11 +96,8 @@ pub fn collections_config(
                 channel_config_policy: None,
             }) => Some(ApplicationPolicy {
                 r#type: Some(PolicyType::SignaturePolicy(
-                    weft_policy::parse_signature_policy(&text).map_err(|e| {
-                        setup(format!(
-                            "collection {name}: endorsementPolicy {text:?}: {e}"
-                        ))
-                    })?,
+                    weft_policy::parse_signature_policy(&text)
+                        .map_err(|e| setup(format!("collection {name}: endorsementPolicy: {e}")))?,
                 )),
             }),
             Some(EndorsementPolicyJson {

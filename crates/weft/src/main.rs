@@ -487,6 +487,12 @@ fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         collections_config: args.collections_config.as_deref().map(path),
         launcher,
     };
+    // A broken collections file is refused before the network is touched.
+    if let Some(file) = &chaincode.collections_config {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("--collections-config {file}: {e}"))?;
+        weft_client::lifecycle::collections_config(&text, file)?;
+    }
     network::chaincode_deploy(args.dir.open(), chaincode, args.timeout)
 }
 
