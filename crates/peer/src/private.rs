@@ -38,8 +38,6 @@ pub struct Collection {
     pub members: BTreeSet<String>,
     pub required_peer_count: usize,
     pub maximum_peer_count: usize,
-    /// Blocks after which the values are purged (0: kept forever).
-    pub block_to_live: u64,
     pub member_only_read: bool,
     pub member_only_write: bool,
     /// Replaces the chaincode's policy for writes to this collection.
@@ -54,7 +52,6 @@ impl Collection {
             members: BTreeSet::from([msp_id.to_owned()]),
             required_peer_count: 0,
             maximum_peer_count: 0,
-            block_to_live: 0,
             member_only_read: false,
             member_only_write: false,
             endorsement_policy: None,
@@ -174,6 +171,13 @@ fn declared(config: &StaticCollectionConfig, orgs: &[String]) -> Result<Collecti
             "maxPeerCount {maximum_peer_count} is below requiredPeerCount {required_peer_count}"
         )));
     }
+    if config.block_to_live > 0 {
+        // Accepting it without purging would keep data longer than asked.
+        return Err(what(format!(
+            "blockToLive {} is not supported yet (this peer does not purge private data); use 0 to keep the data",
+            config.block_to_live
+        )));
+    }
     let endorsement_policy = match &config.endorsement_policy {
         None => None,
         Some(policy) => Some(
@@ -186,7 +190,6 @@ fn declared(config: &StaticCollectionConfig, orgs: &[String]) -> Result<Collecti
         members,
         required_peer_count,
         maximum_peer_count,
-        block_to_live: config.block_to_live,
         member_only_read: config.member_only_read,
         member_only_write: config.member_only_write,
         endorsement_policy,
@@ -377,6 +380,11 @@ mod tests {
                 .contains("Org3MSP is not an organisation")
         );
         assert!(refused(vec![config("c", "OR('Org1MSP.member')", 2, 1)]).contains("maxPeerCount"));
+        let mut purged = config("c", "OR('Org1MSP.member')", 0, 1);
+        if let Some(CollectionPayload::StaticCollectionConfig(c)) = &mut purged.payload {
+            c.block_to_live = 100;
+        }
+        assert!(refused(vec![purged]).contains("blockToLive 100 is not supported"));
         assert!(
             refused(vec![
                 config("c", "OR('Org1MSP.member')", 0, 1),
