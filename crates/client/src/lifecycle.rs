@@ -149,6 +149,21 @@ impl Definition {
     }
 }
 
+/// A `lifecycle.*Args` message carrying `definition`'s fields (the caller's
+/// function returns its error if the policy does not parse).
+macro_rules! definition_args {
+    ($type:ident, $definition:expr) => {
+        $type {
+            sequence: $definition.sequence,
+            name: $definition.name.clone(),
+            version: $definition.version.clone(),
+            validation_parameter: $definition.validation_parameter()?,
+            collections: $definition.collections.clone(),
+            ..Default::default()
+        }
+    };
+}
+
 fn call(function: &str, argument: impl Message) -> Vec<Vec<u8>> {
     vec![function.as_bytes().to_vec(), argument.encode_to_vec()]
 }
@@ -176,13 +191,8 @@ impl Gateway {
             }),
         };
         let args = ApproveChaincodeDefinitionForMyOrgArgs {
-            sequence: definition.sequence,
-            name: definition.name.clone(),
-            version: definition.version.clone(),
-            validation_parameter: definition.validation_parameter()?,
-            collections: definition.collections.clone(),
             source: Some(source),
-            ..Default::default()
+            ..definition_args!(ApproveChaincodeDefinitionForMyOrgArgs, definition)
         };
         self.submit(
             channel,
@@ -198,14 +208,7 @@ impl Gateway {
         channel: &str,
         definition: &Definition,
     ) -> Result<BTreeMap<String, bool>, ClientError> {
-        let args = CheckCommitReadinessArgs {
-            sequence: definition.sequence,
-            name: definition.name.clone(),
-            version: definition.version.clone(),
-            validation_parameter: definition.validation_parameter()?,
-            collections: definition.collections.clone(),
-            ..Default::default()
-        };
+        let args = definition_args!(CheckCommitReadinessArgs, definition);
         let payload = self
             .evaluate(channel, LIFECYCLE, &call("CheckCommitReadiness", args))
             .await?;
@@ -220,14 +223,7 @@ impl Gateway {
         channel: &str,
         definition: &Definition,
     ) -> Result<Submitted, ClientError> {
-        let args = CommitChaincodeDefinitionArgs {
-            sequence: definition.sequence,
-            name: definition.name.clone(),
-            version: definition.version.clone(),
-            validation_parameter: definition.validation_parameter()?,
-            collections: definition.collections.clone(),
-            ..Default::default()
-        };
+        let args = definition_args!(CommitChaincodeDefinitionArgs, definition);
         self.submit(channel, LIFECYCLE, &call("CommitChaincodeDefinition", args))
             .await
     }

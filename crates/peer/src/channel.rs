@@ -298,9 +298,9 @@ impl PeerChannel {
                     );
                 }
             }
-            let committed: Vec<String> =
-                outcome.transactions.iter().map(|t| t.tx_id.clone()).collect();
-            private.transient.remove(&committed);
+            private
+                .transient
+                .remove(outcome.transactions.iter().map(|t| t.tx_id.as_str()));
             // Definitions change only with a `_lifecycle` write.
             if outcome.written.contains(LIFECYCLE) {
                 let refreshed = Definitions::read(

@@ -93,6 +93,18 @@ fn to_proto(version: Version) -> weft_protos::kvrwset::Version {
     }
 }
 
+/// Buffered writes (`None`: a delete) as the rwset's writes, in key order.
+fn kv_writes(writes: &BTreeMap<String, Option<Vec<u8>>>) -> Vec<KvWrite> {
+    writes
+        .iter()
+        .map(|(key, value)| KvWrite {
+            key: key.clone(),
+            is_delete: value.is_none(),
+            value: value.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
 impl Simulator {
     pub fn new(ledger: Arc<Ledger>) -> Self {
         Simulator {
@@ -358,15 +370,7 @@ impl Simulator {
                 let mut pvt_rwset_hash = Vec::new();
                 if !sim.writes.is_empty() {
                     let bytes = KvrwSet {
-                        writes: sim
-                            .writes
-                            .iter()
-                            .map(|(key, value)| KvWrite {
-                                key: key.clone(),
-                                is_delete: value.is_none(),
-                                value: value.clone().unwrap_or_default(),
-                            })
-                            .collect(),
+                        writes: kv_writes(&sim.writes),
                         ..Default::default()
                     }
                     .encode_to_vec();
@@ -398,8 +402,9 @@ impl Simulator {
         }
     }
 
-    /// The read/write set, namespaces and keys in order (as Fabric sorts them).
-    pub fn rwsets(&self) -> Vec<NamespaceRwSet> {
+    /// The public read/write set without collections, namespaces and keys
+    /// in order (as Fabric sorts them).
+    fn rwsets(&self) -> Vec<NamespaceRwSet> {
         self.namespaces
             .iter()
             .map(|(name, ns)| NamespaceRwSet {
@@ -414,15 +419,7 @@ impl Simulator {
                         })
                         .collect(),
                     range_queries_info: ns.ranges.clone(),
-                    writes: ns
-                        .writes
-                        .iter()
-                        .map(|(key, value)| KvWrite {
-                            key: key.clone(),
-                            is_delete: value.is_none(),
-                            value: value.clone().unwrap_or_default(),
-                        })
-                        .collect(),
+                    writes: kv_writes(&ns.writes),
                     metadata_writes: ns
                         .metadata_writes
                         .iter()
@@ -512,7 +509,7 @@ mod tests {
         sim.del_state(CC, "b");
         sim.put_state("other", "k", b"v".to_vec());
         assert!(sim.has_writes());
-        let rwsets = sim.rwsets();
+        let rwsets = sim.results().public;
         let namespaces: Vec<&str> = rwsets.iter().map(|n| n.namespace.as_str()).collect();
         assert_eq!(namespaces, ["cc", "other"]);
         let cc = &rwsets[0].rwset;
@@ -555,7 +552,7 @@ mod tests {
             ["c", "d"]
         );
         assert!(bookmark.is_empty());
-        let ranges = &sim.rwsets()[0].rwset.range_queries_info;
+        let ranges = &sim.results().public[0].rwset.range_queries_info;
         assert_eq!(ranges.len(), 2);
         assert_eq!(
             (ranges[0].start_key.as_str(), ranges[0].itr_exhausted),

@@ -795,7 +795,7 @@ mod tests {
         );
         let executed = executed.expect("executed");
         assert_eq!(executed.response.payload, b"done");
-        let rwsets = simulator.rwsets();
+        let rwsets = simulator.results().public;
         assert_eq!(rwsets[0].rwset.writes[0].key, "k");
         assert!(
             to_chaincode.try_recv().is_err(),
