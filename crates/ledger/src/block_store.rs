@@ -412,7 +412,7 @@ fn read_bootstrap(dir: &Path) -> Result<(u64, Vec<u8>), LedgerError> {
     for line in text.lines() {
         match line.split_once(' ') {
             Some(("first_block", value)) => first = value.parse::<u64>().ok(),
-            Some(("previous_hash", value)) => previous = unhex(value),
+            Some(("previous_hash", value)) => previous = weft_protoutil::unhex(value),
             _ => return Err(corrupt("unexpected line")),
         }
     }
@@ -420,14 +420,4 @@ fn read_bootstrap(dir: &Path) -> Result<(u64, Vec<u8>), LedgerError> {
         (Some(first), Some(previous)) => Ok((first, previous)),
         _ => Err(corrupt("expected first_block and previous_hash")),
     }
-}
-
-pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
-        .collect()
 }

@@ -21,7 +21,7 @@ use weft_protos::peer::TxValidationCode;
 use weft_protos::rwset::TxPvtReadWriteSet;
 use weft_protoutil::{EndorserTransaction, MetadataSlot, hex, parse_envelope};
 
-use crate::block_store::{BlockStore, BlockStoreConfig, Truncation, unhex};
+use crate::block_store::{BlockStore, BlockStoreConfig, Truncation};
 use crate::error::LedgerError;
 use crate::history::{self, HistoryEntry};
 use crate::private::{
@@ -35,6 +35,7 @@ use crate::state::{
     state_key,
 };
 use crate::validation::{Checked, CollectionPolicy, Invalid, Validator, check_block};
+use weft_protoutil::unhex;
 
 const SAVEPOINT: &[u8] = b"savepoint";
 

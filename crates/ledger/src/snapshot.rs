@@ -23,9 +23,10 @@ use weft_protoutil::hex;
 use weft_protos::Message as _;
 use weft_protos::common::Block;
 
-use crate::block_store::{BlockStore, unhex};
+use crate::block_store::BlockStore;
 use crate::error::LedgerError;
 use crate::ledger::{Ledger, LedgerConfig};
+use weft_protoutil::unhex;
 
 const METADATA_FILE: &str = "_snapshot_signable_metadata.json";
 const DATA_FILES: [&str; 3] = ["public_state.data", "txids.data", "index_definitions.data"];

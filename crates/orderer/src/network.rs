@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::transport::Channel;
 
+use crate::codec;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{RaftKind, RaftRequest};
 use crate::raft::TypeConfig;
@@ -62,8 +63,8 @@ impl Connection {
             .client
             .as_mut()
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&AnyError::error(e.clone()))))?;
-        let payload =
-            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let payload = codec::encode(request)
+            .map_err(|e| RPCError::Network(NetworkError::new(&AnyError::error(e))))?;
         let mut rpc = tonic::Request::new(RaftRequest {
             channel: self.channel_id.clone(),
             kind: kind as i32,
@@ -77,9 +78,8 @@ impl Connection {
                 status.message()
             ))))
         })?;
-        let result: Result<Resp, RaftError<u64, E>> =
-            serde_json::from_slice(&response.into_inner().payload)
-                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<u64, E>> = codec::decode(&response.into_inner().payload)
+            .map_err(|e| RPCError::Network(NetworkError::new(&AnyError::error(e))))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

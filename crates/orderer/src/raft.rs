@@ -30,6 +30,8 @@ use weft_ledger::BlockStore;
 use weft_protos::Message;
 use weft_protos::common::Block;
 
+use crate::codec;
+
 openraft::declare_raft_types!(
     /// Raft types of an ordering channel: entries carry blocks.
     pub TypeConfig:
@@ -44,10 +46,10 @@ openraft::declare_raft_types!(
 
 pub type Raft = openraft::Raft<TypeConfig>;
 
-/// A block proposed by the leader (protobuf bytes, hex in JSON).
+/// A block proposed by the leader (its protobuf bytes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Proposal {
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "crate::codec::bytes")]
     pub block: Vec<u8>,
 }
 
@@ -61,30 +63,6 @@ impl Display for Proposal {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Applied {
     pub number: Option<u64>,
-}
-
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&weft_protoutil::hex(bytes))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        let text = text.as_bytes();
-        if text.len() % 2 != 0 {
-            return Err(serde::de::Error::custom("odd-length hex"));
-        }
-        let digit = |c: u8| match c {
-            b'0'..=b'9' => Ok(c - b'0'),
-            b'a'..=b'f' => Ok(c - b'a' + 10),
-            _ => Err(serde::de::Error::custom("bad hex digit")),
-        };
-        text.chunks(2)
-            .map(|pair| Ok(digit(pair[0])? << 4 | digit(pair[1])?))
-            .collect()
-    }
 }
 
 fn io_error(e: impl Display) -> StorageError<u64> {
@@ -112,18 +90,18 @@ impl RaftStore {
         Ok(Self { db, log, meta })
     }
 
-    fn get_json<T: for<'de> Deserialize<'de>>(
+    fn get_record<T: for<'de> Deserialize<'de>>(
         &self,
         key: &str,
     ) -> Result<Option<T>, StorageError<u64>> {
         match self.meta.get(key).map_err(io_error)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(io_error),
+            Some(bytes) => codec::decode(&bytes).map(Some).map_err(io_error),
             None => Ok(None),
         }
     }
 
-    fn put_json(&self, key: &str, value: &impl Serialize) -> Result<(), StorageError<u64>> {
-        let bytes = serde_json::to_vec(value).map_err(io_error)?;
+    fn put_record(&self, key: &str, value: &impl Serialize) -> Result<(), StorageError<u64>> {
+        let bytes = codec::encode(value).map_err(io_error)?;
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         batch.insert(&self.meta, key, bytes);
         batch.commit().map_err(io_error)
@@ -175,7 +153,7 @@ impl RaftLogReader<TypeConfig> for RaftStore {
             if !range.contains(&index_of(&key)) {
                 break;
             }
-            entries.push(serde_json::from_slice(&value).map_err(io_error)?);
+            entries.push(codec::decode(&value).map_err(io_error)?);
         }
         Ok(entries)
     }
@@ -185,11 +163,11 @@ impl RaftLogStorage<TypeConfig> for RaftStore {
     type LogReader = RaftStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<u64>> {
-        let last_purged_log_id: Option<LogId<u64>> = self.get_json("purged")?;
+        let last_purged_log_id: Option<LogId<u64>> = self.get_record("purged")?;
         let last = match self.log.last_key_value() {
             Some(kv) => {
                 let (_, value) = kv.into_inner().map_err(io_error)?;
-                let entry: Entry<TypeConfig> = serde_json::from_slice(&value).map_err(io_error)?;
+                let entry: Entry<TypeConfig> = codec::decode(&value).map_err(io_error)?;
                 Some(entry.log_id)
             }
             None => last_purged_log_id,
@@ -205,22 +183,24 @@ impl RaftLogStorage<TypeConfig> for RaftStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError<u64>> {
-        self.put_json("vote", vote)
+        self.put_record("vote", vote)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError<u64>> {
-        self.get_json("vote")
+        self.get_record("vote")
     }
 
     async fn save_committed(
         &mut self,
         committed: Option<LogId<u64>>,
     ) -> Result<(), StorageError<u64>> {
-        self.put_json("committed", &committed)
+        self.put_record("committed", &committed)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
-        Ok(self.get_json::<Option<LogId<u64>>>("committed")?.flatten())
+        Ok(self
+            .get_record::<Option<LogId<u64>>>("committed")?
+            .flatten())
     }
 
     async fn append<I>(
@@ -234,7 +214,7 @@ impl RaftLogStorage<TypeConfig> for RaftStore {
     {
         let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
         for entry in entries {
-            let bytes = serde_json::to_vec(&entry).map_err(io_error)?;
+            let bytes = codec::encode(&entry).map_err(io_error)?;
             batch.insert(&self.log, index_key(entry.log_id.index), bytes);
         }
         let result = batch
@@ -262,7 +242,7 @@ impl RaftLogStorage<TypeConfig> for RaftStore {
         batch.insert(
             &self.meta,
             "purged",
-            serde_json::to_vec(&Some(log_id)).map_err(io_error)?,
+            codec::encode(&Some(log_id)).map_err(io_error)?,
         );
         for item in self.log.range(..=index_key(log_id.index)) {
             let key = item.key().map_err(io_error)?;
@@ -343,7 +323,7 @@ pub trait BlockSource: Send + Sync + 'static {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SnapshotContent {
     height: u64,
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "crate::codec::bytes")]
     last_hash: Vec<u8>,
 }
 
@@ -373,10 +353,10 @@ impl StateMachine {
     fn snapshot_now(&self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
         let applied: Option<LogId<u64>> = self
             .store
-            .get_json::<Option<LogId<u64>>>("applied")?
+            .get_record::<Option<LogId<u64>>>("applied")?
             .flatten();
         let membership: StoredMembership<u64, BasicNode> =
-            self.store.get_json("membership")?.unwrap_or_default();
+            self.store.get_record("membership")?.unwrap_or_default();
         let (height, last_hash) = self.chain.tip();
         let meta = SnapshotMeta {
             last_log_id: applied,
@@ -388,10 +368,10 @@ impl StateMachine {
             meta: meta.clone(),
             data: data.clone(),
         };
-        self.store.put_json("snapshot", &stored)?;
+        self.store.put_record("snapshot", &stored)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(serde_json::to_vec(&data).map_err(sm_error)?)),
+            snapshot: Box::new(Cursor::new(codec::encode(&data).map_err(sm_error)?)),
         })
     }
 }
@@ -410,9 +390,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
         let applied = self
             .store
-            .get_json::<Option<LogId<u64>>>("applied")?
+            .get_record::<Option<LogId<u64>>>("applied")?
             .flatten();
-        let membership = self.store.get_json("membership")?.unwrap_or_default();
+        let membership = self.store.get_record("membership")?.unwrap_or_default();
         Ok((applied, membership))
     }
 
@@ -453,14 +433,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             batch.insert(
                 &self.store.meta,
                 "applied",
-                serde_json::to_vec(&Some(last)).map_err(sm_error)?,
+                codec::encode(&Some(last)).map_err(sm_error)?,
             );
         }
         if let Some(membership) = membership {
             batch.insert(
                 &self.store.meta,
                 "membership",
-                serde_json::to_vec(&membership).map_err(sm_error)?,
+                codec::encode(&membership).map_err(sm_error)?,
             );
         }
         batch.commit().map_err(sm_error)?;
@@ -482,7 +462,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<u64, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
-        let data: SnapshotContent = serde_json::from_slice(snapshot.get_ref()).map_err(sm_error)?;
+        let data: SnapshotContent = codec::decode(snapshot.get_ref()).map_err(sm_error)?;
         let (height, _) = self.chain.tip();
         if height < data.height {
             self.source
@@ -505,17 +485,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.insert(
             &self.store.meta,
             "applied",
-            serde_json::to_vec(&meta.last_log_id).map_err(sm_error)?,
+            codec::encode(&meta.last_log_id).map_err(sm_error)?,
         );
         batch.insert(
             &self.store.meta,
             "membership",
-            serde_json::to_vec(&meta.last_membership).map_err(sm_error)?,
+            codec::encode(&meta.last_membership).map_err(sm_error)?,
         );
         batch.insert(
             &self.store.meta,
             "snapshot",
-            serde_json::to_vec(&StoredSnapshot {
+            codec::encode(&StoredSnapshot {
                 meta: meta.clone(),
                 data,
             })
@@ -527,13 +507,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
-        let stored: Option<StoredSnapshot> = self.store.get_json("snapshot")?;
+        let stored: Option<StoredSnapshot> = self.store.get_record("snapshot")?;
         Ok(match stored {
             Some(stored) => Some(Snapshot {
                 meta: stored.meta,
-                snapshot: Box::new(Cursor::new(
-                    serde_json::to_vec(&stored.data).map_err(sm_error)?,
-                )),
+                snapshot: Box::new(Cursor::new(codec::encode(&stored.data).map_err(sm_error)?)),
             }),
             None => None,
         })

@@ -23,6 +23,7 @@ use weft_protos::orderer::{
 };
 
 use crate::channel::{ChannelRuntime, LEADER_WAIT, NOT_ORDERED, SubmitResult};
+use crate::codec;
 use crate::node::{NodeError, Orderer};
 use crate::proto;
 use crate::proto::admin_server::{Admin, AdminServer};
@@ -456,23 +457,26 @@ impl Cluster for Services {
     ) -> Result<Response<proto::RaftResponse>, GrpcStatus> {
         let runtime = self.consenter_channel(&request, &request.get_ref().channel)?;
         let message = request.into_inner();
-        let bad = |e: serde_json::Error| GrpcStatus::invalid_argument(e.to_string());
+        // The answer goes back in the format the request came in, so a
+        // consenter still writing JSON understands it.
+        let format = codec::Format::of(&message.payload);
+        let bad = |e: String| GrpcStatus::invalid_argument(e);
         let payload = match proto::RaftKind::try_from(message.kind) {
             Ok(proto::RaftKind::AppendEntries) => {
-                let rpc = serde_json::from_slice(&message.payload).map_err(bad)?;
-                serde_json::to_vec(&runtime.raft.append_entries(rpc).await)
+                let rpc = codec::decode(&message.payload).map_err(bad)?;
+                codec::encode_as(format, &runtime.raft.append_entries(rpc).await)
             }
             Ok(proto::RaftKind::Vote) => {
-                let rpc = serde_json::from_slice(&message.payload).map_err(bad)?;
-                serde_json::to_vec(&runtime.raft.vote(rpc).await)
+                let rpc = codec::decode(&message.payload).map_err(bad)?;
+                codec::encode_as(format, &runtime.raft.vote(rpc).await)
             }
             Ok(proto::RaftKind::InstallSnapshot) => {
-                let rpc = serde_json::from_slice(&message.payload).map_err(bad)?;
-                serde_json::to_vec(&runtime.raft.install_snapshot(rpc).await)
+                let rpc = codec::decode(&message.payload).map_err(bad)?;
+                codec::encode_as(format, &runtime.raft.install_snapshot(rpc).await)
             }
             Err(_) => return Err(GrpcStatus::invalid_argument("unknown Raft message kind")),
         }
-        .map_err(|e| GrpcStatus::internal(e.to_string()))?;
+        .map_err(GrpcStatus::internal)?;
         Ok(Response::new(proto::RaftResponse { payload }))
     }
 

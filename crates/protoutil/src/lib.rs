@@ -16,5 +16,5 @@ pub use block::{
 pub use duration::{format_duration, parse_duration};
 pub use transaction::{
     CollectionHashedRwSet, EndorsedAction, EndorserTransaction, EnvelopeError, NamespaceRwSet,
-    TransactionBuilder, compute_tx_id, hex, parse_envelope, proposal_hash,
+    TransactionBuilder, compute_tx_id, hex, parse_envelope, proposal_hash, unhex,
 };

@@ -26,6 +26,17 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The bytes of lower- or upper-case hex text; `None` if it is not hex.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
+        .collect()
+}
+
 /// Fabric's transaction id: `hex(SHA-256(nonce ‖ creator))`.
 pub fn compute_tx_id(nonce: &[u8], creator: &[u8]) -> String {
     let mut input = Vec::with_capacity(nonce.len() + creator.len());
