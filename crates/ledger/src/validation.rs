@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use weft_crypto::{Sha256, SignatureError};
+use weft_crypto::{PublicKey, Sha256, SignatureError};
 use weft_msp::{Identity, MspManager};
 use weft_policy::SignaturePolicy;
 use weft_protos::peer::TxValidationCode;
@@ -106,9 +106,10 @@ impl EndorsementPolicies {
     }
 }
 
-/// Signatures already verified (by this peer when it endorsed, or in an
-/// earlier block), so they are not verified twice. Bounded; an entry only
-/// says "this identity's signature over these bytes verified".
+/// Signatures already verified (in an earlier block), or made by this peer
+/// itself when it endorsed, so they are not verified twice. Bounded; an
+/// entry only says "this public key's signature over these bytes is good":
+/// whether the identity holding the key is valid is checked every time.
 #[derive(Debug)]
 pub struct SignatureCache {
     entries: Mutex<HashSet<[u8; 32]>>,
@@ -123,15 +124,44 @@ impl SignatureCache {
         }
     }
 
-    fn key(identity: &Identity, message: &[u8], signature: &[u8]) -> [u8; 32] {
+    fn key(public: &PublicKey, message: &[u8], signature: &[u8]) -> [u8; 32] {
+        let (algorithm, key): (u8, &[u8]) = match public {
+            PublicKey::EcdsaP256(point) => (0, point),
+            PublicKey::Ed25519(key) => (1, key),
+        };
         let mut hasher = Sha256::new();
         hasher
-            .update(&(identity.certificate_der().len() as u64).to_be_bytes())
-            .update(identity.certificate_der())
+            .update(&[algorithm])
+            .update(&(key.len() as u64).to_be_bytes())
+            .update(key)
             .update(&(signature.len() as u64).to_be_bytes())
             .update(signature)
             .update(message);
         hasher.finish()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn insert(&self, key: [u8; 32]) {
+        let mut entries = self.lock();
+        if entries.len() >= self.entries_max {
+            // Whatever is dropped is simply verified again.
+            entries.clear();
+        }
+        entries.insert(key);
+    }
+
+    /// Records a signature this peer has just made with its own key over
+    /// `message`, so validating the block that carries it (an endorsement
+    /// it produced) does not verify it again.
+    pub fn remember(&self, public: &PublicKey, message: &[u8], signature: &[u8]) {
+        if self.entries_max > 0 {
+            self.insert(Self::key(public, message, signature));
+        }
     }
 
     /// Verifies `signature` by `identity` over `message`, or finds it verified before.
@@ -144,30 +174,17 @@ impl SignatureCache {
         if self.entries_max == 0 {
             return identity.verify(message, signature);
         }
-        let key = Self::key(identity, message, signature);
-        let lock = || {
-            self.entries
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-        };
-        if lock().contains(&key) {
+        let key = Self::key(identity.public_key(), message, signature);
+        if self.lock().contains(&key) {
             return Ok(());
         }
         identity.verify(message, signature)?;
-        let mut entries = lock();
-        if entries.len() >= self.entries_max {
-            // Whatever is dropped is simply verified again.
-            entries.clear();
-        }
-        entries.insert(key);
+        self.insert(key);
         Ok(())
     }
 
     pub fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -325,4 +342,55 @@ pub(crate) fn check_transaction(
         transaction,
         endorsers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_crypto::Signer;
+    use weft_msp::MspManagerConfig;
+    use weft_testkit::TestNetwork;
+
+    #[test]
+    fn a_remembered_signature_is_not_verified_again_and_nothing_else_is_trusted() {
+        let network = TestNetwork::generate();
+        let msp = network.msp_manager(MspManagerConfig::default());
+        let peer = network.peer("org1.example.com", "Org1MSP");
+        let other = network.peer("org2.example.com", "Org2MSP");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+        let identity = msp
+            .validate(&peer.serialized(), now)
+            .expect("peer identity");
+        let other_identity = msp
+            .validate(&other.serialized(), now)
+            .expect("org2 identity");
+
+        let message = b"proposal response payload and endorser";
+        let good = peer.sign(message).expect("signs");
+        let cache = SignatureCache::new(16);
+        cache
+            .verify(&identity, message, &good)
+            .expect("a good signature verifies");
+
+        // Remembering is what the endorser does with its own signature; a
+        // remembered entry is trusted exactly for that key, message and
+        // signature. Shown with bytes that are no signature at all.
+        let bogus = b"not a signature".to_vec();
+        assert!(cache.verify(&identity, message, &bogus).is_err());
+        cache.remember(&peer.public_key(), message, &bogus);
+        cache
+            .verify(&identity, message, &bogus)
+            .expect("remembered");
+        assert!(cache.verify(&identity, b"another message", &bogus).is_err());
+        assert!(cache.verify(&other_identity, message, &bogus).is_err());
+
+        // A cache of size 0 remembers nothing.
+        let off = SignatureCache::new(0);
+        off.remember(&peer.public_key(), message, &bogus);
+        assert!(off.verify(&identity, message, &bogus).is_err());
+        assert!(off.is_empty());
+    }
 }

@@ -77,7 +77,8 @@ pub struct PeerChannel {
     definitions: std::sync::RwLock<Arc<Definitions>>,
     /// This peer's organisation.
     msp_id: String,
-    signatures: SignatureCache,
+    /// Signatures verified in earlier blocks or made by this peer.
+    pub(crate) signatures: SignatureCache,
     /// Where blocks were last pulled from (for status output).
     pub source: std::sync::Mutex<String>,
     /// Pending snapshot requests. Held while a block commits, so a snapshot

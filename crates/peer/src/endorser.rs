@@ -124,11 +124,23 @@ pub fn unpack(signed: &SignedProposal) -> Result<Unpacked, EndorseError> {
     })
 }
 
+/// What a proposal is processed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// An endorsement: the simulated results, signed by this peer.
+    Endorse,
+    /// A gateway Evaluate, which returns only the chaincode's response: the
+    /// same checks and simulation, but no read-write set is encoded, nothing
+    /// is signed and no private data leaves the peer.
+    Evaluate,
+}
+
 /// Checks, simulates and endorses one proposal. A chaincode response with
 /// status ≥ 400 comes back unendorsed, as Fabric returns it.
 pub async fn process_proposal(
     peer: &Arc<Peer>,
     signed: &SignedProposal,
+    purpose: Purpose,
 ) -> Result<ProposalResponse, EndorseError> {
     let unpacked = unpack(signed)?;
     let channel_id = unpacked.channel_header.channel_id.clone();
@@ -223,6 +235,14 @@ pub async fn process_proposal(
             ..Default::default()
         });
     }
+    if purpose == Purpose::Evaluate {
+        return Ok(ProposalResponse {
+            version: 1,
+            timestamp: unpacked.channel_header.timestamp,
+            response: Some(response),
+            ..Default::default()
+        });
+    }
     let event = executed.event.map(|mut event| {
         event.chaincode_id = unpacked.chaincode.clone();
         event.tx_id = tx_id.clone();
@@ -273,6 +293,11 @@ pub async fn process_proposal(
         .signer
         .sign(&signed_bytes)
         .map_err(|e| EndorseError::Internal(e.to_string()))?;
+    // When the transaction comes back in a block, this endorsement need not
+    // be verified again.
+    channel
+        .signatures
+        .remember(&peer.signer.public_key(), &signed_bytes, &signature);
     Ok(ProposalResponse {
         version: 1,
         timestamp: unpacked.channel_header.timestamp,

@@ -31,7 +31,7 @@ use weft_protos::peer::{
 use weft_protoutil::parse_envelope;
 
 use crate::channel::{PeerChannel, now_seconds};
-use crate::endorser::{EndorseError, process_proposal, unpack};
+use crate::endorser::{EndorseError, Purpose, process_proposal, unpack};
 use crate::lifecycle;
 use crate::node::Peer;
 
@@ -125,7 +125,7 @@ impl GatewayService {
     }
 
     async fn endorse_local(&self, proposal: &SignedProposal) -> Result<Endorsed, ErrorDetail> {
-        process_proposal(&self.peer, proposal)
+        process_proposal(&self.peer, proposal, Purpose::Endorse)
             .await
             .map(|response| Endorsed {
                 msp_id: self.peer.config.msp_id.clone(),
@@ -297,10 +297,12 @@ impl Gateway for GatewayService {
         let proposal = request
             .proposed_transaction
             .ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
-        let response = process_proposal(&self.peer, &proposal).await.map_err(|e| {
-            let detail = self.local_detail(e.to_string());
-            endorse_error_status(e, detail, "evaluate call to endorser returned error")
-        })?;
+        let response = process_proposal(&self.peer, &proposal, Purpose::Evaluate)
+            .await
+            .map_err(|e| {
+                let detail = self.local_detail(e.to_string());
+                endorse_error_status(e, detail, "evaluate call to endorser returned error")
+            })?;
         let result = response.response.unwrap_or_default();
         if !(200..400).contains(&result.status) {
             let message = format!("chaincode response {}, {}", result.status, result.message);

@@ -35,7 +35,7 @@ use crate::channel::{LedgerSource, PeerChannel};
 use crate::config::{LauncherConfig, PeerConfig};
 use crate::deliver::DeliverService;
 use crate::dissemination::{Distributor, PrivateDataService};
-use crate::endorser::process_proposal;
+use crate::endorser::{Purpose, process_proposal};
 use crate::gateway::GatewayService;
 use crate::proto::private_data_server::PrivateDataServer;
 use crate::snapshot::SnapshotService;
@@ -326,7 +326,7 @@ impl Endorser for Services {
         &self,
         request: Request<SignedProposal>,
     ) -> Result<Response<ProposalResponse>, Status> {
-        process_proposal(&self.peer, request.get_ref())
+        process_proposal(&self.peer, request.get_ref(), Purpose::Endorse)
             .await
             .map(Response::new)
             .map_err(|e| Status::new(e.code(), e.to_string()))
