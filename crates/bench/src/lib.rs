@@ -89,6 +89,24 @@ pub struct Target {
     /// For the report: the peer's address and the client's MSP.
     pub endpoint: String,
     pub msp_id: String,
+    /// Server processes on this machine whose CPU the report shows (name,
+    /// pid): a local network's peers and orderers. Empty for a remote target.
+    pub servers: Vec<(String, u32)>,
+}
+
+/// CPU used while measuring, in seconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuUse {
+    /// This process: the load generator.
+    pub client: f64,
+    /// Each of the target's server processes still running at the end.
+    pub servers: Vec<(String, f64)>,
+}
+
+impl CpuUse {
+    pub fn server_total(&self) -> f64 {
+        self.servers.iter().map(|(_, seconds)| seconds).sum()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,25 +143,49 @@ pub struct Sample {
     pub outcome: Outcome,
 }
 
-/// Seconds of CPU this process has used (user + system).
-pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
+/// Seconds of CPU a process has used (user + system): this process when
+/// `pid` is None. None if the process is gone.
+pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
     };
+    let stat = std::fs::read_to_string(path).ok()?;
     // Fields after the command name (which may hold spaces) in parentheses.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
+    let (_, rest) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
     // utime and stime are fields 14 and 15 of the line, 11 and 12 here;
     // Linux reports them in USER_HZ = 100 ticks per second.
-    (ticks(11) + ticks(12)) / 100.0
+    Some((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+/// The CPU counters of this process and of the target's servers.
+fn cpu_counters(target: &Target) -> (f64, Vec<Option<f64>>) {
+    let servers = target
+        .servers
+        .iter()
+        .map(|(_, pid)| cpu_seconds(Some(*pid)))
+        .collect();
+    (cpu_seconds(None).unwrap_or(0.0), servers)
+}
+
+/// What was used between two readings of [`cpu_counters`]; a server that
+/// restarted in between (its counter went away) is left out.
+fn cpu_used(target: &Target, before: &(f64, Vec<Option<f64>>)) -> CpuUse {
+    let after = cpu_counters(target);
+    CpuUse {
+        client: after.0 - before.0,
+        servers: target
+            .servers
+            .iter()
+            .zip(before.1.iter().zip(&after.1))
+            .filter_map(|((name, _), pair)| match pair {
+                (Some(b), Some(a)) if a >= b => Some((name.clone(), a - b)),
+                _ => None,
+            })
+            .collect(),
+    }
 }
 
 struct Shared {
@@ -372,9 +414,9 @@ pub async fn run(
         }
     }
     drop(samples_tx);
-    // Collect while the load runs, reporting once a second; the client's CPU
-    // is counted from the end of the warm-up.
-    let mut cpu_before = (config.warmup.is_zero()).then(process_cpu_seconds);
+    // Collect while the load runs, reporting once a second; CPU is counted
+    // from the end of the warm-up.
+    let mut cpu_before = (config.warmup.is_zero()).then(|| cpu_counters(&target));
     let mut samples = Vec::new();
     let mut last_line = Instant::now();
     let mut ok_since = 0usize;
@@ -393,7 +435,7 @@ pub async fn run(
         }
         let measuring = Instant::now() >= shared.measure_from;
         if measuring && cpu_before.is_none() {
-            cpu_before = Some(process_cpu_seconds());
+            cpu_before = Some(cpu_counters(&target));
         }
         if last_line.elapsed() >= Duration::from_secs(1) {
             progress(&format!(
@@ -407,7 +449,10 @@ pub async fn run(
         }
     }
     while tasks.join_next().await.is_some() {}
-    let cpu = process_cpu_seconds() - cpu_before.unwrap_or_else(process_cpu_seconds);
+    let cpu = cpu_used(
+        &target,
+        &cpu_before.unwrap_or_else(|| cpu_counters(&target)),
+    );
     let dropped = shared.dropped.load(Ordering::Relaxed);
     Ok(Report::new(&config, &target, samples, dropped, cpu))
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::stats::{Percentiles, Second, per_second, round};
-use crate::{BenchConfig, Load, Mode, Outcome, Sample, Target};
+use crate::{BenchConfig, CpuUse, Load, Mode, Outcome, Sample, Target};
 
 /// Everything a run measured.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct Report {
     pub submit: Percentiles,
     pub commit: Percentiles,
     pub evaluate: Percentiles,
-    pub cpu_seconds: f64,
+    pub cpu: CpuUse,
     /// The most frequent error messages, most frequent first.
     pub errors: Vec<(String, usize)>,
     pub seconds: Vec<Second>,
@@ -43,7 +43,7 @@ impl Report {
         target: &Target,
         samples: Vec<Sample>,
         dropped: u64,
-        cpu_seconds: f64,
+        cpu: CpuUse,
     ) -> Self {
         let window = samples
             .iter()
@@ -98,7 +98,7 @@ impl Report {
             submit: phase(|s| s.submit),
             commit: phase(|s| s.commit),
             evaluate: Percentiles::of(evaluations.iter().filter(ok).map(|s| s.total).collect()),
-            cpu_seconds,
+            cpu,
             errors,
             seconds: per_second(&timeline),
         }
@@ -130,13 +130,31 @@ impl Report {
         }
     }
 
-    /// Client CPU per successful request, in microseconds.
-    pub fn cpu_per_request_us(&self) -> f64 {
-        let done = self.committed + self.evaluated;
-        if done == 0 {
+    fn successes(&self) -> usize {
+        self.committed + self.evaluated
+    }
+
+    fn cores(&self, seconds: f64) -> f64 {
+        if self.window.is_zero() {
             0.0
         } else {
-            self.cpu_seconds * 1e6 / done as f64
+            seconds / self.window.as_secs_f64()
+        }
+    }
+
+    /// Client CPU per successful request, in microseconds.
+    pub fn cpu_per_request_us(&self) -> f64 {
+        match self.successes() {
+            0 => 0.0,
+            done => self.cpu.client * 1e6 / done as f64,
+        }
+    }
+
+    /// The servers' CPU per successful request, in milliseconds.
+    pub fn server_ms_per_request(&self) -> f64 {
+        match self.successes() {
+            0 => 0.0,
+            done => self.cpu.server_total() * 1e3 / done as f64,
         }
     }
 
@@ -194,9 +212,17 @@ impl Report {
                 "evaluate": self.evaluate.to_json(),
             },
             "client_cpu": {
-                "seconds": round(self.cpu_seconds),
-                "cores": round(if self.window.is_zero() { 0.0 } else { self.cpu_seconds / self.window.as_secs_f64() }),
+                "seconds": round(self.cpu.client),
+                "cores": round(self.cores(self.cpu.client)),
                 "us_per_request": round(self.cpu_per_request_us()),
+            },
+            "server_cpu": {
+                "seconds": round(self.cpu.server_total()),
+                "cores": round(self.cores(self.cpu.server_total())),
+                "ms_per_request": round(self.server_ms_per_request()),
+                "processes": self.cpu.servers.iter().map(|(name, seconds)| serde_json::json!({
+                    "name": name, "seconds": round(*seconds), "cores": round(self.cores(*seconds)),
+                })).collect::<Vec<_>>(),
             },
             "errors": self.errors.iter().map(|(m, n)| serde_json::json!({ "message": m, "count": n })).collect::<Vec<_>>(),
             "per_second": self.seconds.iter().map(|s| serde_json::json!({
@@ -272,14 +298,26 @@ impl Report {
         let _ = writeln!(
             out,
             "  client CPU: {:.1} s ({:.2} cores), {:.0} µs per request",
-            self.cpu_seconds,
-            if self.window.is_zero() {
-                0.0
-            } else {
-                self.cpu_seconds / self.window.as_secs_f64()
-            },
+            self.cpu.client,
+            self.cores(self.cpu.client),
             self.cpu_per_request_us()
         );
+        if !self.cpu.servers.is_empty() {
+            let each: Vec<String> = self
+                .cpu
+                .servers
+                .iter()
+                .map(|(name, seconds)| format!("{name} {:.2}", self.cores(*seconds)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  server CPU: {:.1} s ({:.2} cores), {:.2} ms per request; cores: {}",
+                self.cpu.server_total(),
+                self.cores(self.cpu.server_total()),
+                self.server_ms_per_request(),
+                each.join(", ")
+            );
+        }
         for (message, count) in &self.errors {
             let _ = writeln!(out, "  error ×{count}: {message}");
         }
@@ -393,6 +431,7 @@ mod tests {
             gateways: Vec::new(),
             endpoint: "peer:7051".into(),
             msp_id: "Org1MSP".into(),
+            servers: Vec::new(),
         };
         let samples = vec![
             sample(0, 40, false, Outcome::Ok),
@@ -406,7 +445,11 @@ mod tests {
             ),
             sample(1000, 4, true, Outcome::Ok),
         ];
-        let report = Report::new(&config, &target, samples, 0, 0.5);
+        let cpu = CpuUse {
+            client: 0.5,
+            servers: vec![("peer0".into(), 1.5), ("orderer".into(), 0.3)],
+        };
+        let report = Report::new(&config, &target, samples, 0, cpu);
         assert_eq!(report.window, Duration::from_secs(2));
         assert_eq!(
             (
@@ -425,14 +468,22 @@ mod tests {
         assert_eq!(report.commit.p50, 20.0);
         assert_eq!(report.errors, vec![("endorse: boom".to_owned(), 1)]);
         assert_eq!(report.cpu_per_request_us(), 0.5e6 / 3.0);
+        assert!((report.server_ms_per_request() - 1.8e3 / 3.0).abs() < 1e-9);
         let json = report.to_json();
         assert_eq!(json["tps"], 1.0);
         assert_eq!(json["mvcc_conflicts"], 1);
         assert_eq!(json["latency"]["evaluate"]["p50_ms"], 4.0);
         assert_eq!(json["per_second"].as_array().map(Vec::len), Some(3));
+        assert_eq!(json["server_cpu"]["seconds"], 1.8);
+        assert_eq!(json["server_cpu"]["processes"][0]["name"], "peer0");
+        assert_eq!(json["server_cpu"]["processes"][0]["cores"], 0.75);
         let text = report.to_text();
         assert!(
             text.contains("committed 2 (1.0 tx/s), MVCC conflicts 1 (25.00%)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("server CPU: 1.8 s (0.90 cores), 600.00 ms per request; cores: peer0 0.75, orderer 0.15"),
             "{text}"
         );
         let html = report.to_html();

@@ -206,6 +206,7 @@ pub fn bench(mode: Mode, args: BenchArgs) -> anyhow::Result<()> {
                     gateways,
                     endpoint: address,
                     msp_id,
+                    servers: Vec::new(),
                 },
                 channel,
             )
@@ -227,11 +228,19 @@ pub fn bench(mode: Mode, args: BenchArgs) -> anyhow::Result<()> {
                 endpoint = format!("{} ({})", peer.name, peer.address());
                 gateways.push(gateway);
             }
+            // The network's running nodes, whose CPU the report shows.
+            let servers = weft_network::nodes::nodes(&spec)
+                .into_iter()
+                .filter_map(|node| {
+                    weft_network::supervisor::running_node(&dir, &node).map(|pid| (node.name, pid))
+                })
+                .collect();
             (
                 Target {
                     gateways,
                     endpoint,
                     msp_id,
+                    servers,
                 },
                 channel,
             )

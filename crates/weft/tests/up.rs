@@ -1003,6 +1003,30 @@ fn bench_reports_submit_evaluate_and_conflicts() {
         submit["client_cpu"]["us_per_request"].as_f64() > Some(0.0),
         "{submit}"
     );
+    // The network's own processes are measured too: every node, by name,
+    // and the peers did work for the transactions.
+    let servers = &submit["server_cpu"];
+    let processes = servers["processes"].as_array().expect("server processes");
+    let names: Vec<&str> = processes
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "orderer.example.com",
+            "peer0.org1.example.com",
+            "peer0.org2.example.com"
+        ],
+        "{submit}"
+    );
+    let peer_seconds = processes[1]["seconds"].as_f64().expect("seconds");
+    assert!(peer_seconds > 0.0, "{submit}");
+    assert!(
+        servers["seconds"].as_f64() >= Some(peer_seconds)
+            && servers["ms_per_request"].as_f64() > Some(0.0),
+        "{submit}"
+    );
 
     // Open loop: a fixed rate, whatever the answers.
     let open = json(&[
