@@ -350,21 +350,8 @@ pub fn config_envelope_bytes(channel_id: &str, config: Config, timestamp_seconds
 
 /// Block 0 of a channel: one CONFIG envelope, LAST_CONFIG pointing at itself.
 pub fn genesis_block(profile: &ChannelProfile) -> Result<Block, ConfigError> {
-    if profile.channel_id.is_empty()
-        || !profile
-            .channel_id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c))
-        || !profile
-            .channel_id
-            .starts_with(|c: char| c.is_ascii_lowercase())
-        || profile.channel_id.len() > 249
-    {
-        return Err(ConfigError::malformed(
-            format!("channel id {:?}", profile.channel_id),
-            "must match [a-z][a-z0-9.-]* and be at most 249 characters (Fabric's rule)",
-        ));
-    }
+    weft_protoutil::check_channel_id(&profile.channel_id)
+        .map_err(|e| ConfigError::malformed(format!("channel id {:?}", profile.channel_id), e))?;
     let envelope = config_envelope_bytes(
         &profile.channel_id,
         config(profile)?,

@@ -111,6 +111,8 @@ impl ChannelConfig {
     }
 
     pub fn from_config(channel_id: String, config: Config) -> Result<Self, ConfigError> {
+        weft_protoutil::check_channel_id(&channel_id)
+            .map_err(|e| ConfigError::malformed("channel id", e))?;
         let root = config
             .channel_group
             .as_ref()
@@ -253,9 +255,9 @@ pub fn config_envelope(block: &Block) -> Result<(String, ConfigEnvelope), Config
             channel_header.r#type
         )));
     }
-    if channel_header.channel_id.is_empty() {
-        return Err(ConfigError::malformed("channel header", "empty channel id"));
-    }
+    // The id names directories on every node that joins: Fabric's rule.
+    weft_protoutil::check_channel_id(&channel_header.channel_id)
+        .map_err(|e| ConfigError::malformed("channel header", e))?;
     let config = ConfigEnvelope::decode(payload.data.as_slice())
         .map_err(|e| ConfigError::malformed("config envelope", e))?;
     Ok((channel_header.channel_id, config))

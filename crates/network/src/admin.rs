@@ -3,44 +3,51 @@
 //! test-network), heights, Raft leaders, and waiting for readiness.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use weft_material::layout;
-use weft_orderer::proto::admin_client::AdminClient;
-use weft_orderer::proto::{ChannelInfo, ChannelRequest, JoinRequest, ListRequest};
-use weft_orderer::tls::{Tls, TlsFiles};
+use weft_material::{SigningIdentity, layout};
+use weft_node::AdminConnection;
+use weft_node::proto::ChannelInfo;
+use weft_node::tls::{Tls, TlsFiles};
 use weft_spec::NetworkSpec;
 
 use crate::NetworkError;
 use crate::dir::NetworkDir;
 use crate::nodes::{Node, Role, nodes};
 
-/// Admin TLS client material of the organisation that runs `node`.
-fn admin_tls(organizations: &Path, node: &Node) -> Result<Tls, NetworkError> {
-    let tls = layout::user_dir(&node.org_dir(organizations), "Admin", &node.domain).join("tls");
-    Tls::load(&TlsFiles {
+/// The admin of the organisation that runs `node`: its TLS client material
+/// and its signing identity.
+fn org_admin(organizations: &Path, node: &Node) -> Result<(Tls, SigningIdentity), NetworkError> {
+    let admin = layout::user_dir(&node.org_dir(organizations), "Admin", &node.domain);
+    let tls = admin.join("tls");
+    let tls = Tls::load(&TlsFiles {
         cert: tls.join("client.crt"),
         key: tls.join("client.key"),
         root_cas: vec![tls.join("ca.crt")],
     })
-    .map_err(NetworkError::Material)
+    .map_err(NetworkError::Material)?;
+    let msp = admin.join("msp");
+    let identity = SigningIdentity::load(&msp, &node.msp_id)
+        .map_err(|e| NetworkError::Material(format!("{}: {e}", msp.display())))?;
+    Ok((tls, identity))
 }
 
 /// An admin connection to one node.
 pub struct NodeAdmin {
     pub node: Node,
-    client: AdminClient<tonic::transport::Channel>,
+    connection: AdminConnection,
 }
 
 impl NodeAdmin {
     pub fn new(dir: &NetworkDir, node: &Node) -> Result<Self, NetworkError> {
-        let tls = admin_tls(&dir.organizations(), node)?;
-        let channel = tls
-            .channel(&node.address())
-            .map_err(NetworkError::Material)?;
+        let (tls, identity) = org_admin(&dir.organizations(), node)?;
+        let connection = AdminConnection::new(&tls, &node.address(), Arc::new(identity))
+            .map_err(NetworkError::Material)?
+            .with_timeout(Duration::from_secs(15));
         Ok(NodeAdmin {
             node: node.clone(),
-            client: AdminClient::new(channel),
+            connection,
         })
     }
 
@@ -53,44 +60,25 @@ impl NodeAdmin {
 
     /// The node's channels.
     pub async fn channels(&self) -> Result<Vec<ChannelInfo>, NetworkError> {
-        let mut request = tonic::Request::new(ListRequest {});
-        request.set_timeout(Duration::from_secs(5));
-        Ok(self
-            .client
-            .clone()
-            .list(request)
+        self.connection
+            .list()
             .await
-            .map_err(|s| self.failed("list channels", s))?
-            .into_inner()
-            .channels)
+            .map_err(|s| self.failed("list channels", s))
     }
 
     pub async fn info(&self, channel: &str) -> Result<ChannelInfo, NetworkError> {
-        let mut request = tonic::Request::new(ChannelRequest {
-            channel: channel.to_owned(),
-        });
-        request.set_timeout(Duration::from_secs(5));
-        Ok(self
-            .client
-            .clone()
-            .info(request)
+        self.connection
+            .info(channel)
             .await
-            .map_err(|s| self.failed(&format!("channel {channel}"), s))?
-            .into_inner())
+            .map_err(|s| self.failed(&format!("channel {channel}"), s))
     }
 
     pub async fn join(&self, block: &Path) -> Result<ChannelInfo, NetworkError> {
         let bytes = std::fs::read(block).map_err(|e| NetworkError::io(block, e))?;
-        Ok(self
-            .client
-            .clone()
-            .join(JoinRequest {
-                config_block: bytes,
-                ..Default::default()
-            })
+        self.connection
+            .join(bytes)
             .await
-            .map_err(|s| self.failed(&format!("join {}", block.display()), s))?
-            .into_inner())
+            .map_err(|s| self.failed(&format!("join {}", block.display()), s))
     }
 }
 

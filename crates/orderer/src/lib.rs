@@ -21,7 +21,6 @@ pub mod network;
 pub mod node;
 pub mod raft;
 pub mod service;
-pub mod tls;
 
 /// weft's own orderer services (cluster, admin).
 #[allow(clippy::all, missing_docs)]

@@ -18,7 +18,7 @@ use crate::codec;
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::{RaftKind, RaftRequest};
 use crate::raft::TypeConfig;
-use crate::tls::Tls;
+use weft_node::tls::Tls;
 
 /// Creates connections to the other consenters of one channel.
 pub struct Network {

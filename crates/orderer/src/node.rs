@@ -19,7 +19,7 @@ use crate::channel::{ChannelRuntime, RaftTiming};
 use crate::client::BlockPuller;
 use crate::network::Network;
 use crate::raft::{Chain, Raft, RaftStore, StateMachine, members};
-use crate::tls::{Tls, TlsFiles, pem_ders};
+use weft_node::tls::{Tls, TlsFiles, pem_ders};
 
 /// `orderer.yaml`: where the node listens, its identity and TLS files, where
 /// it keeps data. Relative paths are relative to the file.
@@ -37,10 +37,25 @@ pub struct OrdererConfig {
     pub raft: RaftTiming,
     /// Where to dial consenter endpoints that are not reachable as named.
     #[serde(default)]
-    pub endpoint_overrides: crate::tls::EndpointOverrides,
+    pub endpoint_overrides: weft_node::tls::EndpointOverrides,
+    /// How far a signed request's timestamp (Deliver seek requests, admin
+    /// requests) may be from this node's clock; Fabric's default, 15 min.
+    #[serde(default = "default_time_window_s")]
+    pub request_time_window_s: u64,
+    /// Bounds on the listener: connections, streams, requests in flight.
+    #[serde(default)]
+    pub listener: weft_node::serve::ListenerLimits,
+}
+
+fn default_time_window_s() -> u64 {
+    weft_node::REQUEST_TIME_WINDOW.as_secs()
 }
 
 impl OrdererConfig {
+    pub fn time_window(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.request_time_window_s)
+    }
+
     pub fn load(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let mut config: OrdererConfig =
@@ -80,6 +95,8 @@ pub enum NodeError {
 pub struct Orderer {
     pub config: OrdererConfig,
     pub tls: Tls,
+    /// Who may join, list, inspect and remove channels.
+    pub admin: weft_node::AdminAuthority,
     pub signer: Arc<SigningIdentity>,
     own_cert_der: Vec<u8>,
     channels: RwLock<BTreeMap<String, Arc<ChannelRuntime>>>,
@@ -93,6 +110,12 @@ impl Orderer {
         let tls = Tls::load(&config.tls)?.with_overrides(config.endpoint_overrides.clone());
         let signer =
             SigningIdentity::load(&config.msp_dir, &config.msp_id).map_err(|e| e.to_string())?;
+        let admin = weft_node::AdminAuthority::load(
+            &config.msp_dir,
+            &config.msp_id,
+            Arc::new(weft_node::SystemClock),
+            config.time_window(),
+        )?;
         let own_cert_der = pem_ders(&tls.cert_pem)
             .into_iter()
             .next()
@@ -102,6 +125,7 @@ impl Orderer {
         let orderer = Arc::new(Self {
             config,
             tls,
+            admin,
             signer: Arc::new(signer),
             own_cert_der,
             channels: RwLock::new(BTreeMap::new()),
@@ -110,9 +134,15 @@ impl Orderer {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&orderer.config.data_dir).map_err(|e| e.to_string())? {
             let entry = entry.map_err(|e| e.to_string())?;
-            if entry.path().join("chains").is_dir() {
-                names.push(entry.file_name().to_string_lossy().into_owned());
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !entry.path().join("chains").is_dir() {
+                continue;
             }
+            if let Err(e) = weft_protoutil::check_channel_id(&name) {
+                eprintln!("skipping {}: {e}", entry.path().display());
+                continue;
+            }
+            names.push(name);
         }
         names.sort();
         for name in names {
@@ -167,14 +197,24 @@ impl Orderer {
         }
         self.consenter_id(&config)
             .ok_or_else(|| NodeError::NotConsenter(name.clone()))?;
+        // The config's channel id passed Fabric's rule, so it is one plain
+        // path component; a directory this node does not serve is never
+        // deleted to make room (it may be an operator's).
         let dir = self.config.data_dir.join(&name);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| NodeError::Internal(e.to_string()))?;
+            return Err(NodeError::Internal(format!(
+                "{} exists but is not a channel this orderer serves; move it away to join {name}",
+                dir.display()
+            )));
         }
-        let runtime = self
-            .open_channel(&dir, Some(&block))
-            .await
-            .map_err(NodeError::Internal)?;
+        let runtime = match self.open_channel(&dir, Some(&block)).await {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                // Only what this join created goes.
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(NodeError::Internal(error));
+            }
+        };
         // Every consenter initialises with the same membership; openraft
         // refuses a second initialisation harmlessly.
         let _ = runtime
@@ -196,6 +236,7 @@ impl Orderer {
             .ok_or_else(|| NodeError::NotFound(name.to_owned()))?;
         runtime.shutdown().await;
         drop(runtime);
+        // `name` is a channel this node served, so a valid channel id.
         let dir = self.config.data_dir.join(name);
         std::fs::remove_dir_all(&dir)
             .map_err(|e| NodeError::Internal(format!("{}: {e}", dir.display())))

@@ -1,9 +1,9 @@
 //! The orderer's gRPC services on one TLS listener: Fabric's
 //! `orderer.AtomicBroadcast` (Broadcast, Deliver), weft's `Cluster`
-//! (Raft and forwarding, consenters only) and `Admin` (channel participation,
-//! TLS client certificate required).
+//! (Raft and forwarding, consenters only) and `weft.admin.Admin` (channel
+//! participation: signed by an admin of the orderer's organisation, see
+//! `weft_node::admin`).
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,22 +17,25 @@ use weft_protos::common::{
     Block, ChannelHeader, Envelope, HeaderType, Payload, SignatureHeader, Status,
 };
 use weft_protos::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
-use weft_protos::orderer::seek_info::SeekBehavior;
-use weft_protos::orderer::{
-    BroadcastResponse, DeliverResponse, SeekInfo, SeekPosition, deliver_response, seek_position,
-};
+use weft_protos::orderer::{BroadcastResponse, DeliverResponse, SeekInfo, deliver_response};
 
 use crate::channel::{ChannelRuntime, LEADER_WAIT, NOT_ORDERED, SubmitResult};
 use crate::codec;
 use crate::node::{NodeError, Orderer};
 use crate::proto;
-use crate::proto::admin_server::{Admin, AdminServer};
 use crate::proto::cluster_client::ClusterClient;
 use crate::proto::cluster_server::{Cluster, ClusterServer};
-use crate::tls::pem_ders;
+use weft_node::admin_body;
+use weft_node::clock::Clock;
+use weft_node::proto::admin_server::{Admin, AdminServer};
+use weft_node::proto::{self as admin, SignedAdminRequest};
+use weft_node::tls::pem_ders;
 
-/// The largest gRPC message accepted (Fabric's default is 100 MiB).
-pub const MAX_GRPC_MESSAGE: usize = 128 << 20;
+pub use weft_node::MAX_GRPC_MESSAGE;
+
+fn now_ms() -> i64 {
+    weft_node::SystemClock.now_unix_ms()
+}
 
 fn now_seconds() -> i64 {
     SystemTime::now()
@@ -45,6 +48,7 @@ fn now_seconds() -> i64 {
 struct Checked {
     runtime: Arc<ChannelRuntime>,
     payload: Payload,
+    creator: Vec<u8>,
 }
 
 pub type Refusal = (Status, String);
@@ -126,7 +130,11 @@ fn check(
             now_seconds(),
         )
         .map_err(|e| (Status::Forbidden, format!("{policy}: {e}")))?;
-    Ok(Checked { runtime, payload })
+    Ok(Checked {
+        runtime,
+        payload,
+        creator: signature_header.creator,
+    })
 }
 
 /// Checks a Broadcast envelope; returns its channel.
@@ -343,15 +351,17 @@ async fn deliver_one(
     bytes: &[u8],
     out: &mpsc::Sender<Result<DeliverResponse, GrpcStatus>>,
 ) -> Option<Status> {
+    let window = orderer.config.time_window();
     let checked = match check(orderer, bytes, "/Channel/Readers", |header, _| {
-        if header.r#type == HeaderType::DeliverSeekInfo as i32 {
-            Ok(())
-        } else {
-            Err((
+        if header.r#type != HeaderType::DeliverSeekInfo as i32 {
+            return Err((
                 Status::BadRequest,
                 format!("envelope type {} is not a seek request", header.r#type),
-            ))
+            ));
         }
+        // Fabric's Deliver TimeWindow: an old signed seek is not replayable.
+        weft_node::clock::check_timestamp(header.timestamp.as_ref(), now_ms(), window)
+            .map_err(|reason| (Status::BadRequest, reason))
     }) {
         Ok(checked) => checked,
         Err((status, reason)) => {
@@ -363,57 +373,29 @@ async fn deliver_one(
         return Some(Status::BadRequest);
     };
     let chain = Arc::clone(&checked.runtime.chain);
-    let mut height = chain.height.subscribe();
-    let (current, first) = {
-        let store = chain.lock();
-        (store.height(), store.first_number())
-    };
-    let newest = current.saturating_sub(1);
-    let position = |p: &Option<SeekPosition>| match p.as_ref().and_then(|p| p.r#type.as_ref()) {
-        Some(seek_position::Type::Oldest(_)) => Some(first),
-        Some(seek_position::Type::Newest(_)) => Some(newest),
-        Some(seek_position::Type::Specified(s)) => Some(s.number),
-        Some(seek_position::Type::NextCommit(_)) => Some(current),
-        None => None,
-    };
-    let (Some(start), Some(stop)) = (position(&seek.start), position(&seek.stop)) else {
-        return Some(Status::BadRequest);
-    };
-    if stop < start || start < first {
-        return Some(Status::BadRequest);
-    }
-    let fail_if_not_ready = seek.behavior == SeekBehavior::FailIfNotReady as i32;
-    let mut number = start;
-    loop {
-        if *height.borrow_and_update() <= number {
-            if fail_if_not_ready {
-                return Some(Status::NotFound);
-            }
-            tokio::select! {
-                changed = height.changed() => if changed.is_err() { return Some(Status::ServiceUnavailable) },
-                _ = out.closed() => return None,
-            }
-            continue;
+    let height = chain.height.subscribe();
+    let first = chain.lock().first_number();
+    weft_node::deliver::serve_seek(&seek, first, height, out, |number| {
+        // A long-lived stream ends once its requester's certificate expires.
+        if let Err(e) = checked
+            .runtime
+            .config
+            .msps
+            .validate(&checked.creator, now_seconds())
+        {
+            eprintln!("deliver stream ended: the requester is no longer valid: {e}");
+            return Err(Status::Forbidden);
         }
-        let block = {
-            let store = chain.lock();
-            store.block_bytes(number)
-        };
-        let block = match block.map(|bytes| Block::decode(bytes.as_slice())) {
-            Ok(Ok(block)) => block,
-            _ => return Some(Status::InternalServerError),
-        };
-        let response = DeliverResponse {
+        let bytes = chain
+            .lock()
+            .block_bytes(number)
+            .map_err(|_| Status::InternalServerError)?;
+        let block = Block::decode(bytes.as_slice()).map_err(|_| Status::InternalServerError)?;
+        Ok(DeliverResponse {
             r#type: Some(deliver_response::Type::Block(block)),
-        };
-        if out.send(Ok(response)).await.is_err() {
-            return None;
-        }
-        if number == stop {
-            return Some(Status::Success);
-        }
-        number += 1;
-    }
+        })
+    })
+    .await
 }
 
 /// Whether the TLS client presented one of the channel's consenter certificates.
@@ -505,10 +487,10 @@ impl Cluster for Services {
     }
 }
 
-fn info(runtime: &ChannelRuntime) -> proto::ChannelInfo {
+fn info(runtime: &ChannelRuntime) -> admin::ChannelInfo {
     let metrics = runtime.raft.metrics().borrow().clone();
     let (first, last, entries) = runtime.store.log_span();
-    proto::ChannelInfo {
+    admin::ChannelInfo {
         name: runtime.channel_id().to_owned(),
         height: runtime.chain.tip().0,
         status: "active".into(),
@@ -520,15 +502,6 @@ fn info(runtime: &ChannelRuntime) -> proto::ChannelInfo {
         raft_first_index: first,
         raft_last_index: last,
         raft_snapshot_index: metrics.snapshot.map(|s| s.index).unwrap_or_default(),
-    }
-}
-
-fn require_client_cert<T>(request: &Request<T>) -> Result<(), GrpcStatus> {
-    match request.peer_certs() {
-        Some(certs) if !certs.is_empty() => Ok(()),
-        _ => Err(GrpcStatus::unauthenticated(
-            "the admin service requires a TLS client certificate issued by a trusted CA",
-        )),
     }
 }
 
@@ -546,121 +519,95 @@ fn node_error(e: NodeError) -> GrpcStatus {
 impl Admin for Services {
     async fn join(
         &self,
-        request: Request<proto::JoinRequest>,
-    ) -> Result<Response<proto::ChannelInfo>, GrpcStatus> {
-        require_client_cert(&request)?;
-        if !request.get_ref().snapshot_path.is_empty() {
+        request: Request<SignedAdminRequest>,
+    ) -> Result<Response<admin::ChannelInfo>, GrpcStatus> {
+        let authorized = self.orderer.admin.authorize("join", &request)?;
+        let join = admin_body!(authorized, Join)?;
+        if !join.snapshot_path.is_empty() {
             return Err(GrpcStatus::invalid_argument(
                 "an orderer joins a channel from its config block, not from a ledger snapshot",
             ));
         }
-        let block = Block::decode(request.into_inner().config_block.as_slice()).map_err(|e| {
+        let block = Block::decode(join.config_block.as_slice()).map_err(|e| {
             GrpcStatus::invalid_argument(format!("config block does not decode: {e}"))
         })?;
         let runtime = self.orderer.join(block).await.map_err(node_error)?;
+        eprintln!(
+            "joined channel {} (admin {})",
+            runtime.channel_id(),
+            authorized.admin.subject()
+        );
         Ok(Response::new(info(&runtime)))
     }
 
     async fn list(
         &self,
-        request: Request<proto::ListRequest>,
-    ) -> Result<Response<proto::ChannelList>, GrpcStatus> {
-        require_client_cert(&request)?;
+        request: Request<SignedAdminRequest>,
+    ) -> Result<Response<admin::ChannelList>, GrpcStatus> {
+        let authorized = self.orderer.admin.authorize("list", &request)?;
+        admin_body!(authorized, List)?;
         let channels = self.orderer.channels().iter().map(|r| info(r)).collect();
-        Ok(Response::new(proto::ChannelList { channels }))
+        Ok(Response::new(admin::ChannelList { channels }))
     }
 
     async fn info(
         &self,
-        request: Request<proto::ChannelRequest>,
-    ) -> Result<Response<proto::ChannelInfo>, GrpcStatus> {
-        require_client_cert(&request)?;
-        let name = &request.get_ref().channel;
+        request: Request<SignedAdminRequest>,
+    ) -> Result<Response<admin::ChannelInfo>, GrpcStatus> {
+        let authorized = self.orderer.admin.authorize("info", &request)?;
+        let name = admin_body!(authorized, Info)?.channel;
         let runtime = self
             .orderer
-            .channel(name)
+            .channel(&name)
             .ok_or_else(|| node_error(NodeError::NotFound(name.clone())))?;
         Ok(Response::new(info(&runtime)))
     }
 
     async fn remove(
         &self,
-        request: Request<proto::ChannelRequest>,
-    ) -> Result<Response<proto::RemoveResponse>, GrpcStatus> {
-        require_client_cert(&request)?;
+        request: Request<SignedAdminRequest>,
+    ) -> Result<Response<admin::RemoveResponse>, GrpcStatus> {
+        let authorized = self.orderer.admin.authorize("remove", &request)?;
+        let name = admin_body!(authorized, Remove)?.channel;
+        self.orderer.remove(&name).await.map_err(node_error)?;
+        eprintln!(
+            "removed channel {name} (admin {})",
+            authorized.admin.subject()
+        );
+        Ok(Response::new(admin::RemoveResponse {}))
+    }
+
+    async fn chaincode_credentials(
+        &self,
+        request: Request<SignedAdminRequest>,
+    ) -> Result<Response<admin::ChaincodeCredentials>, GrpcStatus> {
         self.orderer
-            .remove(&request.get_ref().channel)
-            .await
-            .map_err(node_error)?;
-        Ok(Response::new(proto::RemoveResponse {}))
+            .admin
+            .authorize("chaincode credentials", &request)?;
+        Err(GrpcStatus::unimplemented("an orderer runs no chaincode"))
     }
 }
 
-/// How long open streams (Deliver, chaincode, events) may take to finish
-/// once a server is told to stop; then they are cut.
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Runs the server that `serve` builds around a shutdown future: once
-/// `shutdown` resolves, open streams get [`SHUTDOWN_GRACE`] to finish
-/// before the server is dropped. tonic's graceful stop alone waits for
-/// every stream, and long-lived ones (a peer's Deliver from this orderer, a
-/// chaincode's stream to its peer) never end by themselves.
-pub async fn with_grace<E, F>(
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-    serve: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
-) -> Result<(), E>
-where
-    F: std::future::Future<Output = Result<(), E>>,
-{
-    let (signalled, stopping) = tokio::sync::oneshot::channel::<()>();
-    let server = serve(Box::pin(async move {
-        shutdown.await;
-        let _ = signalled.send(());
-    }));
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => result,
-        () = async {
-            match stopping.await {
-                Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
-                Err(_) => std::future::pending().await,
-            }
-        } => Ok(()),
-    }
-}
-
-/// Serves every service on the node's listen address until `shutdown` resolves.
+/// Serves every service on `listener` (bound by the caller to the node's
+/// listen address, or to port 0 in tests) until `shutdown` resolves.
 pub async fn serve(
     orderer: Arc<Orderer>,
+    listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let address: SocketAddr = orderer
-        .config
-        .listen_address
-        .parse()
-        .map_err(|e| format!("listen_address {}: {e}", orderer.config.listen_address))?;
+    let limits = orderer.config.listener.clone();
     let services = Services {
         orderer: Arc::clone(&orderer),
     };
-    let builder = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder()
         .tls_config(orderer.tls.server_config())
-        .map_err(|e| e.to_string())?;
-    with_grace(shutdown, |shutdown| {
-        serve_on(builder, services, address, shutdown)
-    })
-    .await
-}
-
-async fn serve_on(
-    builder: tonic::transport::Server,
-    services: Services,
-    address: SocketAddr,
-    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-) -> Result<(), String> {
-    builder
-        .tcp_nodelay(true)
+        .map_err(|e| e.to_string())?
         // Followers forward many envelopes at once over one connection.
-        .max_concurrent_streams(4096)
+        .max_concurrent_streams(limits.streams_per_connection_max)
+        .layer(weft_node::serve::InFlightLimit::new(
+            limits.requests_in_flight_max,
+        ));
+    let router = builder
         .add_service(
             AtomicBroadcastServer::new(services.clone())
                 .max_decoding_message_size(MAX_GRPC_MESSAGE)
@@ -671,10 +618,15 @@ async fn serve_on(
                 .max_decoding_message_size(MAX_GRPC_MESSAGE)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE),
         )
-        .add_service(AdminServer::new(services).max_decoding_message_size(MAX_GRPC_MESSAGE))
-        .serve_with_shutdown(address, shutdown)
-        .await
-        .map_err(|e| format!("{address}: {e}"))
+        .add_service(AdminServer::new(services).max_decoding_message_size(MAX_GRPC_MESSAGE));
+    let incoming = weft_node::serve::incoming(listener, limits.connections_max);
+    weft_node::serve::with_grace(shutdown, |shutdown| async move {
+        router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -12,8 +12,8 @@ use weft_ledger::{
     EndorsementPolicies, Ledger, LedgerConfig, PrivateDataSource, SignatureCache, Validator,
 };
 use weft_material::SigningIdentity;
-use weft_orderer::client::{seek_envelope, specified};
-use weft_orderer::tls::Tls;
+use weft_node::seek::{seek_envelope, specified};
+use weft_node::tls::Tls;
 use weft_protos::common::Block;
 use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use weft_protos::orderer::deliver_response::Type as DeliverType;

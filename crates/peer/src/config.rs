@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use weft_orderer::tls::{EndpointOverrides, TlsFiles};
+use weft_node::tls::{EndpointOverrides, TlsFiles};
 
 /// A peer node's settings. Relative paths are relative to the file.
 #[derive(Debug, Clone, Deserialize)]
@@ -35,6 +35,13 @@ pub struct PeerConfig {
     /// Where to dial endpoints that are not reachable as named.
     #[serde(default)]
     pub endpoint_overrides: EndpointOverrides,
+    /// A directory besides `<data_dir>/snapshots` that `joinbysnapshot`
+    /// may read snapshots from (where an operator copies them in).
+    #[serde(default)]
+    pub snapshot_import_dir: Option<PathBuf>,
+    /// Bounds on the listener: connections, streams, requests in flight.
+    #[serde(default)]
+    pub listener: weft_node::serve::ListenerLimits,
 }
 
 /// Another organisation's peer.
@@ -110,6 +117,14 @@ pub struct Limits {
     /// How long a launched chaincode has to register.
     #[serde(with = "duration")]
     pub startup_timeout: Duration,
+    /// How far a signed request's timestamp (Deliver seek requests, admin
+    /// requests) may be from this peer's clock; Fabric's default, 15 min.
+    #[serde(with = "duration")]
+    pub request_time_window: Duration,
+    /// The longest a gateway CommitStatus call waits for its transaction
+    /// (a client's shorter deadline wins).
+    #[serde(with = "duration")]
+    pub commit_status_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -118,6 +133,8 @@ impl Default for Limits {
             concurrent_requests: 2048,
             execute_timeout: Duration::from_secs(30),
             startup_timeout: Duration::from_secs(60),
+            request_time_window: weft_node::REQUEST_TIME_WINDOW,
+            commit_status_timeout: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -150,6 +167,9 @@ impl PeerConfig {
         };
         resolve(&mut self.data_dir);
         resolve(&mut self.msp_dir);
+        if let Some(dir) = &mut self.snapshot_import_dir {
+            resolve(dir);
+        }
         resolve(&mut self.tls.cert);
         resolve(&mut self.tls.key);
         self.tls.root_cas.iter_mut().for_each(resolve);

@@ -17,8 +17,7 @@ use weft_protos::common::{
     Block, ChannelHeader, Envelope, HeaderType, Payload, SignatureHeader, Status as FabricStatus,
 };
 use weft_protos::msp::SerializedIdentity;
-use weft_protos::orderer::seek_info::SeekBehavior;
-use weft_protos::orderer::{SeekInfo, SeekPosition, seek_position};
+use weft_protos::orderer::SeekInfo;
 use weft_protos::peer::deliver_server::Deliver;
 use weft_protos::peer::{
     BlockAndPrivateData, ChaincodeEvent, DeliverResponse, FilteredBlock, FilteredChaincodeAction,
@@ -29,6 +28,7 @@ use weft_protoutil::parse_envelope;
 
 use crate::channel::{PeerChannel, now_seconds};
 use crate::node::Peer;
+use weft_node::clock::Clock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Form {
@@ -94,12 +94,12 @@ impl Deliver for DeliverService {
     }
 }
 
-/// Checks a seek request: structure, type, channel, Readers policy. Returns
-/// the channel, the request and the requester's MSP id.
-fn check(
-    peer: &Peer,
-    envelope: &Envelope,
-) -> Result<(Arc<PeerChannel>, SeekInfo, String), (FabricStatus, String)> {
+/// A seek request that passed its checks: its channel, what it asks for,
+/// and its creator (re-checked as blocks are sent).
+type Checked = (Arc<PeerChannel>, SeekInfo, Vec<u8>);
+
+/// Checks a seek request: structure, type, time window, channel, Readers policy.
+fn check(peer: &Peer, envelope: &Envelope) -> Result<Checked, (FabricStatus, String)> {
     let bad = |what: String| (FabricStatus::BadRequest, what);
     let payload =
         Payload::decode(envelope.payload.as_slice()).map_err(|e| bad(format!("payload: {e}")))?;
@@ -116,6 +116,13 @@ fn check(
             channel_header.r#type
         )));
     }
+    // Fabric's Deliver TimeWindow: an old signed seek is not replayable.
+    weft_node::clock::check_timestamp(
+        channel_header.timestamp.as_ref(),
+        weft_node::SystemClock.now_unix_ms(),
+        peer.config.limits.request_time_window,
+    )
+    .map_err(bad)?;
     let channel = peer.channel(&channel_header.channel_id).ok_or_else(|| {
         (
             FabricStatus::NotFound,
@@ -134,10 +141,7 @@ fn check(
         .map_err(|e| (FabricStatus::Forbidden, e.to_string()))?;
     let seek =
         SeekInfo::decode(payload.data.as_slice()).map_err(|e| bad(format!("seek info: {e}")))?;
-    let msp_id = SerializedIdentity::decode(signature_header.creator.as_slice())
-        .map(|identity| identity.mspid)
-        .unwrap_or_default();
-    Ok((channel, seek, msp_id))
+    Ok((channel, seek, signature_header.creator))
 }
 
 /// Serves one seek request; its final status, or None if the client left.
@@ -147,76 +151,48 @@ async fn serve_seek(
     form: Form,
     out: &mpsc::Sender<Result<DeliverResponse, Status>>,
 ) -> Option<FabricStatus> {
-    let (channel, seek, requester_msp) = match check(peer, envelope) {
+    let (channel, seek, creator) = match check(peer, envelope) {
         Ok(checked) => checked,
         Err((status, reason)) => {
             eprintln!("deliver refused: {reason}");
             return Some(status);
         }
     };
-    let mut height = channel.height.subscribe();
-    let current = *height.borrow_and_update();
+    let requester_msp = SerializedIdentity::decode(creator.as_slice())
+        .map(|identity| identity.mspid)
+        .unwrap_or_default();
+    let height = channel.height.subscribe();
     let first = channel.ledger.first_block_number();
-    let position = |p: &Option<SeekPosition>| match p.as_ref().and_then(|p| p.r#type.as_ref()) {
-        Some(seek_position::Type::Oldest(_)) => Some(first),
-        Some(seek_position::Type::Newest(_)) => Some(current.saturating_sub(1)),
-        Some(seek_position::Type::Specified(s)) => Some(s.number),
-        Some(seek_position::Type::NextCommit(_)) => Some(current),
-        None => None,
-    };
-    let (Some(start), Some(stop)) = (position(&seek.start), position(&seek.stop)) else {
-        return Some(FabricStatus::BadRequest);
-    };
-    if stop < start || start < first {
-        eprintln!(
-            "deliver refused on channel {}: blocks {start}..={stop} (this peer's first block is {first})",
-            channel.id
-        );
-        return Some(FabricStatus::BadRequest);
-    }
-    let fail_if_not_ready = seek.behavior == SeekBehavior::FailIfNotReady as i32;
-    let mut number = start;
-    loop {
-        if *height.borrow_and_update() <= number {
-            if fail_if_not_ready {
-                return Some(FabricStatus::NotFound);
-            }
-            tokio::select! {
-                changed = height.changed() => if changed.is_err() { return Some(FabricStatus::ServiceUnavailable) },
-                _ = out.closed() => return None,
-            }
-            continue;
+    weft_node::deliver::serve_seek(&seek, first, height, out, |number| {
+        // A long-lived stream ends once its requester's certificate expires.
+        if let Err(e) = channel.config.msps.validate(&creator, now_seconds()) {
+            eprintln!(
+                "deliver stream on channel {} ended: the requester is no longer valid: {e}",
+                channel.id
+            );
+            return Err(FabricStatus::Forbidden);
         }
-        let Ok(block) = channel.ledger.block(number) else {
-            return Some(FabricStatus::InternalServerError);
-        };
+        let block = channel
+            .ledger
+            .block(number)
+            .map_err(|_| FabricStatus::InternalServerError)?;
         let response = match form {
             Form::Full => deliver_response::Type::Block(block),
             Form::Filtered => deliver_response::Type::FilteredBlock(filtered(&channel.id, &block)),
             Form::WithPrivateData => {
-                let Ok(private_data_map) = private_data_of(&channel, &block, &requester_msp) else {
-                    return Some(FabricStatus::InternalServerError);
-                };
+                let private_data_map = private_data_of(&channel, &block, &requester_msp)
+                    .map_err(|_| FabricStatus::InternalServerError)?;
                 deliver_response::Type::BlockAndPrivateData(BlockAndPrivateData {
                     block: Some(block),
                     private_data_map,
                 })
             }
         };
-        if out
-            .send(Ok(DeliverResponse {
-                r#type: Some(response),
-            }))
-            .await
-            .is_err()
-        {
-            return None;
-        }
-        if number == stop {
-            return Some(FabricStatus::Success);
-        }
-        number += 1;
-    }
+        Ok(DeliverResponse {
+            r#type: Some(response),
+        })
+    })
+    .await
 }
 
 /// The private data this peer committed for `block`'s transactions, by

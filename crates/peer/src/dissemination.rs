@@ -19,7 +19,7 @@ use tonic::{Request, Response, Status};
 use weft_crypto::Signer;
 use weft_material::SigningIdentity;
 use weft_msp::{Identity, NodeRole};
-use weft_orderer::tls::Tls;
+use weft_node::tls::Tls;
 use weft_protos::rwset::TxPvtReadWriteSet;
 
 use crate::channel::{PeerChannel, now_seconds};

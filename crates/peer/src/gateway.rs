@@ -399,6 +399,8 @@ impl Gateway for GatewayService {
         let channel = self.channel(&request.channel_id)?;
         let endpoints = channel.orderer_endpoints();
         let mut failures = Vec::new();
+        // Whether an orderer answered with a refusal (not just unavailability).
+        let mut rejected = false;
         let start = self.peer.next_orderer(endpoints.len());
         for offset in 0..endpoints.len() {
             let endpoint = &endpoints[(start + offset) % endpoints.len()];
@@ -429,30 +431,33 @@ impl Gateway for GatewayService {
                 {
                     return Ok(Response::new(SubmitResponse {}));
                 }
+                // Any failure moves on to the next orderer: one orderer may
+                // have lost the channel, be overloaded or be partitioned
+                // while the others order the transaction.
                 Ok(Some(response)) => {
                     let status = weft_protos::common::Status::try_from(response.status)
                         .map(|s| s.as_str_name().to_owned())
                         .unwrap_or_else(|_| response.status.to_string());
-                    let retry =
-                        response.status == weft_protos::common::Status::ServiceUnavailable as i32;
+                    if response.status != weft_protos::common::Status::ServiceUnavailable as i32 {
+                        rejected = true;
+                    }
                     failures.push(detail(format!(
                         "received unsuccessful response from orderer: status={status}, info={}",
                         response.info
                     )));
-                    if !retry {
-                        return Err(status_with_details(
-                            tonic::Code::Aborted,
-                            "rejected by the ordering service, see attached details for more info"
-                                .into(),
-                            failures,
-                        ));
-                    }
                 }
                 Ok(None) => failures.push(detail(
                     "the orderer closed the stream without an answer".into(),
                 )),
                 Err(e) => failures.push(detail(e.message().to_owned())),
             }
+        }
+        if rejected {
+            return Err(status_with_details(
+                tonic::Code::Aborted,
+                "rejected by the ordering service, see attached details for more info".into(),
+                failures,
+            ));
         }
         Err(status_with_details(
             tonic::Code::Unavailable,
@@ -465,7 +470,10 @@ impl Gateway for GatewayService {
         &self,
         request: Request<SignedCommitStatusRequest>,
     ) -> Result<Response<CommitStatusResponse>, Status> {
-        let wait = deadline(&request);
+        // The client's deadline, bounded by the peer's own: a request
+        // without one never holds a task forever.
+        let cap = self.peer.config.limits.commit_status_timeout;
+        let wait = deadline(&request).map_or(cap, |wait| wait.min(cap));
         let signed = request.into_inner();
         let (inner, channel) = self.signed_request(
             &signed.request,
@@ -473,7 +481,7 @@ impl Gateway for GatewayService {
             |r: &CommitStatusRequest| (r.channel_id.clone(), r.identity.clone()),
         )?;
         let mut height = channel.height.subscribe();
-        let until = wait.map(|wait| tokio::time::Instant::now() + wait);
+        let until = tokio::time::Instant::now() + wait;
         loop {
             if let Some(location) = channel
                 .ledger
@@ -485,19 +493,14 @@ impl Gateway for GatewayService {
                     block_number: location.block,
                 }));
             }
-            let changed = async {
-                match until {
-                    Some(until) => tokio::time::timeout_at(until, height.changed()).await.ok(),
-                    None => Some(height.changed().await),
-                }
-            };
-            match changed.await {
+            match tokio::time::timeout_at(until, height.changed()).await.ok() {
                 Some(Ok(())) => {}
                 Some(Err(_)) => return Err(Status::unavailable("the peer is shutting down")),
                 None => {
                     return Err(Status::deadline_exceeded(format!(
-                        "transaction {} was not committed before the deadline",
-                        inner.transaction_id
+                        "transaction {} was not committed within {} s",
+                        inner.transaction_id,
+                        wait.as_secs()
                     )));
                 }
             }

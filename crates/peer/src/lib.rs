@@ -37,4 +37,4 @@ pub mod proto {
 }
 
 /// The largest gRPC message a peer sends or accepts.
-pub const MAX_GRPC_MESSAGE: usize = 128 << 20;
+pub use weft_node::MAX_GRPC_MESSAGE;

@@ -143,13 +143,14 @@ impl Definitions {
 /// A majority of the organisations' peers: Fabric's default
 /// `MAJORITY Endorsement`, which `LifecycleEndorsement` also is.
 pub fn majority(orgs: &[String]) -> SignaturePolicy {
-    let principals: Vec<String> = orgs.iter().map(|org| format!("'{org}.peer'")).collect();
-    SignaturePolicy::parse(&format!(
-        "OutOf({}, {})",
-        orgs.len() / 2 + 1,
-        principals.join(", ")
-    ))
-    .expect("a majority of MSP ids is a well-formed policy")
+    let principals = orgs
+        .iter()
+        .map(|org| weft_msp::Principal::role(org.clone(), weft_msp::MspRole::Peer))
+        .collect();
+    // A channel has far fewer organisations than a policy's node bound;
+    // should a crafted config have more, nobody satisfies the policy.
+    SignaturePolicy::n_out_of(orgs.len() / 2 + 1, principals)
+        .unwrap_or_else(|_| SignaturePolicy::nobody())
 }
 
 /// The policy a definition's `validation_parameter` (a
@@ -292,17 +293,7 @@ impl<'a> Params<'a> {
 
 /// Fabric's chaincode naming rule.
 fn check_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name
-            .split(['-', '_'])
-            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_alphanumeric()));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid chaincode name {name:?}: names are letters and digits, optionally joined by single '-' or '_'"
-        ))
-    }
+    weft_protoutil::check_chaincode_name(name).map_err(|e| e.to_string())
 }
 
 /// Who calls and where: what `_lifecycle` needs besides the simulator.
@@ -559,6 +550,16 @@ mod tests {
         for bad in ["", "-a", "a--b", "a b", "a/b", "a_"] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn any_msp_id_from_a_config_block_makes_a_majority_policy() {
+        // MSP ids the policy language cannot quote (a crafted config block
+        // once made the peer panic here at every start).
+        let orgs = vec!["Org'1\")MSP".to_owned(), "Org2MSP".to_owned(), String::new()];
+        let policy = majority(&orgs);
+        assert_eq!(policy.principals().len(), 3);
+        assert!(majority(&[]).principals().is_empty());
     }
 
     fn signature_policy_parameter(text: &str) -> Result<Vec<u8>, String> {

@@ -2,7 +2,6 @@
 //! listener that serves every service on one TLS port.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -13,11 +12,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 use weft_material::SigningIdentity;
-use weft_orderer::proto::admin_server::{Admin, AdminServer};
-use weft_orderer::proto::{
-    ChannelInfo, ChannelList, ChannelRequest, JoinRequest, ListRequest, RemoveResponse,
+use weft_node::admin_body;
+use weft_node::proto::admin_server::{Admin, AdminServer};
+use weft_node::proto::{
+    ChaincodeCredentials, ChannelInfo, ChannelList, RemoveResponse, SignedAdminRequest,
 };
-use weft_orderer::tls::Tls;
+use weft_node::tls::Tls;
 use weft_protos::common::Block;
 use weft_protos::gateway::gateway_server::GatewayServer;
 use weft_protos::peer::chaincode_support_server::{
@@ -30,6 +30,7 @@ use weft_protos::peer::{ChaincodeMessage, ProposalResponse, SignedProposal};
 use weft_shim::Chaincode;
 
 use crate::chaincode::ChaincodeSupport;
+use crate::chaincode::credentials::ChaincodeCredentials as ChaincodeCa;
 use crate::chaincode::launcher::{self, Launcher, PeerContact};
 use crate::channel::{LedgerSource, PeerChannel};
 use crate::config::{LauncherConfig, PeerConfig};
@@ -45,6 +46,8 @@ pub struct Peer {
     pub config: PeerConfig,
     pub signer: Arc<SigningIdentity>,
     pub tls: Tls,
+    /// Who may join channels, list them and ask for chaincode credentials.
+    pub admin: weft_node::AdminAuthority,
     pub chaincodes: Arc<ChaincodeSupport>,
     /// Private data: the transient store and dissemination to other peers.
     pub private: Arc<Distributor>,
@@ -93,12 +96,18 @@ impl Peer {
             address: config.external_address().to_owned(),
             msp_id: config.msp_id.clone(),
             tls_root_cert: roots_path,
-            client_cert_pem: read(&config.tls.cert)?,
-            client_key_pem: read(&config.tls.key)?,
         };
+        let admin = weft_node::AdminAuthority::load(
+            &config.msp_dir,
+            &config.msp_id,
+            Arc::new(weft_node::SystemClock),
+            config.limits.request_time_window,
+        )?;
         let mut launchers: HashMap<String, Arc<dyn Launcher>> = HashMap::new();
         for chaincode in &config.chaincodes {
             let id = chaincode.id().to_owned();
+            weft_protoutil::check_package_id(&id)
+                .map_err(|e| format!("chaincode {}: {e}", chaincode.name))?;
             let launcher: Arc<dyn Launcher> = match &chaincode.launcher {
                 LauncherConfig::Builtin(name) => Arc::new(launcher::InProcess {
                     id: id.clone(),
@@ -118,22 +127,28 @@ impl Peer {
                     dir: dir.clone(),
                     env: env.clone(),
                     contact: contact.clone(),
-                    work_dir: chaincode_dir.join(id.replace(['/', ':'], "_")),
+                    work_dir: chaincode_dir.join(id.replace(':', "_")),
                     child: Default::default(),
                 }),
                 LauncherConfig::External {
                     address,
                     tls_root_ca,
                 } => Arc::new(launcher::External {
+                    id: id.clone(),
                     address: address.clone(),
                     tls_root_ca: tls_root_ca.as_deref().map(read).transpose()?,
+                    client_identity: Some((read(&config.tls.cert)?, read(&config.tls.key)?)),
                 }),
                 LauncherConfig::Wait => Arc::new(launcher::Wait),
             };
             launchers.insert(id, launcher);
         }
-        let chaincodes =
-            ChaincodeSupport::new(config.chaincodes.clone(), launchers, config.limits.clone());
+        let chaincodes = ChaincodeSupport::new(
+            config.chaincodes.clone(),
+            launchers,
+            config.limits.clone(),
+            ChaincodeCa::new(config.external_address())?,
+        );
         let private = Arc::new(Distributor::new(
             config.msp_id.clone(),
             config.gateway_peers.clone(),
@@ -144,6 +159,7 @@ impl Peer {
             private,
             signer,
             tls,
+            admin,
             chaincodes,
             channels: RwLock::default(),
             stop: watch::channel(false).0,
@@ -160,6 +176,15 @@ impl Peer {
             .collect();
         dirs.sort();
         for dir in dirs {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let stem = name.strip_suffix(".importing").unwrap_or(&name);
+            if let Err(e) = weft_protoutil::check_channel_id(stem) {
+                eprintln!("skipping {}: {e}", dir.display());
+                continue;
+            }
             if dir.extension().is_some_and(|e| e == "importing") {
                 // A join by snapshot interrupted before its ledger was complete.
                 eprintln!("removing {}: an interrupted snapshot import", dir.display());
@@ -242,12 +267,39 @@ impl Peer {
         self: &Arc<Self>,
         snapshot: &std::path::Path,
     ) -> Result<Arc<PeerChannel>, String> {
+        let snapshot = &self.importable_snapshot(snapshot)?;
         let metadata = weft_ledger::SnapshotMetadata::read(snapshot).map_err(|e| e.to_string())?;
         self.join_from(
             &metadata.channel_id,
             LedgerSource::Snapshot(snapshot.to_path_buf()),
         )
         .await
+    }
+
+    /// `path` if it is a directory under this peer's snapshot area or its
+    /// configured import directory (after resolving links), else a refusal:
+    /// a join request must not make the peer read any file it can reach.
+    fn importable_snapshot(&self, path: &std::path::Path) -> Result<std::path::PathBuf, String> {
+        let resolved =
+            std::fs::canonicalize(path).map_err(|e| format!("snapshot {}: {e}", path.display()))?;
+        let mut areas = vec![self.snapshot_dir()];
+        areas.extend(self.config.snapshot_import_dir.clone());
+        let allowed = areas
+            .iter()
+            .any(|area| std::fs::canonicalize(area).is_ok_and(|area| resolved.starts_with(area)));
+        if !allowed {
+            return Err(format!(
+                "snapshot {} is outside this peer's snapshot area ({}){}; copy it there first",
+                path.display(),
+                self.snapshot_dir().display(),
+                self.config
+                    .snapshot_import_dir
+                    .as_ref()
+                    .map(|d| format!(" and its import directory ({})", d.display()))
+                    .unwrap_or_default()
+            ));
+        }
+        Ok(resolved)
     }
 
     async fn join_from(
@@ -259,7 +311,17 @@ impl Peer {
         if self.channel(channel_id).is_some() {
             return Err(format!("this peer has already joined channel {channel_id}"));
         }
+        // The id passed Fabric's rule (config blocks and snapshot metadata
+        // are checked), so it is one plain path component; a directory this
+        // peer does not serve is never replaced or deleted.
+        weft_protoutil::check_channel_id(channel_id).map_err(|e| e.to_string())?;
         let dir = self.config.data_dir.join("ledgers").join(channel_id);
+        if dir.exists() {
+            return Err(format!(
+                "{} exists but is not a channel this peer serves; move it away to join {channel_id}",
+                dir.display()
+            ));
+        }
         let chaincodes: Vec<_> = self.config.chaincodes.iter().collect();
         let opened = tokio::task::block_in_place(|| {
             PeerChannel::open(
@@ -343,11 +405,26 @@ impl ChaincodeSupportRpc for Services {
         &self,
         request: Request<Streaming<ChaincodeMessage>>,
     ) -> Result<Response<Self::RegisterStream>, Status> {
+        // Only a chaincode this peer issued a certificate to may register,
+        // and only as the package the certificate is for.
+        let support = Arc::clone(&self.peer.chaincodes);
+        let bound = request
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(|c| support.credentials.package_of(c)))
+            .ok_or_else(|| {
+                let from = request
+                    .remote_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                eprintln!("chaincode registration from {from} refused: no chaincode certificate");
+                Status::unauthenticated(
+                    "chaincode registration requires the TLS client certificate this peer issued to the chaincode",
+                )
+            })?;
         let incoming = launcher::forward(request.into_inner());
         let (out, rx) = mpsc::channel(256);
-        let support = Arc::clone(&self.peer.chaincodes);
         tokio::spawn(async move {
-            if let Err(error) = support.serve_stream(out, incoming).await {
+            if let Err(error) = support.serve_stream(out, incoming, bound).await {
                 eprintln!("chaincode registration refused: {error}");
             }
         });
@@ -367,27 +444,33 @@ fn info(channel: &PeerChannel) -> ChannelInfo {
 
 #[tonic::async_trait]
 impl Admin for Services {
-    async fn join(&self, request: Request<JoinRequest>) -> Result<Response<ChannelInfo>, Status> {
-        if request.peer_certs().is_none_or(|c| c.is_empty()) {
-            return Err(Status::unauthenticated(
-                "channel administration needs a TLS client certificate",
-            ));
-        }
-        let request = request.into_inner();
-        let joined = if request.snapshot_path.is_empty() {
-            let block = Block::decode(request.config_block.as_slice())
+    async fn join(
+        &self,
+        request: Request<SignedAdminRequest>,
+    ) -> Result<Response<ChannelInfo>, Status> {
+        let authorized = self.peer.admin.authorize("join", &request)?;
+        let subject = authorized.admin.subject().to_owned();
+        let join = admin_body!(authorized, Join)?;
+        let joined = if join.snapshot_path.is_empty() {
+            let block = Block::decode(join.config_block.as_slice())
                 .map_err(|e| Status::invalid_argument(format!("config block: {e}")))?;
             self.peer.join(block).await
         } else {
             self.peer
-                .join_by_snapshot(std::path::Path::new(&request.snapshot_path))
+                .join_by_snapshot(std::path::Path::new(&join.snapshot_path))
                 .await
         };
         let channel = joined.map_err(Status::failed_precondition)?;
+        eprintln!("channel {}: joined (admin {subject})", channel.id);
         Ok(Response::new(info(&channel)))
     }
 
-    async fn list(&self, _request: Request<ListRequest>) -> Result<Response<ChannelList>, Status> {
+    async fn list(
+        &self,
+        request: Request<SignedAdminRequest>,
+    ) -> Result<Response<ChannelList>, Status> {
+        let authorized = self.peer.admin.authorize("list", &request)?;
+        admin_body!(authorized, List)?;
         Ok(Response::new(ChannelList {
             channels: self.peer.channels().iter().map(|c| info(c)).collect(),
         }))
@@ -395,62 +478,93 @@ impl Admin for Services {
 
     async fn info(
         &self,
-        request: Request<ChannelRequest>,
+        request: Request<SignedAdminRequest>,
     ) -> Result<Response<ChannelInfo>, Status> {
-        let name = &request.get_ref().channel;
+        let authorized = self.peer.admin.authorize("info", &request)?;
+        let name = admin_body!(authorized, Info)?.channel;
         let channel = self
             .peer
-            .channel(name)
+            .channel(&name)
             .ok_or_else(|| Status::not_found(format!("channel {name} not found on this peer")))?;
         Ok(Response::new(info(&channel)))
     }
 
     async fn remove(
         &self,
-        _request: Request<ChannelRequest>,
+        request: Request<SignedAdminRequest>,
     ) -> Result<Response<RemoveResponse>, Status> {
+        self.peer.admin.authorize("remove", &request)?;
         Err(Status::unimplemented("a peer cannot leave a channel"))
+    }
+
+    async fn chaincode_credentials(
+        &self,
+        request: Request<SignedAdminRequest>,
+    ) -> Result<Response<ChaincodeCredentials>, Status> {
+        let authorized = self
+            .peer
+            .admin
+            .authorize("chaincode credentials", &request)?;
+        let subject = authorized.admin.subject().to_owned();
+        let package_id = admin_body!(authorized, ChaincodeCredentials)?.package_id;
+        if !self.peer.chaincodes.is_installed(&package_id) {
+            return Err(Status::not_found(format!(
+                "chaincode package {package_id:?} is not installed on this peer"
+            )));
+        }
+        let issued = self
+            .peer
+            .chaincodes
+            .credentials
+            .issue(&package_id)
+            .map_err(Status::internal)?;
+        let roots = std::fs::read(
+            self.peer
+                .config
+                .data_dir
+                .join("chaincode/peer-tls-roots.pem"),
+        )
+        .map_err(|e| Status::internal(format!("reading the peer's TLS roots: {e}")))?;
+        eprintln!("issued chaincode credentials for {package_id} to admin {subject}");
+        Ok(Response::new(ChaincodeCredentials {
+            client_cert_pem: issued.cert_pem.into_bytes(),
+            client_key_pem: issued.key_pem.into_bytes(),
+            peer_root_cert_pem: roots,
+            peer_address: self.peer.config.external_address().to_owned(),
+        }))
     }
 }
 
-/// Serves every peer service on the listen address until `shutdown` resolves.
+/// Serves every peer service on `listener` (bound by the caller to the
+/// peer's listen address, or to port 0 in tests) until `shutdown` resolves.
 pub async fn serve(
     peer: Arc<Peer>,
+    listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let address: SocketAddr = peer
-        .config
-        .listen_address
-        .parse()
-        .map_err(|e| format!("listen_address {}: {e}", peer.config.listen_address))?;
     let services = Services {
         peer: Arc::clone(&peer),
     };
-    let builder = tonic::transport::Server::builder()
-        .tls_config(peer.tls.server_config())
-        .map_err(|e| e.to_string())?;
-    weft_orderer::service::with_grace(shutdown, |shutdown| {
-        serve_on(builder, peer, services, address, shutdown)
-    })
-    .await
-}
-
-async fn serve_on(
-    builder: tonic::transport::Server,
-    peer: Arc<Peer>,
-    services: Services,
-    address: SocketAddr,
-    shutdown: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
-) -> Result<(), String> {
+    let limits = peer.config.listener.clone();
     let max = crate::MAX_GRPC_MESSAGE;
-    builder
-        .tcp_nodelay(true)
+    let mut builder = tonic::transport::Server::builder()
+        .tls_config(
+            peer.tls
+                .server_config_trusting(peer.chaincodes.credentials.ca_pem().as_bytes()),
+        )
+        .map_err(|e| e.to_string())?
         .concurrency_limit_per_connection(peer.config.limits.concurrent_requests)
         .max_concurrent_streams(
-            u32::try_from(peer.config.limits.concurrent_requests).unwrap_or(u32::MAX),
+            u32::try_from(peer.config.limits.concurrent_requests)
+                .unwrap_or(u32::MAX)
+                .min(limits.streams_per_connection_max),
         )
         // Clients such as Caliper ping without calls; answer, do not GOAWAY.
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
+        .layer(weft_node::serve::InFlightLimit::new(
+            limits.requests_in_flight_max,
+        ));
+    let router = builder
         .add_service(
             GatewayServer::new(GatewayService {
                 peer: Arc::clone(&peer),
@@ -485,8 +599,13 @@ async fn serve_on(
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
         )
-        .add_service(AdminServer::new(services).max_decoding_message_size(max))
-        .serve_with_shutdown(address, shutdown)
-        .await
-        .map_err(|e| format!("{address}: {e}"))
+        .add_service(AdminServer::new(services).max_decoding_message_size(max));
+    let incoming = weft_node::serve::incoming(listener, limits.connections_max);
+    weft_node::serve::with_grace(shutdown, |shutdown| async move {
+        router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
 }

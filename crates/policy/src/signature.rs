@@ -114,6 +114,31 @@ impl SignaturePolicy {
         Ok(Self { principals, rule })
     }
 
+    /// `n` of `principals`, each to be satisfied by a different signer:
+    /// built directly, so no MSP id from a config block has to survive the
+    /// policy language's quoting.
+    pub fn n_out_of(n: usize, principals: Vec<Principal>) -> Result<Self, PolicyError> {
+        if principals.len() + 1 > NODES_MAX {
+            return Err(PolicyError::TooLarge);
+        }
+        let rules = (0..principals.len()).map(Node::SignedBy).collect();
+        Ok(Self {
+            principals,
+            rule: Node::NOutOf { n, rules },
+        })
+    }
+
+    /// A policy no set of signers satisfies.
+    pub fn nobody() -> Self {
+        Self {
+            principals: Vec::new(),
+            rule: Node::NOutOf {
+                n: 1,
+                rules: Vec::new(),
+            },
+        }
+    }
+
     pub fn principals(&self) -> &[Principal] {
         &self.principals
     }

@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod duration;
+pub mod names;
 pub mod transaction;
 
 pub use block::{
@@ -14,6 +15,7 @@ pub use block::{
     last_config_index, new_block, transactions_filter,
 };
 pub use duration::{format_duration, parse_duration};
+pub use names::{NameError, check_chaincode_name, check_channel_id, check_package_id};
 pub use transaction::{
     CollectionHashedRwSet, EndorsedAction, EndorserTransaction, EnvelopeError, NamespaceRwSet,
     TransactionBuilder, compute_tx_id, hex, parse_envelope, proposal_hash, unhex,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use support::Cluster;
 use weft_channel::BatchSettings;
 use weft_crypto::Signer;
-use weft_orderer::client::seek_envelope;
+use weft_node::seek::seek_envelope;
 use weft_protos::Message;
 use weft_protos::common::{ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader};
 use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
@@ -155,7 +155,7 @@ fn main() {
         SeekPosition {
             r#type: Some(seek_position::Type::NextCommit(SeekNextCommit {})),
         },
-        weft_orderer::client::specified(u64::MAX),
+        weft_node::seek::specified(u64::MAX),
         SeekBehavior::BlockUntilReady,
     )
     .expect("seek");

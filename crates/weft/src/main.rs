@@ -3,6 +3,7 @@
 //! Invariant: argument parsing, file reading and printing only; every piece of
 //! behaviour lives in a library crate.
 
+mod admin;
 mod bench;
 mod builtin;
 mod lifecycle;
@@ -279,21 +280,19 @@ enum PeerCommand {
         #[command(subcommand)]
         command: snapshot::Command,
     },
+    /// Manage the channels of one peer, as an admin of its organisation.
     Channel {
         #[command(subcommand)]
-        command: PeerChannelCommand,
-        /// The peer's address (host:port).
-        #[arg(long = "peerAddresses", global = true)]
-        peer_address: Option<String>,
-        /// CA certificate that issued the peer's TLS certificate.
-        #[arg(long = "tlsRootCertFiles", global = true)]
-        tls_root_cert: Option<PathBuf>,
-        /// TLS client certificate (an admin's or the peer's).
-        #[arg(long = "client-cert", global = true)]
-        client_cert: Option<PathBuf>,
-        /// TLS client key.
-        #[arg(long = "client-key", global = true)]
-        client_key: Option<PathBuf>,
+        command: admin::PeerChannelCommand,
+        #[command(flatten)]
+        peer: admin::PeerAdminArgs,
+    },
+    /// Chaincodes on one peer, as an admin of its organisation.
+    Chaincode {
+        #[command(subcommand)]
+        command: admin::PeerChaincodeCommand,
+        #[command(flatten)]
+        peer: admin::PeerAdminArgs,
     },
 }
 
@@ -306,26 +305,6 @@ enum PeerLifecycleCommand {
         #[command(flatten)]
         peer: lifecycle::PeerArgs,
     },
-}
-
-#[derive(Subcommand)]
-enum PeerChannelCommand {
-    /// Join the peer to a channel from its genesis block.
-    Join {
-        /// The channel's genesis block.
-        #[arg(short = 'b', long = "blockpath")]
-        block: PathBuf,
-    },
-    /// Join the peer to a channel from a ledger snapshot (made by `weft peer
-    /// snapshot submitrequest` on a peer of the channel): the ledger starts
-    /// at the snapshot's block and the peer pulls the blocks after it.
-    Joinbysnapshot {
-        /// The snapshot directory, as the peer sees its file system.
-        #[arg(long = "snapshotpath")]
-        snapshot: PathBuf,
-    },
-    /// List the peer's channels and their heights.
-    List,
 }
 
 #[derive(Subcommand)]
@@ -399,52 +378,12 @@ enum OrdererCommand {
 
 #[derive(Subcommand)]
 enum OsnadminCommand {
-    /// Manage the channels of one orderer.
+    /// Manage the channels of one orderer, as an admin of its organisation.
     Channel {
         #[command(subcommand)]
-        command: ChannelAdmin,
+        command: admin::ChannelAdmin,
         #[command(flatten)]
-        connection: AdminConnection,
-    },
-}
-
-#[derive(clap::Args)]
-struct AdminConnection {
-    /// The orderer's admin endpoint (host:port).
-    #[arg(short = 'o', long = "orderer", global = true)]
-    orderer: Option<String>,
-    /// CA certificate that issued the orderer's TLS certificate.
-    #[arg(long = "ca-file", global = true)]
-    ca_file: Option<PathBuf>,
-    /// TLS client certificate (the admin's).
-    #[arg(long = "client-cert", global = true)]
-    client_cert: Option<PathBuf>,
-    /// TLS client key.
-    #[arg(long = "client-key", global = true)]
-    client_key: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-enum ChannelAdmin {
-    /// Join the orderer to a channel from its genesis block.
-    Join {
-        /// Name of the channel (checked against the block).
-        #[arg(long = "channelID")]
-        channel_id: String,
-        /// The channel's genesis (config) block.
-        #[arg(long = "config-block")]
-        config_block: PathBuf,
-    },
-    /// List the orderer's channels.
-    List {
-        /// Show only this channel.
-        #[arg(long = "channelID")]
-        channel_id: Option<String>,
-    },
-    /// Remove the orderer from a channel, deleting its copy of the channel.
-    Remove {
-        #[arg(long = "channelID")]
-        channel_id: String,
+        connection: admin::OrdererAdminArgs,
     },
 }
 
@@ -615,6 +554,9 @@ fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
     let config = weft_orderer::OrdererConfig::load(&config).map_err(anyhow::Error::msg)?;
     runtime()?.block_on(async move {
         let address = config.listen_address.clone();
+        let listener = weft_node::serve::bind(&address)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let node = weft_orderer::Orderer::start(config)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -622,7 +564,7 @@ fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
             "orderer listening on {address} (channels: {})",
             node.channels().len()
         );
-        weft_orderer::serve(node, weft_shim_host::shutdown_signal())
+        weft_orderer::serve(node, listener, weft_shim_host::shutdown_signal())
             .await
             .map_err(anyhow::Error::msg)
     })
@@ -702,6 +644,9 @@ fn peer(command: PeerCommand) -> anyhow::Result<()> {
             let config = weft_peer::PeerConfig::load(&config).map_err(anyhow::Error::msg)?;
             runtime()?.block_on(async move {
                 let address = config.listen_address.clone();
+                let listener = weft_node::serve::bind(&address)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
                 let node = weft_peer::Peer::start(config, &builtin::builtins())
                     .await
                     .map_err(anyhow::Error::msg)?;
@@ -711,6 +656,7 @@ fn peer(command: PeerCommand) -> anyhow::Result<()> {
                 );
                 let result = weft_peer::serve(
                     std::sync::Arc::clone(&node),
+                    listener,
                     weft_shim_host::shutdown_signal(),
                 )
                 .await
@@ -724,97 +670,9 @@ fn peer(command: PeerCommand) -> anyhow::Result<()> {
             let PeerLifecycleCommand::Chaincode { command, peer } = *command;
             lifecycle::run(command, peer)
         }
-        PeerCommand::Channel {
-            command,
-            peer_address,
-            tls_root_cert,
-            client_cert,
-            client_key,
-        } => {
-            let need = |value: Option<PathBuf>, flag: &str| {
-                value.with_context(|| {
-                    format!("--{flag} is required (channel administration uses mutual TLS)")
-                })
-            };
-            let address = peer_address.context("--peerAddresses is required")?;
-            let tls = weft_orderer::tls::Tls::load(&weft_orderer::tls::TlsFiles {
-                cert: need(client_cert, "client-cert")?,
-                key: need(client_key, "client-key")?,
-                root_cas: vec![need(tls_root_cert, "tlsRootCertFiles")?],
-            })
-            .map_err(anyhow::Error::msg)?;
-            runtime()?.block_on(async move {
-                use weft_orderer::proto::{JoinRequest, ListRequest, admin_client::AdminClient};
-                let channel = tls.channel(&address).map_err(anyhow::Error::msg)?;
-                let mut client = AdminClient::new(channel);
-                let status = |e: tonic::Status| anyhow::anyhow!("{}: {}", e.code(), e.message());
-                match command {
-                    PeerChannelCommand::Join { block } => {
-                        let bytes = std::fs::read(&block)
-                            .with_context(|| format!("reading {}", block.display()))?;
-                        let info = client
-                            .join(JoinRequest {
-                                config_block: bytes,
-                                ..Default::default()
-                            })
-                            .await
-                            .map_err(status)?
-                            .into_inner();
-                        println!(
-                            "peer {address} joined channel {} (height {})",
-                            info.name, info.height
-                        );
-                    }
-                    PeerChannelCommand::Joinbysnapshot { snapshot } => {
-                        let path = std::path::absolute(&snapshot)
-                            .with_context(|| snapshot.display().to_string())?;
-                        let info = client
-                            .join(JoinRequest {
-                                snapshot_path: path.to_string_lossy().into_owned(),
-                                ..Default::default()
-                            })
-                            .await
-                            .map_err(status)?
-                            .into_inner();
-                        println!(
-                            "peer {address} joined channel {} from the snapshot (height {})",
-                            info.name, info.height
-                        );
-                    }
-                    PeerChannelCommand::List => {
-                        let list = client
-                            .list(ListRequest {})
-                            .await
-                            .map_err(status)?
-                            .into_inner();
-                        println!("Channels peers has joined:");
-                        for channel in list.channels {
-                            println!("{} (height {})", channel.name, channel.height);
-                        }
-                    }
-                }
-                Ok(())
-            })
-        }
+        PeerCommand::Channel { command, peer } => admin::peer_channel(command, peer),
+        PeerCommand::Chaincode { command, peer } => admin::peer_chaincode(command, peer),
     }
-}
-
-fn channel_json(info: &weft_orderer::proto::ChannelInfo) -> serde_json::Value {
-    serde_json::json!({
-        "name": info.name,
-        "height": info.height,
-        "status": info.status,
-        "consensusRelation": info.consensus_relation,
-        "raft": {
-            "nodeId": info.node_id,
-            "leaderId": info.leader_id,
-            "term": info.term,
-            "logEntries": info.raft_log_entries,
-            "firstIndex": info.raft_first_index,
-            "lastIndex": info.raft_last_index,
-            "snapshotIndex": info.raft_snapshot_index,
-        },
-    })
 }
 
 fn osnadmin(command: OsnadminCommand) -> anyhow::Result<()> {
@@ -822,65 +680,7 @@ fn osnadmin(command: OsnadminCommand) -> anyhow::Result<()> {
         command,
         connection,
     } = command;
-    let need = |value: Option<PathBuf>, flag: &str| {
-        value.with_context(|| format!("--{flag} is required (the admin service uses mutual TLS)"))
-    };
-    let orderer = connection.orderer.context("-o/--orderer is required")?;
-    let tls = weft_orderer::tls::Tls::load(&weft_orderer::tls::TlsFiles {
-        cert: need(connection.client_cert, "client-cert")?,
-        key: need(connection.client_key, "client-key")?,
-        root_cas: vec![need(connection.ca_file, "ca-file")?],
-    })
-    .map_err(anyhow::Error::msg)?;
-    runtime()?.block_on(async move {
-        use weft_orderer::proto::{ChannelRequest, JoinRequest, ListRequest, admin_client::AdminClient};
-        let channel = tls.channel(&orderer).map_err(anyhow::Error::msg)?;
-        let mut client = AdminClient::new(channel);
-        let status = |e: tonic::Status| anyhow::anyhow!("{}: {}", e.code(), e.message());
-        let output = match command {
-            ChannelAdmin::Join {
-                channel_id,
-                config_block,
-            } => {
-                let block = std::fs::read(&config_block)
-                    .with_context(|| format!("reading {}", config_block.display()))?;
-                let info = client
-                    .join(JoinRequest {
-                        config_block: block,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(status)?
-                    .into_inner();
-                anyhow::ensure!(
-                    info.name == channel_id,
-                    "the block is for channel {}, not {channel_id}",
-                    info.name
-                );
-                channel_json(&info)
-            }
-            ChannelAdmin::List { channel_id: Some(channel) } => {
-                channel_json(&client.info(ChannelRequest { channel }).await.map_err(status)?.into_inner())
-            }
-            ChannelAdmin::List { channel_id: None } => {
-                let list = client.list(ListRequest {}).await.map_err(status)?.into_inner();
-                serde_json::json!({ "channels": list.channels.iter().map(channel_json).collect::<Vec<_>>() })
-            }
-            ChannelAdmin::Remove { channel_id } => {
-                client
-                    .remove(ChannelRequest { channel: channel_id.clone() })
-                    .await
-                    .map_err(status)?;
-                serde_json::json!({ "removed": channel_id })
-            }
-        };
-        // A closed pipe (`| head`) is not an error worth a panic.
-        use std::io::Write;
-        match writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&output)?) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-            _ => Ok(()),
-        }
-    })
+    admin::osnadmin_channel(command, connection)
 }
 
 fn main() -> ExitCode {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use support::{Cluster, envelopes};
 use weft_channel::BatchSettings;
 use weft_crypto::Signer;
-use weft_orderer::client::{seek_envelope, specified};
+use weft_node::seek::{seek_envelope, specified};
 use weft_protos::Message;
 use weft_protos::common::{ChannelHeader, Envelope, HeaderType, Payload};
 use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;

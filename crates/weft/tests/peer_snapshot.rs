@@ -181,7 +181,10 @@ fn a_rebuilt_peer_joins_from_a_snapshot_and_catches_up() {
     assert_eq!(network.height(1), None, "the rebuilt peer has no channel");
 
     // A damaged snapshot is refused and leaves nothing behind.
-    let damaged = network.data_dir(1).join("damaged");
+    // An operator copies snapshots into the peer's snapshot area; a path
+    // anywhere else is refused (tests/trust_boundaries.rs).
+    let imports = network.data_dir(1).join("snapshots/import");
+    let damaged = imports.join("damaged");
     copy_dir(&first, &damaged);
     let state = damaged.join("public_state.data");
     let mut bytes = std::fs::read(&state).expect("read state");
@@ -202,7 +205,9 @@ fn a_rebuilt_peer_joins_from_a_snapshot_and_catches_up() {
     assert_eq!(network.height(1), None, "nothing was joined");
 
     // Joined from the snapshot at `height - 1`: it starts at `height`.
-    let snapshot_path = first.display().to_string();
+    let copied = imports.join(format!("{}", height - 1));
+    copy_dir(&first, &copied);
+    let snapshot_path = copied.display().to_string();
     let joined = network
         .channel_admin(1, &["joinbysnapshot", "--snapshotpath", &snapshot_path])
         .unwrap_or_else(|e| panic!("{e}\n{}", network.log(1)));

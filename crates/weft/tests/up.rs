@@ -697,6 +697,15 @@ fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
         .path()
         .join("nodes/peer0.org1.example.com/data/chaincode/classic/chaincode.log");
     assert!(log.is_file(), "no chaincode log at {}", log.display());
+    // It was given a TLS client certificate of its own, never the peer's key.
+    let given = std::fs::read(log.with_file_name("client.key")).expect("the chaincode's key");
+    let peer_key = std::fs::read(node_tls.join("server.key")).expect("the peer's key");
+    assert_ne!(given, peer_key);
+    let given_cert = std::fs::read_to_string(log.with_file_name("client.crt")).expect("cert");
+    assert!(
+        given_cert.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{given_cert}"
+    );
     for mut process in [server, started] {
         let _ = process.kill();
         let _ = process.wait();

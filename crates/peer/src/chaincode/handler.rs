@@ -645,7 +645,12 @@ mod tests {
         Rig {
             handler: Arc::new(Handler::new("cc".into(), out)),
             to_chaincode,
-            support: ChaincodeSupport::new(Vec::new(), HashMap::new(), limits),
+            support: ChaincodeSupport::new(
+                Vec::new(),
+                HashMap::new(),
+                limits,
+                crate::chaincode::credentials::ChaincodeCredentials::new("test").expect("ca"),
+            ),
             simulator: Simulator::new(Arc::clone(&ledger)),
             ledger,
             _dir: dir,

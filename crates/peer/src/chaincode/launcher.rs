@@ -40,13 +40,17 @@ pub fn connect_in_process(
 ) {
     let (to_chaincode, from_peer) = mpsc::channel(QUEUE);
     let (to_peer, from_chaincode) = mpsc::channel(QUEUE);
+    let bound = id.clone();
     tokio::spawn(async move {
         if let Err(error) = weft_shim::run(chaincode, &id, to_peer, from_peer).await {
             eprintln!("built-in chaincode {id}: {error}");
         }
     });
     tokio::spawn(async move {
-        if let Err(error) = support.serve_stream(to_chaincode, from_chaincode).await {
+        if let Err(error) = support
+            .serve_stream(to_chaincode, from_chaincode, bound)
+            .await
+        {
             eprintln!("built-in chaincode stream: {error}");
         }
     });
@@ -66,15 +70,22 @@ impl Launcher for InProcess {
 }
 
 /// Chaincode-as-a-service: dials the chaincode's `/protos.Chaincode/Connect`.
+/// Over TLS the peer presents its own TLS client certificate, as Fabric's
+/// peers do; the stream may register only as package `id`.
 pub struct External {
+    pub id: String,
     pub address: String,
     pub tls_root_ca: Option<Vec<u8>>,
+    /// The peer's TLS certificate and key (PEM), presented to the chaincode server.
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Launcher for External {
     fn launch(&self, support: Arc<ChaincodeSupport>) -> LaunchFuture {
         let address = self.address.clone();
         let ca = self.tls_root_ca.clone();
+        let identity = self.client_identity.clone();
+        let bound = self.id.clone();
         Box::pin(async move {
             let endpoint = match &ca {
                 None => tonic::transport::Endpoint::from_shared(format!("http://{address}")),
@@ -86,12 +97,16 @@ impl Launcher for External {
             .tcp_nodelay(true);
             let endpoint = match ca {
                 None => endpoint,
-                Some(ca) => endpoint
-                    .tls_config(
-                        tonic::transport::ClientTlsConfig::new()
-                            .ca_certificate(tonic::transport::Certificate::from_pem(ca)),
-                    )
-                    .map_err(|e| format!("{address}: {e}"))?,
+                Some(ca) => {
+                    let mut tls = tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+                    if let Some((cert, key)) = identity {
+                        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+                    }
+                    endpoint
+                        .tls_config(tls)
+                        .map_err(|e| format!("{address}: {e}"))?
+                }
             };
             let channel = endpoint
                 .connect()
@@ -112,7 +127,10 @@ impl Launcher for External {
             .into_inner();
             let from_chaincode = forward(incoming);
             tokio::spawn(async move {
-                if let Err(error) = support.serve_stream(to_chaincode, from_chaincode).await {
+                if let Err(error) = support
+                    .serve_stream(to_chaincode, from_chaincode, bound)
+                    .await
+                {
                     eprintln!("chaincode server {address}: {error}");
                 }
             });
@@ -131,16 +149,56 @@ pub fn forward(
     weft_shim::forward(incoming, QUEUE)
 }
 
-/// What a chaincode process needs to dial the peer (Fabric's `CORE_*` environment).
+/// What a chaincode process needs to dial the peer (Fabric's `CORE_*`
+/// environment); its TLS client certificate is issued at each launch.
 #[derive(Debug, Clone)]
 pub struct PeerContact {
     pub address: String,
     pub msp_id: String,
     /// The CA certificate of the peer's TLS certificate.
     pub tls_root_cert: PathBuf,
-    /// TLS client certificate and key the chaincode presents, PEM.
-    pub client_cert_pem: Vec<u8>,
-    pub client_key_pem: Vec<u8>,
+}
+
+/// Writes a chaincode's TLS client certificate and key where its shim looks
+/// for them: PEM (`client.crt`, `client.key`: Fabric's Go shim,
+/// `CORE_TLS_CLIENT_*_FILE`) and base64 of the PEM (`client.crt.b64`,
+/// `client.key.b64`: the Node and Java shims, `CORE_TLS_CLIENT_*_PATH`).
+/// Keys are readable by the owner only. Returns the four paths.
+pub fn write_credentials(
+    dir: &std::path::Path,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<[PathBuf; 4], String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let files = [
+        (dir.join("client.crt"), cert_pem.to_vec(), 0o644),
+        (dir.join("client.key"), key_pem.to_vec(), 0o600),
+        (
+            dir.join("client.crt.b64"),
+            weft_crypto::pem::base64(cert_pem).into_bytes(),
+            0o644,
+        ),
+        (
+            dir.join("client.key.b64"),
+            weft_crypto::pem::base64(key_pem).into_bytes(),
+            0o600,
+        ),
+    ];
+    for (path, contents, mode) in &files {
+        let _ = std::fs::remove_file(path);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(*mode)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        file.write_all(contents)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let [a, b, c, d] = files.map(|(path, _, _)| path);
+    Ok([a, b, c, d])
 }
 
 /// Classic mode: the peer starts a local process, which dials back.
@@ -156,26 +214,18 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(&self) -> Result<tokio::process::Child, String> {
+    fn spawn(&self, support: &ChaincodeSupport) -> Result<tokio::process::Child, String> {
         let program = self
             .command
             .first()
             .ok_or_else(|| format!("chaincode {}: empty command", self.id))?;
-        std::fs::create_dir_all(&self.work_dir)
-            .map_err(|e| format!("{}: {e}", self.work_dir.display()))?;
-        // The Node shim reads these files as base64 of the PEM.
-        let key_path = self.work_dir.join("client.key.b64");
-        let cert_path = self.work_dir.join("client.crt.b64");
-        std::fs::write(
-            &key_path,
-            weft_crypto::pem::base64(&self.contact.client_key_pem),
-        )
-        .map_err(|e| format!("{}: {e}", key_path.display()))?;
-        std::fs::write(
-            &cert_path,
-            weft_crypto::pem::base64(&self.contact.client_cert_pem),
-        )
-        .map_err(|e| format!("{}: {e}", cert_path.display()))?;
+        // A certificate of its own, issued for this package at this launch.
+        let issued = support.credentials.issue(&self.id)?;
+        let [cert_file, key_file, cert_path, key_path] = write_credentials(
+            &self.work_dir,
+            issued.cert_pem.as_bytes(),
+            issued.key_pem.as_bytes(),
+        )?;
         let log_path = self.work_dir.join("chaincode.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -199,6 +249,8 @@ impl Process {
             .env("CORE_PEER_TLS_ROOTCERT_FILE", &self.contact.tls_root_cert)
             .env("CORE_TLS_CLIENT_KEY_PATH", &key_path)
             .env("CORE_TLS_CLIENT_CERT_PATH", &cert_path)
+            .env("CORE_TLS_CLIENT_KEY_FILE", &key_file)
+            .env("CORE_TLS_CLIENT_CERT_FILE", &cert_file)
             .envs(&self.env)
             .stdin(std::process::Stdio::null())
             .stdout(log)
@@ -214,13 +266,13 @@ impl Process {
 }
 
 impl Launcher for Process {
-    fn launch(&self, _support: Arc<ChaincodeSupport>) -> LaunchFuture {
+    fn launch(&self, support: Arc<ChaincodeSupport>) -> LaunchFuture {
         let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
         // A process that is still running but not connected is replaced.
         if let Some(mut old) = child.take() {
             let _ = old.start_kill();
         }
-        let result = self.spawn().map(|spawned| {
+        let result = self.spawn(&support).map(|spawned| {
             eprintln!(
                 "chaincode {}: started {:?} (pid {:?}), log {}",
                 self.id,

@@ -8,7 +8,14 @@
 //! them through the handshake and then routes messages by (channel, tx id),
 //! so many transactions share one stream. A [`launcher::Launcher`] makes a
 //! chaincode connect when the peer needs it.
+//!
+//! Every stream is bound to one package id before it may register: a
+//! classic chaincode by the TLS client certificate the peer issued it
+//! ([`credentials`]), a built-in or chaincode-as-a-service one by the
+//! launcher that opened it. A registration for another package, or for a
+//! package whose chaincode is connected, is refused.
 
+pub mod credentials;
 pub mod handler;
 pub mod launcher;
 
@@ -86,8 +93,12 @@ pub struct ChaincodeSupport {
     launchers: HashMap<String, Arc<dyn Launcher>>,
     launch_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     handlers: Mutex<HashMap<String, Arc<Handler>>>,
+    /// Package ids whose registration is between REGISTER and READY.
+    handshaking: Mutex<std::collections::HashSet<String>>,
     registrations: watch::Sender<u64>,
     pub limits: Limits,
+    /// The chaincode CA: classic chaincodes' TLS client certificates.
+    pub credentials: credentials::ChaincodeCredentials,
 }
 
 impl std::fmt::Debug for ChaincodeSupport {
@@ -103,6 +114,7 @@ impl ChaincodeSupport {
         installed: Vec<ChaincodeConfig>,
         launchers: HashMap<String, Arc<dyn Launcher>>,
         limits: Limits,
+        credentials: credentials::ChaincodeCredentials,
     ) -> Arc<Self> {
         let launch_locks = installed
             .iter()
@@ -116,8 +128,10 @@ impl ChaincodeSupport {
             launchers,
             launch_locks,
             handlers: Mutex::default(),
+            handshaking: Mutex::default(),
             registrations: watch::channel(0).0,
             limits,
+            credentials,
         })
     }
 
@@ -130,6 +144,10 @@ impl ChaincodeSupport {
 
     fn handlers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Handler>>> {
         self.handlers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handshaking(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.handshaking.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn connected(&self, id: &str) -> Option<Arc<Handler>> {
@@ -192,12 +210,20 @@ impl ChaincodeSupport {
             })?
     }
 
+    /// Whether package `id` is installed here.
+    pub fn is_installed(&self, id: &str) -> bool {
+        self.installed.contains_key(id)
+    }
+
     /// Takes a chaincode's stream through REGISTER → REGISTERED → READY and
-    /// serves it until it closes. `out` carries messages to the chaincode.
+    /// serves it until it closes. `out` carries messages to the chaincode;
+    /// `bound` is the package id the stream was authenticated as, the only
+    /// one it may register.
     pub async fn serve_stream(
         self: Arc<Self>,
         out: mpsc::Sender<ChaincodeMessage>,
         mut incoming: mpsc::Receiver<ChaincodeMessage>,
+        bound: String,
     ) -> Result<(), String> {
         let first = tokio::time::timeout(Duration::from_secs(30), incoming.recv())
             .await
@@ -227,19 +253,48 @@ impl ChaincodeSupport {
             return refuse("REGISTER payload is not a ChaincodeID".into()).await;
         };
         let id = chaincode_id.name;
+        if id != bound {
+            return refuse(format!(
+                "chaincode {bound:?} may not register as {id:?}: its credentials were issued for {bound:?}"
+            ))
+            .await;
+        }
         let Some(installed) = self.installed.get(&id).cloned() else {
             return refuse(format!("chaincode id {id:?} is not installed on this peer")).await;
         };
+        // Checked and claimed under one lock: of two racing registrations,
+        // exactly one wins; transactions see the stream only after READY.
+        let claimed = {
+            let handlers = self.handlers();
+            let mut handshaking = self.handshaking();
+            !handlers.get(&id).is_some_and(|h| h.is_open()) && handshaking.insert(id.clone())
+        };
+        if !claimed {
+            return refuse(format!(
+                "chaincode {id:?} is already registered on a live stream; a second registration never replaces it"
+            ))
+            .await;
+        }
+        let mut handshake = Ok(());
         for kind in [Type::Registered, Type::Ready] {
-            out.send(ChaincodeMessage {
+            let message = ChaincodeMessage {
                 r#type: kind as i32,
                 ..Default::default()
-            })
-            .await
-            .map_err(|_| "stream closed during the handshake".to_owned())?;
+            };
+            if out.send(message).await.is_err() {
+                handshake = Err("stream closed during the handshake".to_owned());
+                break;
+            }
         }
         let handler = Arc::new(Handler::new(installed.name.clone(), out));
-        self.handlers().insert(id.clone(), Arc::clone(&handler));
+        {
+            let mut handlers = self.handlers();
+            self.handshaking().remove(&id);
+            if handshake.is_ok() {
+                handlers.insert(id.clone(), Arc::clone(&handler));
+            }
+        }
+        handshake?;
         self.registrations
             .send_modify(|generation| *generation += 1);
         eprintln!("chaincode {} registered as {id}", installed.name);
@@ -247,14 +302,17 @@ impl ChaincodeSupport {
             handler.route(message).await;
         }
         handler.close();
-        {
-            let mut handlers = self.handlers();
-            if handlers.get(&id).is_some_and(|h| Arc::ptr_eq(h, &handler)) {
-                handlers.remove(&id);
-            }
-        }
+        self.release(&id, &handler);
         eprintln!("chaincode {} ({id}) disconnected", installed.name);
         Ok(())
+    }
+
+    /// Forgets `handler` as package `id`'s stream, if it still is.
+    fn release(&self, id: &str, handler: &Arc<Handler>) {
+        let mut handlers = self.handlers();
+        if handlers.get(id).is_some_and(|h| Arc::ptr_eq(h, handler)) {
+            handlers.remove(id);
+        }
     }
 
     /// Runs one transaction of chaincode `name`, as defined on the

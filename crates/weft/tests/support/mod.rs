@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weft_channel::{BatchSettings, genesis_block};
-use weft_orderer::client::{seek_envelope, specified};
-use weft_orderer::tls::{Tls, TlsFiles};
+use weft_node::seek::{seek_envelope, specified};
+use weft_node::tls::{Tls, TlsFiles};
 use weft_protos::Message;
 use weft_protos::common::{Block, Envelope};
 use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
@@ -279,6 +279,9 @@ impl Cluster {
             admin.join("client.crt").display().to_string(),
             "--client-key".into(),
             admin.join("client.key").display().to_string(),
+            // The MSP directory is found beside `tls/`.
+            "--localMspId".into(),
+            weft_testkit::ORDERER_ORG.1.into(),
         ]
     }
 

@@ -279,6 +279,9 @@ impl Network {
             tls.join("client.crt").display().to_string(),
             "--client-key".into(),
             tls.join("client.key").display().to_string(),
+            // The MSP directory is found beside `tls/`.
+            "--localMspId".into(),
+            self.peers[i].msp_id.into(),
         ]
     }
 

@@ -74,6 +74,18 @@ impl Tls {
             .client_auth_optional(true)
     }
 
+    /// [`Tls::server_config`], also trusting `extra_client_roots` (PEM) for
+    /// client certificates (a peer's chaincode CA).
+    pub fn server_config_trusting(&self, extra_client_roots: &[u8]) -> ServerTlsConfig {
+        let mut roots = self.roots_pem.clone();
+        roots.push(b'\n');
+        roots.extend_from_slice(extra_client_roots);
+        ServerTlsConfig::new()
+            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .client_ca_root(Certificate::from_pem(&roots))
+            .client_auth_optional(true)
+    }
+
     /// A lazily connecting channel to `host:port`, presenting our
     /// certificate; made once per endpoint and reused (it reconnects by itself).
     pub fn channel(&self, endpoint: &str) -> Result<Channel, String> {

@@ -1,0 +1,34 @@
+//! What every weft node (peer and orderer) shares at its edges:
+//!
+//! - [`tls`]: TLS files, server and client configuration, shared connections;
+//! - [`admin`]: the node administration service's rule (an admin of the
+//!   node's organisation signs, within the time window, once, over mutual
+//!   TLS) for the server, and [`admin::AdminConnection`] for callers;
+//! - [`clock`]: the clock seam and request time windows (Fabric's 15 min);
+//! - [`deliver`]: the Deliver seek loop both node kinds serve;
+//! - [`seek`]: signed Deliver seek requests;
+//! - [`serve`]: serving until shutdown with a grace period for long streams.
+//!
+//! L2: it knows tonic and the file system (TLS and MSP files), and nothing
+//! of ledgers, Raft or chaincode.
+
+pub mod admin;
+pub mod clock;
+pub mod deliver;
+pub mod seek;
+pub mod serve;
+pub mod tls;
+
+/// weft's node administration service (`weft.admin.Admin`).
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("weft.admin");
+}
+
+pub use admin::{AdminAuthority, AdminConnection, AdminSigner, Authorized};
+pub use clock::{Clock, REQUEST_TIME_WINDOW, SystemClock};
+pub use tls::{EndpointOverrides, Tls, TlsFiles};
+
+/// The largest gRPC message a node accepts or sends (Fabric's default is
+/// 100 MiB; a block of that size needs some room for its envelope).
+pub const MAX_GRPC_MESSAGE: usize = 128 << 20;

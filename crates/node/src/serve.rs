@@ -1,0 +1,309 @@
+//! Serving a node's gRPC services until told to stop.
+
+/// How long open streams (Deliver, chaincode, events) may take to finish
+/// once a server is told to stop; then they are cut.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the server that `serve` builds around a shutdown future: once
+/// `shutdown` resolves, open streams get [`SHUTDOWN_GRACE`] to finish
+/// before the server is dropped. tonic's graceful stop alone waits for
+/// every stream, and long-lived ones (a peer's Deliver from this orderer, a
+/// chaincode's stream to its peer) never end by themselves.
+pub async fn with_grace<E, F>(
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    serve: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
+) -> Result<(), E>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    let (signalled, stopping) = tokio::sync::oneshot::channel::<()>();
+    let server = serve(Box::pin(async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    }));
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        () = async {
+            match stopping.await {
+                Ok(()) => tokio::time::sleep(SHUTDOWN_GRACE).await,
+                Err(_) => std::future::pending().await,
+            }
+        } => Ok(()),
+    }
+}
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::codegen::http;
+use tonic::transport::server::{Connected, TcpConnectInfo};
+
+/// Bounds every node puts on its listener. Each is a config value
+/// (`limits:` in the node's YAML) with a default sized for this kind of
+/// machine; over a bound a client gets a clear answer, never a hang.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ListenerLimits {
+    /// Open client connections; a connection beyond it is closed at once.
+    pub connections_max: usize,
+    /// Concurrent HTTP/2 streams (calls) on one connection.
+    pub streams_per_connection_max: u32,
+    /// Requests being handled across the node; beyond it a call is answered
+    /// RESOURCE_EXHAUSTED at once. A streaming call counts until its
+    /// response starts (streams are bounded by the two limits above).
+    pub requests_in_flight_max: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            connections_max: 4096,
+            streams_per_connection_max: 4096,
+            requests_in_flight_max: 16_384,
+        }
+    }
+}
+
+/// Binds `address` (the caller may bind `127.0.0.1:0` and read the port).
+pub async fn bind(address: &str) -> Result<TcpListener, String> {
+    let address: SocketAddr = address
+        .parse()
+        .map_err(|e| format!("listen address {address}: {e}"))?;
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("listening on {address}: {e}"))
+}
+
+/// A connection holding one of the listener's connection permits.
+pub struct LimitedStream {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connected for LimitedStream {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+impl AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// The accepted connections of `listener`, at most `connections_max` open at
+/// once: one more is closed as soon as it is accepted (and logged), so a
+/// flood of connections cannot exhaust the node's file descriptors.
+pub fn incoming(
+    listener: TcpListener,
+    connections_max: usize,
+) -> impl tokio_stream::Stream<Item = Result<LimitedStream, std::io::Error>> {
+    let permits = Arc::new(Semaphore::new(connections_max));
+    let mut refused: u64 = 0;
+    async_stream_like(listener, move |stream: TcpStream| {
+        match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => {
+                let _ = stream.set_nodelay(true);
+                Some(LimitedStream {
+                    stream,
+                    _permit: permit,
+                })
+            }
+            Err(_) => {
+                refused += 1;
+                // Once per power of two, not once per connection.
+                if refused.is_power_of_two() {
+                    eprintln!(
+                        "refused a connection from {:?}: {connections_max} connections are open ({refused} refused so far)",
+                        stream.peer_addr().ok()
+                    );
+                }
+                None
+            }
+        }
+    })
+}
+
+/// Accepts from `listener` forever, yielding what `admit` lets through;
+/// accept errors (too many open files, a reset during the handshake) are
+/// skipped after a short pause rather than ending the server.
+fn async_stream_like<T>(
+    listener: TcpListener,
+    mut admit: impl FnMut(TcpStream) -> Option<T> + Send + 'static,
+) -> impl tokio_stream::Stream<Item = Result<T, std::io::Error>>
+where
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    eprintln!("accepting a connection: {error}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if let Some(admitted) = admit(stream)
+                && tx.send(Ok(admitted)).await.is_err()
+            {
+                return;
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// A tower layer answering RESOURCE_EXHAUSTED once `max` requests are in
+/// flight across the node (every service behind it shares the bound).
+#[derive(Debug, Clone)]
+pub struct InFlightLimit {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl InFlightLimit {
+    pub fn new(max: usize) -> Self {
+        InFlightLimit {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for InFlightLimit {
+    type Service = InFlightLimited<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        InFlightLimited {
+            inner,
+            limit: self.clone(),
+        }
+    }
+}
+
+/// A service behind [`InFlightLimit`].
+#[derive(Debug, Clone)]
+pub struct InFlightLimited<S> {
+    inner: S,
+    limit: InFlightLimit,
+}
+
+type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B> tonic::codegen::Service<http::Request<B>> for InFlightLimited<S>
+where
+    S: tonic::codegen::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        match Arc::clone(&self.limit.permits).try_acquire_owned() {
+            Ok(permit) => {
+                let call = self.inner.call(request);
+                Box::pin(async move {
+                    let response = call.await;
+                    drop(permit);
+                    response
+                })
+            }
+            Err(_) => {
+                let status = tonic::Status::resource_exhausted(format!(
+                    "this node is handling {} requests, its limit (limits.requests_in_flight_max); retry later",
+                    self.limit.max
+                ));
+                Box::pin(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio_stream::StreamExt;
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_are_closed() {
+        let listener = bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr");
+        let mut accepted = Box::pin(incoming(listener, 2));
+        let _a = TcpStream::connect(address).await.expect("a");
+        let _b = TcpStream::connect(address).await.expect("b");
+        let first = accepted.next().await.expect("first").expect("ok");
+        let _second = accepted.next().await.expect("second").expect("ok");
+        // The third is accepted by the kernel, then closed by the node.
+        let mut c = TcpStream::connect(address).await.expect("c");
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read(&mut c, &mut byte),
+        )
+        .await
+        .expect("closed promptly");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        // A closed connection frees its place.
+        drop(first);
+        let _d = TcpStream::connect(address).await.expect("d");
+        let fourth = tokio::time::timeout(std::time::Duration::from_secs(5), accepted.next())
+            .await
+            .expect("admitted");
+        assert!(fourth.is_some());
+    }
+}
