@@ -3,6 +3,7 @@
 
 use prost::Message;
 use weft_channel::BatchSettings;
+use weft_material::SigningIdentity;
 use weft_node::proto::{AdminRequest, SignedAdminRequest};
 use weft_orderer::raft::TypeConfig;
 use weft_protos::common::{Block, Envelope, Payload};
@@ -15,7 +16,7 @@ use weft_protos::peer::{
 };
 use weft_protos::rwset::TxPvtReadWriteSet;
 use weft_protoutil::NamespaceRwSet;
-use weft_testkit::TestNetwork;
+use weft_testkit::{Submitter, TestNetwork};
 
 use crate::Harness;
 
@@ -157,7 +158,7 @@ pub fn all() -> Vec<Harness> {
         },
         Harness {
             name: "private data push/pull (peer to peer)",
-            seeds: private_data_messages(&network),
+            seeds: private_data_messages(&network.peer("org1.example.com", "Org1MSP")),
             run: Box::new(|bytes| {
                 let Ok(signed) = weft_peer::proto::SignedMessage::decode(bytes) else {
                     return;
@@ -184,7 +185,11 @@ pub fn all() -> Vec<Harness> {
         },
         Harness {
             name: "admin request (peers and orderers)",
-            seeds: vec![admin_request(&network)],
+            seeds: vec![admin_request(&network.user(
+                "org1.example.com",
+                "Admin",
+                "Org1MSP",
+            ))],
             run: Box::new(|bytes| {
                 if let Ok(signed) = SignedAdminRequest::decode(bytes)
                     && let Ok(request) = AdminRequest::decode(signed.request.as_slice())
@@ -277,12 +282,12 @@ fn chaincode_messages() -> Vec<Vec<u8>> {
     ]
 }
 
-fn private_data_messages(network: &TestNetwork) -> Vec<Vec<u8>> {
-    let peer = network.peer("org1.example.com", "Org1MSP");
+fn private_data_messages(peer: &SigningIdentity) -> Vec<Vec<u8>> {
     let payload = weft_peer::proto::PushPayload {
         channel: "mychannel".into(),
         tx_id: "ab".repeat(32),
         private_data: TxPvtReadWriteSet::default().encode_to_vec(),
+        timestamp_unix_ms: 1,
     }
     .encode_to_vec();
     vec![
@@ -319,11 +324,9 @@ fn raft_messages(block: &[u8]) -> Vec<Vec<u8>> {
     ]
 }
 
-fn admin_request(network: &TestNetwork) -> Vec<u8> {
+fn admin_request(creator: &SigningIdentity) -> Vec<u8> {
     let request = AdminRequest {
-        creator: network
-            .user("org1.example.com", "Admin", "Org1MSP")
-            .serialized(),
+        creator: creator.serialized(),
         timestamp_unix_ms: 1,
         nonce: vec![7; 24],
         tls_cert_hash: vec![1; 32],
@@ -337,4 +340,94 @@ fn admin_request(network: &TestNetwork) -> Vec<u8> {
         signature: vec![0x30; 70],
     }
     .encode_to_vec()
+}
+
+/// Seeds for hostile requests to a live network, per service, made with
+/// the network's own User1 of Org1 (and endorsed by its peers, as a real
+/// client's transactions are): valid requests and the material mutations
+/// start from.
+#[derive(Debug, Default)]
+pub struct NetworkSeeds {
+    pub admin: Vec<Vec<u8>>,
+    pub envelopes: Vec<Vec<u8>>,
+    pub seeks: Vec<Vec<u8>>,
+    pub raft: Vec<Vec<u8>>,
+    pub proposals: Vec<Vec<u8>>,
+    pub chaincode: Vec<Vec<u8>>,
+    pub private: Vec<Vec<u8>>,
+}
+
+pub fn network_seeds(
+    network: &weft_network::NetworkDir,
+    spec: &weft_spec::NetworkSpec,
+) -> Result<NetworkSeeds, String> {
+    use weft_material::layout;
+    let organizations = network.organizations();
+    let load = |dir: std::path::PathBuf, msp_id: &str| {
+        SigningIdentity::load(&dir, msp_id).map_err(|e| format!("{}: {e}", dir.display()))
+    };
+    let org_dir = |domain: &str| layout::peer_org_dir(&organizations, domain);
+    let user = load(
+        layout::user_dir(&org_dir("org1.example.com"), "User1", "org1.example.com").join("msp"),
+        "Org1MSP",
+    )?;
+    let endorsers = spec
+        .organizations
+        .iter()
+        .map(|org| {
+            load(
+                layout::peer_dir(&organizations, &org.domain, 0).join("msp"),
+                &org.msp_id,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut submitter = Submitter::new(
+        "mychannel",
+        load(
+            layout::user_dir(&org_dir("org1.example.com"), "User1", "org1.example.com").join("msp"),
+            "Org1MSP",
+        )?,
+        endorsers,
+    );
+    submitter.timestamp_seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let envelopes = (0..4)
+        .map(|i| {
+            submitter
+                .transaction("basic", vec![rwset(&format!("hostile-{i}"), false)])
+                .1
+        })
+        .collect();
+    let proposals = (0..2)
+        .map(|i| {
+            submitter
+                .builder("basic", vec![rwset(&format!("hostile-p{i}"), false)])
+                .signed_proposal(&user)
+                .map(|p| p.encode_to_vec())
+                .map_err(|e| e.to_string())
+        })
+        .collect::<Result<_, _>>()?;
+    let seek = weft_node::seek::seek_envelope(
+        &user,
+        "mychannel",
+        weft_node::seek::specified(0),
+        SeekPosition {
+            r#type: Some(seek_position::Type::Newest(SeekNewest {})),
+        },
+        weft_protos::orderer::seek_info::SeekBehavior::FailIfNotReady,
+    )
+    .map_err(|e| e.to_string())?
+    .encode_to_vec();
+    let genesis = std::fs::read(network.block("mychannel"))
+        .map_err(|e| format!("{}: {e}", network.block("mychannel").display()))?;
+    Ok(NetworkSeeds {
+        admin: vec![admin_request(&user)],
+        envelopes,
+        seeks: vec![seek],
+        raft: raft_messages(&genesis),
+        proposals,
+        chaincode: chaincode_messages(),
+        private: private_data_messages(&user),
+    })
 }

@@ -6,12 +6,14 @@
 //! panic as a crash with the input that caused it.
 //!
 //! `weft-fuzz` (the binary) runs them long; `tests/short.rs` runs each
-//! briefly in CI. A crash means a panic reachable from network input: the
+//! briefly in CI. [`hostile`] sends such inputs over the network to a
+//! running `weft up` network (`weft-fuzz --network DIR`). A crash means a panic reachable from network input: the
 //! harness names the decoder and the input is saved to reproduce it.
 //!
 //! Not a dependency of any node: a tool beside `testkit`.
 
 pub mod harnesses;
+pub mod hostile;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -51,32 +53,8 @@ pub enum Budget {
     Time(Duration),
 }
 
-/// A small fast PRNG (xorshift64*): reproducible from its seed.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1))
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-}
+/// The bench's seeded xorshift64*: a run is reproducible from its seed.
+pub use weft_bench::workload::Rng;
 
 const INTERESTING: [u8; 10] = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x08, 0x0a, 0x12, 0x1a, 0x22];
 
@@ -147,7 +125,7 @@ pub fn mutate(input: &mut Vec<u8>, seeds: &[Vec<u8>], rng: &mut Rng) {
 
 /// Runs `harness` within `budget`; `seed` makes the run reproducible.
 pub fn fuzz(harness: &Harness, budget: Budget, seed: u64) -> Report {
-    let mut rng = Rng::new(seed ^ fnv(harness.name));
+    let mut rng = Rng::seeded(seed ^ fnv(harness.name));
     let mut report = Report::default();
     let started = Instant::now();
     let previous = std::panic::take_hook();
@@ -221,7 +199,7 @@ mod tests {
         let mut a = Vec::new();
         let mut b = Vec::new();
         let (mut x, mut y) = (b"seed".to_vec(), b"seed".to_vec());
-        let (mut r1, mut r2) = (Rng::new(5), Rng::new(5));
+        let (mut r1, mut r2) = (Rng::seeded(5), Rng::seeded(5));
         for _ in 0..100 {
             mutate(&mut x, &[], &mut r1);
             mutate(&mut y, &[], &mut r2);

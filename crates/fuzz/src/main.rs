@@ -2,6 +2,11 @@
 //! runs every harness (or those whose name contains NAME) for the budget
 //! each, prints executions and crashes, saves crashing inputs, and exits 1
 //! if any harness crashed.
+//!
+//! `weft-fuzz --network DIR [--seconds N] [--workers N]`: hostile clients
+//! against the running `weft up` network in DIR (see `weft_fuzz::hostile`);
+//! exits 1 if a node restarted, the normal client failed, or the canary
+//! beside the network changed.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -13,6 +18,8 @@ fn main() -> ExitCode {
     let mut filter = String::new();
     let mut seed = 1u64;
     let mut crashes_dir = std::path::PathBuf::from("fuzz-crashes");
+    let mut network: Option<std::path::PathBuf> = None;
+    let mut workers = 8u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next();
@@ -32,8 +39,19 @@ fn main() -> ExitCode {
             },
             "--harness" => filter = value.unwrap_or_default(),
             "--crashes" => crashes_dir = value.unwrap_or_default().into(),
+            "--network" => network = value.map(Into::into),
+            "--workers" => match number() {
+                Some(n) if n > 0 => workers = n,
+                _ => return usage("--workers takes a whole number above 0"),
+            },
             other => return usage(&format!("unknown argument {other:?}")),
         }
+    }
+    if let Some(dir) = network {
+        let Budget::Time(duration) = budget else {
+            return usage("--network runs for --seconds, not --executions");
+        };
+        return hostile(&dir, duration, workers as usize, seed);
     }
     let mut total = 0u64;
     let mut crashed = false;
@@ -77,9 +95,45 @@ fn main() -> ExitCode {
     }
 }
 
+fn hostile(dir: &std::path::Path, duration: Duration, workers: usize, seed: u64) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => return usage(&format!("starting the runtime: {e}")),
+    };
+    println!(
+        "hostile clients: {workers} for {} s against {}",
+        duration.as_secs(),
+        dir.display()
+    );
+    let outcome = match runtime.block_on(weft_fuzz::hostile::attack(dir, duration, workers, seed)) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("weft-fuzz: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{} hostile requests ({} refused or cut); normal client: {} committed, {} failed; restarted nodes: {:?}; canary intact: {}",
+        outcome.requests,
+        outcome.refused,
+        outcome.committed,
+        outcome.client_failures.len(),
+        outcome.restarted,
+        outcome.canary_intact
+    );
+    for failure in outcome.client_failures.iter().take(5) {
+        println!("  client failure: {failure}");
+    }
+    if outcome.restarted.is_empty() && outcome.client_failures.is_empty() && outcome.canary_intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn usage(problem: &str) -> ExitCode {
     eprintln!(
-        "weft-fuzz: {problem}\nusage: weft-fuzz [--seconds N | --executions N] [--harness NAME] [--seed N] [--crashes DIR]"
+        "weft-fuzz: {problem}\nusage: weft-fuzz [--seconds N | --executions N] [--harness NAME] [--seed N] [--crashes DIR]\n       weft-fuzz --network DIR [--seconds N] [--workers N] [--seed N]"
     );
     ExitCode::from(2)
 }

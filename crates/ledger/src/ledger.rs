@@ -25,8 +25,7 @@ use crate::block_store::{BlockStore, BlockStoreConfig, Truncation};
 use crate::error::LedgerError;
 use crate::history::{self, HistoryEntry};
 use crate::private::{
-    self, MissingPrivateData, PrivateData, PrivateDataSource, PrivateWrites, hashed_namespace,
-    private_namespace,
+    self, MissingPrivateData, PrivateData, PrivateWrites, hashed_namespace, private_namespace,
 };
 use crate::query::collate::successor;
 use crate::query::{IndexDefinition, Query, QueryError};
@@ -162,6 +161,19 @@ fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Why a transaction did not pass the stateful checks: a verdict every
+/// peer reaches alike, or a failure of this peer's storage.
+enum Refusal {
+    Invalid(Invalid),
+    Storage(LedgerError),
+}
+
+impl From<Invalid> for Refusal {
+    fn from(invalid: Invalid) -> Self {
+        Refusal::Invalid(invalid)
+    }
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> LedgerError {
@@ -348,12 +360,13 @@ impl Ledger {
     }
 
     /// [`Ledger::commit`], also committing the private data offered for the
-    /// block's valid transactions (see [`crate::private`]).
+    /// block's valid transactions (see [`crate::private`]), gathered by the
+    /// caller beforehand ([`crate::private::wanted_in_block`]).
     pub fn commit_with_private_data(
         &self,
         mut block: Block,
         validator: &Validator<'_>,
-        private: &dyn PrivateDataSource,
+        private: &PrivateData,
     ) -> Result<CommitOutcome, LedgerError> {
         let _commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let height = self.height()?;
@@ -370,10 +383,18 @@ impl Ledger {
         let mut stored_private = Vec::new();
         for (tx_number, result) in checked.into_iter().enumerate() {
             let version = Version::new(number, tx_number as u64);
-            let result = result.and_then(|checked| {
-                self.check_stateful(&updates, &checked, validator, &mut seen_in_block)?;
-                Ok(checked)
-            });
+            // A storage failure stops the commit: turned into a verdict, it
+            // would make this peer's ledger differ from the others'.
+            let result = match result {
+                Ok(checked) => {
+                    match self.check_stateful(&updates, &checked, validator, &mut seen_in_block) {
+                        Ok(()) => Ok(checked),
+                        Err(Refusal::Invalid(invalid)) => Err(invalid),
+                        Err(Refusal::Storage(error)) => return Err(error),
+                    }
+                }
+                Err(invalid) => Err(invalid),
+            };
             match result {
                 Ok(checked) => {
                     if let Some(action) = &checked.transaction.action {
@@ -388,14 +409,8 @@ impl Ledger {
                                 .map(|ns| ns.namespace.clone()),
                         );
                     }
-                    let wanted = private::wanted(&checked.transaction);
-                    let offered = if wanted.is_empty() {
-                        None
-                    } else {
-                        private.private_data(checked.transaction.tx_id(), &wanted)
-                    };
-                    let (private_writes, missing) =
-                        private::verify(&checked.transaction, offered.as_ref());
+                    let offered = private.get(checked.transaction.tx_id());
+                    let (private_writes, missing) = private::verify(&checked.transaction, offered);
                     missing_private_data.extend(missing);
                     if !private_writes.is_empty() {
                         stored_private.push((
@@ -535,15 +550,10 @@ impl Ledger {
         checked: &Checked,
         validator: &Validator<'_>,
         seen_in_block: &mut HashSet<String>,
-    ) -> Result<(), Invalid> {
+    ) -> Result<(), Refusal> {
         let transaction = &checked.transaction;
         let tx_id = transaction.tx_id();
-        let storage = |error: LedgerError| {
-            Invalid::new(
-                TxValidationCode::InvalidOtherReason,
-                format!("ledger: {error}"),
-            )
-        };
+        let storage = Refusal::Storage;
         if !tx_id.is_empty() {
             let committed = self
                 .keyspaces
@@ -554,7 +564,8 @@ impl Ledger {
                 return Err(Invalid::new(
                     TxValidationCode::DuplicateTxid,
                     format!("tx id {tx_id} was already used"),
-                ));
+                )
+                .into());
             }
         }
         let Some(action) = &transaction.action else {
@@ -575,7 +586,8 @@ impl Ledger {
                             "a key of collection {} in {} is written twice",
                             collection.name, rwset.namespace
                         ),
-                    ));
+                    )
+                    .into());
                 }
             }
             let mut keys = HashSet::with_capacity(rwset.rwset.writes.len());
@@ -591,7 +603,8 @@ impl Ledger {
                         "key {:?} in {} is written twice",
                         write.key, rwset.namespace
                     ),
-                ));
+                )
+                .into());
             }
         }
 
@@ -650,7 +663,8 @@ impl Ledger {
                                 "collection {} is not defined for chaincode {namespace}",
                                 collection.name
                             ),
-                        ));
+                        )
+                        .into());
                     }
                 }
             }
@@ -695,7 +709,8 @@ impl Ledger {
                             return Err(Invalid::new(
                                 TxValidationCode::EndorsementPolicyFailure,
                                 format!("in {namespace}: {reason}"),
-                            ));
+                            )
+                            .into());
                         }
                     },
                 }
@@ -729,7 +744,8 @@ impl Ledger {
             let check = |state_namespace: &str,
                          key: &[u8],
                          version: Option<&weft_protos::kvrwset::Version>,
-                         what: &dyn Fn() -> String| {
+                         what: &dyn Fn() -> String|
+             -> Result<(), Refusal> {
                 let current = updates
                     .current(state_namespace, key)
                     .map_err(storage)?
@@ -746,7 +762,8 @@ impl Ledger {
                         expected.map_or("(absent)".into(), |v| v.to_string()),
                         current.map_or("(absent)".into(), |v| v.to_string()),
                     ),
-                ))
+                )
+                .into())
             };
             for read in &rwset.rwset.reads {
                 check(
@@ -769,10 +786,10 @@ impl Ledger {
                     .check_range(namespace, range)
                     .map_err(|error| match error {
                         RangeCheck::Phantom(reason) => {
-                            Invalid::new(TxValidationCode::PhantomReadConflict, reason)
+                            Invalid::new(TxValidationCode::PhantomReadConflict, reason).into()
                         }
                         RangeCheck::Unsupported(reason) => {
-                            Invalid::new(TxValidationCode::InvalidOtherReason, reason)
+                            Invalid::new(TxValidationCode::InvalidOtherReason, reason).into()
                         }
                         RangeCheck::Storage(error) => storage(error),
                     })?;

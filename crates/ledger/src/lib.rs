@@ -24,7 +24,7 @@ pub use ledger::{
     TxOutcome,
 };
 pub use private::{
-    MissingPrivateData, PrivateData, PrivateDataSource, hashed_namespace, private_namespace,
+    MissingPrivateData, PrivateData, hashed_namespace, private_namespace, wanted_in_block,
 };
 pub use query::{IndexDefinition, Query, QueryError};
 pub use snapshot::SnapshotMetadata;

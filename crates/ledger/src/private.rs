@@ -27,18 +27,19 @@ use weft_protoutil::EndorserTransaction;
 /// Private read-write sets offered for a block's transactions, by tx id.
 pub type PrivateData = BTreeMap<String, TxPvtReadWriteSet>;
 
-/// Where a commit gets the private read-write sets of its transactions.
-pub trait PrivateDataSource {
-    /// The private data of `tx_id` for (some of) the `wanted` collections
-    /// (namespace, collection). Called during the commit, only for valid
-    /// transactions that wrote private data.
-    fn private_data(&self, tx_id: &str, wanted: &[(String, String)]) -> Option<TxPvtReadWriteSet>;
-}
-
-impl PrivateDataSource for PrivateData {
-    fn private_data(&self, tx_id: &str, _: &[(String, String)]) -> Option<TxPvtReadWriteSet> {
-        self.get(tx_id).cloned()
-    }
+/// What a block's transactions want from private data collections: for
+/// each transaction that wrote private data (valid or not: the verdicts come
+/// later), its tx id and (namespace, collection) pairs. The committer gathers
+/// these before it calls the ledger, so no commit waits on the network.
+pub fn wanted_in_block(block: &weft_protos::common::Block) -> Vec<(String, Vec<(String, String)>)> {
+    weft_protoutil::block_envelopes(block)
+        .iter()
+        .filter_map(|envelope| weft_protoutil::parse_envelope(envelope).ok())
+        .filter_map(|transaction| {
+            let wanted = wanted(&transaction);
+            (!wanted.is_empty()).then(|| (transaction.tx_id().to_owned(), wanted))
+        })
+        .collect()
 }
 
 /// The collections of a transaction that carry private writes.

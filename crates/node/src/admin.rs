@@ -84,7 +84,7 @@ impl AdminAuthority {
                 .remote_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "an unknown address".into());
-            eprintln!(
+            tracing::warn!(
                 "admin {operation} from {peer} refused: {}",
                 status.message()
             );

@@ -48,7 +48,7 @@ pub async fn serve_seek<R>(
     let (start, stop) = match seek_range(seek, first, current) {
         Ok(range) => range,
         Err(reason) => {
-            eprintln!("deliver refused: {reason}");
+            tracing::warn!("deliver refused: {reason}");
             return Some(Status::BadRequest);
         }
     };
@@ -103,10 +103,7 @@ mod tests {
         let oldest = of(seek_position::Type::Oldest(SeekOldest {}));
         let newest = of(seek_position::Type::Newest(SeekNewest {}));
         let next = of(seek_position::Type::NextCommit(SeekNextCommit {}));
-        assert_eq!(
-            seek_range(&seek(oldest, newest), 3, 10),
-            Ok((3, 9))
-        );
+        assert_eq!(seek_range(&seek(oldest, newest), 3, 10), Ok((3, 9)));
         assert_eq!(
             seek_range(&seek(next, specified(u64::MAX)), 0, 10),
             Ok((10, u64::MAX))

@@ -6,6 +6,7 @@
 //!   TLS) for the server, and [`admin::AdminConnection`] for callers;
 //! - [`clock`]: the clock seam and request time windows (Fabric's 15 min);
 //! - [`deliver`]: the Deliver seek loop both node kinds serve;
+//! - [`logging`]: node logs with Fabric's log spec syntax, text or JSON;
 //! - [`seek`]: signed Deliver seek requests;
 //! - [`serve`]: serving until shutdown with a grace period for long streams.
 //!
@@ -15,6 +16,7 @@
 pub mod admin;
 pub mod clock;
 pub mod deliver;
+pub mod logging;
 pub mod seek;
 pub mod serve;
 pub mod tls;

@@ -71,6 +71,47 @@ impl Default for ListenerLimits {
     }
 }
 
+/// A node's gRPC server with its TLS and [`ListenerLimits`] applied.
+pub type NodeServer =
+    tonic::transport::Server<tower_layer::Stack<InFlightLimit, tower_layer::Identity>>;
+
+/// Its services, ready to [`run`].
+pub type NodeRouter =
+    tonic::transport::server::Router<tower_layer::Stack<InFlightLimit, tower_layer::Identity>>;
+
+/// The server every node starts from: `tls`, at most
+/// `limits.streams_per_connection_max` streams per connection, and the
+/// node-wide in-flight bound.
+pub fn server(
+    tls: tonic::transport::ServerTlsConfig,
+    limits: &ListenerLimits,
+) -> Result<NodeServer, String> {
+    Ok(tonic::transport::Server::builder()
+        .tls_config(tls)
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .max_concurrent_streams(limits.streams_per_connection_max)
+        .layer(InFlightLimit::new(limits.requests_in_flight_max)))
+}
+
+/// Serves `router` on `listener` (at most `limits.connections_max`
+/// connections) until `shutdown` resolves, then gives long streams
+/// [`SHUTDOWN_GRACE`].
+pub async fn run(
+    router: NodeRouter,
+    listener: TcpListener,
+    limits: &ListenerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let incoming = incoming(listener, limits.connections_max);
+    with_grace(shutdown, |shutdown| async move {
+        router
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await
+}
+
 /// Binds `address` (the caller may bind `127.0.0.1:0` and read the port).
 pub async fn bind(address: &str) -> Result<TcpListener, String> {
     let address: SocketAddr = address
@@ -135,71 +176,42 @@ impl AsyncWrite for LimitedStream {
     }
 }
 
-/// The accepted connections of `listener`, at most `connections_max` open at
-/// once: one more is closed as soon as it is accepted (and logged), so a
-/// flood of connections cannot exhaust the node's file descriptors.
+/// The accepted connections of `listener` (TCP_NODELAY, as tonic's own
+/// listener sets it), at most `connections_max` open at once: one more is
+/// closed as soon as it is accepted (and logged), so a flood of connections
+/// cannot exhaust the node's file descriptors.
 pub fn incoming(
     listener: TcpListener,
     connections_max: usize,
 ) -> impl tokio_stream::Stream<Item = Result<LimitedStream, std::io::Error>> {
+    use tokio_stream::StreamExt as _;
     let permits = Arc::new(Semaphore::new(connections_max));
     let mut refused: u64 = 0;
-    async_stream_like(listener, move |stream: TcpStream| {
-        match Arc::clone(&permits).try_acquire_owned() {
-            Ok(permit) => {
-                let _ = stream.set_nodelay(true);
-                Some(LimitedStream {
+    tonic::transport::server::TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .filter_map(move |accepted| {
+            let stream = match accepted {
+                Ok(stream) => stream,
+                Err(error) => return Some(Err(error)),
+            };
+            match Arc::clone(&permits).try_acquire_owned() {
+                Ok(permit) => Some(Ok(LimitedStream {
                     stream,
                     _permit: permit,
-                })
-            }
-            Err(_) => {
-                refused += 1;
-                // Once per power of two, not once per connection.
-                if refused.is_power_of_two() {
-                    eprintln!(
-                        "refused a connection from {:?}: {connections_max} connections are open ({refused} refused so far)",
-                        stream.peer_addr().ok()
-                    );
+                })),
+                Err(_) => {
+                    refused += 1;
+                    // Once per power of two, not once per connection.
+                    if refused.is_power_of_two() {
+                        tracing::warn!(
+                            "refused a connection from {:?}: {connections_max} connections are open ({refused} refused so far)",
+                            stream.peer_addr().ok()
+                        );
+                    }
+                    None
                 }
-                None
             }
-        }
-    })
-}
-
-/// Accepts from `listener` forever, yielding what `admit` lets through;
-/// accept errors (too many open files, a reset during the handshake) are
-/// skipped after a short pause rather than ending the server.
-fn async_stream_like<T>(
-    listener: TcpListener,
-    mut admit: impl FnMut(TcpStream) -> Option<T> + Send + 'static,
-) -> impl tokio_stream::Stream<Item = Result<T, std::io::Error>>
-where
-    T: Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    eprintln!("accepting a connection: {error}");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            if let Some(admitted) = admit(stream)
-                && tx.send(Ok(admitted)).await.is_err()
-            {
-                return;
-            }
-            if tx.is_closed() {
-                return;
-            }
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
+        })
 }
 
 /// A tower layer answering RESOURCE_EXHAUSTED once `max` requests are in
@@ -283,11 +295,27 @@ mod tests {
     async fn connections_beyond_the_limit_are_closed() {
         let listener = bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("addr");
-        let mut accepted = Box::pin(incoming(listener, 2));
+        // The server side: keeps what it admits until told to drop the first.
+        let (admitted_tx, mut admitted_rx) = tokio::sync::mpsc::channel(8);
+        let (drop_first_tx, mut drop_first_rx) = tokio::sync::mpsc::channel::<()>(1);
+        tokio::spawn(async move {
+            let mut accepted = Box::pin(incoming(listener, 2));
+            let mut held = Vec::new();
+            loop {
+                tokio::select! {
+                    next = accepted.next() => {
+                        let Some(Ok(stream)) = next else { return };
+                        held.push(stream);
+                        let _ = admitted_tx.send(held.len()).await;
+                    }
+                    Some(()) = drop_first_rx.recv() => { held.remove(0); }
+                }
+            }
+        });
         let _a = TcpStream::connect(address).await.expect("a");
         let _b = TcpStream::connect(address).await.expect("b");
-        let first = accepted.next().await.expect("first").expect("ok");
-        let _second = accepted.next().await.expect("second").expect("ok");
+        assert_eq!(admitted_rx.recv().await, Some(1));
+        assert_eq!(admitted_rx.recv().await, Some(2));
         // The third is accepted by the kernel, then closed by the node.
         let mut c = TcpStream::connect(address).await.expect("c");
         let mut byte = [0u8; 1];
@@ -299,11 +327,12 @@ mod tests {
         .expect("closed promptly");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
         // A closed connection frees its place.
-        drop(first);
+        drop_first_tx.send(()).await.expect("drop");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let _d = TcpStream::connect(address).await.expect("d");
-        let fourth = tokio::time::timeout(std::time::Duration::from_secs(5), accepted.next())
+        let admitted = tokio::time::timeout(std::time::Duration::from_secs(5), admitted_rx.recv())
             .await
             .expect("admitted");
-        assert!(fourth.is_some());
+        assert_eq!(admitted, Some(2));
     }
 }

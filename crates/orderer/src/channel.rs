@@ -22,12 +22,39 @@ use weft_protoutil::{block_header_hash, new_block};
 use crate::blockcutter::{BlockCutter, CutterConfig};
 use crate::raft::{Chain, Proposal, Raft, RaftStore};
 
-/// The outcome of one submission: SUCCESS, or a status and why.
-pub type SubmitResult = Result<(), (Status, String)>;
+/// Why a submission did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitError {
+    /// The status Broadcast answers.
+    pub status: Status,
+    pub reason: String,
+    /// Whether the envelope was certainly not proposed, so the receiving
+    /// orderer may retry it (with another leader) without a duplicate.
+    pub not_ordered: bool,
+}
 
-/// Prefix of refusals that certainly left the envelope unordered: the
-/// receiving orderer may retry them (with another leader).
-pub const NOT_ORDERED: &str = "not ordered: ";
+impl SubmitError {
+    /// A refusal that may or may not have left the envelope ordered.
+    pub fn new(status: Status, reason: impl Into<String>) -> Self {
+        SubmitError {
+            status,
+            reason: reason.into(),
+            not_ordered: false,
+        }
+    }
+
+    /// SERVICE_UNAVAILABLE for an envelope certainly not proposed.
+    pub fn not_ordered(reason: impl Into<String>) -> Self {
+        SubmitError {
+            status: Status::ServiceUnavailable,
+            reason: reason.into(),
+            not_ordered: true,
+        }
+    }
+}
+
+/// The outcome of one submission: SUCCESS, or why not.
+pub type SubmitResult = Result<(), SubmitError>;
 
 /// An envelope waiting to be ordered.
 pub struct Submission {
@@ -100,16 +127,11 @@ impl ChannelRuntime {
         self.submit
             .send(Submission { envelope, respond })
             .await
-            .map_err(|_| {
-                (
-                    Status::ServiceUnavailable,
-                    "channel is shutting down".into(),
-                )
-            })?;
+            .map_err(|_| SubmitError::not_ordered("channel is shutting down"))?;
         answer.await.unwrap_or_else(|_| {
-            Err((
+            Err(SubmitError::new(
                 Status::ServiceUnavailable,
-                "channel is shutting down".into(),
+                "channel is shutting down",
             ))
         })
     }
@@ -183,9 +205,8 @@ impl Leader {
                             }
                         }
                         None => {
-                            let _ = submission.respond.send(Err((
-                                Status::ServiceUnavailable,
-                                format!("{NOT_ORDERED}this orderer is not the leader"),
+                            let _ = submission.respond.send(Err(SubmitError::not_ordered(
+                                "this orderer is not the leader",
                             )));
                         }
                     }
@@ -207,14 +228,14 @@ impl Leader {
         match tokio::time::timeout(LEADER_WAIT, self.raft.ensure_linearizable()).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                eprintln!(
+                tracing::warn!(
                     "{}: term {term}: leadership not confirmed: {e}",
                     self.config.channel_id
                 );
                 return None;
             }
             Err(_) => {
-                eprintln!(
+                tracing::warn!(
                     "{}: term {term}: leadership not confirmed within {LEADER_WAIT:?}",
                     self.config.channel_id
                 );
@@ -222,7 +243,7 @@ impl Leader {
             }
         }
         let (next_number, previous_hash) = self.chain.tip();
-        eprintln!(
+        tracing::info!(
             "{}: leading term {term} from block {next_number}",
             self.config.channel_id
         );
@@ -276,7 +297,7 @@ impl Leader {
         ) {
             respond_all(
                 responders,
-                Err((
+                Err(SubmitError::new(
                     Status::InternalServerError,
                     format!("signing block {number}: {e}"),
                 )),
@@ -284,10 +305,7 @@ impl Leader {
             return;
         }
         let Ok(permit) = Arc::clone(&self.inflight).acquire_owned().await else {
-            respond_all(
-                responders,
-                Err((Status::ServiceUnavailable, "shutting down".into())),
-            );
+            respond_all(responders, Err(SubmitError::not_ordered("shutting down")));
             return;
         };
         let receiver = match self
@@ -301,7 +319,10 @@ impl Leader {
             Err(e) => {
                 respond_all(
                     responders,
-                    Err((Status::ServiceUnavailable, format!("raft: {e}"))),
+                    Err(SubmitError::new(
+                        Status::ServiceUnavailable,
+                        format!("raft: {e}"),
+                    )),
                 );
                 return;
             }
@@ -311,15 +332,15 @@ impl Leader {
         tokio::spawn(async move {
             let outcome = match receiver.await {
                 Ok(Ok(response)) if response.data.number == Some(number) => Ok(()),
-                Ok(Ok(_)) => Err((
+                Ok(Ok(_)) => Err(SubmitError::new(
                     Status::ServiceUnavailable,
                     format!("block {number} was superseded by a new leader; resubmit"),
                 )),
-                Ok(Err(e)) => Err((
+                Ok(Err(e)) => Err(SubmitError::new(
                     Status::ServiceUnavailable,
                     format!("block {number} not committed: {e}"),
                 )),
-                Err(_) => Err((
+                Err(_) => Err(SubmitError::new(
                     Status::ServiceUnavailable,
                     format!("block {number}: raft stopped"),
                 )),
@@ -342,7 +363,7 @@ fn fail_pending(term: Option<Term>, reason: &str) {
     {
         respond_all(
             batch.into_iter().map(|s| s.respond).collect(),
-            Err((Status::ServiceUnavailable, format!("{NOT_ORDERED}{reason}"))),
+            Err(SubmitError::not_ordered(reason)),
         );
     }
 }

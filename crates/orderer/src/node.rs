@@ -139,7 +139,7 @@ impl Orderer {
                 continue;
             }
             if let Err(e) = weft_protoutil::check_channel_id(&name) {
-                eprintln!("skipping {}: {e}", entry.path().display());
+                tracing::warn!("skipping {}: {e}", entry.path().display());
                 continue;
             }
             names.push(name);
@@ -150,7 +150,7 @@ impl Orderer {
                 .open_channel(&orderer.config.data_dir.join(&name), None)
                 .await
                 .map_err(|e| format!("channel {name}: {e}"))?;
-            eprintln!("resumed channel {name} at height {}", runtime.chain.tip().0);
+            tracing::info!("resumed channel {name} at height {}", runtime.chain.tip().0);
             orderer.insert(runtime);
         }
         Ok(orderer)
@@ -259,7 +259,7 @@ impl Orderer {
         let (mut store, truncation) =
             BlockStore::open(&chains, BlockStoreConfig::default()).map_err(|e| e.to_string())?;
         if let Some(truncation) = truncation {
-            eprintln!("{}: cut a torn tail: {truncation:?}", chains.display());
+            tracing::warn!("{}: cut a torn tail: {truncation:?}", chains.display());
         }
         if let Some(genesis) = genesis {
             store.append(genesis).map_err(|e| e.to_string())?;

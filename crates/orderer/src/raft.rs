@@ -299,7 +299,9 @@ impl Chain {
         if number > height || previous != Some(store.last_hash()) {
             // A block cut on a chain this node does not have (a deposed
             // leader's). Skipped: its submitters are not acknowledged.
-            eprintln!("skipping block {number}: it does not extend the chain at height {height}");
+            tracing::warn!(
+                "skipping block {number}: it does not extend the chain at height {height}"
+            );
             return Ok(None);
         }
         store.append(block).map_err(|e| e.to_string())?;

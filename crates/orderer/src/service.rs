@@ -19,7 +19,7 @@ use weft_protos::common::{
 use weft_protos::orderer::atomic_broadcast_server::{AtomicBroadcast, AtomicBroadcastServer};
 use weft_protos::orderer::{BroadcastResponse, DeliverResponse, SeekInfo, deliver_response};
 
-use crate::channel::{ChannelRuntime, LEADER_WAIT, NOT_ORDERED, SubmitResult};
+use crate::channel::{ChannelRuntime, LEADER_WAIT, SubmitError, SubmitResult};
 use crate::codec;
 use crate::node::{NodeError, Orderer};
 use crate::proto;
@@ -180,18 +180,13 @@ async fn order(orderer: &Orderer, runtime: &ChannelRuntime, envelope: Vec<u8>) -
         } else if let Some(leader) = runtime.leader().filter(|l| *l != runtime.node_id) {
             forward(orderer, runtime, leader, envelope.clone()).await
         } else {
-            Err((
-                Status::ServiceUnavailable,
-                format!(
-                    "{NOT_ORDERED}no Raft leader for channel {}",
-                    runtime.channel_id()
-                ),
-            ))
+            Err(SubmitError::not_ordered(format!(
+                "no Raft leader for channel {}",
+                runtime.channel_id()
+            )))
         };
         match outcome {
-            Err((Status::ServiceUnavailable, reason))
-                if reason.starts_with(NOT_ORDERED) && tokio::time::Instant::now() < deadline =>
-            {
+            Err(error) if error.not_ordered && tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
             other => return other,
@@ -206,16 +201,15 @@ async fn forward(
     envelope: Vec<u8>,
 ) -> SubmitResult {
     let Some(consenter) = runtime.config.consenters.iter().find(|c| c.id == leader) else {
-        return Err((
-            Status::ServiceUnavailable,
-            format!("{NOT_ORDERED}leader {leader} is not a consenter"),
-        ));
+        return Err(SubmitError::not_ordered(format!(
+            "leader {leader} is not a consenter"
+        )));
     };
     let endpoint = consenter.endpoint();
     let channel = orderer
         .tls
         .channel(&endpoint)
-        .map_err(|e| (Status::ServiceUnavailable, format!("{NOT_ORDERED}{e}")))?;
+        .map_err(SubmitError::not_ordered)?;
     let mut client = ClusterClient::new(channel).max_encoding_message_size(MAX_GRPC_MESSAGE);
     let response = client
         .submit(proto::SubmitRequest {
@@ -229,21 +223,19 @@ async fn forward(
             if response.status == Status::Success as i32 {
                 Ok(())
             } else {
-                Err((
-                    Status::try_from(response.status).unwrap_or(Status::InternalServerError),
-                    response.info,
-                ))
+                Err(SubmitError {
+                    status: Status::try_from(response.status)
+                        .unwrap_or(Status::InternalServerError),
+                    reason: response.info,
+                    not_ordered: response.not_ordered,
+                })
             }
         }
         // The leader could not be reached: nothing was sent to it.
-        Err(status) if status.code() == tonic::Code::Unavailable => Err((
-            Status::ServiceUnavailable,
-            format!(
-                "{NOT_ORDERED}leader {endpoint} unreachable: {}",
-                status.message()
-            ),
+        Err(status) if status.code() == tonic::Code::Unavailable => Err(SubmitError::not_ordered(
+            format!("leader {endpoint} unreachable: {}", status.message()),
         )),
-        Err(status) => Err((
+        Err(status) => Err(SubmitError::new(
             Status::ServiceUnavailable,
             format!("forwarding to leader {endpoint}: {}", status.message()),
         )),
@@ -256,12 +248,9 @@ fn broadcast_response(outcome: SubmitResult) -> BroadcastResponse {
             status: Status::Success as i32,
             info: String::new(),
         },
-        Err((status, info)) => BroadcastResponse {
-            status: status as i32,
-            info: info
-                .strip_prefix(NOT_ORDERED)
-                .map(str::to_owned)
-                .unwrap_or(info),
+        Err(error) => BroadcastResponse {
+            status: error.status as i32,
+            info: error.reason,
         },
     }
 }
@@ -300,7 +289,9 @@ impl AtomicBroadcast for Services {
                 let task = tokio::spawn(async move {
                     match check_broadcast(&orderer, &bytes) {
                         Ok(runtime) => broadcast_response(order(&orderer, &runtime, bytes).await),
-                        Err(refusal) => broadcast_response(Err(refusal)),
+                        Err((status, reason)) => {
+                            broadcast_response(Err(SubmitError::new(status, reason)))
+                        }
                     }
                 });
                 if pending_tx.send(task).await.is_err() {
@@ -365,7 +356,7 @@ async fn deliver_one(
     }) {
         Ok(checked) => checked,
         Err((status, reason)) => {
-            eprintln!("deliver refused: {reason}");
+            tracing::warn!("deliver refused: {reason}");
             return Some(status);
         }
     };
@@ -383,7 +374,7 @@ async fn deliver_one(
             .msps
             .validate(&checked.creator, now_seconds())
         {
-            eprintln!("deliver stream ended: the requester is no longer valid: {e}");
+            tracing::warn!("deliver stream ended: the requester is no longer valid: {e}");
             return Err(Status::Forbidden);
         }
         let bytes = chain
@@ -471,18 +462,19 @@ impl Cluster for Services {
         let outcome = if runtime.is_leader() {
             runtime.submit_local(envelope).await
         } else {
-            Err((
-                Status::ServiceUnavailable,
-                format!("{NOT_ORDERED}this orderer is not the leader"),
-            ))
+            Err(SubmitError::not_ordered("this orderer is not the leader"))
         };
-        let (status, info) = match outcome {
-            Ok(()) => (Status::Success, String::new()),
-            Err(refusal) => refusal,
-        };
-        Ok(Response::new(proto::SubmitResponse {
-            status: status as i32,
-            info,
+        Ok(Response::new(match outcome {
+            Ok(()) => proto::SubmitResponse {
+                status: Status::Success as i32,
+                info: String::new(),
+                not_ordered: false,
+            },
+            Err(error) => proto::SubmitResponse {
+                status: error.status as i32,
+                info: error.reason,
+                not_ordered: error.not_ordered,
+            },
         }))
     }
 }
@@ -532,7 +524,7 @@ impl Admin for Services {
             GrpcStatus::invalid_argument(format!("config block does not decode: {e}"))
         })?;
         let runtime = self.orderer.join(block).await.map_err(node_error)?;
-        eprintln!(
+        tracing::info!(
             "joined channel {} (admin {})",
             runtime.channel_id(),
             authorized.admin.subject()
@@ -570,7 +562,7 @@ impl Admin for Services {
         let authorized = self.orderer.admin.authorize("remove", &request)?;
         let name = admin_body!(authorized, Remove)?.channel;
         self.orderer.remove(&name).await.map_err(node_error)?;
-        eprintln!(
+        tracing::info!(
             "removed channel {name} (admin {})",
             authorized.admin.subject()
         );
@@ -599,14 +591,8 @@ pub async fn serve(
     let services = Services {
         orderer: Arc::clone(&orderer),
     };
-    let mut builder = tonic::transport::Server::builder()
-        .tls_config(orderer.tls.server_config())
-        .map_err(|e| e.to_string())?
-        // Followers forward many envelopes at once over one connection.
-        .max_concurrent_streams(limits.streams_per_connection_max)
-        .layer(weft_node::serve::InFlightLimit::new(
-            limits.requests_in_flight_max,
-        ));
+    // Followers forward many envelopes at once over one connection.
+    let mut builder = weft_node::serve::server(orderer.tls.server_config(), &limits)?;
     let router = builder
         .add_service(
             AtomicBroadcastServer::new(services.clone())
@@ -619,14 +605,7 @@ pub async fn serve(
                 .max_encoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(AdminServer::new(services).max_decoding_message_size(MAX_GRPC_MESSAGE));
-    let incoming = weft_node::serve::incoming(listener, limits.connections_max);
-    weft_node::serve::with_grace(shutdown, |shutdown| async move {
-        router
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-            .map_err(|e| e.to_string())
-    })
-    .await
+    weft_node::serve::run(router, listener, &limits, shutdown).await
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use weft_channel::ChannelConfig;
 use weft_ledger::{
-    EndorsementPolicies, Ledger, LedgerConfig, PrivateDataSource, SignatureCache, Validator,
+    EndorsementPolicies, Ledger, LedgerConfig, PrivateData, SignatureCache, Validator,
 };
 use weft_material::SigningIdentity;
 use weft_node::seek::{seek_envelope, specified};
@@ -18,7 +18,6 @@ use weft_protos::common::Block;
 use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
 use weft_protos::orderer::deliver_response::Type as DeliverType;
 use weft_protos::orderer::seek_info::SeekBehavior;
-use weft_protos::rwset::TxPvtReadWriteSet;
 
 use crate::config::ChaincodeConfig;
 use crate::dissemination::Distributor;
@@ -32,37 +31,38 @@ pub(crate) fn now_seconds() -> i64 {
         .as_secs() as i64
 }
 
-/// How long one block's commit may spend pulling missing private data from
-/// other peers; what is still missing then is committed without its values.
+/// How long gathering one block's private data may spend pulling what is
+/// missing from other peers; what is still missing then is committed
+/// without its values.
 const PULL_BUDGET: Duration = Duration::from_secs(5);
 
-/// A block's private data during its commit: the transient store, then
-/// other member peers, bounded by one deadline per block.
-struct CommitSource<'a> {
-    channel: &'a str,
-    definitions: &'a Definitions,
-    private: &'a Distributor,
-    runtime: &'a tokio::runtime::Handle,
-    deadline: std::time::Instant,
-}
-
-impl PrivateDataSource for CommitSource<'_> {
-    fn private_data(&self, tx_id: &str, wanted: &[(String, String)]) -> Option<TxPvtReadWriteSet> {
-        let left = self
-            .deadline
-            .saturating_duration_since(std::time::Instant::now());
-        let wanted = if left.is_zero() { &[][..] } else { wanted };
-        self.runtime.block_on(async {
-            tokio::time::timeout(
-                left.max(Duration::from_millis(1)),
-                self.private
-                    .for_commit(self.channel, self.definitions, tx_id, wanted),
-            )
-            .await
-            .ok()
-            .flatten()
-        })
+/// The private data of a block's transactions this peer may hold: from the
+/// transient store, else pulled from other member peers, within one
+/// deadline per block. Gathered before the ledger commits, so the commit
+/// never waits on the network while it holds the ledger's lock.
+async fn gather_private_data(
+    channel: &str,
+    definitions: &Definitions,
+    private: &Distributor,
+    block: &Block,
+) -> PrivateData {
+    let deadline = tokio::time::Instant::now() + PULL_BUDGET;
+    let mut gathered = PrivateData::new();
+    for (tx_id, wanted) in weft_ledger::wanted_in_block(block) {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let wanted = if left.is_zero() { &[][..] } else { &wanted[..] };
+        let found = tokio::time::timeout(
+            left.max(Duration::from_millis(1)),
+            private.for_commit(channel, definitions, &tx_id, wanted),
+        )
+        .await
+        .ok()
+        .flatten();
+        if let Some(set) = found {
+            gathered.insert(tx_id, set);
+        }
     }
+    gathered
 }
 
 /// One joined channel.
@@ -160,7 +160,7 @@ impl PeerChannel {
                 let (ledger, metadata) = Ledger::from_snapshot(&path, dir, LedgerConfig::default())
                     .map_err(|e| e.to_string())?;
                 let config = channel_config(&ledger)?;
-                eprintln!(
+                tracing::info!(
                     "channel {}: started from the snapshot at block {} ({})",
                     metadata.channel_id,
                     metadata.last_block_number,
@@ -176,7 +176,7 @@ impl PeerChannel {
                 let (ledger, report) = Ledger::open(dir, &channel_id, LedgerConfig::default())
                     .map_err(|e| format!("channel {channel_id}: {e}"))?;
                 if let Some(truncated) = &report.truncated {
-                    eprintln!(
+                    tracing::warn!(
                         "channel {channel_id}: cut a damaged block store tail: {truncated:?}"
                     );
                 }
@@ -258,18 +258,11 @@ impl PeerChannel {
                 )
             },
         )?;
+        let definitions = self.definitions();
+        let gathered = gather_private_data(&self.id, &definitions, private, &block).await;
         let channel = Arc::clone(self);
         let private = Arc::clone(private);
-        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let definitions = channel.definitions();
-            let source = CommitSource {
-                channel: &channel.id,
-                definitions: &definitions,
-                private: &private,
-                runtime: &runtime,
-                deadline: std::time::Instant::now() + PULL_BUDGET,
-            };
             let validator = Validator {
                 msp: &channel.config.msps,
                 policies: &definitions.policies,
@@ -279,16 +272,27 @@ impl PeerChannel {
             let mut snapshots = channel.snapshots.lock().unwrap_or_else(|p| p.into_inner());
             let outcome = channel
                 .ledger
-                .commit_with_private_data(block, &validator, &source)
+                .commit_with_private_data(block, &validator, &gathered)
                 .map_err(|e| e.to_string())?;
             snapshots.after_commit(&channel.ledger, outcome.number);
+            let valid = outcome
+                .transactions
+                .iter()
+                .filter(|t| t.code == weft_protos::peer::TxValidationCode::Valid)
+                .count();
+            tracing::info!(
+                "channel {}: committed block {} ({} txs, {valid} valid)",
+                channel.id,
+                outcome.number,
+                outcome.transactions.len()
+            );
             for missing in &outcome.missing_private_data {
                 let eligible = definitions
                     .get(&missing.namespace)
                     .and_then(|d| d.collections.get(&missing.collection))
                     .is_some_and(|c| c.is_member(&channel.msp_id));
                 if eligible {
-                    eprintln!(
+                    tracing::warn!(
                         "channel {}: block {}: private data of {} (collection {} of {}) not committed: {}",
                         channel.id,
                         outcome.number,
@@ -333,7 +337,7 @@ impl PeerChannel {
     ) {
         let endpoints = self.orderer_endpoints();
         if endpoints.is_empty() {
-            eprintln!(
+            tracing::warn!(
                 "channel {}: no orderer endpoints in the channel configuration",
                 self.id
             );
@@ -351,7 +355,7 @@ impl PeerChannel {
             let progressed = *self.height.borrow() > before;
             if let Err(error) = result {
                 if failures == 0 || progressed {
-                    eprintln!("channel {}: deliver from {endpoint}: {error}", self.id);
+                    tracing::warn!("channel {}: deliver from {endpoint}: {error}", self.id);
                 }
                 failures = if progressed { 0 } else { failures + 1 };
                 next += 1;

@@ -154,7 +154,7 @@ async fn serve_seek(
     let (channel, seek, creator) = match check(peer, envelope) {
         Ok(checked) => checked,
         Err((status, reason)) => {
-            eprintln!("deliver refused: {reason}");
+            tracing::warn!("deliver refused: {reason}");
             return Some(status);
         }
     };
@@ -166,7 +166,7 @@ async fn serve_seek(
     weft_node::deliver::serve_seek(&seek, first, height, out, |number| {
         // A long-lived stream ends once its requester's certificate expires.
         if let Err(e) = channel.config.msps.validate(&creator, now_seconds()) {
-            eprintln!(
+            tracing::warn!(
                 "deliver stream on channel {} ended: the requester is no longer valid: {e}",
                 channel.id
             );

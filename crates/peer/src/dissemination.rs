@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 use weft_crypto::Signer;
 use weft_material::SigningIdentity;
 use weft_msp::{Identity, NodeRole};
+use weft_node::clock::{Clock, SystemClock};
 use weft_node::tls::Tls;
 use weft_protos::rwset::TxPvtReadWriteSet;
 
@@ -186,7 +187,7 @@ impl Distributor {
             }
         }
         for failure in failures {
-            eprintln!("private data of {tx_id} not delivered to {failure}");
+            tracing::warn!("private data of {tx_id} not delivered to {failure}");
         }
         Ok(())
     }
@@ -205,6 +206,7 @@ impl Distributor {
                 channel: channel.to_owned(),
                 tx_id: tx_id.to_owned(),
                 private_data: part.encode_to_vec(),
+                timestamp_unix_ms: SystemClock.now_unix_ms(),
             }
             .encode_to_vec(),
         )?;
@@ -241,6 +243,7 @@ impl Distributor {
                             collection: collection.clone(),
                         })
                         .collect(),
+                    timestamp_unix_ms: SystemClock.now_unix_ms(),
                 }
                 .encode_to_vec(),
             )
@@ -259,7 +262,7 @@ impl Distributor {
                 match tokio::time::timeout(CALL_TIMEOUT, client.pull(message.clone())).await {
                     Ok(Ok(answer)) => answer.into_inner(),
                     Ok(Err(status)) => {
-                        eprintln!(
+                        tracing::warn!(
                             "pulling private data of {tx_id} from {}: {}",
                             peer.address,
                             status.message()
@@ -378,6 +381,19 @@ fn verified<M: Message + Default>(
     Ok((payload, channel, identity))
 }
 
+impl PrivateDataService {
+    /// Refuses a message signed outside the peer's request time window (a
+    /// recorded push or pull replayed later).
+    fn fresh(&self, timestamp_unix_ms: i64) -> Result<(), Status> {
+        weft_node::clock::check_window(
+            timestamp_unix_ms,
+            SystemClock.now_unix_ms(),
+            self.peer.config.limits.request_time_window,
+        )
+        .map_err(Status::permission_denied)
+    }
+}
+
 #[tonic::async_trait]
 impl PrivateDataRpc for PrivateDataService {
     async fn push(
@@ -386,6 +402,20 @@ impl PrivateDataRpc for PrivateDataService {
     ) -> Result<Response<PushResponse>, Status> {
         let (payload, channel, _) =
             verified::<PushPayload>(&self.peer, request.get_ref(), |p| &p.channel)?;
+        self.fresh(payload.timestamp_unix_ms)?;
+        // Data for a committed transaction is never taken again (a replayed
+        // push would otherwise sit in the transient store).
+        if channel
+            .ledger
+            .transaction(&payload.tx_id)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .is_some()
+        {
+            return Err(Status::failed_precondition(format!(
+                "transaction {} is already committed on channel {}",
+                payload.tx_id, channel.id
+            )));
+        }
         let set = TxPvtReadWriteSet::decode(payload.private_data.as_slice())
             .map_err(|e| Status::invalid_argument(format!("malformed private data: {e}")))?;
         let definitions = channel.definitions();
@@ -404,6 +434,7 @@ impl PrivateDataRpc for PrivateDataService {
     ) -> Result<Response<PullResponse>, Status> {
         let (payload, channel, asking) =
             verified::<PullPayload>(&self.peer, request.get_ref(), |p| &p.channel)?;
+        self.fresh(payload.timestamp_unix_ms)?;
         let definitions = channel.definitions();
         let allowed: BTreeSet<(String, String)> = payload
             .collections

@@ -556,7 +556,11 @@ mod tests {
     fn any_msp_id_from_a_config_block_makes_a_majority_policy() {
         // MSP ids the policy language cannot quote (a crafted config block
         // once made the peer panic here at every start).
-        let orgs = vec!["Org'1\")MSP".to_owned(), "Org2MSP".to_owned(), String::new()];
+        let orgs = vec![
+            "Org'1\")MSP".to_owned(),
+            "Org2MSP".to_owned(),
+            String::new(),
+        ];
         let policy = majority(&orgs);
         assert_eq!(policy.principals().len(), 3);
         assert!(majority(&[]).principals().is_empty());

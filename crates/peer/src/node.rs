@@ -182,12 +182,12 @@ impl Peer {
                 .unwrap_or_default();
             let stem = name.strip_suffix(".importing").unwrap_or(&name);
             if let Err(e) = weft_protoutil::check_channel_id(stem) {
-                eprintln!("skipping {}: {e}", dir.display());
+                tracing::warn!("skipping {}: {e}", dir.display());
                 continue;
             }
             if dir.extension().is_some_and(|e| e == "importing") {
                 // A join by snapshot interrupted before its ledger was complete.
-                eprintln!("removing {}: an interrupted snapshot import", dir.display());
+                tracing::warn!("removing {}: an interrupted snapshot import", dir.display());
                 std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 continue;
             }
@@ -201,7 +201,7 @@ impl Peer {
                     &peer.snapshot_dir(),
                 )
             })?;
-            eprintln!(
+            tracing::info!(
                 "channel {}: opened at height {}",
                 channel.id,
                 *channel.height.borrow()
@@ -344,7 +344,7 @@ impl Peer {
             }
         };
         self.activate(Arc::clone(&channel));
-        eprintln!(
+        tracing::info!(
             "channel {channel_id}: joined at height {}",
             *channel.height.borrow()
         );
@@ -416,7 +416,7 @@ impl ChaincodeSupportRpc for Services {
                     .remote_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                eprintln!("chaincode registration from {from} refused: no chaincode certificate");
+                tracing::warn!("chaincode registration from {from} refused: no chaincode certificate");
                 Status::unauthenticated(
                     "chaincode registration requires the TLS client certificate this peer issued to the chaincode",
                 )
@@ -425,7 +425,7 @@ impl ChaincodeSupportRpc for Services {
         let (out, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             if let Err(error) = support.serve_stream(out, incoming, bound).await {
-                eprintln!("chaincode registration refused: {error}");
+                tracing::warn!("chaincode registration refused: {error}");
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
@@ -461,7 +461,7 @@ impl Admin for Services {
                 .await
         };
         let channel = joined.map_err(Status::failed_precondition)?;
-        eprintln!("channel {}: joined (admin {subject})", channel.id);
+        tracing::info!("channel {}: joined (admin {subject})", channel.id);
         Ok(Response::new(info(&channel)))
     }
 
@@ -525,7 +525,7 @@ impl Admin for Services {
                 .join("chaincode/peer-tls-roots.pem"),
         )
         .map_err(|e| Status::internal(format!("reading the peer's TLS roots: {e}")))?;
-        eprintln!("issued chaincode credentials for {package_id} to admin {subject}");
+        tracing::info!("issued chaincode credentials for {package_id} to admin {subject}");
         Ok(Response::new(ChaincodeCredentials {
             client_cert_pem: issued.cert_pem.into_bytes(),
             client_key_pem: issued.key_pem.into_bytes(),
@@ -547,23 +547,19 @@ pub async fn serve(
     };
     let limits = peer.config.listener.clone();
     let max = crate::MAX_GRPC_MESSAGE;
-    let mut builder = tonic::transport::Server::builder()
-        .tls_config(
-            peer.tls
-                .server_config_trusting(peer.chaincodes.credentials.ca_pem().as_bytes()),
-        )
-        .map_err(|e| e.to_string())?
-        .concurrency_limit_per_connection(peer.config.limits.concurrent_requests)
-        .max_concurrent_streams(
-            u32::try_from(peer.config.limits.concurrent_requests)
-                .unwrap_or(u32::MAX)
-                .min(limits.streams_per_connection_max),
-        )
-        // Clients such as Caliper ping without calls; answer, do not GOAWAY.
-        .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)))
-        .layer(weft_node::serve::InFlightLimit::new(
-            limits.requests_in_flight_max,
-        ));
+    let mut builder = weft_node::serve::server(
+        peer.tls
+            .server_config_trusting(peer.chaincodes.credentials.ca_pem().as_bytes()),
+        &limits,
+    )?
+    .concurrency_limit_per_connection(peer.config.limits.concurrent_requests)
+    .max_concurrent_streams(
+        u32::try_from(peer.config.limits.concurrent_requests)
+            .unwrap_or(u32::MAX)
+            .min(limits.streams_per_connection_max),
+    )
+    // Clients such as Caliper ping without calls; answer, do not GOAWAY.
+    .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)));
     let router = builder
         .add_service(
             GatewayServer::new(GatewayService {
@@ -600,12 +596,5 @@ pub async fn serve(
             .max_encoding_message_size(max),
         )
         .add_service(AdminServer::new(services).max_decoding_message_size(max));
-    let incoming = weft_node::serve::incoming(listener, limits.connections_max);
-    weft_node::serve::with_grace(shutdown, |shutdown| async move {
-        router
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-            .map_err(|e| e.to_string())
-    })
-    .await
+    weft_node::serve::run(router, listener, &limits, shutdown).await
 }

@@ -142,12 +142,12 @@ impl Snapshots {
         }
         let outcome = self.save().and_then(|()| self.take(ledger));
         match outcome {
-            Ok(dir) => eprintln!(
+            Ok(dir) => tracing::info!(
                 "channel {}: snapshot at block {number} written to {}",
                 self.channel,
                 dir.display()
             ),
-            Err(error) => eprintln!(
+            Err(error) => tracing::warn!(
                 "channel {}: the snapshot requested at block {number} failed: {error}",
                 self.channel
             ),
@@ -237,7 +237,7 @@ impl Snapshot for SnapshotService {
                 .map_err(|e| Status::internal(e.to_string()))?
                 .map_err(Status::failed_precondition)?;
         if let Requested::Taken(dir) = outcome {
-            eprintln!("snapshot written to {}", dir.display());
+            tracing::info!("snapshot written to {}", dir.display());
         }
         Ok(Response::new(()))
     }

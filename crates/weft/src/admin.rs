@@ -226,29 +226,19 @@ pub fn peer_chaincode(command: PeerChaincodeCommand, args: PeerAdminArgs) -> any
         "# chaincode {package_id}: credentials in {}",
         output.display()
     );
+    let files = [
+        ("CORE_PEER_TLS_ROOTCERT_FILE", &root),
+        ("CORE_TLS_CLIENT_CERT_PATH", &cert_path),
+        ("CORE_TLS_CLIENT_KEY_PATH", &key_path),
+        ("CORE_TLS_CLIENT_CERT_FILE", &cert_file),
+        ("CORE_TLS_CLIENT_KEY_FILE", &key_file),
+    ];
     println!("export CORE_CHAINCODE_ID_NAME={package_id}");
     println!("export CORE_PEER_ADDRESS={}", issued.peer_address);
     println!("export CORE_PEER_TLS_ENABLED=true");
-    println!(
-        "export CORE_PEER_TLS_ROOTCERT_FILE={}",
-        absolute(&root).display()
-    );
-    println!(
-        "export CORE_TLS_CLIENT_CERT_PATH={}",
-        absolute(&cert_path).display()
-    );
-    println!(
-        "export CORE_TLS_CLIENT_KEY_PATH={}",
-        absolute(&key_path).display()
-    );
-    println!(
-        "export CORE_TLS_CLIENT_CERT_FILE={}",
-        absolute(&cert_file).display()
-    );
-    println!(
-        "export CORE_TLS_CLIENT_KEY_FILE={}",
-        absolute(&key_file).display()
-    );
+    for (variable, path) in files {
+        println!("export {variable}={}", absolute(path).display());
+    }
     Ok(())
 }
 

@@ -551,6 +551,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
     let OrdererCommand::Start { config } = command;
+    weft_node::logging::init().map_err(anyhow::Error::msg)?;
     let config = weft_orderer::OrdererConfig::load(&config).map_err(anyhow::Error::msg)?;
     runtime()?.block_on(async move {
         let address = config.listen_address.clone();
@@ -641,6 +642,7 @@ fn channel(command: ChannelCommand) -> anyhow::Result<()> {
 fn peer(command: PeerCommand) -> anyhow::Result<()> {
     match command {
         PeerCommand::Start { config } => {
+            weft_node::logging::init().map_err(anyhow::Error::msg)?;
             let config = weft_peer::PeerConfig::load(&config).map_err(anyhow::Error::msg)?;
             runtime()?.block_on(async move {
                 let address = config.listen_address.clone();

@@ -223,24 +223,33 @@ fn log_compaction_bounds_the_raft_log_and_a_lagging_node_catches_up_from_blocks(
 
     // One envelope per block: 150 blocks, far more than the log keeps.
     let mut submitter = cluster.network.submitter(CHANNEL);
-    let mut largest_log = 0;
+    let (mut largest_log, mut last_log) = (0, 0);
     for round in 0..15 {
         let batch = envelopes(&mut submitter, round, 10, 512);
         let statuses = cluster.broadcast(live[0], batch.into_iter().map(|(_, e)| e).collect());
         assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+        last_log = 0;
         for &i in &live {
             let info = cluster.info(i, CHANNEL).expect("info");
-            largest_log = largest_log.max(info["raft"]["logEntries"].as_u64().expect("entries"));
+            let entries = info["raft"]["logEntries"].as_u64().expect("entries");
+            last_log = last_log.max(entries);
+            largest_log = largest_log.max(entries);
         }
     }
     let height = cluster.height(live[0], CHANNEL).expect("height");
     assert!(height >= 151, "height {height}");
     // Snapshot every 20 entries, keeping 5: a bounded log, not 150+ entries.
-    // Snapshots are built in the background, so on a loaded machine the log
-    // can run a few 10-envelope rounds past the threshold before it is cut.
+    // Snapshots are built in the background, and the leader defers purging
+    // while its replication to the killed node still reads from the log
+    // (openraft); runs here have seen the log reach 63 entries before a
+    // purge. At the end it must be compacted again.
     assert!(
-        largest_log <= 20 + 5 + 3 * 10,
+        largest_log <= 20 + 5 + 5 * 10,
         "raft log grew to {largest_log} entries"
+    );
+    assert!(
+        last_log <= 20 + 5 + 10,
+        "raft log still {last_log} entries after the last round"
     );
 
     // The lagging node's missing entries are compacted away: it installs a

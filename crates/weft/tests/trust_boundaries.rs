@@ -104,6 +104,23 @@ fn crafted(
     SignedAdminRequest { request, signature }
 }
 
+/// A TLS connection to `endpoint` that presents no client certificate.
+async fn anonymous(endpoint: &str, server_ca: &Path) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("https://{endpoint}"))
+        .expect("endpoint")
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(
+                    std::fs::read(server_ca).expect("ca"),
+                ))
+                .domain_name("127.0.0.1"),
+        )
+        .expect("tls")
+        .connect()
+        .await
+        .expect("connect")
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -196,22 +213,10 @@ fn admin_services_admit_only_their_organisations_admins() {
         );
 
         // Without a TLS client certificate nothing is even considered.
-        let anonymous = tonic::transport::Endpoint::from_shared(format!("https://{orderer}"))
-            .expect("endpoint")
-            .tls_config(
-                tonic::transport::ClientTlsConfig::new()
-                    .ca_certificate(tonic::transport::Certificate::from_pem(
-                        std::fs::read(orderer_ca(&network)).expect("ca"),
-                    ))
-                    .domain_name("127.0.0.1"),
-            )
-            .expect("tls")
-            .connect()
-            .await
-            .expect("connect");
+        let anonymous_orderer = anonymous(&orderer, &orderer_ca(&network)).await;
         let request = crafted(&admin, now_ms(), vec![11; 24], &admin_tls.cert_pem);
         denied(
-            AdminClient::new(anonymous.clone()).list(request).await,
+            AdminClient::new(anonymous_orderer).list(request).await,
             tonic::Code::Unauthenticated,
             "TLS client certificate",
         );
@@ -241,19 +246,7 @@ fn admin_services_admit_only_their_organisations_admins() {
             tonic::Code::PermissionDenied,
             "is not an admin of Org1MSP",
         );
-        let anonymous_peer = tonic::transport::Endpoint::from_shared(format!("https://{peer}"))
-            .expect("endpoint")
-            .tls_config(
-                tonic::transport::ClientTlsConfig::new()
-                    .ca_certificate(tonic::transport::Certificate::from_pem(
-                        std::fs::read(&org1_ca).expect("ca"),
-                    ))
-                    .domain_name("127.0.0.1"),
-            )
-            .expect("tls")
-            .connect()
-            .await
-            .expect("connect");
+        let anonymous_peer = anonymous(&peer, &org1_ca).await;
         let request = crafted(&admin, now_ms(), vec![12; 24], &admin_tls.cert_pem);
         denied(
             AdminClient::new(anonymous_peer).list(request).await,
@@ -396,7 +389,7 @@ fn chaincode_cannot_be_impersonated_and_old_seeks_are_refused() {
         "basic",
         &args(&["CreateAsset", "a1", "blue", "5", "Tom", "100"]),
     ));
-    created.expect("the built-in chaincode is live");
+    let created_tx = created.expect("the built-in chaincode is live").tx_id;
     let peer = network.endpoint(0);
     let org1_ca = network.tls_ca(0);
     let register = |name: &str| ChaincodeMessage {
@@ -524,6 +517,45 @@ fn chaincode_cannot_be_impersonated_and_old_seeks_are_refused() {
             "{message}"
         );
     });
+    // Private data pushes: a recorded push replayed later, or a push for a
+    // committed transaction, is refused (signed by a real peer of the channel).
+    let committed_tx = created_tx;
+    let org2_peer = network.orderers.network.peer("org2.example.com", "Org2MSP");
+    runtime.block_on(async {
+        let (user_tls, _) = org_user(&network, 0, "User1", &org1_ca);
+        let mut client = weft_peer::proto::private_data_client::PrivateDataClient::new(
+            user_tls.channel(&peer).expect("channel"),
+        );
+        let push = |tx_id: &str, age_ms: i64| {
+            let payload = weft_peer::proto::PushPayload {
+                channel: CHANNEL.into(),
+                tx_id: tx_id.to_owned(),
+                private_data: Vec::new(),
+                timestamp_unix_ms: now_ms() - age_ms,
+            }
+            .encode_to_vec();
+            weft_peer::proto::SignedMessage {
+                signature: org2_peer.sign(&payload).expect("sign"),
+                signer: org2_peer.serialized(),
+                payload,
+            }
+        };
+        denied(
+            client.push(push(&"ab".repeat(32), 20 * 60 * 1000)).await,
+            tonic::Code::PermissionDenied,
+            "outside the node's window",
+        );
+        denied(
+            client.push(push(&committed_tx, 0)).await,
+            tonic::Code::FailedPrecondition,
+            "already committed",
+        );
+        client
+            .push(push(&"cd".repeat(32), 0))
+            .await
+            .expect("a fresh push for a pending transaction");
+    });
+
     // The real chaincode still answers.
     let asset = runtime
         .block_on(org1.evaluate(CHANNEL, "basic", &args(&["ReadAsset", "a1"])))

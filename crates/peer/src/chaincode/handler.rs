@@ -180,9 +180,11 @@ impl Handler {
             Some(route) => {
                 let _ = route.send(message).await;
             }
-            None => eprintln!(
+            None => tracing::warn!(
                 "chaincode {}: message type {} for unknown transaction {}",
-                self.name, message.r#type, message.txid
+                self.name,
+                message.r#type,
+                message.txid
             ),
         }
     }

@@ -43,7 +43,7 @@ pub fn connect_in_process(
     let bound = id.clone();
     tokio::spawn(async move {
         if let Err(error) = weft_shim::run(chaincode, &id, to_peer, from_peer).await {
-            eprintln!("built-in chaincode {id}: {error}");
+            tracing::warn!("built-in chaincode {id}: {error}");
         }
     });
     tokio::spawn(async move {
@@ -51,7 +51,7 @@ pub fn connect_in_process(
             .serve_stream(to_chaincode, from_chaincode, bound)
             .await
         {
-            eprintln!("built-in chaincode stream: {error}");
+            tracing::warn!("built-in chaincode stream: {error}");
         }
     });
 }
@@ -131,7 +131,7 @@ impl Launcher for External {
                     .serve_stream(to_chaincode, from_chaincode, bound)
                     .await
                 {
-                    eprintln!("chaincode server {address}: {error}");
+                    tracing::warn!("chaincode server {address}: {error}");
                 }
             });
             Ok(())
@@ -273,7 +273,7 @@ impl Launcher for Process {
             let _ = old.start_kill();
         }
         let result = self.spawn(&support).map(|spawned| {
-            eprintln!(
+            tracing::info!(
                 "chaincode {}: started {:?} (pid {:?}), log {}",
                 self.id,
                 self.command,

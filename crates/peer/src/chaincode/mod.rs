@@ -297,13 +297,13 @@ impl ChaincodeSupport {
         handshake?;
         self.registrations
             .send_modify(|generation| *generation += 1);
-        eprintln!("chaincode {} registered as {id}", installed.name);
+        tracing::info!("chaincode {} registered as {id}", installed.name);
         while let Some(message) = incoming.recv().await {
             handler.route(message).await;
         }
         handler.close();
         self.release(&id, &handler);
-        eprintln!("chaincode {} ({id}) disconnected", installed.name);
+        tracing::info!("chaincode {} ({id}) disconnected", installed.name);
         Ok(())
     }
 

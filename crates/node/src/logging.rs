@@ -1,0 +1,107 @@
+//! Node logs, in Fabric's log spec syntax: `WEFT_LOGGING_SPEC` (or Fabric's
+//! `FABRIC_LOGGING_SPEC`) is `[<logger>[,<logger>…]=]<level>[:…]`, e.g.
+//! `info:weft_ledger,weft_peer::deliver=debug`; a logger is a module path
+//! prefix. Lines carry a UTC timestamp, the level and the module;
+//! `WEFT_LOG_FORMAT=json` writes one JSON object per line instead.
+
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The spec when none is given: weft at INFO, Raft's internals at WARN.
+pub const DEFAULT_SPEC: &str = "info:openraft=warn";
+
+fn level(name: &str) -> Result<LevelFilter, String> {
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "debug" => LevelFilter::DEBUG,
+        "info" => LevelFilter::INFO,
+        "warn" | "warning" => LevelFilter::WARN,
+        "error" | "dpanic" | "panic" | "fatal" => LevelFilter::ERROR,
+        "trace" => LevelFilter::TRACE,
+        "off" | "none" => LevelFilter::OFF,
+        other => {
+            return Err(format!(
+                "unknown log level {other:?} (debug, info, warning, error, fatal)"
+            ));
+        }
+    })
+}
+
+/// Parses a Fabric-style log spec.
+pub fn parse_spec(spec: &str) -> Result<Targets, String> {
+    let mut targets = Targets::new().with_default(LevelFilter::INFO);
+    for term in spec.split(':').filter(|t| !t.trim().is_empty()) {
+        match term.split_once('=') {
+            None => targets = targets.with_default(level(term)?),
+            Some((loggers, name)) => {
+                let level = level(name)?;
+                for logger in loggers.split(',').map(str::trim) {
+                    if logger.is_empty() {
+                        return Err(format!("log spec term {term:?} names an empty logger"));
+                    }
+                    targets = targets.with_target(logger.replace('.', "::"), level);
+                }
+            }
+        }
+    }
+    Ok(targets)
+}
+
+/// Sends the node's logs to standard error, filtered by the environment's
+/// spec (or [`DEFAULT_SPEC`]). A bad spec is an error naming the problem.
+pub fn init() -> Result<(), String> {
+    let spec = std::env::var("WEFT_LOGGING_SPEC")
+        .or_else(|_| std::env::var("FABRIC_LOGGING_SPEC"))
+        .unwrap_or_else(|_| DEFAULT_SPEC.to_owned());
+    let filter = parse_spec(&spec).map_err(|e| format!("WEFT_LOGGING_SPEC {spec:?}: {e}"))?;
+    let json = std::env::var("WEFT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let registry = tracing_subscriber::registry().with(filter);
+    let installed = if json {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    };
+    installed.map_err(|e| format!("installing the logger: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn fabric_specs_set_default_and_per_logger_levels() {
+        let targets = parse_spec("warning:weft_ledger,weft_peer.deliver=debug").expect("spec");
+        assert!(targets.would_enable("weft_ledger::commit", &Level::DEBUG));
+        assert!(targets.would_enable("weft_peer::deliver", &Level::DEBUG));
+        assert!(!targets.would_enable("weft_peer::gateway", &Level::INFO));
+        assert!(targets.would_enable("weft_peer::gateway", &Level::WARN));
+        let default = parse_spec(DEFAULT_SPEC).expect("default");
+        assert!(default.would_enable("weft_orderer::channel", &Level::INFO));
+        assert!(!default.would_enable("openraft::core", &Level::INFO));
+        assert!(
+            parse_spec("")
+                .expect("empty")
+                .would_enable("x", &Level::INFO)
+        );
+    }
+
+    #[test]
+    fn bad_specs_are_named() {
+        assert!(parse_spec("loud").unwrap_err().contains("\"loud\""));
+        assert!(parse_spec("=debug").unwrap_err().contains("empty logger"));
+    }
+}
