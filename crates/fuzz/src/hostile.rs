@@ -169,6 +169,15 @@ pub async fn attack(
     })
 }
 
+/// Reads up to three answers of a stream (then the caller hangs up).
+async fn read_some<T>(stream: &mut tonic::Streaming<T>) {
+    for _ in 0..3 {
+        if !matches!(stream.message().await, Ok(Some(_))) {
+            break;
+        }
+    }
+}
+
 fn pick(seeds: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
     let mut input = seeds[rng.below(seeds.len())].clone();
     if rng.below(4) != 0 {
@@ -224,35 +233,24 @@ async fn hit(
             (true, 2) | (false, 1) => {
                 let envelope =
                     Envelope::decode(pick(&seeds.seeks, rng).as_slice()).unwrap_or_default();
-                let mut stream = if is_orderer {
-                    let mut client =
+                // Read a few answers, then hang up.
+                if is_orderer {
+                    let mut stream =
                         weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient::new(
                             channel,
-                        );
-                    let stream = client
+                        )
                         .deliver(tokio_stream::once(envelope))
                         .await
                         .map_err(drop)?
                         .into_inner();
-                    // Read a few answers, then hang up.
-                    let mut stream = stream;
-                    for _ in 0..3 {
-                        if !matches!(stream.message().await, Ok(Some(_))) {
-                            break;
-                        }
-                    }
-                    return Ok(());
+                    read_some(&mut stream).await;
                 } else {
-                    weft_protos::peer::deliver_client::DeliverClient::new(channel)
+                    let mut stream = weft_protos::peer::deliver_client::DeliverClient::new(channel)
                         .deliver(tokio_stream::once(envelope))
                         .await
                         .map_err(drop)?
-                        .into_inner()
-                };
-                for _ in 0..3 {
-                    if !matches!(stream.message().await, Ok(Some(_))) {
-                        break;
-                    }
+                        .into_inner();
+                    read_some(&mut stream).await;
                 }
                 Ok(())
             }

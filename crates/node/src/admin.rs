@@ -84,9 +84,10 @@ impl AdminAuthority {
                 .remote_addr()
                 .map(|a| a.to_string())
                 .unwrap_or_else(|| "an unknown address".into());
+            // Escaped: the reason can quote bytes the caller chose.
             tracing::warn!(
                 "admin {operation} from {peer} refused: {}",
-                status.message()
+                status.message().escape_debug()
             );
         })
     }

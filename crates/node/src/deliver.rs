@@ -36,19 +36,22 @@ pub fn seek_range(seek: &SeekInfo, first: u64, height: u64) -> Result<(u64, u64)
 /// Serves one seek request over `out`; returns its final status, or None if
 /// the client left. `next(number)` produces the response for a committed
 /// block (or the status that ends the stream); `height` is the chain's
-/// height as it grows.
+/// height as it grows; once `gone` resolves (the channel left this node), a
+/// waiting stream ends with SERVICE_UNAVAILABLE instead of waiting forever.
 pub async fn serve_seek<R>(
     seek: &SeekInfo,
     first: u64,
     mut height: watch::Receiver<u64>,
+    gone: impl std::future::Future<Output = ()>,
     out: &mpsc::Sender<Result<R, tonic::Status>>,
     mut next: impl FnMut(u64) -> Result<R, Status>,
 ) -> Option<Status> {
+    tokio::pin!(gone);
     let current = *height.borrow_and_update();
     let (start, stop) = match seek_range(seek, first, current) {
         Ok(range) => range,
         Err(reason) => {
-            tracing::warn!("deliver refused: {reason}");
+            tracing::warn!("deliver refused: {}", reason.escape_debug());
             return Some(Status::BadRequest);
         }
     };
@@ -61,6 +64,7 @@ pub async fn serve_seek<R>(
             }
             tokio::select! {
                 changed = height.changed() => if changed.is_err() { return Some(Status::ServiceUnavailable) },
+                () = &mut gone => return Some(Status::ServiceUnavailable),
                 _ = out.closed() => return None,
             }
             continue;
@@ -82,6 +86,8 @@ pub async fn serve_seek<R>(
 #[cfg(test)]
 mod tests {
     use weft_protos::orderer::{SeekNewest, SeekNextCommit, SeekOldest};
+
+    use std::future::pending;
 
     use super::*;
     use crate::seek::specified;
@@ -117,9 +123,14 @@ mod tests {
     async fn sends_until_stop_then_success() {
         let (_height_tx, height) = watch::channel(5u64);
         let (out, mut rx) = mpsc::channel(8);
-        let status = serve_seek(&seek(specified(1), specified(3)), 0, height, &out, |n| {
-            Ok(n)
-        })
+        let status = serve_seek(
+            &seek(specified(1), specified(3)),
+            0,
+            height,
+            pending(),
+            &out,
+            Ok,
+        )
         .await;
         assert_eq!(status, Some(Status::Success));
         drop(out);
@@ -134,10 +145,45 @@ mod tests {
     async fn a_refusal_ends_the_stream() {
         let (_height_tx, height) = watch::channel(5u64);
         let (out, _rx) = mpsc::channel(8);
-        let status = serve_seek(&seek(specified(0), specified(4)), 0, height, &out, |n| {
-            if n < 2 { Ok(n) } else { Err(Status::Forbidden) }
-        })
+        let status = serve_seek(
+            &seek(specified(0), specified(4)),
+            0,
+            height,
+            pending(),
+            &out,
+            |n| {
+                if n < 2 { Ok(n) } else { Err(Status::Forbidden) }
+            },
+        )
         .await;
         assert_eq!(status, Some(Status::Forbidden));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_stream_ends_when_its_channel_goes() {
+        let (_height_tx, height) = watch::channel(2u64);
+        let (out, _rx) = mpsc::channel(8);
+        let (gone_tx, gone_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(async move {
+            let gone = async move {
+                let _ = gone_rx.await;
+            };
+            serve_seek(
+                &seek(specified(0), specified(u64::MAX)),
+                0,
+                height,
+                gone,
+                &out,
+                Ok,
+            )
+            .await
+        });
+        tokio::task::yield_now().await;
+        assert!(!serving.is_finished(), "it waits for block 2");
+        let _ = gone_tx.send(());
+        assert_eq!(
+            serving.await.expect("task"),
+            Some(Status::ServiceUnavailable)
+        );
     }
 }

@@ -291,6 +291,59 @@ mod tests {
     use super::*;
     use tokio_stream::StreamExt;
 
+    /// A service that answers once it is released.
+    #[derive(Clone)]
+    struct Held(tokio::sync::watch::Receiver<bool>);
+
+    impl tonic::codegen::Service<http::Request<()>> for Held {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            let mut released = self.0.clone();
+            Box::pin(async move {
+                let _ = released.wait_for(|released| *released).await;
+                Ok(http::Response::new(tonic::body::Body::empty()))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_beyond_the_in_flight_limit_are_refused_at_once() {
+        use tonic::codegen::Service as _;
+        use tower_layer::Layer as _;
+        let (release, released) = tokio::sync::watch::channel(false);
+        let mut service = InFlightLimit::new(2).layer(Held(released));
+        let first = service.call(http::Request::new(()));
+        let second = service.call(http::Request::new(()));
+        let refused = service
+            .call(http::Request::new(()))
+            .await
+            .expect("answered");
+        let status = tonic::Status::from_header_map(refused.headers()).expect("a gRPC status");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status.message().contains("requests_in_flight_max"),
+            "{status:?}"
+        );
+        // Once the first two finish, there is room again.
+        release.send_replace(true);
+        for call in [first, second] {
+            let answer = call.await.expect("answered");
+            assert!(tonic::Status::from_header_map(answer.headers()).is_none());
+        }
+        let fourth = service
+            .call(http::Request::new(()))
+            .await
+            .expect("answered");
+        assert!(tonic::Status::from_header_map(fourth.headers()).is_none());
+    }
+
     #[tokio::test]
     async fn connections_beyond_the_limit_are_closed() {
         let listener = bind("127.0.0.1:0").await.expect("bind");

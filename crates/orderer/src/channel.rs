@@ -73,6 +73,9 @@ pub struct ChannelRuntime {
     pub node_id: u64,
     submit: mpsc::Sender<Submission>,
     cutter: tokio::task::JoinHandle<()>,
+    /// True once the channel is removed from this node: open Deliver
+    /// streams end rather than wait for blocks that will never come.
+    removed: tokio::sync::watch::Sender<bool>,
 }
 
 impl ChannelRuntime {
@@ -102,6 +105,7 @@ impl ChannelRuntime {
             node_id,
             submit,
             cutter,
+            removed: tokio::sync::watch::channel(false).0,
         }
     }
 
@@ -136,7 +140,13 @@ impl ChannelRuntime {
         })
     }
 
+    /// Whether (and when) the channel leaves this node.
+    pub fn removed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.removed.subscribe()
+    }
+
     pub async fn shutdown(&self) {
+        self.removed.send_replace(true);
         self.cutter.abort();
         let _ = self.raft.shutdown().await;
     }

@@ -356,7 +356,7 @@ async fn deliver_one(
     }) {
         Ok(checked) => checked,
         Err((status, reason)) => {
-            tracing::warn!("deliver refused: {reason}");
+            tracing::warn!("deliver refused: {}", reason.escape_debug());
             return Some(status);
         }
     };
@@ -366,7 +366,11 @@ async fn deliver_one(
     let chain = Arc::clone(&checked.runtime.chain);
     let height = chain.height.subscribe();
     let first = chain.lock().first_number();
-    weft_node::deliver::serve_seek(&seek, first, height, out, |number| {
+    let mut removed = checked.runtime.removed();
+    let gone = async move {
+        let _ = removed.wait_for(|removed| *removed).await;
+    };
+    weft_node::deliver::serve_seek(&seek, first, height, gone, out, |number| {
         // A long-lived stream ends once its requester's certificate expires.
         if let Err(e) = checked
             .runtime

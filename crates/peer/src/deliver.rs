@@ -154,7 +154,7 @@ async fn serve_seek(
     let (channel, seek, creator) = match check(peer, envelope) {
         Ok(checked) => checked,
         Err((status, reason)) => {
-            tracing::warn!("deliver refused: {reason}");
+            tracing::warn!("deliver refused: {}", reason.escape_debug());
             return Some(status);
         }
     };
@@ -163,35 +163,45 @@ async fn serve_seek(
         .unwrap_or_default();
     let height = channel.height.subscribe();
     let first = channel.ledger.first_block_number();
-    weft_node::deliver::serve_seek(&seek, first, height, out, |number| {
-        // A long-lived stream ends once its requester's certificate expires.
-        if let Err(e) = channel.config.msps.validate(&creator, now_seconds()) {
-            tracing::warn!(
-                "deliver stream on channel {} ended: the requester is no longer valid: {e}",
-                channel.id
-            );
-            return Err(FabricStatus::Forbidden);
-        }
-        let block = channel
-            .ledger
-            .block(number)
-            .map_err(|_| FabricStatus::InternalServerError)?;
-        let response = match form {
-            Form::Full => deliver_response::Type::Block(block),
-            Form::Filtered => deliver_response::Type::FilteredBlock(filtered(&channel.id, &block)),
-            Form::WithPrivateData => {
-                let private_data_map = private_data_of(&channel, &block, &requester_msp)
-                    .map_err(|_| FabricStatus::InternalServerError)?;
-                deliver_response::Type::BlockAndPrivateData(BlockAndPrivateData {
-                    block: Some(block),
-                    private_data_map,
-                })
+    // A peer never leaves a channel, so a stream waits for as long as the client does.
+    weft_node::deliver::serve_seek(
+        &seek,
+        first,
+        height,
+        std::future::pending(),
+        out,
+        |number| {
+            // A long-lived stream ends once its requester's certificate expires.
+            if let Err(e) = channel.config.msps.validate(&creator, now_seconds()) {
+                tracing::warn!(
+                    "deliver stream on channel {} ended: the requester is no longer valid: {e}",
+                    channel.id
+                );
+                return Err(FabricStatus::Forbidden);
             }
-        };
-        Ok(DeliverResponse {
-            r#type: Some(response),
-        })
-    })
+            let block = channel
+                .ledger
+                .block(number)
+                .map_err(|_| FabricStatus::InternalServerError)?;
+            let response = match form {
+                Form::Full => deliver_response::Type::Block(block),
+                Form::Filtered => {
+                    deliver_response::Type::FilteredBlock(filtered(&channel.id, &block))
+                }
+                Form::WithPrivateData => {
+                    let private_data_map = private_data_of(&channel, &block, &requester_msp)
+                        .map_err(|_| FabricStatus::InternalServerError)?;
+                    deliver_response::Type::BlockAndPrivateData(BlockAndPrivateData {
+                        block: Some(block),
+                        private_data_map,
+                    })
+                }
+            };
+            Ok(DeliverResponse {
+                r#type: Some(response),
+            })
+        },
+    )
     .await
 }
 

@@ -425,7 +425,7 @@ impl ChaincodeSupportRpc for Services {
         let (out, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             if let Err(error) = support.serve_stream(out, incoming, bound).await {
-                tracing::warn!("chaincode registration refused: {error}");
+                tracing::warn!("chaincode registration refused: {}", error.escape_debug());
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))

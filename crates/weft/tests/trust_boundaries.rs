@@ -615,3 +615,201 @@ fn chaincode_cannot_be_impersonated_and_old_seeks_are_refused() {
         );
     });
 }
+
+/// The gateway tries every orderer of the channel, whatever the failure:
+/// with the channel removed from one of three orderers (NOT_FOUND there),
+/// every submit still commits through the other two.
+#[test]
+fn the_gateway_fails_over_on_any_ordering_failure() {
+    let network = Network::start(3, BASIC, &[("basic", "basic", ANY)]);
+    let removed = network
+        .orderers
+        .osnadmin(0, &["remove", "--channelID", CHANNEL])
+        .expect("the orderer admin removes the channel from orderer 0");
+    assert_eq!(removed["removed"], CHANNEL);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _context = runtime.enter();
+    let org1 = network.gateway(0, "User1");
+    // The gateway starts at a different orderer for each submit (round robin).
+    for n in 0..9 {
+        let id = format!("failover-{n}");
+        runtime
+            .block_on(org1.submit(
+                CHANNEL,
+                "basic",
+                &args(&["CreateAsset", &id, "blue", "1", "Ann", "1"]),
+            ))
+            .unwrap_or_else(|e| panic!("submit {n}: {e}"));
+    }
+}
+
+/// The block numbers a Deliver stream sent and the status it ended with;
+/// `read` says which an answer is.
+async fn delivered<T>(
+    mut stream: tonic::Streaming<T>,
+    read: impl Fn(T) -> Option<Result<u64, i32>>,
+) -> (Vec<u64>, i32) {
+    let mut blocks = Vec::new();
+    while let Ok(Some(response)) = stream.message().await {
+        match read(response) {
+            Some(Ok(number)) => blocks.push(number),
+            Some(Err(status)) => return (blocks, status),
+            None => {}
+        }
+    }
+    (blocks, 0)
+}
+
+/// A client identity of Org1 whose certificate expires `seconds` from now,
+/// issued by Org1's CA (as a Fabric CA would), in an MSP directory under `dir`.
+fn short_lived_user(network: &Network, dir: &Path, seconds: i64) -> SigningIdentity {
+    let ca_dir = network.org_dir(0).join("ca");
+    let ca_pem = std::fs::read_to_string(ca_dir.join("ca.org1.example.com-cert.pem")).expect("ca");
+    let ca_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("priv_sk")).expect("key"))
+            .expect("ca key");
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).expect("issuer");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut params = rcgen::CertificateParams::default();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::minutes(5);
+    params.not_after = now + time::Duration::seconds(seconds);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "org1.example.com");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationalUnitName, "client");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Brief@org1.example.com");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, &issuer).expect("certificate");
+    let msp = dir.join("brief-msp");
+    std::fs::create_dir_all(msp.join("signcerts")).expect("signcerts");
+    std::fs::create_dir_all(msp.join("keystore")).expect("keystore");
+    std::fs::write(msp.join("signcerts/cert.pem"), cert.pem()).expect("cert");
+    std::fs::write(msp.join("keystore/priv_sk"), key.serialize_pem()).expect("key");
+    SigningIdentity::load(&msp, "Org1MSP").expect("identity")
+}
+
+/// Long-lived event streams end once the requester's certificate expires,
+/// on the peer and on the orderer; until then they deliver.
+#[test]
+fn event_streams_end_when_the_requesters_certificate_expires() {
+    let network = Network::start(1, BASIC, &[("basic", "basic", ANY)]);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _context = runtime.enter();
+    let org1 = network.gateway(0, "User1");
+    let brief = short_lived_user(&network, network.orderers.dir.path(), 6);
+    let seek = || {
+        weft_node::seek::seek_envelope(
+            &brief,
+            CHANNEL,
+            weft_protos::orderer::SeekPosition {
+                r#type: Some(weft_protos::orderer::seek_position::Type::NextCommit(
+                    weft_protos::orderer::SeekNextCommit {},
+                )),
+            },
+            weft_node::seek::specified(u64::MAX),
+            SeekBehavior::BlockUntilReady,
+        )
+        .expect("seek")
+    };
+    let org1_ca = network.tls_ca(0);
+    let (peer_tls, _) = org_user(&network, 0, "User1", &org1_ca);
+    let peer = network.endpoint(0);
+    let orderer = network.orderers.endpoint(0);
+    let orderer_tls = network.orderers.tls();
+    // Each stream: the block numbers it delivered, and the status it ended with.
+    let peer_stream = runtime.spawn({
+        let envelope = seek();
+        let channel = peer_tls.channel(&peer).expect("channel");
+        async move {
+            let stream = weft_protos::peer::deliver_client::DeliverClient::new(channel)
+                .deliver(tokio_stream::once(envelope))
+                .await
+                .expect("deliver")
+                .into_inner();
+            use weft_protos::peer::deliver_response::Type;
+            delivered(stream, |r: weft_protos::peer::DeliverResponse| {
+                match r.r#type {
+                    Some(Type::Block(b)) => Some(Ok(b.header.expect("header").number)),
+                    Some(Type::Status(s)) => Some(Err(s)),
+                    _ => None,
+                }
+            })
+            .await
+        }
+    });
+    let orderer_stream = runtime.spawn({
+        let envelope = seek();
+        let channel = orderer_tls.channel(&orderer).expect("channel");
+        async move {
+            let stream = AtomicBroadcastClient::new(channel)
+                .deliver(tokio_stream::once(envelope))
+                .await
+                .expect("deliver")
+                .into_inner();
+            delivered(stream, |r: weft_protos::orderer::DeliverResponse| {
+                match r.r#type {
+                    Some(DeliverType::Block(b)) => Some(Ok(b.header.expect("header").number)),
+                    Some(DeliverType::Status(s)) => Some(Err(s)),
+                    None => None,
+                }
+            })
+            .await
+        }
+    });
+    let submit = |id: &str| {
+        runtime
+            .block_on(org1.submit(
+                CHANNEL,
+                "basic",
+                &args(&["CreateAsset", id, "blue", "1", "Ann", "1"]),
+            ))
+            .expect("submit")
+            .block
+    };
+    let while_valid = submit("brief-1");
+    std::thread::sleep(Duration::from_secs(7));
+    let after_expiry = submit("brief-2");
+    const FORBIDDEN: i32 = 403;
+    for (node, stream) in [("peer", peer_stream), ("orderer", orderer_stream)] {
+        let (blocks, status) = runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(20), stream).await })
+            .expect("the stream ended")
+            .expect("task");
+        assert!(blocks.contains(&while_valid), "{node}: {blocks:?}");
+        assert!(!blocks.contains(&after_expiry), "{node}: {blocks:?}");
+        assert_eq!(status, FORBIDDEN, "{node}");
+    }
+}
+
+/// A CommitStatus for a transaction that never commits ends at the peer's
+/// `limits.commit_status_timeout`, not never.
+#[test]
+fn commit_status_waits_at_most_the_peers_limit() {
+    let mut network = Network::start(1, BASIC, &[]);
+    let config = std::fs::read_to_string(&network.peers[0].config).expect("config");
+    let config = config.replace(
+        "  startup_timeout: 60s\n",
+        "  startup_timeout: 60s\n  commit_status_timeout: 2s\n",
+    );
+    std::fs::write(&network.peers[0].config, config).expect("config");
+    network.kill_peer(0);
+    network.start_peer(0);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _context = runtime.enter();
+    let org1 = network.gateway(0, "User1");
+    let started = std::time::Instant::now();
+    let error = runtime
+        .block_on(org1.commit_status(CHANNEL, &"ef".repeat(32)))
+        .expect_err("never committed");
+    assert!(
+        error.to_string().contains("was not committed within 2 s"),
+        "{error}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+}

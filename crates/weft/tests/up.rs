@@ -156,6 +156,44 @@ fn spec_on_ports(org1: u16, org2: u16) -> String {
     )
 }
 
+/// A default network under hostile clients (`weft-fuzz --network` runs the
+/// same for as long as asked): mutated and malformed requests to every
+/// service of every node, over many TLS connections with a user's
+/// certificate, while a normal client submits. No node restarts, every
+/// normal transaction commits, nothing beside the network changes.
+#[test]
+fn a_default_network_survives_hostile_clients() {
+    let net = Net::new();
+    let spec = net.write_spec(&default_spec());
+    net.ok(&["up", spec.to_str().expect("utf8")]);
+    let seconds = std::env::var("WEFT_HOSTILE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let outcome = runtime
+        .block_on(weft_fuzz::hostile::attack(
+            &net.path(),
+            Duration::from_secs(seconds),
+            6,
+            0x5eed,
+        ))
+        .expect("attack");
+    assert!(outcome.requests > 100, "{outcome:?}");
+    assert!(outcome.refused > 0, "{outcome:?}");
+    assert!(outcome.restarted.is_empty(), "{outcome:?}");
+    assert!(outcome.client_failures.is_empty(), "{outcome:?}");
+    assert!(outcome.committed > 0, "{outcome:?}");
+    assert!(outcome.canary_intact, "{outcome:?}");
+    for node in std::fs::read_dir(net.path().join("nodes")).expect("nodes") {
+        let log = std::fs::read_to_string(node.expect("node").path().join("node.log"))
+            .unwrap_or_default();
+        assert!(!log.contains("panicked"), "{log}");
+    }
+    let status = net.ok(&["status"]);
+    assert!(status.contains("5/5"), "{status}");
+}
+
 #[test]
 fn up_invoke_status_kill_down_up_keeps_the_ledger() {
     let net = Net::new();
