@@ -31,6 +31,8 @@ pub use admin::{AdminAuthority, AdminConnection, AdminSigner, Authorized};
 pub use clock::{Clock, REQUEST_TIME_WINDOW, SystemClock};
 pub use tls::{EndpointOverrides, Tls, TlsFiles};
 
-/// The largest gRPC message a node accepts or sends (Fabric's default is
-/// 100 MiB; a block of that size needs some room for its envelope).
-pub const MAX_GRPC_MESSAGE: usize = 128 << 20;
+/// The largest gRPC message a node accepts or sends: Fabric's default
+/// (`MaxRecvMsgSize`/`MaxSendMsgSize`, 100 MiB). Envelopes are further
+/// bounded by their channel's AbsoluteMaxBytes (10 MB by default), so a
+/// block, or a Raft append of a few blocks, fits.
+pub const MAX_GRPC_MESSAGE: usize = 100 << 20;

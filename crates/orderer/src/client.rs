@@ -31,7 +31,8 @@ impl BlockPuller {
             return Ok(());
         }
         let channel = self.tls.channel(endpoint)?;
-        let mut client = AtomicBroadcastClient::new(channel).max_decoding_message_size(256 << 20);
+        let mut client = AtomicBroadcastClient::new(channel)
+            .max_decoding_message_size(weft_node::MAX_GRPC_MESSAGE);
         let envelope = seek_envelope(
             &self.signer,
             &self.channel_id,

@@ -41,8 +41,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             client: self.tls.connect(&node.addr).map(|c| {
                 ClusterClient::new(c)
-                    .max_decoding_message_size(256 << 20)
-                    .max_encoding_message_size(256 << 20)
+                    .max_decoding_message_size(weft_node::MAX_GRPC_MESSAGE)
+                    .max_encoding_message_size(weft_node::MAX_GRPC_MESSAGE)
             }),
         }
     }
