@@ -41,6 +41,39 @@ use crate::gateway::GatewayService;
 use crate::proto::private_data_server::PrivateDataServer;
 use crate::snapshot::SnapshotService;
 
+/// Why a join (by genesis block or snapshot) was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The request itself is wrong: not a genesis block, a bad channel id,
+    /// an unreadable snapshot.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The snapshot is where this peer may not read.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Exists(String),
+    /// The peer's state does not allow it: not a member, a directory in the way.
+    #[error("{0}")]
+    Conflict(String),
+    /// Opening the ledger failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl JoinError {
+    /// The gRPC status the admin service answers with.
+    pub fn into_status(self) -> Status {
+        match self {
+            JoinError::BadRequest(m) => Status::invalid_argument(m),
+            JoinError::Forbidden(m) => Status::permission_denied(m),
+            JoinError::Exists(m) => Status::already_exists(m),
+            JoinError::Conflict(m) => Status::failed_precondition(m),
+            JoinError::Failed(m) => Status::failed_precondition(m),
+        }
+    }
+}
+
 /// A running peer.
 pub struct Peer {
     pub config: PeerConfig,
@@ -250,12 +283,14 @@ impl Peer {
     }
 
     /// Joins the channel whose genesis block this is.
-    pub async fn join(self: &Arc<Self>, genesis: Block) -> Result<Arc<PeerChannel>, String> {
+    pub async fn join(self: &Arc<Self>, genesis: Block) -> Result<Arc<PeerChannel>, JoinError> {
         if genesis.header.as_ref().map_or(0, |h| h.number) != 0 {
-            return Err("joining needs the channel's genesis block (block 0)".into());
+            return Err(JoinError::BadRequest(
+                "joining needs the channel's genesis block (block 0)".into(),
+            ));
         }
-        let (channel_id, _) =
-            weft_channel::config_envelope(&genesis).map_err(|e| format!("genesis block: {e}"))?;
+        let (channel_id, _) = weft_channel::config_envelope(&genesis)
+            .map_err(|e| JoinError::BadRequest(format!("genesis block: {e}")))?;
         self.join_from(&channel_id, LedgerSource::Genesis(genesis))
             .await
     }
@@ -266,9 +301,10 @@ impl Peer {
     pub async fn join_by_snapshot(
         self: &Arc<Self>,
         snapshot: &std::path::Path,
-    ) -> Result<Arc<PeerChannel>, String> {
+    ) -> Result<Arc<PeerChannel>, JoinError> {
         let snapshot = &self.importable_snapshot(snapshot)?;
-        let metadata = weft_ledger::SnapshotMetadata::read(snapshot).map_err(|e| e.to_string())?;
+        let metadata = weft_ledger::SnapshotMetadata::read(snapshot)
+            .map_err(|e| JoinError::BadRequest(e.to_string()))?;
         self.join_from(
             &metadata.channel_id,
             LedgerSource::Snapshot(snapshot.to_path_buf()),
@@ -279,16 +315,16 @@ impl Peer {
     /// `path` if it is a directory under this peer's snapshot area or its
     /// configured import directory (after resolving links), else a refusal:
     /// a join request must not make the peer read any file it can reach.
-    fn importable_snapshot(&self, path: &std::path::Path) -> Result<std::path::PathBuf, String> {
-        let resolved =
-            std::fs::canonicalize(path).map_err(|e| format!("snapshot {}: {e}", path.display()))?;
+    fn importable_snapshot(&self, path: &std::path::Path) -> Result<std::path::PathBuf, JoinError> {
+        let resolved = std::fs::canonicalize(path)
+            .map_err(|e| JoinError::BadRequest(format!("snapshot {}: {e}", path.display())))?;
         let mut areas = vec![self.snapshot_dir()];
         areas.extend(self.config.snapshot_import_dir.clone());
         let allowed = areas
             .iter()
             .any(|area| std::fs::canonicalize(area).is_ok_and(|area| resolved.starts_with(area)));
         if !allowed {
-            return Err(format!(
+            return Err(JoinError::Forbidden(format!(
                 "snapshot {} is outside this peer's snapshot area ({}){}; copy it there first",
                 path.display(),
                 self.snapshot_dir().display(),
@@ -297,7 +333,7 @@ impl Peer {
                     .as_ref()
                     .map(|d| format!(" and its import directory ({})", d.display()))
                     .unwrap_or_default()
-            ));
+            )));
         }
         Ok(resolved)
     }
@@ -306,21 +342,24 @@ impl Peer {
         self: &Arc<Self>,
         channel_id: &str,
         source: LedgerSource,
-    ) -> Result<Arc<PeerChannel>, String> {
+    ) -> Result<Arc<PeerChannel>, JoinError> {
         let _joining = self.join_lock.lock().await;
         if self.channel(channel_id).is_some() {
-            return Err(format!("this peer has already joined channel {channel_id}"));
+            return Err(JoinError::Exists(format!(
+                "this peer has already joined channel {channel_id}"
+            )));
         }
         // The id passed Fabric's rule (config blocks and snapshot metadata
         // are checked), so it is one plain path component; a directory this
         // peer does not serve is never replaced or deleted.
-        weft_protoutil::check_channel_id(channel_id).map_err(|e| e.to_string())?;
+        weft_protoutil::check_channel_id(channel_id)
+            .map_err(|e| JoinError::BadRequest(e.to_string()))?;
         let dir = self.config.data_dir.join("ledgers").join(channel_id);
         if dir.exists() {
-            return Err(format!(
+            return Err(JoinError::Conflict(format!(
                 "{} exists but is not a channel this peer serves; move it away to join {channel_id}",
                 dir.display()
-            ));
+            )));
         }
         let chaincodes: Vec<_> = self.config.chaincodes.iter().collect();
         let opened = tokio::task::block_in_place(|| {
@@ -332,6 +371,7 @@ impl Peer {
                 &self.snapshot_dir(),
             )
         })
+        .map_err(JoinError::Failed)
         .and_then(|channel| {
             self.check_member(channel_id, &channel.config)?;
             Ok(channel)
@@ -355,15 +395,15 @@ impl Peer {
         &self,
         channel_id: &str,
         config: &weft_channel::ChannelConfig,
-    ) -> Result<(), String> {
+    ) -> Result<(), JoinError> {
         if config.application_orgs.contains(&self.config.msp_id) {
             return Ok(());
         }
-        Err(format!(
+        Err(JoinError::Conflict(format!(
             "{} is not an organisation of channel {channel_id} (members: {})",
             self.config.msp_id,
             config.application_orgs.join(", ")
-        ))
+        )))
     }
 
     /// Which orderer to try first (round robin across submissions).
@@ -460,7 +500,7 @@ impl Admin for Services {
                 .join_by_snapshot(std::path::Path::new(&join.snapshot_path))
                 .await
         };
-        let channel = joined.map_err(Status::failed_precondition)?;
+        let channel = joined.map_err(JoinError::into_status)?;
         tracing::info!("channel {}: joined (admin {subject})", channel.id);
         Ok(Response::new(info(&channel)))
     }
