@@ -8,6 +8,7 @@ use weft_node::proto::{AdminRequest, SignedAdminRequest};
 use weft_orderer::raft::TypeConfig;
 use weft_protos::common::{Block, Envelope, Payload};
 use weft_protos::kvrwset::{KvRead, KvWrite, KvrwSet};
+use weft_protos::orderer::seek_info::SeekBehavior;
 use weft_protos::orderer::{SeekInfo, SeekNewest, SeekPosition, seek_position};
 use weft_protos::peer::chaincode_message::Type as CcType;
 use weft_protos::peer::{
@@ -39,17 +40,7 @@ pub fn all() -> Vec<Harness> {
     .expect("genesis block")
     .encode_to_vec();
     let user = network.user("org1.example.com", "User1", "Org1MSP");
-    let seek = weft_node::seek::seek_envelope(
-        &user,
-        "mychannel",
-        weft_node::seek::specified(0),
-        SeekPosition {
-            r#type: Some(seek_position::Type::Newest(SeekNewest {})),
-        },
-        weft_protos::orderer::seek_info::SeekBehavior::BlockUntilReady,
-    )
-    .expect("seek")
-    .encode_to_vec();
+    let seek = oldest_to_newest(&user, SeekBehavior::BlockUntilReady).expect("seek");
     let seek_info = Payload::decode(
         Envelope::decode(seek.as_slice())
             .expect("envelope")
@@ -200,6 +191,22 @@ pub fn all() -> Vec<Harness> {
             }),
         },
     ]
+}
+
+/// A signed seek of `mychannel` from block 0 to the newest, as bytes.
+fn oldest_to_newest(user: &SigningIdentity, behavior: SeekBehavior) -> Result<Vec<u8>, String> {
+    let newest = SeekPosition {
+        r#type: Some(seek_position::Type::Newest(SeekNewest {})),
+    };
+    weft_node::seek::seek_envelope(
+        user,
+        "mychannel",
+        weft_node::seek::specified(0),
+        newest,
+        behavior,
+    )
+    .map(|envelope| envelope.encode_to_vec())
+    .map_err(|e| e.to_string())
 }
 
 /// `basic`'s writes (and a read) of `key`.
@@ -408,17 +415,7 @@ pub fn network_seeds(
                 .map_err(|e| e.to_string())
         })
         .collect::<Result<_, _>>()?;
-    let seek = weft_node::seek::seek_envelope(
-        &user,
-        "mychannel",
-        weft_node::seek::specified(0),
-        SeekPosition {
-            r#type: Some(seek_position::Type::Newest(SeekNewest {})),
-        },
-        weft_protos::orderer::seek_info::SeekBehavior::FailIfNotReady,
-    )
-    .map_err(|e| e.to_string())?
-    .encode_to_vec();
+    let seek = oldest_to_newest(&user, SeekBehavior::FailIfNotReady)?;
     let genesis = std::fs::read(network.block("mychannel"))
         .map_err(|e| format!("{}: {e}", network.block("mychannel").display()))?;
     Ok(NetworkSeeds {
