@@ -45,10 +45,7 @@ fn tls_of(dir: &NetworkDir, node: &Node) -> Result<Tls, String> {
     let organizations = dir.organizations();
     let org = organizations.join("peerOrganizations/org1.example.com");
     let user = org.join("users/User1@org1.example.com/tls");
-    let server_ca = match node.role {
-        Role::Orderer { .. } => node.org_dir(&organizations).join("tlsca"),
-        Role::Peer { .. } => node.org_dir(&organizations).join("tlsca"),
-    };
+    let server_ca = node.org_dir(&organizations).join("tlsca");
     let ca = std::fs::read_dir(&server_ca)
         .map_err(|e| format!("{}: {e}", server_ca.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -16,6 +16,7 @@ use time::{Duration, OffsetDateTime};
 use weft_spec::NetworkSpec;
 
 use crate::MaterialError;
+use crate::files::{write, write_private_key};
 use crate::layout::{self, KEY_FILE, SIGNCERT_FILE, ca_cert_file};
 
 /// Settings of a generation run.
@@ -387,39 +388,4 @@ fn node_ous_yaml(ca_name: &str) -> String {
 
 fn read_string(path: &Path) -> Result<String, MaterialError> {
     std::fs::read_to_string(path).map_err(MaterialError::io(path))
-}
-
-/// Writes through a temporary file and a rename, so a crash never leaves a
-/// truncated key or certificate behind.
-pub(crate) fn write(path: &Path, contents: &[u8]) -> Result<(), MaterialError> {
-    write_with_mode(path, contents, 0o644)
-}
-
-/// Like [`write`], readable by the owner only (private keys).
-pub(crate) fn write_private_key(path: &Path, contents: &[u8]) -> Result<(), MaterialError> {
-    write_with_mode(path, contents, 0o600)
-}
-
-fn write_with_mode(path: &Path, contents: &[u8], mode: u32) -> Result<(), MaterialError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(MaterialError::io(parent))?;
-    }
-    if std::fs::read(path).is_ok_and(|existing| existing == contents) {
-        let permissions = std::fs::Permissions::from_mode(mode);
-        return std::fs::set_permissions(path, permissions).map_err(MaterialError::io(path));
-    }
-    let tmp = path.with_extension("tmp-weft");
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(MaterialError::io(&tmp))?;
-    file.write_all(contents).map_err(MaterialError::io(&tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(MaterialError::io(path))
 }

@@ -14,6 +14,7 @@
 pub mod channel;
 pub mod cryptogen;
 mod error;
+pub mod files;
 pub mod issuer;
 pub mod layout;
 pub mod msp_dir;

@@ -67,10 +67,6 @@ impl AdminAuthority {
         })
     }
 
-    pub fn msp_id(&self) -> &str {
-        &self.msp_id
-    }
-
     /// Checks a signed admin request; refusals are logged with their reason
     /// and answered UNAUTHENTICATED (no client certificate), INVALID_ARGUMENT
     /// (malformed) or PERMISSION_DENIED (anything else).
@@ -79,35 +75,40 @@ impl AdminAuthority {
         operation: &str,
         request: &Request<SignedAdminRequest>,
     ) -> Result<Authorized, Status> {
-        self.check(request).inspect_err(|status| {
-            let peer = request
-                .remote_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "an unknown address".into());
-            // Escaped: the reason can quote bytes the caller chose.
-            tracing::warn!(
-                "admin {operation} from {peer} refused: {}",
-                status.message().escape_debug()
-            );
-        })
-    }
-
-    fn check(&self, request: &Request<SignedAdminRequest>) -> Result<Authorized, Status> {
         let presented = request
             .peer_certs()
-            .and_then(|certs| certs.first().map(|c| c.as_ref().to_vec()))
-            .ok_or_else(|| {
-                Status::unauthenticated(
-                    "the admin service requires a TLS client certificate issued by a trusted CA",
-                )
-            })?;
-        let signed = request.get_ref();
+            .and_then(|certs| certs.first().map(|cert| weft_crypto::sha256(cert)));
+        self.check(presented, request.get_ref())
+            .inspect_err(|status| {
+                let peer = request
+                    .remote_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "an unknown address".into());
+                // Escaped: the reason can quote bytes the caller chose.
+                tracing::warn!(
+                    "admin {operation} from {peer} refused: {}",
+                    status.message().escape_debug()
+                );
+            })
+    }
+
+    /// `presented`: SHA-256 of the TLS client certificate the request came with.
+    fn check(
+        &self,
+        presented: Option<[u8; 32]>,
+        signed: &SignedAdminRequest,
+    ) -> Result<Authorized, Status> {
+        let presented = presented.ok_or_else(|| {
+            Status::unauthenticated(
+                "the admin service requires a TLS client certificate issued by a trusted CA",
+            )
+        })?;
         let inner = AdminRequest::decode(signed.request.as_slice())
             .map_err(|e| Status::invalid_argument(format!("admin request: {e}")))?;
         let now_ms = self.clock.now_unix_ms();
         check_window(inner.timestamp_unix_ms, now_ms, self.window)
             .map_err(Status::permission_denied)?;
-        if inner.tls_cert_hash != weft_crypto::sha256(&presented) {
+        if inner.tls_cert_hash != presented {
             return Err(Status::permission_denied(
                 "the request is bound to another TLS client certificate than the one it arrived with",
             ));
@@ -170,16 +171,16 @@ impl AdminAuthority {
 /// certificate the caller connects with.
 #[derive(Debug, Clone)]
 pub struct AdminSigner {
-    pub identity: Arc<SigningIdentity>,
+    identity: Arc<SigningIdentity>,
     tls_cert_hash: Vec<u8>,
 }
 
 impl AdminSigner {
     /// `tls_cert_pem`: the client certificate of the connection the requests go over.
     pub fn new(identity: Arc<SigningIdentity>, tls_cert_pem: &[u8]) -> Result<Self, String> {
-        let der = weft_crypto::pem::certificates(tls_cert_pem)
-            .ok()
-            .and_then(|certs| certs.into_iter().next())
+        let der = crate::tls::pem_ders(tls_cert_pem)
+            .into_iter()
+            .next()
             .ok_or("the TLS client certificate is not a PEM certificate")?;
         Ok(AdminSigner {
             identity,
@@ -320,5 +321,89 @@ impl AdminConnection {
             .chaincode_credentials(request)
             .await?
             .into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_testkit::TestNetwork;
+
+    use super::*;
+    use crate::clock::FixedClock;
+
+    const WINDOW: Duration = Duration::from_secs(15 * 60);
+    const TLS: [u8; 32] = [7; 32];
+
+    fn request(identity: &SigningIdentity, at_ms: i64, nonce: u8) -> SignedAdminRequest {
+        let request = AdminRequest {
+            creator: identity.serialized(),
+            timestamp_unix_ms: at_ms,
+            nonce: vec![nonce; 24],
+            tls_cert_hash: TLS.to_vec(),
+            body: Some(Body::List(crate::proto::ListRequest {})),
+        }
+        .encode_to_vec();
+        let signature = identity.sign(&request).expect("sign");
+        SignedAdminRequest { request, signature }
+    }
+
+    #[test]
+    fn only_fresh_once_bound_requests_of_an_admin_pass() {
+        let network = TestNetwork::generate();
+        let clock = Arc::new(FixedClock::at_unix_seconds(network.now as u64));
+        let authority = AdminAuthority::load(
+            &network.orderer_dir(0).join("msp"),
+            "OrdererMSP",
+            Arc::clone(&clock) as Arc<dyn Clock>,
+            WINDOW,
+        )
+        .expect("authority");
+        let admin = SigningIdentity::load(
+            &network
+                .orderer_org_dir()
+                .join("users/Admin@example.com/msp"),
+            "OrdererMSP",
+        )
+        .expect("admin");
+        let now = clock.now_unix_ms();
+        let refused = |result: Result<Authorized, Status>, says: &str| {
+            let status = result.expect_err("refused");
+            assert!(
+                status.message().contains(says),
+                "{status:?} should say {says}"
+            );
+        };
+
+        let fresh = request(&admin, now, 1);
+        assert!(authority.check(Some(TLS), &fresh).is_ok());
+        refused(authority.check(Some(TLS), &fresh), "replayed");
+        refused(
+            authority.check(Some([8; 32]), &request(&admin, now, 2)),
+            "another TLS",
+        );
+        refused(
+            authority.check(None, &request(&admin, now, 3)),
+            "TLS client certificate",
+        );
+        let node = network.orderer(0);
+        refused(
+            authority.check(Some(TLS), &request(&node, now, 4)),
+            "is not an admin",
+        );
+        let user = network.user("org1.example.com", "User1", "Org1MSP");
+        refused(
+            authority.check(Some(TLS), &request(&user, now, 5)),
+            "not an identity of OrdererMSP",
+        );
+
+        // A request made now is refused once the clock has moved past the window.
+        let later = request(&admin, now, 6);
+        clock.advance(WINDOW + Duration::from_secs(1));
+        refused(authority.check(Some(TLS), &later), "old");
+        assert!(
+            authority
+                .check(Some(TLS), &request(&admin, clock.now_unix_ms(), 6))
+                .is_ok()
+        );
     }
 }

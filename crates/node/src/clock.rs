@@ -7,10 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> SystemTime;
 
-    fn now_unix_seconds(&self) -> i64 {
-        unix(self.now()).as_secs() as i64
-    }
-
     fn now_unix_ms(&self) -> i64 {
         unix(self.now()).as_millis() as i64
     }
@@ -30,7 +26,7 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock that says what it is told (tests).
+/// A clock that says what it is told (tests of time windows).
 #[derive(Debug)]
 pub struct FixedClock(pub std::sync::Mutex<SystemTime>);
 

@@ -68,22 +68,28 @@ impl Tls {
     /// TLS layer (Fabric clients do not send one) but verified against the
     /// roots when sent, and required by the cluster and admin services.
     pub fn server_config(&self) -> ServerTlsConfig {
-        ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
-            .client_ca_root(Certificate::from_pem(&self.roots_pem))
-            .client_auth_optional(true)
+        self.server_config_trusting(&[])
     }
 
     /// [`Tls::server_config`], also trusting `extra_client_roots` (PEM) for
     /// client certificates (a peer's chaincode CA).
     pub fn server_config_trusting(&self, extra_client_roots: &[u8]) -> ServerTlsConfig {
         let mut roots = self.roots_pem.clone();
-        roots.push(b'\n');
         roots.extend_from_slice(extra_client_roots);
         ServerTlsConfig::new()
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .identity(self.identity())
             .client_ca_root(Certificate::from_pem(&roots))
             .client_auth_optional(true)
+    }
+
+    /// This node's certificate and key, to present as a server or a client.
+    pub fn identity(&self) -> Identity {
+        Identity::from_pem(&self.cert_pem, &self.key_pem)
+    }
+
+    /// The trusted CA certificates, PEM.
+    pub fn roots_pem(&self) -> &[u8] {
+        &self.roots_pem
     }
 
     /// A lazily connecting channel to `host:port`, presenting our
@@ -114,7 +120,7 @@ impl Tls {
             .unwrap_or(endpoint);
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.roots_pem))
-            .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .identity(self.identity())
             .domain_name(host.trim_start_matches('[').trim_end_matches(']'));
         let dial = self
             .overrides

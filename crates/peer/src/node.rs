@@ -118,12 +118,7 @@ impl Peer {
         std::fs::create_dir_all(&chaincode_dir)
             .map_err(|e| format!("{}: {e}", chaincode_dir.display()))?;
         let roots_path = chaincode_dir.join("peer-tls-roots.pem");
-        let mut roots = Vec::new();
-        for root in &config.tls.root_cas {
-            roots.extend(read(root)?);
-            roots.push(b'\n');
-        }
-        std::fs::write(&roots_path, &roots)
+        std::fs::write(&roots_path, tls.roots_pem())
             .map_err(|e| format!("{}: {e}", roots_path.display()))?;
         let contact = PeerContact {
             address: config.external_address().to_owned(),
@@ -170,7 +165,7 @@ impl Peer {
                     id: id.clone(),
                     address: address.clone(),
                     tls_root_ca: tls_root_ca.as_deref().map(read).transpose()?,
-                    client_identity: Some((read(&config.tls.cert)?, read(&config.tls.key)?)),
+                    client_identity: tls.identity(),
                 }),
                 LauncherConfig::Wait => Arc::new(launcher::Wait),
             };
@@ -349,9 +344,9 @@ impl Peer {
                 "this peer has already joined channel {channel_id}"
             )));
         }
-        // The id passed Fabric's rule (config blocks and snapshot metadata
-        // are checked), so it is one plain path component; a directory this
-        // peer does not serve is never replaced or deleted.
+        // Config blocks are checked when parsed, snapshot metadata is not:
+        // the id must be one plain path component. A directory this peer
+        // does not serve is never replaced or deleted.
         weft_protoutil::check_channel_id(channel_id)
             .map_err(|e| JoinError::BadRequest(e.to_string()))?;
         let dir = self.config.data_dir.join("ledgers").join(channel_id);
@@ -384,10 +379,6 @@ impl Peer {
             }
         };
         self.activate(Arc::clone(&channel));
-        tracing::info!(
-            "channel {channel_id}: joined at height {}",
-            *channel.height.borrow()
-        );
         Ok(channel)
     }
 
@@ -501,7 +492,11 @@ impl Admin for Services {
                 .await
         };
         let channel = joined.map_err(JoinError::into_status)?;
-        tracing::info!("channel {}: joined (admin {subject})", channel.id);
+        tracing::info!(
+            "channel {}: joined at height {} (admin {subject})",
+            channel.id,
+            *channel.height.borrow()
+        );
         Ok(Response::new(info(&channel)))
     }
 
@@ -558,13 +553,7 @@ impl Admin for Services {
             .credentials
             .issue(&package_id)
             .map_err(Status::internal)?;
-        let roots = std::fs::read(
-            self.peer
-                .config
-                .data_dir
-                .join("chaincode/peer-tls-roots.pem"),
-        )
-        .map_err(|e| Status::internal(format!("reading the peer's TLS roots: {e}")))?;
+        let roots = self.peer.tls.roots_pem().to_vec();
         tracing::info!("issued chaincode credentials for {package_id} to admin {subject}");
         Ok(Response::new(ChaincodeCredentials {
             client_cert_pem: issued.cert_pem.into_bytes(),

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use weft_node::{AdminConnection, Tls, TlsFiles};
 
+use crate::lifecycle::flag_or_env;
 use crate::runtime;
 
 /// Who signs: the admin's MSP directory and MSP ID.
@@ -26,10 +27,6 @@ pub struct AdminIdentity {
     local_msp_id: Option<String>,
 }
 
-fn flag_or_env<T: From<String>>(flag: Option<T>, variable: &str) -> Option<T> {
-    flag.or_else(|| std::env::var(variable).ok().map(T::from))
-}
-
 /// An admin connection to `endpoint`.
 pub fn connect(
     endpoint: &str,
@@ -38,14 +35,13 @@ pub fn connect(
     client_key: PathBuf,
     identity: AdminIdentity,
 ) -> anyhow::Result<AdminConnection> {
-    let msp_dir = flag_or_env(identity.msp_config_path, "CORE_PEER_MSPCONFIGPATH")
+    // Admin requests are signed by an admin of the node's organisation.
+    let msp_dir = identity
+        .msp_config_path
+        .or_else(|| std::env::var_os("CORE_PEER_MSPCONFIGPATH").map(PathBuf::from))
         .or_else(|| beside_tls(&client_cert))
-        .context(
-            "--mspConfigPath is required (or set CORE_PEER_MSPCONFIGPATH): admin requests are signed by an admin of the node's organisation",
-        )?;
-    let msp_id = flag_or_env(identity.local_msp_id, "CORE_PEER_LOCALMSPID").context(
-        "--localMspId is required (or set CORE_PEER_LOCALMSPID): the MSP ID of the admin's organisation",
-    )?;
+        .context("--mspConfigPath is required (or set CORE_PEER_MSPCONFIGPATH)")?;
+    let msp_id = flag_or_env(identity.local_msp_id, "CORE_PEER_LOCALMSPID", "localMspId")?;
     let admin = weft_material::SigningIdentity::load(&msp_dir, &msp_id)
         .with_context(|| format!("loading the admin identity in {}", msp_dir.display()))?;
     let tls = Tls::load(&TlsFiles {
@@ -90,15 +86,8 @@ pub struct PeerAdminArgs {
 
 impl PeerAdminArgs {
     fn connect(self) -> anyhow::Result<(String, AdminConnection)> {
-        let need = |value: Option<PathBuf>, variable: &str, flag: &str| {
-            flag_or_env(value, variable).with_context(|| {
-                format!(
-                    "--{flag} is required (or set {variable}): peer administration uses mutual TLS"
-                )
-            })
-        };
-        let address = flag_or_env(self.peer_address, "CORE_PEER_ADDRESS")
-            .context("--peerAddresses is required (or set CORE_PEER_ADDRESS)")?;
+        let need = flag_or_env::<PathBuf>;
+        let address = flag_or_env(self.peer_address, "CORE_PEER_ADDRESS", "peerAddresses")?;
         let connection = connect(
             &address,
             need(

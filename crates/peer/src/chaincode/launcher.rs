@@ -76,8 +76,8 @@ pub struct External {
     pub id: String,
     pub address: String,
     pub tls_root_ca: Option<Vec<u8>>,
-    /// The peer's TLS certificate and key (PEM), presented to the chaincode server.
-    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// The peer's TLS certificate and key, presented to the chaincode server.
+    pub client_identity: tonic::transport::Identity,
 }
 
 impl Launcher for External {
@@ -98,11 +98,9 @@ impl Launcher for External {
             let endpoint = match ca {
                 None => endpoint,
                 Some(ca) => {
-                    let mut tls = tonic::transport::ClientTlsConfig::new()
-                        .ca_certificate(tonic::transport::Certificate::from_pem(ca));
-                    if let Some((cert, key)) = identity {
-                        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
-                    }
+                    let tls = tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                        .identity(identity);
                     endpoint
                         .tls_config(tls)
                         .map_err(|e| format!("{address}: {e}"))?
@@ -169,36 +167,21 @@ pub fn write_credentials(
     cert_pem: &[u8],
     key_pem: &[u8],
 ) -> Result<[PathBuf; 4], String> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let files = [
-        (dir.join("client.crt"), cert_pem.to_vec(), 0o644),
-        (dir.join("client.key"), key_pem.to_vec(), 0o600),
-        (
-            dir.join("client.crt.b64"),
-            weft_crypto::pem::base64(cert_pem).into_bytes(),
-            0o644,
-        ),
-        (
-            dir.join("client.key.b64"),
-            weft_crypto::pem::base64(key_pem).into_bytes(),
-            0o600,
-        ),
-    ];
-    for (path, contents, mode) in &files {
-        let _ = std::fs::remove_file(path);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(*mode)
-            .open(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        file.write_all(contents)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    let [a, b, c, d] = files.map(|(path, _, _)| path);
-    Ok([a, b, c, d])
+    use weft_material::files::{write, write_private_key};
+    let paths = [
+        "client.crt",
+        "client.key",
+        "client.crt.b64",
+        "client.key.b64",
+    ]
+    .map(|f| dir.join(f));
+    let [cert, key, cert_b64, key_b64] = &paths;
+    write(cert, cert_pem)
+        .and_then(|()| write_private_key(key, key_pem))
+        .and_then(|()| write(cert_b64, weft_crypto::pem::base64(cert_pem).as_bytes()))
+        .and_then(|()| write_private_key(key_b64, weft_crypto::pem::base64(key_pem).as_bytes()))
+        .map_err(|e| e.to_string())?;
+    Ok(paths)
 }
 
 /// Classic mode: the peer starts a local process, which dials back.
