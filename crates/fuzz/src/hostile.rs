@@ -37,7 +37,19 @@ pub struct Outcome {
     pub restarted: Vec<String>,
     /// Whether the canary beside the network was left alone.
     pub canary_intact: bool,
+    /// Connections that stalled in their handshake (silence, or a few
+    /// random bytes) and were closed by the node…
+    pub stalled_closed: u64,
+    /// …and those still open after [`STALL_BOUND`].
+    pub stalled_kept: u64,
 }
+
+/// How long a node may keep a stalled connection before the run counts it
+/// as kept (its `listener.handshake_timeout` is 10 s by default).
+pub const STALL_BOUND: Duration = Duration::from_secs(30);
+
+/// Stalled connections each node gets at once.
+const STALLED_AT_ONCE: usize = 32;
 
 fn tls_of(dir: &NetworkDir, node: &Node) -> Result<Tls, String> {
     // A plain user of the first peer organisation: the most an outsider
@@ -118,6 +130,32 @@ pub async fn attack(
             }
         }));
     }
+    // Stalled handshakes against every node, in waves.
+    let stalled_closed = Arc::new(AtomicU64::new(0));
+    let stalled_kept = Arc::new(AtomicU64::new(0));
+    for (i, node) in all.iter().enumerate() {
+        let address = node.address();
+        let (closed, kept) = (Arc::clone(&stalled_closed), Arc::clone(&stalled_kept));
+        let mut rng = Rng::seeded(seed ^ 0x057a_11ed ^ i as u64);
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let wave: Vec<_> = (0..STALLED_AT_ONCE)
+                    .map(|_| {
+                        let garbage: Vec<u8> =
+                            (0..rng.below(64)).map(|_| rng.next_u64() as u8).collect();
+                        stall(address.clone(), garbage, deadline)
+                    })
+                    .collect();
+                for outcome in futures_join(wave).await {
+                    match outcome {
+                        Some(true) => closed.fetch_add(1, Ordering::Relaxed),
+                        Some(false) => kept.fetch_add(1, Ordering::Relaxed),
+                        None => 0,
+                    };
+                }
+            }
+        }));
+    }
     // The normal client, meanwhile.
     let (_, gateway) = weft_network::deploy::org_gateway(&network, &spec, "Org1", "User1")
         .map_err(|e| e.to_string())?;
@@ -163,7 +201,47 @@ pub async fn attack(
         client_failures,
         restarted,
         canary_intact,
+        stalled_closed: stalled_closed.load(Ordering::Relaxed),
+        stalled_kept: stalled_kept.load(Ordering::Relaxed),
     })
+}
+
+/// Opens a connection to `address`, sends `garbage` (perhaps nothing) and
+/// waits: `Some(true)` once the node closes it, `Some(false)` if it is
+/// still open after [`STALL_BOUND`], `None` if the run ended first or the
+/// connection failed.
+async fn stall(address: String, garbage: Vec<u8>, run_ends: Instant) -> Option<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
+    stream.write_all(&garbage).await.ok()?;
+    let opened = Instant::now();
+    let mut buf = [0u8; 512];
+    loop {
+        let wait = (opened + STALL_BOUND).saturating_duration_since(Instant::now());
+        let wait_run = run_ends.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(wait.min(wait_run), stream.read(&mut buf)).await {
+            // Closed (an alert or nothing, then EOF), or reset.
+            Ok(Ok(0) | Err(_)) => return Some(true),
+            // A TLS alert or handshake bytes: keep waiting for the close.
+            Ok(Ok(_)) => {}
+            Err(_) if wait <= wait_run => return Some(false),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Awaits every future of `wave`, concurrently.
+async fn futures_join<T: Send + 'static>(
+    wave: Vec<impl std::future::Future<Output = T> + Send + 'static>,
+) -> Vec<T> {
+    let handles: Vec<_> = wave.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        if let Ok(value) = handle.await {
+            out.push(value);
+        }
+    }
+    out
 }
 
 /// Reads up to three answers of a stream (then the caller hangs up).

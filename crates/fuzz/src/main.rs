@@ -121,10 +121,20 @@ fn hostile(dir: &std::path::Path, duration: Duration, workers: usize, seed: u64)
         outcome.restarted,
         outcome.canary_intact
     );
+    println!(
+        "stalled handshakes: {} closed by the node, {} still open after {} s",
+        outcome.stalled_closed,
+        outcome.stalled_kept,
+        weft_fuzz::hostile::STALL_BOUND.as_secs()
+    );
     for failure in outcome.client_failures.iter().take(5) {
         println!("  client failure: {failure}");
     }
-    if outcome.restarted.is_empty() && outcome.client_failures.is_empty() && outcome.canary_intact {
+    if outcome.restarted.is_empty()
+        && outcome.client_failures.is_empty()
+        && outcome.canary_intact
+        && outcome.stalled_kept == 0
+    {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

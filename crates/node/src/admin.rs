@@ -85,7 +85,7 @@ impl AdminAuthority {
                     .map(|a| a.to_string())
                     .unwrap_or_else(|| "an unknown address".into());
                 // Escaped: the reason can quote bytes the caller chose.
-                tracing::warn!(
+                crate::refusal!(
                     "admin {operation} from {peer} refused: {}",
                     status.message().escape_debug()
                 );

@@ -51,7 +51,7 @@ pub async fn serve_seek<R>(
     let (start, stop) = match seek_range(seek, first, current) {
         Ok(range) => range,
         Err(reason) => {
-            tracing::warn!("deliver refused: {}", reason.escape_debug());
+            crate::refusal!("deliver refused: {}", reason.escape_debug());
             return Some(Status::BadRequest);
         }
     };

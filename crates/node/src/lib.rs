@@ -6,7 +6,9 @@
 //!   TLS) for the server, and [`admin::AdminConnection`] for callers;
 //! - [`clock`]: the clock seam and request time windows (Fabric's 15 min);
 //! - [`deliver`]: the Deliver seek loop both node kinds serve;
-//! - [`logging`]: node logs with Fabric's log spec syntax, text or JSON;
+//! - [`duration`]: Go-style durations in node configuration;
+//! - [`logging`]: node logs with Fabric's log spec syntax, text or JSON,
+//!   and [`refusal!`], the rate-limited log line for refused network input;
 //! - [`seek`]: signed Deliver seek requests;
 //! - [`serve`]: serving until shutdown with a grace period for long streams.
 //!
@@ -16,6 +18,7 @@
 pub mod admin;
 pub mod clock;
 pub mod deliver;
+pub mod duration;
 pub mod logging;
 pub mod seek;
 pub mod serve;

@@ -4,6 +4,8 @@
 //! prefix. Lines carry a UTC timestamp, the level and the module;
 //! `WEFT_LOG_FORMAT=json` writes one JSON object per line instead.
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -76,8 +78,99 @@ pub fn init() -> Result<(), String> {
     installed.map_err(|e| format!("installing the logger: {e}"))
 }
 
+/// A refusal call site may log this many lines per [`REFUSAL_WINDOW_S`]…
+pub const REFUSALS_PER_WINDOW: u32 = 10;
+/// …seconds; the rest are counted and reported with the next line.
+pub const REFUSAL_WINDOW_S: u64 = 10;
+
+/// Logs refused network input (a bad signature, a stale request, a stalled
+/// connection) at WARN, at most [`REFUSALS_PER_WINDOW`] lines per call site
+/// every [`REFUSAL_WINDOW_S`] seconds, so a hostile client cannot grow the
+/// node's log without bound; the next line logged says how many were not.
+#[macro_export]
+macro_rules! refusal {
+    ($($arg:tt)+) => {{
+        static LIMIT: $crate::logging::RateLimit = $crate::logging::RateLimit::new();
+        match LIMIT.admit($crate::logging::unix_seconds()) {
+            Some(0) => ::tracing::warn!($($arg)+),
+            Some(suppressed) => ::tracing::warn!(
+                "{} ({suppressed} more like it not logged)",
+                format_args!($($arg)+)
+            ),
+            None => {}
+        }
+    }};
+}
+
+/// The seconds since the Unix epoch, for [`refusal!`].
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One call site's budget of log lines (see [`refusal!`]).
+#[derive(Debug)]
+pub struct RateLimit {
+    window: AtomicU64,
+    logged: AtomicU32,
+    suppressed: AtomicU64,
+}
+
+impl RateLimit {
+    pub const fn new() -> Self {
+        RateLimit {
+            window: AtomicU64::new(0),
+            logged: AtomicU32::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)`: log this line, saying `n` were left out since the last
+    /// one; `None`: leave it out.
+    pub fn admit(&self, now_s: u64) -> Option<u64> {
+        let window = now_s / REFUSAL_WINDOW_S;
+        let current = self.window.load(Ordering::Relaxed);
+        if current != window
+            && self
+                .window
+                .compare_exchange(current, window, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.logged.store(0, Ordering::Relaxed);
+        }
+        if self.logged.fetch_add(1, Ordering::Relaxed) < REFUSALS_PER_WINDOW {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refusals_beyond_the_budget_are_counted_not_logged() {
+        let limit = super::RateLimit::new();
+        let start = 1_000 * super::REFUSAL_WINDOW_S;
+        for _ in 0..super::REFUSALS_PER_WINDOW {
+            assert_eq!(limit.admit(start), Some(0));
+        }
+        for _ in 0..25 {
+            assert_eq!(limit.admit(start + 1), None);
+        }
+        // The next window logs again and reports what was left out.
+        assert_eq!(limit.admit(start + super::REFUSAL_WINDOW_S), Some(25));
+        assert_eq!(limit.admit(start + super::REFUSAL_WINDOW_S), Some(0));
+    }
+
     use tracing::Level;
 
     use super::*;

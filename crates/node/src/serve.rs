@@ -37,11 +37,13 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 use tonic::codegen::http;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
@@ -59,6 +61,26 @@ pub struct ListenerLimits {
     /// RESOURCE_EXHAUSTED at once. A streaming call counts until its
     /// response starts (streams are bounded by the two limits above).
     pub requests_in_flight_max: usize,
+    /// How long a new connection has to finish its TLS handshake (the
+    /// client's first bytes after the node's first answer); a connection
+    /// that stalls before that is closed, so stalled handshakes cannot hold
+    /// the connection slots.
+    #[serde(with = "crate::duration")]
+    pub handshake_timeout: Duration,
+    /// The node pings each connection after this long without hearing from
+    /// it (HTTP/2 PING; Fabric's `keepalive` server interval)…
+    #[serde(with = "crate::duration")]
+    pub keepalive_interval: Duration,
+    /// …and closes it if the ping is not answered within this.
+    #[serde(with = "crate::duration")]
+    pub keepalive_timeout: Duration,
+    /// A connection on which no byte moves either way for this long is
+    /// closed (a half-open connection, or a client that completed TLS but
+    /// never speaks HTTP/2). Keepalive pings count, so it must exceed
+    /// `keepalive_interval + keepalive_timeout`, or healthy idle
+    /// connections (a Deliver stream on a quiet channel) would be cut.
+    #[serde(with = "crate::duration")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for ListenerLimits {
@@ -67,7 +89,36 @@ impl Default for ListenerLimits {
             connections_max: 4096,
             streams_per_connection_max: 4096,
             requests_in_flight_max: 16_384,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(120),
         }
+    }
+}
+
+impl ListenerLimits {
+    /// Refuses bounds that would cut healthy connections or admit nothing.
+    pub fn check(&self) -> Result<(), String> {
+        if self.connections_max == 0
+            || self.streams_per_connection_max == 0
+            || self.requests_in_flight_max == 0
+        {
+            return Err("listener limits: connections_max, streams_per_connection_max and requests_in_flight_max must be above 0".into());
+        }
+        if self.handshake_timeout.is_zero() || self.keepalive_interval.is_zero() {
+            return Err(
+                "listener limits: handshake_timeout and keepalive_interval must be above 0".into(),
+            );
+        }
+        if self.idle_timeout <= self.keepalive_interval + self.keepalive_timeout {
+            return Err(format!(
+                "listener limits: idle_timeout ({:?}) must exceed keepalive_interval + keepalive_timeout ({:?}), or idle but healthy connections are cut",
+                self.idle_timeout,
+                self.keepalive_interval + self.keepalive_timeout
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -80,16 +131,19 @@ pub type NodeRouter =
     tonic::transport::server::Router<tower_layer::Stack<InFlightLimit, tower_layer::Identity>>;
 
 /// The server every node starts from: `tls`, at most
-/// `limits.streams_per_connection_max` streams per connection, and the
-/// node-wide in-flight bound.
+/// `limits.streams_per_connection_max` streams per connection, keepalive
+/// pings, and the node-wide in-flight bound.
 pub fn server(
     tls: tonic::transport::ServerTlsConfig,
     limits: &ListenerLimits,
 ) -> Result<NodeServer, String> {
+    limits.check()?;
     Ok(tonic::transport::Server::builder()
         .tls_config(tls)
         .map_err(|e| format!("TLS configuration: {e}"))?
         .max_concurrent_streams(limits.streams_per_connection_max)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
         .layer(InFlightLimit::new(limits.requests_in_flight_max)))
 }
 
@@ -102,7 +156,7 @@ pub async fn run(
     limits: &ListenerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let incoming = incoming(listener, limits.connections_max);
+    let incoming = incoming(listener, limits);
     with_grace(shutdown, |shutdown| async move {
         router
             .serve_with_incoming_shutdown(incoming, shutdown)
@@ -122,10 +176,91 @@ pub async fn bind(address: &str) -> Result<TcpListener, String> {
         .map_err(|e| format!("listening on {address}: {e}"))
 }
 
-/// A connection holding one of the listener's connection permits.
+/// A connection holding one of the listener's connection permits, closed
+/// (its reads and writes fail with `TimedOut`) once it stalls: before its
+/// handshake is done within `handshake_timeout`, afterwards when nothing
+/// moved for `idle_timeout`.
 pub struct LimitedStream {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
+    accepted: Instant,
+    handshake_timeout: Duration,
+    idle_timeout: Duration,
+    /// The node has written to the connection (its side of the handshake).
+    answered: bool,
+    /// The client spoke after the node's first answer.
+    handshaken: bool,
+    last_activity: Instant,
+    /// Fires at or before the current deadline; re-armed lazily.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl LimitedStream {
+    fn new(stream: TcpStream, permit: OwnedSemaphorePermit, limits: &ListenerLimits) -> Self {
+        let now = Instant::now();
+        LimitedStream {
+            stream,
+            _permit: permit,
+            accepted: now,
+            handshake_timeout: limits.handshake_timeout,
+            idle_timeout: limits.idle_timeout,
+            answered: false,
+            handshaken: false,
+            last_activity: now,
+            timer: Box::pin(tokio::time::sleep_until(now + limits.handshake_timeout)),
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        if self.handshaken {
+            self.last_activity + self.idle_timeout
+        } else {
+            self.accepted + self.handshake_timeout
+        }
+    }
+
+    /// Ready with an error once the connection's deadline has passed.
+    fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let deadline = self.deadline();
+            if Instant::now() >= deadline {
+                let (what, after) = if self.handshaken {
+                    ("idle", self.idle_timeout)
+                } else {
+                    ("handshake not finished", self.handshake_timeout)
+                };
+                crate::refusal!(
+                    "closed the connection from {:?}: {what} after {after:?} (limits.{})",
+                    self.stream.peer_addr().ok(),
+                    if self.handshaken {
+                        "idle_timeout"
+                    } else {
+                        "handshake_timeout"
+                    }
+                );
+                return Poll::Ready(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connection {what} after {after:?}"),
+                ));
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+
+    fn read_some(&mut self) {
+        self.last_activity = Instant::now();
+        if self.answered {
+            self.handshaken = true;
+        }
+    }
+
+    fn wrote_some(&mut self) {
+        self.last_activity = Instant::now();
+        self.answered = true;
+    }
 }
 
 impl Connected for LimitedStream {
@@ -142,7 +277,38 @@ impl AsyncRead for LimitedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let before = buf.filled().len();
+        match Pin::new(&mut self.stream).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.read_some();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => self.poll_stalled(cx).map(Err),
+            failed => failed,
+        }
+    }
+}
+
+impl LimitedStream {
+    /// A write that cannot proceed (the client stopped reading) is subject
+    /// to the same deadline as a read.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.wrote_some();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending => self.poll_stalled(cx).map(Err),
+            failed => failed,
+        }
     }
 }
 
@@ -152,7 +318,8 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.after_write(cx, written)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -168,7 +335,8 @@ impl AsyncWrite for LimitedStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -177,16 +345,18 @@ impl AsyncWrite for LimitedStream {
 }
 
 /// The accepted connections of `listener` (TCP_NODELAY, as tonic's own
-/// listener sets it), at most `connections_max` open at once: one more is
-/// closed as soon as it is accepted (and logged), so a flood of connections
-/// cannot exhaust the node's file descriptors.
+/// listener sets it), at most `limits.connections_max` open at once: one
+/// more is closed as soon as it is accepted (and logged), so a flood of
+/// connections cannot exhaust the node's file descriptors. Each closes
+/// itself once it stalls ([`LimitedStream`]).
 pub fn incoming(
     listener: TcpListener,
-    connections_max: usize,
-) -> impl tokio_stream::Stream<Item = Result<LimitedStream, std::io::Error>> {
+    limits: &ListenerLimits,
+) -> impl tokio_stream::Stream<Item = Result<LimitedStream, std::io::Error>> + use<> {
     use tokio_stream::StreamExt as _;
+    let limits = limits.clone();
+    let connections_max = limits.connections_max;
     let permits = Arc::new(Semaphore::new(connections_max));
-    let mut refused: u64 = 0;
     tonic::transport::server::TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .filter_map(move |accepted| {
@@ -195,19 +365,12 @@ pub fn incoming(
                 Err(error) => return Some(Err(error)),
             };
             match Arc::clone(&permits).try_acquire_owned() {
-                Ok(permit) => Some(Ok(LimitedStream {
-                    stream,
-                    _permit: permit,
-                })),
+                Ok(permit) => Some(Ok(LimitedStream::new(stream, permit, &limits))),
                 Err(_) => {
-                    refused += 1;
-                    // Once per power of two, not once per connection.
-                    if refused.is_power_of_two() {
-                        tracing::warn!(
-                            "refused a connection from {:?}: {connections_max} connections are open ({refused} refused so far)",
-                            stream.peer_addr().ok()
-                        );
-                    }
+                    crate::refusal!(
+                        "refused a connection from {:?}: {connections_max} connections are open (limits.connections_max)",
+                        stream.peer_addr().ok()
+                    );
                     None
                 }
             }
@@ -352,7 +515,11 @@ mod tests {
         let (admitted_tx, mut admitted_rx) = tokio::sync::mpsc::channel(8);
         let (drop_first_tx, mut drop_first_rx) = tokio::sync::mpsc::channel::<()>(1);
         tokio::spawn(async move {
-            let mut accepted = Box::pin(incoming(listener, 2));
+            let limits = ListenerLimits {
+                connections_max: 2,
+                ..ListenerLimits::default()
+            };
+            let mut accepted = Box::pin(incoming(listener, &limits));
             let mut held = Vec::new();
             loop {
                 tokio::select! {
@@ -387,5 +554,112 @@ mod tests {
             .await
             .expect("admitted");
         assert_eq!(admitted, Some(2));
+    }
+
+    /// Accepts with `limits` and reads each connection until it fails,
+    /// echoing a byte back for every byte read (a handshake in miniature);
+    /// reports each connection's end.
+    async fn echoing_server(
+        limits: ListenerLimits,
+    ) -> (SocketAddr, tokio::sync::mpsc::Receiver<std::io::Result<()>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("addr");
+        let (ended_tx, ended_rx) = tokio::sync::mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut accepted = Box::pin(incoming(listener, &limits));
+            while let Some(Ok(mut stream)) = accepted.next().await {
+                let ended = ended_tx.clone();
+                tokio::spawn(async move {
+                    let mut byte = [0u8; 1];
+                    let end = loop {
+                        match stream.read(&mut byte).await {
+                            Ok(0) => break Ok(()),
+                            Ok(_) => {
+                                if let Err(e) = stream.write_all(&byte).await {
+                                    break Err(e);
+                                }
+                            }
+                            Err(e) => break Err(e),
+                        }
+                    };
+                    let _ = ended.send(end).await;
+                });
+            }
+        });
+        (address, ended_rx)
+    }
+
+    fn short_limits() -> ListenerLimits {
+        ListenerLimits {
+            handshake_timeout: Duration::from_millis(300),
+            keepalive_interval: Duration::from_millis(100),
+            keepalive_timeout: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(600),
+            ..ListenerLimits::default()
+        }
+    }
+
+    async fn ended(ended: &mut tokio::sync::mpsc::Receiver<std::io::Result<()>>) -> std::io::Error {
+        tokio::time::timeout(Duration::from_secs(10), ended.recv())
+            .await
+            .expect("the node closed the connection")
+            .expect("an end")
+            .expect_err("ended by the node's deadline")
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_finishes_its_handshake_is_closed() {
+        use tokio::io::AsyncReadExt;
+        let (address, mut ended_rx) = echoing_server(short_limits()).await;
+        // Connects and says nothing.
+        let mut silent = TcpStream::connect(address).await.expect("connect");
+        let error = ended(&mut ended_rx).await;
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(error.to_string().contains("handshake"), "{error}");
+        let mut byte = [0u8; 1];
+        assert!(matches!(silent.read(&mut byte).await, Ok(0) | Err(_)));
+        // Speaks once, gets the answer, then stalls: still a handshake.
+        let mut stalled = TcpStream::connect(address).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut stalled, b"h")
+            .await
+            .expect("write");
+        stalled.read_exact(&mut byte).await.expect("answer");
+        let error = ended(&mut ended_rx).await;
+        assert!(error.to_string().contains("handshake"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_closed_when_idle_and_kept_while_it_speaks() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let limits = short_limits();
+        let idle = limits.idle_timeout;
+        let (address, mut ended_rx) = echoing_server(limits).await;
+        let mut client = TcpStream::connect(address).await.expect("connect");
+        let mut byte = [0u8; 1];
+        // Speaking every third of the idle timeout, for three idle timeouts
+        // (well past the handshake timeout), keeps it open.
+        let until = tokio::time::Instant::now() + idle * 3;
+        while tokio::time::Instant::now() < until {
+            client.write_all(b"x").await.expect("write");
+            client.read_exact(&mut byte).await.expect("echo");
+            tokio::time::sleep(idle / 3).await;
+        }
+        assert!(ended_rx.try_recv().is_err(), "closed while speaking");
+        // Silence closes it.
+        let error = ended(&mut ended_rx).await;
+        assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+        assert!(error.to_string().contains("idle"), "{error}");
+    }
+
+    #[test]
+    fn limits_that_would_cut_healthy_connections_are_refused() {
+        let limits = ListenerLimits {
+            idle_timeout: Duration::from_secs(60),
+            ..ListenerLimits::default()
+        };
+        let error = limits.check().expect_err("refused");
+        assert!(error.contains("idle_timeout"), "{error}");
+        assert!(ListenerLimits::default().check().is_ok());
     }
 }

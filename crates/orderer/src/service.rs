@@ -356,7 +356,7 @@ async fn deliver_one(
     }) {
         Ok(checked) => checked,
         Err((status, reason)) => {
-            tracing::warn!("deliver refused: {}", reason.escape_debug());
+            weft_node::refusal!("deliver refused: {}", reason.escape_debug());
             return Some(status);
         }
     };
@@ -378,7 +378,7 @@ async fn deliver_one(
             .msps
             .validate(&checked.creator, now_seconds())
         {
-            tracing::warn!("deliver stream ended: the requester is no longer valid: {e}");
+            weft_node::refusal!("deliver stream ended: the requester is no longer valid: {e}");
             return Err(Status::Forbidden);
         }
         let bytes = chain
@@ -418,6 +418,10 @@ impl Services {
             GrpcStatus::not_found(format!("channel {channel} does not exist here"))
         })?;
         if !is_consenter(request, &runtime) {
+            weft_node::refusal!(
+                "cluster call on channel {channel} from {:?} refused: not a consenter's TLS certificate",
+                request.remote_addr()
+            );
             return Err(GrpcStatus::permission_denied(format!(
                 "only consenters of channel {channel} may call the cluster service"
             )));

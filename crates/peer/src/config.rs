@@ -112,18 +112,18 @@ pub struct Limits {
     /// Concurrent gRPC requests per connection.
     pub concurrent_requests: usize,
     /// The longest one chaincode execution may take.
-    #[serde(with = "duration")]
+    #[serde(with = "weft_node::duration")]
     pub execute_timeout: Duration,
     /// How long a launched chaincode has to register.
-    #[serde(with = "duration")]
+    #[serde(with = "weft_node::duration")]
     pub startup_timeout: Duration,
     /// How far a signed request's timestamp (Deliver seek requests, admin
     /// requests) may be from this peer's clock; Fabric's default, 15 min.
-    #[serde(with = "duration")]
+    #[serde(with = "weft_node::duration")]
     pub request_time_window: Duration,
     /// The longest a gateway CommitStatus call waits for its transaction
     /// (a client's shorter deadline wins).
-    #[serde(with = "duration")]
+    #[serde(with = "weft_node::duration")]
     pub commit_status_timeout: Duration,
 }
 
@@ -136,16 +136,6 @@ impl Default for Limits {
             request_time_window: weft_node::REQUEST_TIME_WINDOW,
             commit_status_timeout: Duration::from_secs(5 * 60),
         }
-    }
-}
-
-mod duration {
-    use serde::Deserialize;
-    use std::time::Duration;
-
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        weft_channel::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
 

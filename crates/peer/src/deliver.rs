@@ -154,7 +154,7 @@ async fn serve_seek(
     let (channel, seek, creator) = match check(peer, envelope) {
         Ok(checked) => checked,
         Err((status, reason)) => {
-            tracing::warn!("deliver refused: {}", reason.escape_debug());
+            weft_node::refusal!("deliver refused: {}", reason.escape_debug());
             return Some(status);
         }
     };
@@ -173,7 +173,7 @@ async fn serve_seek(
         |number| {
             // A long-lived stream ends once its requester's certificate expires.
             if let Err(e) = channel.config.msps.validate(&creator, now_seconds()) {
-                tracing::warn!(
+                weft_node::refusal!(
                     "deliver stream on channel {} ended: the requester is no longer valid: {e}",
                     channel.id
                 );

@@ -392,6 +392,51 @@ impl PrivateDataService {
         )
         .map_err(Status::permission_denied)
     }
+
+    /// A push or pull from a peer of the channel, signed within the time
+    /// window; a refusal is logged.
+    fn admit<M: Message + Default + Signed>(
+        &self,
+        request: &Request<SignedMessage>,
+        operation: &str,
+    ) -> Result<(M, Arc<PeerChannel>, Arc<Identity>), Status> {
+        verified::<M>(&self.peer, request.get_ref(), |p| p.channel())
+            .and_then(|checked| {
+                self.fresh(checked.0.timestamp_unix_ms())?;
+                Ok(checked)
+            })
+            .inspect_err(|status| {
+                weft_node::refusal!(
+                    "private data {operation} from {:?} refused: {}",
+                    request.remote_addr(),
+                    status.message().escape_debug()
+                );
+            })
+    }
+}
+
+/// What [`PrivateDataService::admit`] reads from a signed payload.
+trait Signed {
+    fn channel(&self) -> &str;
+    fn timestamp_unix_ms(&self) -> i64;
+}
+
+impl Signed for PushPayload {
+    fn channel(&self) -> &str {
+        &self.channel
+    }
+    fn timestamp_unix_ms(&self) -> i64 {
+        self.timestamp_unix_ms
+    }
+}
+
+impl Signed for PullPayload {
+    fn channel(&self) -> &str {
+        &self.channel
+    }
+    fn timestamp_unix_ms(&self) -> i64 {
+        self.timestamp_unix_ms
+    }
 }
 
 #[tonic::async_trait]
@@ -400,9 +445,7 @@ impl PrivateDataRpc for PrivateDataService {
         &self,
         request: Request<SignedMessage>,
     ) -> Result<Response<PushResponse>, Status> {
-        let (payload, channel, _) =
-            verified::<PushPayload>(&self.peer, request.get_ref(), |p| &p.channel)?;
-        self.fresh(payload.timestamp_unix_ms)?;
+        let (payload, channel, _) = self.admit::<PushPayload>(&request, "push")?;
         // Data for a committed transaction is never taken again (a replayed
         // push would otherwise sit in the transient store).
         if channel
@@ -432,9 +475,7 @@ impl PrivateDataRpc for PrivateDataService {
         &self,
         request: Request<SignedMessage>,
     ) -> Result<Response<PullResponse>, Status> {
-        let (payload, channel, asking) =
-            verified::<PullPayload>(&self.peer, request.get_ref(), |p| &p.channel)?;
-        self.fresh(payload.timestamp_unix_ms)?;
+        let (payload, channel, asking) = self.admit::<PullPayload>(&request, "pull")?;
         let definitions = channel.definitions();
         let allowed: BTreeSet<(String, String)> = payload
             .collections

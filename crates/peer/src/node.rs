@@ -447,7 +447,7 @@ impl ChaincodeSupportRpc for Services {
                     .remote_addr()
                     .map(|a| a.to_string())
                     .unwrap_or_default();
-                tracing::warn!("chaincode registration from {from} refused: no chaincode certificate");
+                weft_node::refusal!("chaincode registration from {from} refused: no chaincode certificate");
                 Status::unauthenticated(
                     "chaincode registration requires the TLS client certificate this peer issued to the chaincode",
                 )
@@ -456,7 +456,7 @@ impl ChaincodeSupportRpc for Services {
         let (out, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             if let Err(error) = support.serve_stream(out, incoming, bound).await {
-                tracing::warn!("chaincode registration refused: {}", error.escape_debug());
+                weft_node::refusal!("chaincode registration refused: {}", error.escape_debug());
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
@@ -586,9 +586,7 @@ pub async fn serve(
         u32::try_from(peer.config.limits.concurrent_requests)
             .unwrap_or(u32::MAX)
             .min(limits.streams_per_connection_max),
-    )
-    // Clients such as Caliper ping without calls; answer, do not GOAWAY.
-    .http2_keepalive_interval(Some(std::time::Duration::from_secs(60)));
+    );
     let router = builder
         .add_service(
             GatewayServer::new(GatewayService {

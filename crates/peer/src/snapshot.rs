@@ -180,6 +180,21 @@ impl SnapshotService {
         header: Option<&weft_protos::common::SignatureHeader>,
         channel_id: &str,
     ) -> Result<Arc<PeerChannel>, Status> {
+        self.check_signed(signed, header, channel_id)
+            .inspect_err(|status| {
+                weft_node::refusal!(
+                    "snapshot request on channel {channel_id:?} refused: {}",
+                    status.message().escape_debug()
+                );
+            })
+    }
+
+    fn check_signed(
+        &self,
+        signed: &SignedSnapshotRequest,
+        header: Option<&weft_protos::common::SignatureHeader>,
+        channel_id: &str,
+    ) -> Result<Arc<PeerChannel>, Status> {
         let channel = self.peer.channel(channel_id).ok_or_else(|| {
             Status::not_found(format!("channel {channel_id:?} not found on this peer"))
         })?;

@@ -813,3 +813,91 @@ fn commit_status_waits_at_most_the_peers_limit() {
     );
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+/// A connection that never finishes its handshake is closed after the
+/// peer's `listener.handshake_timeout`, while a quiet Deliver stream (no
+/// block for longer than `listener.idle_timeout`) stays open: the peer's
+/// keepalive pings, answered by the client, count as activity.
+#[test]
+fn stalled_connections_are_closed_and_quiet_streams_stay_open() {
+    let mut network = Network::start(1, BASIC, &[("basic", "basic", ANY)]);
+    let config = std::fs::read_to_string(&network.peers[0].config).expect("config");
+    assert!(!config.contains("listener:"), "{config}");
+    let config = format!(
+        "{config}listener:\n  handshake_timeout: 1s\n  keepalive_interval: 300ms\n  \
+         keepalive_timeout: 500ms\n  idle_timeout: 2s\n"
+    );
+    std::fs::write(&network.peers[0].config, config).expect("config");
+    network.kill_peer(0);
+    network.start_peer(0);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let _context = runtime.enter();
+    let peer = network.endpoint(0);
+
+    // Connects, says nothing: closed by the peer.
+    let silent = runtime.block_on(async {
+        use tokio::io::AsyncReadExt;
+        let mut stream = tokio::net::TcpStream::connect(&peer)
+            .await
+            .expect("connect");
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(Duration::from_secs(15), stream.read(&mut byte)).await
+    });
+    assert!(
+        matches!(silent, Ok(Ok(0) | Err(_))),
+        "a silent connection stays open: {silent:?}"
+    );
+
+    let org1 = network.gateway(0, "User1");
+    let org1_ca = network.tls_ca(0);
+    let (peer_tls, user) = org_user(&network, 0, "User1", &org1_ca);
+    let envelope = weft_node::seek::seek_envelope(
+        &user,
+        CHANNEL,
+        weft_protos::orderer::SeekPosition {
+            r#type: Some(weft_protos::orderer::seek_position::Type::NextCommit(
+                weft_protos::orderer::SeekNextCommit {},
+            )),
+        },
+        weft_node::seek::specified(u64::MAX),
+        SeekBehavior::BlockUntilReady,
+    )
+    .expect("seek");
+    let channel = peer_tls.channel(&peer).expect("channel");
+    let mut stream = runtime
+        .block_on(
+            weft_protos::peer::deliver_client::DeliverClient::new(channel)
+                .deliver(tokio_stream::once(envelope)),
+        )
+        .expect("deliver")
+        .into_inner();
+    // Quiet for more than twice the idle timeout.
+    std::thread::sleep(Duration::from_secs(5));
+    let committed = runtime
+        .block_on(org1.submit(
+            CHANNEL,
+            "basic",
+            &args(&["CreateAsset", "quiet-1", "blue", "1", "Ann", "1"]),
+        ))
+        .expect("submit after a quiet spell")
+        .block;
+    let delivered = runtime.block_on(async {
+        loop {
+            let response = tokio::time::timeout(Duration::from_secs(20), stream.message())
+                .await
+                .expect("the block arrives")
+                .unwrap_or_else(|e| {
+                    panic!("the quiet stream is still open: {e}\n{}", network.log(0))
+                })
+                .expect("not ended");
+            if let Some(weft_protos::peer::deliver_response::Type::Block(block)) = response.r#type {
+                break block.header.expect("header").number;
+            }
+        }
+    });
+    assert_eq!(delivered, committed);
+    assert!(
+        network.log(0).contains("handshake not finished"),
+        "the closed connection is logged"
+    );
+}

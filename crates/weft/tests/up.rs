@@ -185,6 +185,7 @@ fn a_default_network_survives_hostile_clients() {
     assert!(outcome.client_failures.is_empty(), "{outcome:?}");
     assert!(outcome.committed > 0, "{outcome:?}");
     assert!(outcome.canary_intact, "{outcome:?}");
+    assert_eq!(outcome.stalled_kept, 0, "{outcome:?}");
     for node in std::fs::read_dir(net.path().join("nodes")).expect("nodes") {
         let log = std::fs::read_to_string(node.expect("node").path().join("node.log"))
             .unwrap_or_default();
