@@ -24,6 +24,41 @@ use crate::dissemination::Distributor;
 use crate::lifecycle::{Definitions, LIFECYCLE};
 use crate::snapshot::Snapshots;
 
+/// The channels a peer has joined, by id: what every service looks a
+/// request's channel up in.
+#[derive(Default)]
+pub struct Channels(std::sync::RwLock<std::collections::HashMap<String, Arc<PeerChannel>>>);
+
+impl Channels {
+    pub fn get(&self, id: &str) -> Option<Arc<PeerChannel>> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Every joined channel, by id.
+    pub fn all(&self) -> Vec<Arc<PeerChannel>> {
+        let mut channels: Vec<_> = self
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        channels.sort_by(|a, b| a.id.cmp(&b.id));
+        channels
+    }
+
+    pub(crate) fn insert(&self, channel: Arc<PeerChannel>) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(channel.id.clone(), channel);
+    }
+}
+
 pub(crate) fn now_seconds() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -26,8 +26,7 @@ use weft_protos::peer::{
 use weft_protos::rwset::TxPvtReadWriteSet;
 use weft_protoutil::parse_envelope;
 
-use crate::channel::{PeerChannel, now_seconds};
-use crate::node::Peer;
+use crate::channel::{Channels, PeerChannel, now_seconds};
 use weft_node::clock::Clock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,9 +36,12 @@ enum Form {
     WithPrivateData,
 }
 
+/// The `protos.Deliver` service over the peer's channels.
 #[derive(Clone)]
 pub struct DeliverService {
-    pub peer: Arc<Peer>,
+    pub channels: Arc<Channels>,
+    /// How fresh a seek request must be (`limits.request_time_window`).
+    pub window: std::time::Duration,
 }
 
 type DeliverStream = Pin<Box<dyn Stream<Item = Result<DeliverResponse, Status>> + Send>>;
@@ -48,10 +50,10 @@ impl DeliverService {
     fn open(&self, request: Request<Streaming<Envelope>>, form: Form) -> Response<DeliverStream> {
         let mut incoming = request.into_inner();
         let (out, rx) = mpsc::channel(8);
-        let peer = Arc::clone(&self.peer);
+        let service = self.clone();
         tokio::spawn(async move {
             while let Ok(Some(envelope)) = incoming.message().await {
-                let Some(status) = serve_seek(&peer, &envelope, form, &out).await else {
+                let Some(status) = serve_seek(&service, &envelope, form, &out).await else {
                     return;
                 };
                 let response = DeliverResponse {
@@ -99,7 +101,7 @@ impl Deliver for DeliverService {
 type Checked = (Arc<PeerChannel>, SeekInfo, Vec<u8>);
 
 /// Checks a seek request: structure, type, time window, channel, Readers policy.
-fn check(peer: &Peer, envelope: &Envelope) -> Result<Checked, (FabricStatus, String)> {
+fn check(service: &DeliverService, envelope: &Envelope) -> Result<Checked, (FabricStatus, String)> {
     let bad = |what: String| (FabricStatus::BadRequest, what);
     let payload =
         Payload::decode(envelope.payload.as_slice()).map_err(|e| bad(format!("payload: {e}")))?;
@@ -120,15 +122,18 @@ fn check(peer: &Peer, envelope: &Envelope) -> Result<Checked, (FabricStatus, Str
     weft_node::clock::check_timestamp(
         channel_header.timestamp.as_ref(),
         weft_node::SystemClock.now_unix_ms(),
-        peer.config.limits.request_time_window,
+        service.window,
     )
     .map_err(bad)?;
-    let channel = peer.channel(&channel_header.channel_id).ok_or_else(|| {
-        (
-            FabricStatus::NotFound,
-            format!("channel {} not found", channel_header.channel_id),
-        )
-    })?;
+    let channel = service
+        .channels
+        .get(&channel_header.channel_id)
+        .ok_or_else(|| {
+            (
+                FabricStatus::NotFound,
+                format!("channel {} not found", channel_header.channel_id),
+            )
+        })?;
     channel
         .config
         .authorize(
@@ -146,12 +151,12 @@ fn check(peer: &Peer, envelope: &Envelope) -> Result<Checked, (FabricStatus, Str
 
 /// Serves one seek request; its final status, or None if the client left.
 async fn serve_seek(
-    peer: &Peer,
+    service: &DeliverService,
     envelope: &Envelope,
     form: Form,
     out: &mpsc::Sender<Result<DeliverResponse, Status>>,
 ) -> Option<FabricStatus> {
-    let (channel, seek, creator) = match check(peer, envelope) {
+    let (channel, seek, creator) = match check(service, envelope) {
         Ok(checked) => checked,
         Err((status, reason)) => {
             weft_node::refusal!("deliver refused: {}", reason.escape_debug());

@@ -23,10 +23,9 @@ use weft_node::clock::{Clock, SystemClock};
 use weft_node::tls::Tls;
 use weft_protos::rwset::TxPvtReadWriteSet;
 
-use crate::channel::{PeerChannel, now_seconds};
+use crate::channel::{Channels, PeerChannel, now_seconds};
 use crate::config::GatewayPeer;
 use crate::lifecycle::Definitions;
-use crate::node::Peer;
 use crate::private::{Collection, TransientStore, filter, merge};
 use crate::proto::private_data_client::PrivateDataClient;
 use crate::proto::private_data_server::PrivateData as PrivateDataRpc;
@@ -41,7 +40,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// other peers it knows, and what it signs with.
 pub struct Distributor {
     pub transient: TransientStore,
-    msp_id: String,
+    pub(crate) msp_id: String,
     peers: Vec<GatewayPeer>,
     signer: Arc<SigningIdentity>,
     tls: Tls,
@@ -347,21 +346,24 @@ impl Distributor {
 /// The `weft.peer.PrivateData` service.
 #[derive(Clone)]
 pub struct PrivateDataService {
-    pub peer: Arc<Peer>,
+    pub channels: Arc<Channels>,
+    pub private: Arc<Distributor>,
+    /// How fresh a push or pull must be (`limits.request_time_window`).
+    pub window: Duration,
 }
 
 /// A signed message's payload and its signer, checked: a valid identity of
 /// the channel, with the peer role, whose signature verifies.
 fn verified<M: Message + Default>(
-    peer: &Peer,
+    channels: &Channels,
     message: &SignedMessage,
     channel_of: impl Fn(&M) -> &str,
 ) -> Result<(M, Arc<PeerChannel>, Arc<Identity>), Status> {
     let payload = M::decode(message.payload.as_slice())
         .map_err(|e| Status::invalid_argument(format!("malformed payload: {e}")))?;
     let channel_id = channel_of(&payload);
-    let channel = peer
-        .channel(channel_id)
+    let channel = channels
+        .get(channel_id)
         .ok_or_else(|| Status::not_found(format!("channel {channel_id} not found on this peer")))?;
     let identity = channel
         .config
@@ -385,12 +387,8 @@ impl PrivateDataService {
     /// Refuses a message signed outside the peer's request time window (a
     /// recorded push or pull replayed later).
     fn fresh(&self, timestamp_unix_ms: i64) -> Result<(), Status> {
-        weft_node::clock::check_window(
-            timestamp_unix_ms,
-            SystemClock.now_unix_ms(),
-            self.peer.config.limits.request_time_window,
-        )
-        .map_err(Status::permission_denied)
+        weft_node::clock::check_window(timestamp_unix_ms, SystemClock.now_unix_ms(), self.window)
+            .map_err(Status::permission_denied)
     }
 
     /// A push or pull from a peer of the channel, signed within the time
@@ -400,7 +398,7 @@ impl PrivateDataService {
         request: &Request<SignedMessage>,
         operation: &str,
     ) -> Result<(M, Arc<PeerChannel>, Arc<Identity>), Status> {
-        verified::<M>(&self.peer, request.get_ref(), |p| p.channel())
+        verified::<M>(&self.channels, request.get_ref(), |p| p.channel())
             .and_then(|checked| {
                 self.fresh(checked.0.timestamp_unix_ms())?;
                 Ok(checked)
@@ -462,11 +460,11 @@ impl PrivateDataRpc for PrivateDataService {
         let set = TxPvtReadWriteSet::decode(payload.private_data.as_slice())
             .map_err(|e| Status::invalid_argument(format!("malformed private data: {e}")))?;
         let definitions = channel.definitions();
-        let mine = &self.peer.config.msp_id;
+        let mine = &self.private.msp_id;
         if let Some(kept) = filter(&set, |ns, c| {
             find(&definitions, ns, c).is_some_and(|c| c.is_member(mine))
         }) {
-            self.peer.private.transient.put(&payload.tx_id, kept);
+            self.private.transient.put(&payload.tx_id, kept);
         }
         Ok(Response::new(PushResponse {}))
     }
@@ -488,7 +486,6 @@ impl PrivateDataRpc for PrivateDataService {
             .collect();
         let keep = |ns: &str, c: &str| allowed.contains(&(ns.to_owned(), c.to_owned()));
         let mut held = self
-            .peer
             .private
             .transient
             .get(&payload.tx_id)

@@ -17,11 +17,43 @@ use weft_protos::peer::{
 use weft_protos::rwset::TxReadWriteSet;
 use weft_protoutil::{compute_tx_id, proposal_hash};
 
-use crate::chaincode::{ExecError, Executed, Invocation};
-use crate::channel::{PeerChannel, now_seconds};
+use tonic::{Request, Status};
+use weft_material::SigningIdentity;
+use weft_protos::peer::endorser_server::Endorser as EndorserRpc;
+
+use crate::chaincode::{ChaincodeSupport, ExecError, Executed, Invocation};
+use crate::channel::{Channels, PeerChannel, now_seconds};
+use crate::dissemination::Distributor;
 use crate::lifecycle;
-use crate::node::Peer;
 use crate::simulator::Simulator;
+
+/// What endorsing needs of the peer: its identity, its channels, its
+/// chaincodes and where private data goes. The Endorser and Gateway
+/// services share one.
+pub struct Endorsing {
+    pub msp_id: String,
+    pub signer: Arc<SigningIdentity>,
+    pub channels: Arc<Channels>,
+    pub chaincodes: Arc<ChaincodeSupport>,
+    pub private: Arc<Distributor>,
+}
+
+/// The `protos.Endorser` service.
+#[derive(Clone)]
+pub struct EndorserService(pub Arc<Endorsing>);
+
+#[tonic::async_trait]
+impl EndorserRpc for EndorserService {
+    async fn process_proposal(
+        &self,
+        request: Request<SignedProposal>,
+    ) -> Result<tonic::Response<ProposalResponse>, Status> {
+        process_proposal(&self.0, request.get_ref(), Purpose::Endorse)
+            .await
+            .map(tonic::Response::new)
+            .map_err(EndorseError::into_status)
+    }
+}
 
 /// Why a proposal was not simulated. Each maps to a gRPC status.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,6 +77,11 @@ pub enum EndorseError {
 }
 
 impl EndorseError {
+    /// The gRPC status the Endorser service answers with.
+    pub fn into_status(self) -> Status {
+        Status::new(self.code(), self.to_string())
+    }
+
     pub fn code(&self) -> tonic::Code {
         match self {
             EndorseError::Malformed(_) => tonic::Code::InvalidArgument,
@@ -138,14 +175,15 @@ pub enum Purpose {
 /// Checks, simulates and endorses one proposal. A chaincode response with
 /// status ≥ 400 comes back unendorsed, as Fabric returns it.
 pub async fn process_proposal(
-    peer: &Arc<Peer>,
+    peer: &Endorsing,
     signed: &SignedProposal,
     purpose: Purpose,
 ) -> Result<ProposalResponse, EndorseError> {
     let unpacked = unpack(signed)?;
     let channel_id = unpacked.channel_header.channel_id.clone();
     let channel: Arc<PeerChannel> = peer
-        .channel(&channel_id)
+        .channels
+        .get(&channel_id)
         .ok_or_else(|| EndorseError::UnknownChannel(channel_id.clone()))?;
     channel
         .config
@@ -179,15 +217,13 @@ pub async fn process_proposal(
     let definitions = channel.definitions();
     let (executed, version) = if unpacked.chaincode == lifecycle::LIFECYCLE {
         let call = lifecycle::Call {
-            my_msp: &peer.config.msp_id,
+            my_msp: &peer.msp_id,
             orgs: &channel.config.application_orgs,
             creator_is_my_admin: channel
                 .config
                 .msps
                 .validate(&unpacked.creator, now_seconds())
-                .is_ok_and(|identity| {
-                    identity.msp_id() == peer.config.msp_id && identity.is_admin()
-                }),
+                .is_ok_and(|identity| identity.msp_id() == peer.msp_id && identity.is_admin()),
         };
         let response = lifecycle::execute(&call, &input, &mut simulator);
         let executed = Executed {

@@ -6,6 +6,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use prost::Message;
@@ -31,9 +32,9 @@ use weft_protos::peer::{
 use weft_protoutil::parse_envelope;
 
 use crate::channel::{PeerChannel, now_seconds};
-use crate::endorser::{EndorseError, Purpose, process_proposal, unpack};
+use crate::config::GatewayPeer;
+use crate::endorser::{EndorseError, Endorsing, Purpose, process_proposal, unpack};
 use crate::lifecycle;
-use crate::node::Peer;
 
 /// A gRPC status carrying `gateway.ErrorDetail`s in `grpc-status-details-bin`.
 pub fn status_with_details(
@@ -78,22 +79,55 @@ struct Endorsed {
     response: ProposalResponse,
 }
 
+/// The `gateway.Gateway` service.
 #[derive(Clone)]
 pub struct GatewayService {
-    pub peer: Arc<Peer>,
+    endorsing: Arc<Endorsing>,
+    /// Connections to other peers and to the orderers.
+    tls: weft_node::Tls,
+    /// This peer's address, as other organisations reach it.
+    address: String,
+    /// Other organisations' peers, which endorse for them.
+    other_peers: Arc<[GatewayPeer]>,
+    /// The longest a CommitStatus waits (`limits.commit_status_timeout`).
+    commit_status_timeout: Duration,
+    /// Which orderer a submission tries first (round robin).
+    orderer_cursor: Arc<AtomicUsize>,
 }
 
 impl GatewayService {
+    pub fn new(
+        endorsing: Arc<Endorsing>,
+        tls: weft_node::Tls,
+        address: String,
+        other_peers: Vec<GatewayPeer>,
+        commit_status_timeout: Duration,
+    ) -> Self {
+        GatewayService {
+            endorsing,
+            tls,
+            address,
+            other_peers: other_peers.into(),
+            commit_status_timeout,
+            orderer_cursor: Arc::default(),
+        }
+    }
+
     fn local_detail(&self, message: String) -> ErrorDetail {
         ErrorDetail {
-            address: self.peer.config.external_address().to_owned(),
-            msp_id: self.peer.config.msp_id.clone(),
+            address: self.address.clone(),
+            msp_id: self.endorsing.msp_id.clone(),
             message,
         }
     }
 
+    /// Which of `count` orderers to try first.
+    fn next_orderer(&self, count: usize) -> usize {
+        self.orderer_cursor.fetch_add(1, Ordering::Relaxed) % count.max(1)
+    }
+
     fn channel(&self, channel_id: &str) -> Result<Arc<PeerChannel>, Status> {
-        self.peer.channel(channel_id).ok_or_else(|| {
+        self.endorsing.channels.get(channel_id).ok_or_else(|| {
             Status::not_found(format!("channel {channel_id} not found on this peer"))
         })
     }
@@ -125,11 +159,11 @@ impl GatewayService {
     }
 
     async fn endorse_local(&self, proposal: &SignedProposal) -> Result<Endorsed, ErrorDetail> {
-        process_proposal(&self.peer, proposal, Purpose::Endorse)
+        process_proposal(&self.endorsing, proposal, Purpose::Endorse)
             .await
             .map(|response| Endorsed {
-                msp_id: self.peer.config.msp_id.clone(),
-                address: self.peer.config.external_address().to_owned(),
+                msp_id: self.endorsing.msp_id.clone(),
+                address: self.address.clone(),
                 response,
             })
             .map_err(|e| self.local_detail(e.to_string()))
@@ -146,7 +180,7 @@ impl GatewayService {
             msp_id: msp_id.to_owned(),
             message,
         };
-        let channel = self.peer.tls.channel(address).map_err(detail)?;
+        let channel = self.tls.channel(address).map_err(detail)?;
         let mut client = EndorserClient::new(channel)
             .max_decoding_message_size(crate::MAX_GRPC_MESSAGE)
             .max_encoding_message_size(crate::MAX_GRPC_MESSAGE);
@@ -171,7 +205,7 @@ impl GatewayService {
         proposal: &SignedProposal,
         organizations: &[String],
     ) -> Result<Vec<Endorsed>, Status> {
-        let local_msp = self.peer.config.msp_id.clone();
+        let local_msp = self.endorsing.msp_id.clone();
         let definitions = channel.definitions();
         let policy = definitions.policies.get(chaincode);
         // An approval is for the caller's own organisation: its peers alone
@@ -224,13 +258,7 @@ impl GatewayService {
             let result = if msp == local_msp {
                 self.endorse_local(proposal).await
             } else {
-                let Some(remote) = self
-                    .peer
-                    .config
-                    .gateway_peers
-                    .iter()
-                    .find(|p| p.msp_id == msp)
-                else {
+                let Some(remote) = self.other_peers.iter().find(|p| p.msp_id == msp) else {
                     failures.push(ErrorDetail {
                         address: String::new(),
                         msp_id: msp.clone(),
@@ -297,7 +325,7 @@ impl Gateway for GatewayService {
         let proposal = request
             .proposed_transaction
             .ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
-        let response = process_proposal(&self.peer, &proposal, Purpose::Evaluate)
+        let response = process_proposal(&self.endorsing, &proposal, Purpose::Evaluate)
             .await
             .map_err(|e| {
                 let detail = self.local_detail(e.to_string());
@@ -401,7 +429,7 @@ impl Gateway for GatewayService {
         let mut failures = Vec::new();
         // Whether an orderer answered with a refusal (not just unavailability).
         let mut rejected = false;
-        let start = self.peer.next_orderer(endpoints.len());
+        let start = self.next_orderer(endpoints.len());
         for offset in 0..endpoints.len() {
             let endpoint = &endpoints[(start + offset) % endpoints.len()];
             let detail = |message: String| ErrorDetail {
@@ -409,7 +437,7 @@ impl Gateway for GatewayService {
                 msp_id: String::new(),
                 message,
             };
-            let connection = match self.peer.tls.channel(endpoint) {
+            let connection = match self.tls.channel(endpoint) {
                 Ok(connection) => connection,
                 Err(e) => {
                     failures.push(detail(e));
@@ -472,7 +500,7 @@ impl Gateway for GatewayService {
     ) -> Result<Response<CommitStatusResponse>, Status> {
         // The client's deadline, bounded by the peer's own: a request
         // without one never holds a task forever.
-        let cap = self.peer.config.limits.commit_status_timeout;
+        let cap = self.commit_status_timeout;
         let wait = deadline(&request).map_or(cap, |wait| wait.min(cap));
         let signed = request.into_inner();
         let (inner, channel) = self.signed_request(

@@ -2,15 +2,11 @@
 //! listener that serves every service on one TLS port.
 
 use std::collections::HashMap;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use prost::Message;
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming};
+use tokio::sync::watch;
+use tonic::{Request, Response, Status};
 use weft_material::SigningIdentity;
 use weft_node::admin_body;
 use weft_node::proto::admin_server::{Admin, AdminServer};
@@ -20,23 +16,20 @@ use weft_node::proto::{
 use weft_node::tls::Tls;
 use weft_protos::common::Block;
 use weft_protos::gateway::gateway_server::GatewayServer;
-use weft_protos::peer::chaincode_support_server::{
-    ChaincodeSupport as ChaincodeSupportRpc, ChaincodeSupportServer,
-};
+use weft_protos::peer::chaincode_support_server::ChaincodeSupportServer;
 use weft_protos::peer::deliver_server::DeliverServer;
-use weft_protos::peer::endorser_server::{Endorser, EndorserServer};
+use weft_protos::peer::endorser_server::EndorserServer;
 use weft_protos::peer::snapshot_server::SnapshotServer;
-use weft_protos::peer::{ChaincodeMessage, ProposalResponse, SignedProposal};
 use weft_shim::Chaincode;
 
-use crate::chaincode::ChaincodeSupport;
 use crate::chaincode::credentials::ChaincodeCredentials as ChaincodeCa;
 use crate::chaincode::launcher::{self, Launcher, PeerContact};
-use crate::channel::{LedgerSource, PeerChannel};
+use crate::chaincode::{ChaincodeService, ChaincodeSupport};
+use crate::channel::{Channels, LedgerSource, PeerChannel};
 use crate::config::{LauncherConfig, PeerConfig};
 use crate::deliver::DeliverService;
 use crate::dissemination::{Distributor, PrivateDataService};
-use crate::endorser::{Purpose, process_proposal};
+use crate::endorser::{EndorserService, Endorsing};
 use crate::gateway::GatewayService;
 use crate::proto::private_data_server::PrivateDataServer;
 use crate::snapshot::SnapshotService;
@@ -74,20 +67,19 @@ impl JoinError {
     }
 }
 
-/// A running peer.
+/// A running peer: it joins channels and composes the services; each
+/// service gets only the parts it needs (the channels, the endorsing
+/// context, the private data distributor), never the peer itself.
 pub struct Peer {
-    pub config: PeerConfig,
-    pub signer: Arc<SigningIdentity>,
-    pub tls: Tls,
+    config: PeerConfig,
+    tls: Tls,
     /// Who may join channels, list them and ask for chaincode credentials.
-    pub admin: weft_node::AdminAuthority,
-    pub chaincodes: Arc<ChaincodeSupport>,
-    /// Private data: the transient store and dissemination to other peers.
-    pub private: Arc<Distributor>,
-    channels: RwLock<HashMap<String, Arc<PeerChannel>>>,
+    admin: weft_node::AdminAuthority,
+    channels: Arc<Channels>,
+    /// Identity, channels, chaincodes and private data, for endorsing.
+    endorsing: Arc<Endorsing>,
     stop: watch::Sender<bool>,
     join_lock: tokio::sync::Mutex<()>,
-    orderer_cursor: AtomicUsize,
 }
 
 impl std::fmt::Debug for Peer {
@@ -183,16 +175,21 @@ impl Peer {
             Arc::clone(&signer),
             tls.clone(),
         ));
-        let peer = Arc::new(Peer {
-            private,
+        let channels = Arc::new(Channels::default());
+        let endorsing = Arc::new(Endorsing {
+            msp_id: config.msp_id.clone(),
             signer,
+            channels: Arc::clone(&channels),
+            chaincodes,
+            private,
+        });
+        let peer = Arc::new(Peer {
             tls,
             admin,
-            chaincodes,
-            channels: RwLock::default(),
+            channels,
+            endorsing,
             stop: watch::channel(false).0,
             join_lock: tokio::sync::Mutex::new(()),
-            orderer_cursor: AtomicUsize::new(0),
             config,
         });
         let ledgers = peer.config.data_dir.join("ledgers");
@@ -239,37 +236,22 @@ impl Peer {
         Ok(peer)
     }
 
-    fn activate(self: &Arc<Self>, channel: Arc<PeerChannel>) {
-        self.channels
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(channel.id.clone(), Arc::clone(&channel));
+    fn activate(&self, channel: Arc<PeerChannel>) {
+        self.channels.insert(Arc::clone(&channel));
         tokio::spawn(channel.run_committer(
             self.tls.clone(),
-            Arc::clone(&self.signer),
-            Arc::clone(&self.private),
+            Arc::clone(&self.endorsing.signer),
+            Arc::clone(&self.endorsing.private),
             self.stop.subscribe(),
         ));
     }
 
     pub fn channel(&self, id: &str) -> Option<Arc<PeerChannel>> {
-        self.channels
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.channels.get(id)
     }
 
     pub fn channels(&self) -> Vec<Arc<PeerChannel>> {
-        let mut channels: Vec<_> = self
-            .channels
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        channels.sort_by(|a, b| a.id.cmp(&b.id));
-        channels
+        self.channels.all()
     }
 
     /// Where snapshots are kept: `<data_dir>/snapshots`.
@@ -397,70 +379,17 @@ impl Peer {
         )))
     }
 
-    /// Which orderer to try first (round robin across submissions).
-    pub fn next_orderer(&self, count: usize) -> usize {
-        self.orderer_cursor.fetch_add(1, Ordering::Relaxed) % count.max(1)
-    }
-
     /// Stops committers.
     pub fn shutdown(&self) {
         self.stop.send_replace(true);
     }
 }
 
+/// The `weft.admin.Admin` service: joining and listing channels, chaincode
+/// credentials; the one service that holds the peer itself.
 #[derive(Clone)]
-struct Services {
+struct AdminService {
     peer: Arc<Peer>,
-}
-
-#[tonic::async_trait]
-impl Endorser for Services {
-    async fn process_proposal(
-        &self,
-        request: Request<SignedProposal>,
-    ) -> Result<Response<ProposalResponse>, Status> {
-        process_proposal(&self.peer, request.get_ref(), Purpose::Endorse)
-            .await
-            .map(Response::new)
-            .map_err(|e| Status::new(e.code(), e.to_string()))
-    }
-}
-
-type ChaincodeStream = Pin<Box<dyn Stream<Item = Result<ChaincodeMessage, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl ChaincodeSupportRpc for Services {
-    type RegisterStream = ChaincodeStream;
-
-    async fn register(
-        &self,
-        request: Request<Streaming<ChaincodeMessage>>,
-    ) -> Result<Response<Self::RegisterStream>, Status> {
-        // Only a chaincode this peer issued a certificate to may register,
-        // and only as the package the certificate is for.
-        let support = Arc::clone(&self.peer.chaincodes);
-        let bound = request
-            .peer_certs()
-            .and_then(|certs| certs.first().and_then(|c| support.credentials.package_of(c)))
-            .ok_or_else(|| {
-                let from = request
-                    .remote_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
-                weft_node::refusal!("chaincode registration from {from} refused: no chaincode certificate");
-                Status::unauthenticated(
-                    "chaincode registration requires the TLS client certificate this peer issued to the chaincode",
-                )
-            })?;
-        let incoming = launcher::forward(request.into_inner());
-        let (out, rx) = mpsc::channel(256);
-        tokio::spawn(async move {
-            if let Err(error) = support.serve_stream(out, incoming, bound).await {
-                weft_node::refusal!("chaincode registration refused: {}", error.escape_debug());
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(Ok))))
-    }
 }
 
 fn info(channel: &PeerChannel) -> ChannelInfo {
@@ -474,7 +403,7 @@ fn info(channel: &PeerChannel) -> ChannelInfo {
 }
 
 #[tonic::async_trait]
-impl Admin for Services {
+impl Admin for AdminService {
     async fn join(
         &self,
         request: Request<SignedAdminRequest>,
@@ -542,14 +471,13 @@ impl Admin for Services {
             .authorize("chaincode credentials", &request)?;
         let subject = authorized.admin.subject().to_owned();
         let package_id = admin_body!(authorized, ChaincodeCredentials)?.package_id;
-        if !self.peer.chaincodes.is_installed(&package_id) {
+        let chaincodes = &self.peer.endorsing.chaincodes;
+        if !chaincodes.is_installed(&package_id) {
             return Err(Status::not_found(format!(
                 "chaincode package {package_id:?} is not installed on this peer"
             )));
         }
-        let issued = self
-            .peer
-            .chaincodes
+        let issued = chaincodes
             .credentials
             .issue(&package_id)
             .map_err(Status::internal)?;
@@ -571,14 +499,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let services = Services {
-        peer: Arc::clone(&peer),
-    };
     let limits = peer.config.listener.clone();
+    let window = peer.config.limits.request_time_window;
     let max = crate::MAX_GRPC_MESSAGE;
+    let chaincodes = &peer.endorsing.chaincodes;
     let mut builder = weft_node::serve::server(
         peer.tls
-            .server_config_trusting(peer.chaincodes.credentials.ca_pem().as_bytes()),
+            .server_config_trusting(chaincodes.credentials.ca_pem().as_bytes()),
         &limits,
     )?
     .concurrency_limit_per_connection(peer.config.limits.concurrent_requests)
@@ -587,41 +514,55 @@ pub async fn serve(
             .unwrap_or(u32::MAX)
             .min(limits.streams_per_connection_max),
     );
+    let gateway = GatewayService::new(
+        Arc::clone(&peer.endorsing),
+        peer.tls.clone(),
+        peer.config.external_address().to_owned(),
+        peer.config.gateway_peers.clone(),
+        peer.config.limits.commit_status_timeout,
+    );
     let router = builder
         .add_service(
-            GatewayServer::new(GatewayService {
-                peer: Arc::clone(&peer),
-            })
-            .max_decoding_message_size(max)
-            .max_encoding_message_size(max),
+            GatewayServer::new(gateway)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
         )
         .add_service(
-            EndorserServer::new(services.clone())
+            EndorserServer::new(EndorserService(Arc::clone(&peer.endorsing)))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
         .add_service(
             DeliverServer::new(DeliverService {
-                peer: Arc::clone(&peer),
+                channels: Arc::clone(&peer.channels),
+                window,
             })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
         )
         .add_service(
-            ChaincodeSupportServer::new(services.clone())
+            ChaincodeSupportServer::new(ChaincodeService(Arc::clone(chaincodes)))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
         .add_service(SnapshotServer::new(SnapshotService {
-            peer: Arc::clone(&peer),
+            channels: Arc::clone(&peer.channels),
+            msp_id: peer.config.msp_id.clone(),
         }))
         .add_service(
             PrivateDataServer::new(PrivateDataService {
-                peer: Arc::clone(&peer),
+                channels: Arc::clone(&peer.channels),
+                private: Arc::clone(&peer.endorsing.private),
+                window,
             })
             .max_decoding_message_size(max)
             .max_encoding_message_size(max),
         )
-        .add_service(AdminServer::new(services).max_decoding_message_size(max));
+        .add_service(
+            AdminServer::new(AdminService {
+                peer: Arc::clone(&peer),
+            })
+            .max_decoding_message_size(max),
+        );
     weft_node::serve::run(router, listener, &limits, shutdown).await
 }

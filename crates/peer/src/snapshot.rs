@@ -23,8 +23,7 @@ use weft_protos::peer::{
     QueryPendingSnapshotsResponse, SignedSnapshotRequest, SnapshotQuery, SnapshotRequest,
 };
 
-use crate::channel::{PeerChannel, now_seconds};
-use crate::node::Peer;
+use crate::channel::{Channels, PeerChannel, now_seconds};
 
 /// A channel's pending snapshot requests and where its snapshots go.
 #[derive(Debug)]
@@ -42,6 +41,28 @@ pub(crate) enum Requested {
     Taken(PathBuf),
     /// Kept until the block commits.
     Pending,
+}
+
+/// Why a snapshot request or cancellation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The request does not fit the channel's state (a block already past,
+    /// a duplicate, nothing to cancel): FAILED_PRECONDITION.
+    #[error("{0}")]
+    Refused(String),
+    /// Reading the ledger or writing the snapshot or the request list
+    /// failed: INTERNAL.
+    #[error("{0}")]
+    Storage(String),
+}
+
+impl SnapshotError {
+    pub fn into_status(self) -> Status {
+        match self {
+            SnapshotError::Refused(m) => Status::failed_precondition(m),
+            SnapshotError::Storage(m) => Status::internal(m),
+        }
+    }
 }
 
 impl Snapshots {
@@ -87,34 +108,45 @@ impl Snapshots {
     /// Takes a snapshot at `block` (0: the last committed block) now, or
     /// keeps the request until that block commits. The caller holds the
     /// channel's snapshot lock, so no block commits meanwhile.
-    pub(crate) fn request(&mut self, ledger: &Ledger, block: u64) -> Result<Requested, String> {
-        let height = ledger.height().map_err(|e| e.to_string())?;
-        let last = height.checked_sub(1).ok_or("the ledger is empty")?;
+    pub(crate) fn request(
+        &mut self,
+        ledger: &Ledger,
+        block: u64,
+    ) -> Result<Requested, SnapshotError> {
+        let height = ledger
+            .height()
+            .map_err(|e| SnapshotError::Storage(e.to_string()))?;
+        let last = height
+            .checked_sub(1)
+            .ok_or_else(|| SnapshotError::Refused("the ledger is empty".into()))?;
         let block = if block == 0 { last } else { block };
         if block < last {
-            return Err(format!(
+            return Err(SnapshotError::Refused(format!(
                 "block {block} is already committed: a snapshot can be taken at the last \
                  committed block ({last}) or a later one"
-            ));
+            )));
         }
         if block == last {
-            return self.take(ledger).map(Requested::Taken);
+            return self
+                .take(ledger)
+                .map(Requested::Taken)
+                .map_err(SnapshotError::Storage);
         }
         if !self.pending.insert(block) {
-            return Err(format!(
+            return Err(SnapshotError::Refused(format!(
                 "a snapshot request for block {block} is already pending"
-            ));
+            )));
         }
         if let Err(error) = self.save() {
             self.pending.remove(&block);
-            return Err(error);
+            return Err(SnapshotError::Storage(error));
         }
         Ok(Requested::Pending)
     }
 
-    pub(crate) fn cancel(&mut self, block: u64) -> Result<(), String> {
+    pub(crate) fn cancel(&mut self, block: u64) -> Result<(), SnapshotError> {
         if !self.pending.remove(&block) {
-            return Err(format!(
+            return Err(SnapshotError::Refused(format!(
                 "no snapshot request for block {block} is pending (pending: {})",
                 if self.pending.is_empty() {
                     "none".to_owned()
@@ -125,11 +157,11 @@ impl Snapshots {
                         .collect::<Vec<_>>()
                         .join(", ")
                 }
-            ));
+            )));
         }
         if let Err(error) = self.save() {
             self.pending.insert(block);
-            return Err(error);
+            return Err(SnapshotError::Storage(error));
         }
         Ok(())
     }
@@ -168,7 +200,9 @@ impl Snapshots {
 /// `protos.Snapshot`: Generate, Cancel, QueryPendings.
 #[derive(Clone)]
 pub struct SnapshotService {
-    pub peer: Arc<Peer>,
+    pub channels: Arc<Channels>,
+    /// The peer's organisation, whose admins may ask for snapshots.
+    pub msp_id: String,
 }
 
 impl SnapshotService {
@@ -195,7 +229,7 @@ impl SnapshotService {
         header: Option<&weft_protos::common::SignatureHeader>,
         channel_id: &str,
     ) -> Result<Arc<PeerChannel>, Status> {
-        let channel = self.peer.channel(channel_id).ok_or_else(|| {
+        let channel = self.channels.get(channel_id).ok_or_else(|| {
             Status::not_found(format!("channel {channel_id:?} not found on this peer"))
         })?;
         let creator = header
@@ -209,7 +243,7 @@ impl SnapshotService {
             .msps
             .validate(creator, now_seconds())
             .map_err(|e| Status::permission_denied(format!("the request's creator: {e}")))?;
-        let own = &self.peer.config.msp_id;
+        let own = &self.msp_id;
         if identity.msp_id() != own || !identity.is_admin() {
             return Err(Status::permission_denied(format!(
                 "snapshot requests need an admin of {own}; {} of {} is not one",
@@ -250,7 +284,7 @@ impl Snapshot for SnapshotService {
             tokio::task::spawn_blocking(move || lock(&channel).request(&channel.ledger, block))
                 .await
                 .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(Status::failed_precondition)?;
+                .map_err(SnapshotError::into_status)?;
         if let Requested::Taken(dir) = outcome {
             tracing::info!("snapshot written to {}", dir.display());
         }
@@ -264,7 +298,7 @@ impl Snapshot for SnapshotService {
         let (channel, block) = self.request(&request)?;
         lock(&channel)
             .cancel(block)
-            .map_err(Status::failed_precondition)?;
+            .map_err(SnapshotError::into_status)?;
         Ok(Response::new(()))
     }
 

@@ -23,9 +23,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use std::pin::Pin;
+
 use prost::Message;
 use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Status, Streaming};
 use weft_protos::peer::chaincode_message::Type;
+use weft_protos::peer::chaincode_support_server::ChaincodeSupport as ChaincodeSupportRpc;
 use weft_protos::peer::{
     ChaincodeEvent, ChaincodeId, ChaincodeInput, ChaincodeMessage, Response, SignedProposal,
 };
@@ -340,5 +346,49 @@ impl ChaincodeSupport {
                 .execute(self, name, invocation, simulator, depth)
                 .await
         })
+    }
+}
+
+/// The `protos.ChaincodeSupport` service: chaincode processes the peer
+/// launched (or a developer started with its credentials) register here.
+#[derive(Clone)]
+pub struct ChaincodeService(pub Arc<ChaincodeSupport>);
+
+type ChaincodeStream = Pin<Box<dyn Stream<Item = Result<ChaincodeMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ChaincodeSupportRpc for ChaincodeService {
+    type RegisterStream = ChaincodeStream;
+
+    async fn register(
+        &self,
+        request: Request<Streaming<ChaincodeMessage>>,
+    ) -> Result<tonic::Response<Self::RegisterStream>, Status> {
+        // Only a chaincode this peer issued a certificate to may register,
+        // and only as the package the certificate is for.
+        let support = Arc::clone(&self.0);
+        let bound = request
+            .peer_certs()
+            .and_then(|certs| certs.first().and_then(|c| support.credentials.package_of(c)))
+            .ok_or_else(|| {
+                let from = request
+                    .remote_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default();
+                weft_node::refusal!("chaincode registration from {from} refused: no chaincode certificate");
+                Status::unauthenticated(
+                    "chaincode registration requires the TLS client certificate this peer issued to the chaincode",
+                )
+            })?;
+        let incoming = launcher::forward(request.into_inner());
+        let (out, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            if let Err(error) = support.serve_stream(out, incoming, bound).await {
+                weft_node::refusal!("chaincode registration refused: {}", error.escape_debug());
+            }
+        });
+        Ok(tonic::Response::new(Box::pin(
+            ReceiverStream::new(rx).map(Ok),
+        )))
     }
 }
