@@ -272,9 +272,11 @@ impl AtomicBroadcast for Services {
         request: Request<Streaming<Envelope>>,
     ) -> Result<Response<Self::BroadcastStream>, GrpcStatus> {
         let mut incoming = request.into_inner();
-        // Answers go out in request order; up to 1,000 envelopes per stream in flight.
+        // Answers go out in request order; up to 1,000 envelopes per stream in
+        // flight. A request that cannot be read (over the gRPC bound, cut off)
+        // ends the stream with its status once the answers before it are out.
         let (pending_tx, mut pending_rx) =
-            mpsc::channel::<tokio::task::JoinHandle<BroadcastResponse>>(1000);
+            mpsc::channel::<Result<tokio::task::JoinHandle<BroadcastResponse>, GrpcStatus>>(1000);
         let (out_tx, out_rx) = mpsc::channel(16);
         let orderer = Arc::clone(&self.orderer);
         tokio::spawn(async move {
@@ -282,7 +284,10 @@ impl AtomicBroadcast for Services {
                 let envelope = match incoming.message().await {
                     Ok(Some(envelope)) => envelope,
                     Ok(None) => break,
-                    Err(_) => break,
+                    Err(status) => {
+                        let _ = pending_tx.send(Err(status)).await;
+                        break;
+                    }
                 };
                 let bytes = envelope.encode_to_vec();
                 let orderer = Arc::clone(&orderer);
@@ -294,13 +299,20 @@ impl AtomicBroadcast for Services {
                         }
                     }
                 });
-                if pending_tx.send(task).await.is_err() {
+                if pending_tx.send(Ok(task)).await.is_err() {
                     break;
                 }
             }
         });
         tokio::spawn(async move {
-            while let Some(task) = pending_rx.recv().await {
+            while let Some(pending) = pending_rx.recv().await {
+                let task = match pending {
+                    Ok(task) => task,
+                    Err(status) => {
+                        let _ = out_tx.send(Err(status)).await;
+                        break;
+                    }
+                };
                 let response = task.await.unwrap_or_else(|e| BroadcastResponse {
                     status: Status::InternalServerError as i32,
                     info: e.to_string(),
@@ -321,7 +333,16 @@ impl AtomicBroadcast for Services {
         let (out_tx, out_rx) = mpsc::channel(8);
         let orderer = Arc::clone(&self.orderer);
         tokio::spawn(async move {
-            while let Ok(Some(envelope)) = incoming.message().await {
+            loop {
+                let envelope = match incoming.message().await {
+                    Ok(Some(envelope)) => envelope,
+                    Ok(None) => return,
+                    // Unreadable (over the gRPC bound): said, not dropped.
+                    Err(status) => {
+                        let _ = out_tx.send(Err(status)).await;
+                        return;
+                    }
+                };
                 let status = deliver_one(&orderer, &envelope.encode_to_vec(), &out_tx).await;
                 let Some(status) = status else { return };
                 let response = DeliverResponse {

@@ -52,7 +52,16 @@ impl DeliverService {
         let (out, rx) = mpsc::channel(8);
         let service = self.clone();
         tokio::spawn(async move {
-            while let Ok(Some(envelope)) = incoming.message().await {
+            loop {
+                let envelope = match incoming.message().await {
+                    Ok(Some(envelope)) => envelope,
+                    Ok(None) => return,
+                    // Unreadable (over the gRPC bound): said, not dropped.
+                    Err(status) => {
+                        let _ = out.send(Err(status)).await;
+                        return;
+                    }
+                };
                 let Some(status) = serve_seek(&service, &envelope, form, &out).await else {
                     return;
                 };

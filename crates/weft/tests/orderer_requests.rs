@@ -131,6 +131,48 @@ fn broadcast_answers_each_bad_request_with_fabrics_status_and_keeps_serving() {
     assert_eq!(support::tx_counts(&blocks).len(), 1);
 }
 
+/// A Broadcast message over the 100 MiB gRPC bound gets a status naming
+/// the bound (not a dropped connection), and the orderer keeps serving.
+#[test]
+fn a_message_over_the_grpc_bound_gets_a_clear_status() {
+    let cluster = single_node();
+    let mut submitter = cluster.network.submitter(CHANNEL);
+    let tls = cluster.tls();
+    let endpoint = cluster.endpoint(0);
+    let huge = Envelope {
+        payload: vec![7; weft_node::MAX_GRPC_MESSAGE + 1],
+        signature: vec![1],
+    };
+    let (broadcast, deliver) = cluster.block_on(async {
+        let client = AtomicBroadcastClient::new(tls.channel(&endpoint).expect("channel"))
+            .max_encoding_message_size(usize::MAX);
+        let broadcast = match client
+            .clone()
+            .broadcast(tokio_stream::once(huge.clone()))
+            .await
+        {
+            Err(status) => status,
+            Ok(response) => response.into_inner().message().await.expect_err("refused"),
+        };
+        let deliver = match client.clone().deliver(tokio_stream::once(huge)).await {
+            Err(status) => status,
+            Ok(response) => response.into_inner().message().await.expect_err("refused"),
+        };
+        (broadcast, deliver)
+    });
+    for refused in [broadcast, deliver] {
+        assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused:?}");
+        assert!(
+            refused
+                .message()
+                .contains(&weft_node::MAX_GRPC_MESSAGE.to_string()),
+            "{refused:?}"
+        );
+    }
+    let (_, good) = envelopes(&mut submitter, 3, 1, 100).remove(0);
+    assert_eq!(cluster.broadcast(0, vec![good]), vec![SUCCESS]);
+}
+
 /// Runs one seek request; returns the block numbers received and the final status.
 fn seek(
     cluster: &Cluster,
