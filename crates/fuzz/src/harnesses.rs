@@ -190,6 +190,11 @@ pub fn all() -> Vec<Harness> {
                 }
             }),
         },
+        Harness {
+            name: "chaincode session (peer handler against a ledger)",
+            seeds: crate::chaincode::seeds(),
+            run: Box::new(crate::chaincode::session()),
+        },
     ]
 }
 

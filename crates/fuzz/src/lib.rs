@@ -12,6 +12,7 @@
 //!
 //! Not a dependency of any node: a tool beside `testkit`.
 
+pub mod chaincode;
 pub mod harnesses;
 pub mod hostile;
 

@@ -180,11 +180,11 @@ impl Handler {
             Some(route) => {
                 let _ = route.send(message).await;
             }
-            None => tracing::warn!(
+            None => weft_node::refusal!(
                 "chaincode {}: message type {} for unknown transaction {}",
                 self.name,
                 message.r#type,
-                message.txid
+                message.txid.escape_debug()
             ),
         }
     }
