@@ -25,12 +25,19 @@ pub struct Node {
     pub msp_id: String,
     pub domain: String,
     pub port: u16,
+    /// Where its operations service (`/metrics`, `/healthz`) listens, if it has one.
+    pub operations_port: Option<u16>,
 }
 
 impl Node {
     /// Where it listens (every service of the node).
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The operations service's address, if the node has one.
+    pub fn operations_address(&self) -> Option<String> {
+        self.operations_port.map(|port| format!("127.0.0.1:{port}"))
     }
 
     /// `orderer` or `peer`: the `weft` sub-command that runs it.
@@ -68,6 +75,7 @@ pub fn nodes(spec: &NetworkSpec) -> Vec<Node> {
             msp_id: orderer.msp_id.clone(),
             domain: orderer.domain.clone(),
             port: spec.orderer_port(index),
+            operations_port: spec.orderer_operations_port(index),
         })
         .collect();
     for (org_index, org) in spec.organizations.iter().enumerate() {
@@ -81,6 +89,7 @@ pub fn nodes(spec: &NetworkSpec) -> Vec<Node> {
                 msp_id: org.msp_id.clone(),
                 domain: org.domain.clone(),
                 port: spec.peer_port(org_index, index),
+                operations_port: spec.peer_operations_port(org_index, index),
             });
         }
     }
@@ -140,6 +149,12 @@ pub fn config_text(spec: &NetworkSpec, node: &Node, dir: &NetworkDir, base: &Pat
         key = from_node(&material.join("tls/server.key"), dir),
         roots = roots.join(", "),
     );
+    if let Some(address) = node.operations_address() {
+        text.push_str(&format!(
+            "operations:\n  listen_address: {}\n",
+            quote(&address)
+        ));
+    }
     if let Role::Peer { .. } = node.role {
         let others: Vec<Node> = nodes(spec)
             .into_iter()

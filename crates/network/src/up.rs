@@ -162,8 +162,11 @@ pub fn summary(dir: &NetworkDir, spec: &NetworkSpec) -> String {
             Role::Orderer { .. } => "orderer".to_owned(),
             Role::Peer { .. } => format!("peer of {}", node.msp_id),
         };
+        let operations = node
+            .operations_address()
+            .map_or(String::new(), |a| format!("; metrics http://{a}/metrics"));
         out.push_str(&format!(
-            "  {:<28} {:<16} {what}\n",
+            "  {:<28} {:<16} {what}{operations}\n",
             node.name,
             node.address()
         ));

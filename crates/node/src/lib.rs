@@ -9,6 +9,9 @@
 //! - [`duration`]: Go-style durations in node configuration;
 //! - [`logging`]: node logs with Fabric's log spec syntax, text or JSON,
 //!   and [`refusal!`], the rate-limited log line for refused network input;
+//! - [`metrics`]: metrics in Prometheus' text format, named as Fabric's;
+//! - [`operations`]: the operations service (`/metrics`, `/healthz`,
+//!   `/logspec`, `/version`) on its own port;
 //! - [`seek`]: signed Deliver seek requests;
 //! - [`serve`]: serving until shutdown with a grace period for long streams.
 //!
@@ -20,6 +23,8 @@ pub mod clock;
 pub mod deliver;
 pub mod duration;
 pub mod logging;
+pub mod metrics;
+pub mod operations;
 pub mod seek;
 pub mod serve;
 pub mod tls;

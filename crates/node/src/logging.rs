@@ -5,9 +5,12 @@
 //! `WEFT_LOG_FORMAT=json` writes one JSON object per line instead.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
+use tracing_subscriber::Registry;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// The spec when none is given: weft at INFO, Raft's internals at WARN.
@@ -49,6 +52,15 @@ pub fn parse_spec(spec: &str) -> Result<Targets, String> {
     Ok(targets)
 }
 
+/// The installed filter and the spec it came from, changeable at run time
+/// (the operations service's `/logspec`).
+struct Installed {
+    handle: reload::Handle<Targets, Registry>,
+    spec: Mutex<String>,
+}
+
+static INSTALLED: OnceLock<Installed> = OnceLock::new();
+
 /// Sends the node's logs to standard error, filtered by the environment's
 /// spec (or [`DEFAULT_SPEC`]). A bad spec is an error naming the problem.
 pub fn init() -> Result<(), String> {
@@ -57,6 +69,7 @@ pub fn init() -> Result<(), String> {
         .unwrap_or_else(|_| DEFAULT_SPEC.to_owned());
     let filter = parse_spec(&spec).map_err(|e| format!("WEFT_LOGGING_SPEC {spec:?}: {e}"))?;
     let json = std::env::var("WEFT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     let installed = if json {
         registry
@@ -75,7 +88,34 @@ pub fn init() -> Result<(), String> {
             )
             .try_init()
     };
-    installed.map_err(|e| format!("installing the logger: {e}"))
+    installed.map_err(|e| format!("installing the logger: {e}"))?;
+    let _ = INSTALLED.set(Installed {
+        handle,
+        spec: Mutex::new(spec),
+    });
+    Ok(())
+}
+
+/// The log spec in force, if [`init`] installed the logger.
+pub fn spec() -> Option<String> {
+    INSTALLED
+        .get()
+        .map(|i| i.spec.lock().unwrap_or_else(|p| p.into_inner()).clone())
+}
+
+/// Replaces the log spec at run time; a bad spec changes nothing.
+pub fn set_spec(spec: &str) -> Result<(), String> {
+    let filter = parse_spec(spec)?;
+    let installed = INSTALLED
+        .get()
+        .ok_or("the node's logger is not installed")?;
+    installed
+        .handle
+        .reload(filter)
+        .map_err(|e| format!("changing the log spec: {e}"))?;
+    *installed.spec.lock().unwrap_or_else(|p| p.into_inner()) = spec.to_owned();
+    tracing::info!("log spec changed to {spec:?}");
+    Ok(())
 }
 
 /// A refusal call site may log this many lines per [`REFUSAL_WINDOW_S`]…

@@ -17,6 +17,7 @@ pub mod blockcutter;
 pub mod channel;
 pub mod client;
 pub mod codec;
+pub mod metrics;
 pub mod network;
 pub mod node;
 pub mod raft;

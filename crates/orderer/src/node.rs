@@ -17,6 +17,7 @@ use weft_protos::common::Block;
 
 use crate::channel::{ChannelRuntime, RaftTiming};
 use crate::client::BlockPuller;
+use crate::metrics::OrdererMetrics;
 use crate::network::Network;
 use crate::raft::{Chain, Raft, RaftStore, StateMachine, members};
 use weft_node::tls::{Tls, TlsFiles, pem_ders};
@@ -42,6 +43,10 @@ pub struct OrdererConfig {
     /// requests) may be from this node's clock; Fabric's default, 15 min.
     #[serde(default = "default_time_window_s")]
     pub request_time_window_s: u64,
+    /// The operations service (`/metrics`, `/healthz`, `/logspec`,
+    /// `/version`); none when absent.
+    #[serde(default)]
+    pub operations: Option<weft_node::operations::OperationsConfig>,
     /// Bounds on the listener: connections, streams, requests in flight.
     #[serde(default)]
     pub listener: weft_node::serve::ListenerLimits,
@@ -102,6 +107,9 @@ pub struct Orderer {
     channels: RwLock<BTreeMap<String, Arc<ChannelRuntime>>>,
     /// Serialises joins and removals.
     admin_lock: tokio::sync::Mutex<()>,
+    /// Metrics and health checks, for the operations service.
+    pub operations: Arc<weft_node::operations::Operations>,
+    pub metrics: Arc<OrdererMetrics>,
 }
 
 impl Orderer {
@@ -122,6 +130,8 @@ impl Orderer {
             .ok_or_else(|| format!("{}: no certificate", config.tls.cert.display()))?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
+        let operations = weft_node::operations::Operations::new();
+        let metrics = OrdererMetrics::register(&operations.metrics);
         let orderer = Arc::new(Self {
             config,
             tls,
@@ -130,7 +140,37 @@ impl Orderer {
             own_cert_der,
             channels: RwLock::new(BTreeMap::new()),
             admin_lock: tokio::sync::Mutex::new(()),
+            operations,
+            metrics,
         });
+        let data_dir = orderer.config.data_dir.clone();
+        orderer.operations.check(
+            "ledger",
+            Box::new(move || weft_node::operations::writable(&data_dir)),
+        );
+        let weak = Arc::downgrade(&orderer);
+        orderer.operations.check(
+            "consensus",
+            Box::new(move || {
+                let Some(orderer) = weak.upgrade() else {
+                    return Ok(());
+                };
+                let leaderless: Vec<String> = orderer
+                    .channels()
+                    .iter()
+                    .filter(|runtime| runtime.leader().is_none())
+                    .map(|runtime| runtime.channel_id().to_owned())
+                    .collect();
+                if leaderless.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "no Raft leader for channel(s) {}",
+                        leaderless.join(", ")
+                    ))
+                }
+            }),
+        );
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&orderer.config.data_dir).map_err(|e| e.to_string())? {
             let entry = entry.map_err(|e| e.to_string())?;
@@ -157,6 +197,7 @@ impl Orderer {
     }
 
     fn insert(&self, runtime: Arc<ChannelRuntime>) {
+        self.metrics.watch(&runtime);
         self.channels
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -138,8 +138,15 @@ fn check(
 }
 
 /// Checks a Broadcast envelope; returns its channel.
-fn check_broadcast(orderer: &Orderer, bytes: &[u8]) -> Result<Arc<ChannelRuntime>, Refusal> {
+/// The channel and header type an envelope named (for metrics), and
+/// whether it may be ordered.
+fn check_broadcast(
+    orderer: &Orderer,
+    bytes: &[u8],
+) -> (String, i32, Result<Arc<ChannelRuntime>, Refusal>) {
+    let mut named = (String::new(), -1);
     let checked = check(orderer, bytes, "/Channel/Writers", |header, runtime| {
+        named = (header.channel_id.clone(), header.r#type);
         match HeaderType::try_from(header.r#type) {
             Ok(HeaderType::EndorserTransaction | HeaderType::Message) => {}
             Ok(HeaderType::ConfigUpdate | HeaderType::Config) => {
@@ -166,8 +173,8 @@ fn check_broadcast(orderer: &Orderer, bytes: &[u8]) -> Result<Arc<ChannelRuntime
             ));
         }
         Ok(())
-    })?;
-    Ok(checked.runtime)
+    });
+    (named.0, named.1, checked.map(|c| c.runtime))
 }
 
 /// Orders an envelope: locally on the leader, else forwarded to the leader.
@@ -292,12 +299,15 @@ impl AtomicBroadcast for Services {
                 let bytes = envelope.encode_to_vec();
                 let orderer = Arc::clone(&orderer);
                 let task = tokio::spawn(async move {
-                    match check_broadcast(&orderer, &bytes) {
+                    let (channel, kind, checked) = check_broadcast(&orderer, &bytes);
+                    let response = match checked {
                         Ok(runtime) => broadcast_response(order(&orderer, &runtime, bytes).await),
                         Err((status, reason)) => {
                             broadcast_response(Err(SubmitError::new(status, reason)))
                         }
-                    }
+                    };
+                    orderer.metrics.broadcast(&channel, kind, response.status);
+                    response
                 });
                 if pending_tx.send(Ok(task)).await.is_err() {
                     break;
@@ -387,6 +397,11 @@ async fn deliver_one(
     let chain = Arc::clone(&checked.runtime.chain);
     let height = chain.height.subscribe();
     let first = chain.lock().first_number();
+    let sent =
+        orderer
+            .metrics
+            .deliver_blocks_sent
+            .with(&[checked.runtime.channel_id(), "false", "block"]);
     let mut removed = checked.runtime.removed();
     let gone = async move {
         let _ = removed.wait_for(|removed| *removed).await;
@@ -407,6 +422,7 @@ async fn deliver_one(
             .block_bytes(number)
             .map_err(|_| Status::InternalServerError)?;
         let block = Block::decode(bytes.as_slice()).map_err(|_| Status::InternalServerError)?;
+        sent.inc();
         Ok(DeliverResponse {
             r#type: Some(deliver_response::Type::Block(block)),
         })

@@ -22,6 +22,7 @@ use weft_protos::orderer::seek_info::SeekBehavior;
 use crate::config::ChaincodeConfig;
 use crate::dissemination::Distributor;
 use crate::lifecycle::{Definitions, LIFECYCLE};
+use crate::metrics::PeerMetrics;
 use crate::snapshot::Snapshots;
 
 /// The channels a peer has joined, by id: what every service looks a
@@ -284,7 +285,9 @@ impl PeerChannel {
         self: &Arc<Self>,
         block: Block,
         private: &Arc<Distributor>,
+        metrics: &Arc<PeerMetrics>,
     ) -> Result<(), String> {
+        let started = std::time::Instant::now();
         weft_channel::verify_block_signatures(&self.config, &block, now_seconds()).map_err(
             |e| {
                 format!(
@@ -297,6 +300,7 @@ impl PeerChannel {
         let gathered = gather_private_data(&self.id, &definitions, private, &block).await;
         let channel = Arc::clone(self);
         let private = Arc::clone(private);
+        let metrics = Arc::clone(metrics);
         tokio::task::spawn_blocking(move || {
             let validator = Validator {
                 msp: &channel.config.msps,
@@ -310,6 +314,7 @@ impl PeerChannel {
                 .commit_with_private_data(block, &validator, &gathered)
                 .map_err(|e| e.to_string())?;
             snapshots.after_commit(&channel.ledger, outcome.number);
+            metrics.committed(&channel.id, &outcome, started);
             let valid = outcome
                 .transactions
                 .iter()
@@ -368,8 +373,10 @@ impl PeerChannel {
         tls: Tls,
         signer: Arc<SigningIdentity>,
         private: Arc<Distributor>,
+        metrics: Arc<PeerMetrics>,
         mut stop: watch::Receiver<bool>,
     ) {
+        metrics.height(&self.id, *self.height.borrow());
         let endpoints = self.orderer_endpoints();
         if endpoints.is_empty() {
             tracing::warn!(
@@ -384,7 +391,7 @@ impl PeerChannel {
             let endpoint = &endpoints[next % endpoints.len()];
             let before = *self.height.borrow();
             let result = tokio::select! {
-                result = self.pull_from(endpoint, &tls, &signer, &private) => result,
+                result = self.pull_from(endpoint, &tls, &signer, &private, &metrics) => result,
                 _ = stop.wait_for(|stop| *stop) => return,
             };
             let progressed = *self.height.borrow() > before;
@@ -409,6 +416,7 @@ impl PeerChannel {
         tls: &Tls,
         signer: &SigningIdentity,
         private: &Arc<Distributor>,
+        metrics: &Arc<PeerMetrics>,
     ) -> Result<(), String> {
         let from = self.ledger.height().map_err(|e| e.to_string())?;
         let channel = tls.channel(endpoint)?;
@@ -430,7 +438,7 @@ impl PeerChannel {
         *self.source.lock().unwrap_or_else(|p| p.into_inner()) = endpoint.to_owned();
         while let Some(response) = stream.message().await.map_err(|e| e.message().to_owned())? {
             match response.r#type {
-                Some(DeliverType::Block(block)) => self.commit(block, private).await?,
+                Some(DeliverType::Block(block)) => self.commit(block, private, metrics).await?,
                 Some(DeliverType::Status(status)) => {
                     return Err(format!("deliver ended with status {status}"));
                 }

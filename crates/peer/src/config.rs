@@ -39,6 +39,10 @@ pub struct PeerConfig {
     /// may read snapshots from (where an operator copies them in).
     #[serde(default)]
     pub snapshot_import_dir: Option<PathBuf>,
+    /// The operations service (`/metrics`, `/healthz`, `/logspec`,
+    /// `/version`); none when absent.
+    #[serde(default)]
+    pub operations: Option<weft_node::operations::OperationsConfig>,
     /// Bounds on the listener: connections, streams, requests in flight.
     #[serde(default)]
     pub listener: weft_node::serve::ListenerLimits,

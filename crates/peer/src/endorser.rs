@@ -36,6 +36,7 @@ pub struct Endorsing {
     pub channels: Arc<Channels>,
     pub chaincodes: Arc<ChaincodeSupport>,
     pub private: Arc<Distributor>,
+    pub metrics: Arc<crate::metrics::PeerMetrics>,
 }
 
 /// The `protos.Endorser` service.
@@ -179,7 +180,30 @@ pub async fn process_proposal(
     signed: &SignedProposal,
     purpose: Purpose,
 ) -> Result<ProposalResponse, EndorseError> {
+    peer.metrics.proposals_received.inc();
+    let started = std::time::Instant::now();
     let unpacked = unpack(signed)?;
+    let (channel_id, chaincode) = (
+        unpacked.channel_header.channel_id.clone(),
+        unpacked.chaincode.clone(),
+    );
+    let result = endorse(peer, signed, unpacked, purpose).await;
+    // Fabric counts a proposal as successful when it is endorsed (a
+    // chaincode error response is returned, unendorsed).
+    let success = result
+        .as_ref()
+        .is_ok_and(|r| r.response.as_ref().is_some_and(|r| r.status < 400));
+    peer.metrics
+        .proposal(&channel_id, &chaincode, success, started);
+    result
+}
+
+async fn endorse(
+    peer: &Endorsing,
+    signed: &SignedProposal,
+    unpacked: Unpacked,
+    purpose: Purpose,
+) -> Result<ProposalResponse, EndorseError> {
     let channel_id = unpacked.channel_header.channel_id.clone();
     let channel: Arc<PeerChannel> = peer
         .channels

@@ -321,218 +321,247 @@ impl Gateway for GatewayService {
         &self,
         request: Request<EvaluateRequest>,
     ) -> Result<Response<EvaluateResponse>, Status> {
-        let request = request.into_inner();
-        let proposal = request
-            .proposed_transaction
-            .ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
-        let response = process_proposal(&self.endorsing, &proposal, Purpose::Evaluate)
-            .await
-            .map_err(|e| {
-                let detail = self.local_detail(e.to_string());
-                endorse_error_status(e, detail, "evaluate call to endorser returned error")
-            })?;
-        let result = response.response.unwrap_or_default();
-        if !(200..400).contains(&result.status) {
-            let message = format!("chaincode response {}, {}", result.status, result.message);
-            return Err(status_with_details(
-                tonic::Code::Unknown,
-                format!("evaluate call to endorser returned error: {message}"),
-                vec![self.local_detail(message.clone())],
-            ));
-        }
-        Ok(Response::new(EvaluateResponse {
-            result: Some(result),
-        }))
+        let call = self.endorsing.metrics.gateway_call("Evaluate");
+        call.end(
+            async move {
+                let request = request.into_inner();
+                let proposal = request.proposed_transaction.ok_or_else(|| {
+                    Status::invalid_argument("a proposed transaction is required")
+                })?;
+                let response = process_proposal(&self.endorsing, &proposal, Purpose::Evaluate)
+                    .await
+                    .map_err(|e| {
+                        let detail = self.local_detail(e.to_string());
+                        endorse_error_status(e, detail, "evaluate call to endorser returned error")
+                    })?;
+                let result = response.response.unwrap_or_default();
+                if !(200..400).contains(&result.status) {
+                    let message =
+                        format!("chaincode response {}, {}", result.status, result.message);
+                    return Err(status_with_details(
+                        tonic::Code::Unknown,
+                        format!("evaluate call to endorser returned error: {message}"),
+                        vec![self.local_detail(message.clone())],
+                    ));
+                }
+                Ok(Response::new(EvaluateResponse {
+                    result: Some(result),
+                }))
+            }
+            .await,
+        )
     }
 
     async fn endorse(
         &self,
         request: Request<EndorseRequest>,
     ) -> Result<Response<EndorseResponse>, Status> {
-        let request = request.into_inner();
-        let proposal = request
-            .proposed_transaction
-            .ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
-        let unpacked = unpack(&proposal).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let channel = self.channel(&unpacked.channel_header.channel_id)?;
-        let endorsed = self
-            .gather(
-                &channel,
-                &unpacked.chaincode,
-                &proposal,
-                &request.endorsing_organizations,
-            )
-            .await?;
-        let payload = &endorsed[0].response.payload;
-        if let Some(other) = endorsed.iter().find(|e| &e.response.payload != payload) {
-            return Err(status_with_details(
-                tonic::Code::Aborted,
-                "ProposalResponsePayloads do not match".into(),
-                vec![ErrorDetail {
-                    address: other.address.clone(),
-                    msp_id: other.msp_id.clone(),
-                    message: "this endorser simulated a different result (non-deterministic chaincode, or state that differs between peers)".into(),
+        let call = self.endorsing.metrics.gateway_call("Endorse");
+        call.end(async move {
+            let request = request.into_inner();
+            let proposal = request
+                .proposed_transaction
+                .ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
+            let unpacked = unpack(&proposal).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let channel = self.channel(&unpacked.channel_header.channel_id)?;
+            let endorsed = self
+                .gather(
+                    &channel,
+                    &unpacked.chaincode,
+                    &proposal,
+                    &request.endorsing_organizations,
+                )
+                .await?;
+            let payload = &endorsed[0].response.payload;
+            if let Some(other) = endorsed.iter().find(|e| &e.response.payload != payload) {
+                return Err(status_with_details(
+                    tonic::Code::Aborted,
+                    "ProposalResponsePayloads do not match".into(),
+                    vec![ErrorDetail {
+                        address: other.address.clone(),
+                        msp_id: other.msp_id.clone(),
+                        message: "this endorser simulated a different result (non-deterministic chaincode, or state that differs between peers)".into(),
+                    }],
+                ));
+            }
+            let chaincode_proposal_payload = ChaincodeProposalPayload {
+                input: unpacked.payload.input.clone(),
+                transient_map: Default::default(),
+            }
+            .encode_to_vec();
+            let action = ChaincodeActionPayload {
+                chaincode_proposal_payload,
+                action: Some(ChaincodeEndorsedAction {
+                    proposal_response_payload: payload.clone(),
+                    endorsements: endorsed
+                        .iter()
+                        .filter_map(|e| e.response.endorsement.clone())
+                        .collect(),
+                }),
+            };
+            let transaction = Transaction {
+                actions: vec![TransactionAction {
+                    header: unpacked.header.signature_header.clone(),
+                    payload: action.encode_to_vec(),
                 }],
-            ));
+            };
+            let payload = Payload {
+                header: Some(Header {
+                    channel_header: unpacked.header.channel_header.clone(),
+                    signature_header: unpacked.header.signature_header.clone(),
+                }),
+                data: transaction.encode_to_vec(),
+            };
+            Ok(Response::new(EndorseResponse {
+                prepared_transaction: Some(Envelope {
+                    payload: payload.encode_to_vec(),
+                    signature: Vec::new(),
+                }),
+            }))
         }
-        let chaincode_proposal_payload = ChaincodeProposalPayload {
-            input: unpacked.payload.input.clone(),
-            transient_map: Default::default(),
-        }
-        .encode_to_vec();
-        let action = ChaincodeActionPayload {
-            chaincode_proposal_payload,
-            action: Some(ChaincodeEndorsedAction {
-                proposal_response_payload: payload.clone(),
-                endorsements: endorsed
-                    .iter()
-                    .filter_map(|e| e.response.endorsement.clone())
-                    .collect(),
-            }),
-        };
-        let transaction = Transaction {
-            actions: vec![TransactionAction {
-                header: unpacked.header.signature_header.clone(),
-                payload: action.encode_to_vec(),
-            }],
-        };
-        let payload = Payload {
-            header: Some(Header {
-                channel_header: unpacked.header.channel_header.clone(),
-                signature_header: unpacked.header.signature_header.clone(),
-            }),
-            data: transaction.encode_to_vec(),
-        };
-        Ok(Response::new(EndorseResponse {
-            prepared_transaction: Some(Envelope {
-                payload: payload.encode_to_vec(),
-                signature: Vec::new(),
-            }),
-        }))
+        .await)
     }
 
     async fn submit(
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
-        let request = request.into_inner();
-        let envelope = request
-            .prepared_transaction
-            .ok_or_else(|| Status::invalid_argument("a prepared transaction is required"))?;
-        if envelope.signature.is_empty() {
-            return Err(Status::invalid_argument(
-                "the prepared transaction is not signed",
-            ));
-        }
-        let channel = self.channel(&request.channel_id)?;
-        let endpoints = channel.orderer_endpoints();
-        let mut failures = Vec::new();
-        // Whether an orderer answered with a refusal (not just unavailability).
-        let mut rejected = false;
-        let start = self.next_orderer(endpoints.len());
-        for offset in 0..endpoints.len() {
-            let endpoint = &endpoints[(start + offset) % endpoints.len()];
-            let detail = |message: String| ErrorDetail {
-                address: endpoint.clone(),
-                msp_id: String::new(),
-                message,
-            };
-            let connection = match self.tls.channel(endpoint) {
-                Ok(connection) => connection,
-                Err(e) => {
-                    failures.push(detail(e));
-                    continue;
+        let call = self.endorsing.metrics.gateway_call("Submit");
+        call.end(
+            async move {
+                let request = request.into_inner();
+                let envelope = request.prepared_transaction.ok_or_else(|| {
+                    Status::invalid_argument("a prepared transaction is required")
+                })?;
+                if envelope.signature.is_empty() {
+                    return Err(Status::invalid_argument(
+                        "the prepared transaction is not signed",
+                    ));
                 }
-            };
-            let mut client = AtomicBroadcastClient::new(connection)
-                .max_encoding_message_size(crate::MAX_GRPC_MESSAGE);
-            let answer = async {
-                let mut responses = client
-                    .broadcast(tokio_stream::once(envelope.clone()))
-                    .await?
-                    .into_inner();
-                responses.message().await
-            };
-            match answer.await {
-                Ok(Some(response))
-                    if response.status == weft_protos::common::Status::Success as i32 =>
-                {
-                    return Ok(Response::new(SubmitResponse {}));
-                }
-                // Any failure moves on to the next orderer: one orderer may
-                // have lost the channel, be overloaded or be partitioned
-                // while the others order the transaction.
-                Ok(Some(response)) => {
-                    let status = weft_protos::common::Status::try_from(response.status)
-                        .map(|s| s.as_str_name().to_owned())
-                        .unwrap_or_else(|_| response.status.to_string());
-                    if response.status != weft_protos::common::Status::ServiceUnavailable as i32 {
-                        rejected = true;
+                let channel = self.channel(&request.channel_id)?;
+                let endpoints = channel.orderer_endpoints();
+                let mut failures = Vec::new();
+                // Whether an orderer answered with a refusal (not just unavailability).
+                let mut rejected = false;
+                let start = self.next_orderer(endpoints.len());
+                for offset in 0..endpoints.len() {
+                    let endpoint = &endpoints[(start + offset) % endpoints.len()];
+                    let detail = |message: String| ErrorDetail {
+                        address: endpoint.clone(),
+                        msp_id: String::new(),
+                        message,
+                    };
+                    let connection = match self.tls.channel(endpoint) {
+                        Ok(connection) => connection,
+                        Err(e) => {
+                            failures.push(detail(e));
+                            continue;
+                        }
+                    };
+                    let mut client = AtomicBroadcastClient::new(connection)
+                        .max_encoding_message_size(crate::MAX_GRPC_MESSAGE);
+                    let answer = async {
+                        let mut responses = client
+                            .broadcast(tokio_stream::once(envelope.clone()))
+                            .await?
+                            .into_inner();
+                        responses.message().await
+                    };
+                    match answer.await {
+                        Ok(Some(response))
+                            if response.status == weft_protos::common::Status::Success as i32 =>
+                        {
+                            return Ok(Response::new(SubmitResponse {}));
+                        }
+                        // Any failure moves on to the next orderer: one orderer may
+                        // have lost the channel, be overloaded or be partitioned
+                        // while the others order the transaction.
+                        Ok(Some(response)) => {
+                            let status = weft_protos::common::Status::try_from(response.status)
+                                .map(|s| s.as_str_name().to_owned())
+                                .unwrap_or_else(|_| response.status.to_string());
+                            if response.status
+                                != weft_protos::common::Status::ServiceUnavailable as i32
+                            {
+                                rejected = true;
+                            }
+                            failures.push(detail(format!(
+                            "received unsuccessful response from orderer: status={status}, info={}",
+                            response.info
+                        )));
+                        }
+                        Ok(None) => failures.push(detail(
+                            "the orderer closed the stream without an answer".into(),
+                        )),
+                        Err(e) => failures.push(detail(e.message().to_owned())),
                     }
-                    failures.push(detail(format!(
-                        "received unsuccessful response from orderer: status={status}, info={}",
-                        response.info
-                    )));
                 }
-                Ok(None) => failures.push(detail(
-                    "the orderer closed the stream without an answer".into(),
-                )),
-                Err(e) => failures.push(detail(e.message().to_owned())),
+                if rejected {
+                    return Err(status_with_details(
+                        tonic::Code::Aborted,
+                        "rejected by the ordering service, see attached details for more info"
+                            .into(),
+                        failures,
+                    ));
+                }
+                Err(status_with_details(
+                    tonic::Code::Unavailable,
+                    "no orderer accepted the transaction, see attached details for more info"
+                        .into(),
+                    failures,
+                ))
             }
-        }
-        if rejected {
-            return Err(status_with_details(
-                tonic::Code::Aborted,
-                "rejected by the ordering service, see attached details for more info".into(),
-                failures,
-            ));
-        }
-        Err(status_with_details(
-            tonic::Code::Unavailable,
-            "no orderer accepted the transaction, see attached details for more info".into(),
-            failures,
-        ))
+            .await,
+        )
     }
 
     async fn commit_status(
         &self,
         request: Request<SignedCommitStatusRequest>,
     ) -> Result<Response<CommitStatusResponse>, Status> {
-        // The client's deadline, bounded by the peer's own: a request
-        // without one never holds a task forever.
-        let cap = self.commit_status_timeout;
-        let wait = deadline(&request).map_or(cap, |wait| wait.min(cap));
-        let signed = request.into_inner();
-        let (inner, channel) = self.signed_request(
-            &signed.request,
-            &signed.signature,
-            |r: &CommitStatusRequest| (r.channel_id.clone(), r.identity.clone()),
-        )?;
-        let mut height = channel.height.subscribe();
-        let until = tokio::time::Instant::now() + wait;
-        loop {
-            if let Some(location) = channel
-                .ledger
-                .transaction(&inner.transaction_id)
-                .map_err(|e| Status::internal(e.to_string()))?
-            {
-                return Ok(Response::new(CommitStatusResponse {
-                    result: location.code as i32,
-                    block_number: location.block,
-                }));
-            }
-            match tokio::time::timeout_at(until, height.changed()).await.ok() {
-                Some(Ok(())) => {}
-                Some(Err(_)) => return Err(Status::unavailable("the peer is shutting down")),
-                None => {
-                    return Err(Status::deadline_exceeded(format!(
-                        "transaction {} was not committed within {} s",
-                        inner.transaction_id,
-                        wait.as_secs()
-                    )));
+        let call = self.endorsing.metrics.gateway_call("CommitStatus");
+        call.end(
+            async move {
+                // The client's deadline, bounded by the peer's own: a request
+                // without one never holds a task forever.
+                let cap = self.commit_status_timeout;
+                let wait = deadline(&request).map_or(cap, |wait| wait.min(cap));
+                let signed = request.into_inner();
+                let (inner, channel) = self.signed_request(
+                    &signed.request,
+                    &signed.signature,
+                    |r: &CommitStatusRequest| (r.channel_id.clone(), r.identity.clone()),
+                )?;
+                let mut height = channel.height.subscribe();
+                let until = tokio::time::Instant::now() + wait;
+                loop {
+                    if let Some(location) = channel
+                        .ledger
+                        .transaction(&inner.transaction_id)
+                        .map_err(|e| Status::internal(e.to_string()))?
+                    {
+                        return Ok(Response::new(CommitStatusResponse {
+                            result: location.code as i32,
+                            block_number: location.block,
+                        }));
+                    }
+                    match tokio::time::timeout_at(until, height.changed()).await.ok() {
+                        Some(Ok(())) => {}
+                        Some(Err(_)) => {
+                            return Err(Status::unavailable("the peer is shutting down"));
+                        }
+                        None => {
+                            return Err(Status::deadline_exceeded(format!(
+                                "transaction {} was not committed within {} s",
+                                inner.transaction_id,
+                                wait.as_secs()
+                            )));
+                        }
+                    }
                 }
             }
-        }
+            .await,
+        )
     }
 
     type ChaincodeEventsStream = EventStream;
@@ -541,22 +570,29 @@ impl Gateway for GatewayService {
         &self,
         request: Request<SignedChaincodeEventsRequest>,
     ) -> Result<Response<Self::ChaincodeEventsStream>, Status> {
-        let signed = request.into_inner();
-        let (inner, channel) = self.signed_request(
-            &signed.request,
-            &signed.signature,
-            |r: &ChaincodeEventsRequest| (r.channel_id.clone(), r.identity.clone()),
-        )?;
-        let start = start_block(&channel, inner.start_position.as_ref())?;
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(stream_events(
-            channel,
-            inner.chaincode_id,
-            start,
-            inner.after_transaction_id,
-            tx,
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        let call = self.endorsing.metrics.gateway_call("ChaincodeEvents");
+        call.end(
+            async move {
+                let signed = request.into_inner();
+                let (inner, channel) = self.signed_request(
+                    &signed.request,
+                    &signed.signature,
+                    |r: &ChaincodeEventsRequest| (r.channel_id.clone(), r.identity.clone()),
+                )?;
+                let start = start_block(&channel, inner.start_position.as_ref())?;
+                let (tx, rx) = mpsc::channel(16);
+                tokio::spawn(stream_events(
+                    channel,
+                    inner.chaincode_id,
+                    start,
+                    inner.after_transaction_id,
+                    tx,
+                ));
+                let stream: EventStream = Box::pin(ReceiverStream::new(rx));
+                Ok(Response::new(stream))
+            }
+            .await,
+        )
     }
 }
 

@@ -13,6 +13,7 @@
 //!   pull at commit);
 //! - [`private`]: private data collections and the transient store;
 //! - [`snapshot`]: the `protos.Snapshot` service (ledger snapshots);
+//! - [`metrics`]: ledger, endorser and gateway metrics, named as Fabric's;
 //! - [`node`]: the node and its listener.
 
 pub mod chaincode;
@@ -23,6 +24,7 @@ pub mod dissemination;
 pub mod endorser;
 pub mod gateway;
 pub mod lifecycle;
+pub mod metrics;
 pub mod node;
 pub mod private;
 pub mod simulator;

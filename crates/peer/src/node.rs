@@ -31,6 +31,7 @@ use crate::deliver::DeliverService;
 use crate::dissemination::{Distributor, PrivateDataService};
 use crate::endorser::{EndorserService, Endorsing};
 use crate::gateway::GatewayService;
+use crate::metrics::PeerMetrics;
 use crate::proto::private_data_server::PrivateDataServer;
 use crate::snapshot::SnapshotService;
 
@@ -78,6 +79,8 @@ pub struct Peer {
     channels: Arc<Channels>,
     /// Identity, channels, chaincodes and private data, for endorsing.
     endorsing: Arc<Endorsing>,
+    /// Metrics and health checks, for the operations service.
+    operations: Arc<weft_node::operations::Operations>,
     stop: watch::Sender<bool>,
     join_lock: tokio::sync::Mutex<()>,
 }
@@ -176,18 +179,27 @@ impl Peer {
             tls.clone(),
         ));
         let channels = Arc::new(Channels::default());
+        let operations = weft_node::operations::Operations::new();
+        let metrics = PeerMetrics::register(&operations.metrics);
+        let data_dir = config.data_dir.clone();
+        operations.check(
+            "ledger",
+            Box::new(move || weft_node::operations::writable(&data_dir)),
+        );
         let endorsing = Arc::new(Endorsing {
             msp_id: config.msp_id.clone(),
             signer,
             channels: Arc::clone(&channels),
             chaincodes,
             private,
+            metrics,
         });
         let peer = Arc::new(Peer {
             tls,
             admin,
             channels,
             endorsing,
+            operations,
             stop: watch::channel(false).0,
             join_lock: tokio::sync::Mutex::new(()),
             config,
@@ -242,6 +254,7 @@ impl Peer {
             self.tls.clone(),
             Arc::clone(&self.endorsing.signer),
             Arc::clone(&self.endorsing.private),
+            Arc::clone(&self.endorsing.metrics),
             self.stop.subscribe(),
         ));
     }
@@ -252,6 +265,11 @@ impl Peer {
 
     pub fn channels(&self) -> Vec<Arc<PeerChannel>> {
         self.channels.all()
+    }
+
+    /// What the operations service serves for this peer.
+    pub fn operations(&self) -> Arc<weft_node::operations::Operations> {
+        Arc::clone(&self.operations)
     }
 
     /// Where snapshots are kept: `<data_dir>/snapshots`.

@@ -9,6 +9,10 @@
 //! Ports: unless given, peer `j` of organisation `k` listens on
 //! `7051 + 2000·k + 100·j` (Fabric's test-network: peer0.org1 7051,
 //! peer0.org2 9051, peer0.org3 11051) and Raft node `i` on `7050 + 1000·i`.
+//! Each node's operations service (`/metrics`, `/healthz`) listens on
+//! `operationsPorts[i]` when given; when neither `ports` nor
+//! `operationsPorts` is given, on the listen port + 10000 (17051, 17050, …);
+//! a node with explicit `ports` but no `operationsPorts` has none.
 //!
 //! Invariant: parsing and validation only; no file system (the caller reads
 //! the file and passes its name for messages).
@@ -123,6 +127,9 @@ pub struct OrganizationSpec {
     /// Listen port of each peer, in order; see the module docs for the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<u16>>,
+    /// Operations service port of each peer; see the module docs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations_ports: Option<Vec<u16>>,
 }
 
 /// The ordering service.
@@ -136,6 +143,9 @@ pub struct OrdererSpec {
     /// Listen port of each node, in order; see the module docs for the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ports: Option<Vec<u16>>,
+    /// Operations service port of each node; see the module docs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations_ports: Option<Vec<u16>>,
     /// How long the orderer waits for more transactions before cutting a
     /// block (a Go duration: `250ms`, `2s`).
     #[serde(default = "default_batch_timeout")]
@@ -374,6 +384,50 @@ impl NetworkSpec {
         }
     }
 
+    /// The operations port of peer `j` of organisation `k`, unclamped, and
+    /// where it comes from; `None`: the peer has no operations service.
+    fn peer_operations_port_wide(&self, k: usize, j: u32) -> Option<(u32, String)> {
+        let org = &self.organizations[k];
+        match (&org.operations_ports, &org.ports) {
+            (Some(list), _) => Some((
+                list.get(j as usize).copied().map_or(0, u32::from),
+                format!("organizations[{k}].operationsPorts[{j}]"),
+            )),
+            (None, Some(_)) => None,
+            (None, None) => Some((
+                self.peer_port_wide(k, j).0 + 10_000,
+                format!("organizations[{k}] (default operations port of peer{j})"),
+            )),
+        }
+    }
+
+    /// Like [`peer_operations_port_wide`](Self::peer_operations_port_wide), for Raft node `i`.
+    fn orderer_operations_port_wide(&self, i: u32) -> Option<(u32, String)> {
+        match (&self.orderers.operations_ports, &self.orderers.ports) {
+            (Some(list), _) => Some((
+                list.get(i as usize).copied().map_or(0, u32::from),
+                format!("orderers.operationsPorts[{i}]"),
+            )),
+            (None, Some(_)) => None,
+            (None, None) => Some((
+                self.orderer_port_wide(i).0 + 10_000,
+                format!("orderers (default operations port of node {})", i + 1),
+            )),
+        }
+    }
+
+    /// The operations port of peer `peer` of organisation `org`, if it has one.
+    pub fn peer_operations_port(&self, org: usize, peer: u32) -> Option<u16> {
+        self.peer_operations_port_wide(org, peer)
+            .map(|(port, _)| u16::try_from(port).unwrap_or(u16::MAX))
+    }
+
+    /// The operations port of Raft node `index`, if it has one.
+    pub fn orderer_operations_port(&self, index: u32) -> Option<u16> {
+        self.orderer_operations_port_wide(index)
+            .map(|(port, _)| u16::try_from(port).unwrap_or(u16::MAX))
+    }
+
     /// Listen port of peer `peer` of organisation number `org` (validation
     /// has checked that it fits in 16 bits).
     pub fn peer_port(&self, org: usize, peer: u32) -> u16 {
@@ -423,42 +477,64 @@ impl NetworkSpec {
 
     fn validate_ports(&self) -> Result<(), (String, String)> {
         for (k, org) in self.organizations.iter().enumerate() {
-            if let Some(ports) = &org.ports
-                && ports.len() != org.peers as usize
+            for (key, list) in [
+                ("ports", &org.ports),
+                ("operationsPorts", &org.operations_ports),
+            ] {
+                if let Some(ports) = list
+                    && ports.len() != org.peers as usize
+                {
+                    return Err((
+                        format!("organizations[{k}].{key}"),
+                        format!(
+                            "expected {} port(s), one per peer, got {}",
+                            org.peers,
+                            ports.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        for (key, list) in [
+            ("ports", &self.orderers.ports),
+            ("operationsPorts", &self.orderers.operations_ports),
+        ] {
+            if let Some(ports) = list
+                && ports.len() != self.orderers.nodes as usize
             {
                 return Err((
-                    format!("organizations[{k}].ports"),
+                    format!("orderers.{key}"),
                     format!(
-                        "expected {} port(s), one per peer, got {}",
-                        org.peers,
+                        "expected {} port(s), one per Raft node, got {}",
+                        self.orderers.nodes,
                         ports.len()
                     ),
                 ));
             }
         }
-        if let Some(ports) = &self.orderers.ports
-            && ports.len() != self.orderers.nodes as usize
-        {
-            return Err((
-                "orderers.ports".into(),
-                format!(
-                    "expected {} port(s), one per Raft node, got {}",
-                    self.orderers.nodes,
-                    ports.len()
-                ),
-            ));
-        }
         let mut seen: BTreeMap<u32, (String, String)> = BTreeMap::new();
         let peers = self.organizations.iter().enumerate().flat_map(|(k, org)| {
-            (0..org.peers)
-                .map(move |j| (format!("peer{j}.{}", org.domain), self.peer_port_wide(k, j)))
+            (0..org.peers).flat_map(move |j| {
+                let node = format!("peer{j}.{}", org.domain);
+                [
+                    Some((node.clone(), self.peer_port_wide(k, j))),
+                    self.peer_operations_port_wide(k, j)
+                        .map(|port| (format!("the operations service of {node}"), port)),
+                ]
+                .into_iter()
+                .flatten()
+            })
         });
         let domain = &self.orderers.organization.domain;
-        let orderers = (0..self.orderers.nodes).map(|i| {
-            (
-                format!("{}.{domain}", orderer_host(i)),
-                self.orderer_port_wide(i),
-            )
+        let orderers = (0..self.orderers.nodes).flat_map(|i| {
+            let node = format!("{}.{domain}", orderer_host(i));
+            [
+                Some((node.clone(), self.orderer_port_wide(i))),
+                self.orderer_operations_port_wide(i)
+                    .map(|port| (format!("the operations service of {node}"), port)),
+            ]
+            .into_iter()
+            .flatten()
         });
         for (node, (port, path)) in peers.chain(orderers) {
             if port == 0 || port > u32::from(u16::MAX) {
@@ -817,6 +893,44 @@ mod tests {
         let orderers: Vec<u16> = (0..3).map(|i| spec.orderer_port(i)).collect();
         assert_eq!(orderers, [7050, 8050, 9050]);
         assert_eq!(spec.batch_timeout(), std::time::Duration::from_millis(250));
+        // Operations services on the listen ports + 10000.
+        assert_eq!(
+            (
+                spec.peer_operations_port(0, 0),
+                spec.peer_operations_port(1, 0)
+            ),
+            (Some(17051), Some(19051))
+        );
+        let operations: Vec<Option<u16>> =
+            (0..3).map(|i| spec.orderer_operations_port(i)).collect();
+        assert_eq!(operations, [Some(17050), Some(18050), Some(19050)]);
+    }
+
+    #[test]
+    fn operations_ports_are_explicit_once_ports_are() {
+        let explicit = "name: n\norganizations:\n  - {name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [30001], operationsPorts: [30002]}\n  - {name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [30003]}\n";
+        let spec =
+            NetworkSpec::from_yaml(&format!("{explicit}{ORDERERS}"), "net.yaml").expect("valid");
+        assert_eq!(spec.peer_operations_port(0, 0), Some(30002));
+        assert_eq!(spec.peer_operations_port(1, 0), None);
+        let clash = explicit.replace("operationsPorts: [30002]", "operationsPorts: [30003]");
+        let error = NetworkSpec::from_yaml(&format!("{clash}{ORDERERS}"), "net.yaml")
+            .expect_err("a clash")
+            .to_string();
+        assert!(
+            error.contains("port 30003 of peer0.org2.example.com is already used by the operations service of peer0.org1.example.com"),
+            "{error}"
+        );
+        let short = explicit.replace("operationsPorts: [30002]", "operationsPorts: []");
+        let error = NetworkSpec::from_yaml(&format!("{short}{ORDERERS}"), "net.yaml")
+            .expect_err("too few")
+            .to_string();
+        assert!(
+            error.contains(
+                "organizations[0].operationsPorts: expected 1 port(s), one per peer, got 0"
+            ),
+            "{error}"
+        );
     }
 
     #[test]

@@ -549,6 +549,38 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Binds the operations port, if configured, before the node starts (a
+/// port in use stops the node with the port named).
+async fn bind_operations(
+    config: Option<&weft_node::operations::OperationsConfig>,
+) -> anyhow::Result<Option<(String, tokio::net::TcpListener)>> {
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let listener = weft_node::serve::bind(&config.listen_address)
+        .await
+        .map_err(|e| anyhow::anyhow!("operations: {e}"))?;
+    Ok(Some((config.listen_address.clone(), listener)))
+}
+
+/// Serves `/metrics`, `/healthz`, `/logspec` and `/version` in the background.
+fn serve_operations(
+    bound: Option<(String, tokio::net::TcpListener)>,
+    operations: std::sync::Arc<weft_node::operations::Operations>,
+) {
+    let Some((address, listener)) = bound else {
+        return;
+    };
+    eprintln!("operations service on http://{address}");
+    tokio::spawn(async move {
+        if let Err(e) =
+            weft_node::operations::serve(operations, listener, std::future::pending()).await
+        {
+            eprintln!("{e}");
+        }
+    });
+}
+
 fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
     let OrdererCommand::Start { config } = command;
     weft_node::logging::init().map_err(anyhow::Error::msg)?;
@@ -558,6 +590,7 @@ fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
         let listener = weft_node::serve::bind(&address)
             .await
             .map_err(anyhow::Error::msg)?;
+        let operations = bind_operations(config.operations.as_ref()).await?;
         let node = weft_orderer::Orderer::start(config)
             .await
             .map_err(anyhow::Error::msg)?;
@@ -565,6 +598,7 @@ fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
             "orderer listening on {address} (channels: {})",
             node.channels().len()
         );
+        serve_operations(operations, std::sync::Arc::clone(&node.operations));
         weft_orderer::serve(node, listener, weft_shim_host::shutdown_signal())
             .await
             .map_err(anyhow::Error::msg)
@@ -649,6 +683,7 @@ fn peer(command: PeerCommand) -> anyhow::Result<()> {
                 let listener = weft_node::serve::bind(&address)
                     .await
                     .map_err(anyhow::Error::msg)?;
+                let operations = bind_operations(config.operations.as_ref()).await?;
                 let node = weft_peer::Peer::start(config, &builtin::builtins())
                     .await
                     .map_err(anyhow::Error::msg)?;
@@ -656,6 +691,7 @@ fn peer(command: PeerCommand) -> anyhow::Result<()> {
                     "peer listening on {address} (channels: {})",
                     node.channels().len()
                 );
+                serve_operations(operations, node.operations());
                 let result = weft_peer::serve(
                     std::sync::Arc::clone(&node),
                     listener,

@@ -360,8 +360,12 @@ pub fn status(dir: NetworkDir) -> anyhow::Result<()> {
         if status.channels.is_ok() {
             healthy += 1;
         }
+        let operations = status
+            .node
+            .operations_address()
+            .map_or(String::new(), |a| format!("; operations {a}"));
         println!(
-            "  {:<28} {:<16} {:<10} {detail}",
+            "  {:<28} {:<16} {:<10} {detail}{operations}",
             status.node.name,
             status.node.address(),
             process

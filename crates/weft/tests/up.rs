@@ -1227,3 +1227,235 @@ fn the_caliper_smoke_scenario_runs_against_weft_up() {
     let html = std::fs::read_to_string(&report).expect("Caliper's report");
     assert!(html.contains("create") && html.contains("read"), "{html}");
 }
+
+/// A plain HTTP/1.1 request to a node's operations service: (status, body).
+fn http(address: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to operations");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let status = response
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of the metric line `series` (name and labels exactly) in `text`.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// Every node of a `weft up` network serves Fabric's operations endpoints:
+/// health, version, the log spec changed at run time, and metrics under
+/// Fabric's names that move as transactions commit.
+#[test]
+fn every_node_serves_fabrics_operations_endpoints() {
+    let net = Net::new();
+    let operations: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let spec = default_spec()
+        .replacen(
+            "domain: org1.example.com, ",
+            &format!(
+                "domain: org1.example.com, operationsPorts: [{}], ",
+                operations[0]
+            ),
+            1,
+        )
+        .replacen(
+            "domain: org2.example.com, ",
+            &format!(
+                "domain: org2.example.com, operationsPorts: [{}], ",
+                operations[1]
+            ),
+            1,
+        )
+        .replacen(
+            "  nodes: 3\n",
+            &format!(
+                "  nodes: 3\n  operationsPorts: [{}, {}, {}]\n",
+                operations[2], operations[3], operations[4]
+            ),
+            1,
+        );
+    let spec = net.write_spec(&spec);
+    let summary = net.ok(&["up", spec.to_str().expect("utf8")]);
+    let peer = format!("127.0.0.1:{}", operations[0]);
+    assert!(
+        summary.contains(&format!("metrics http://{peer}/metrics")),
+        "{summary}"
+    );
+    let status = net.ok(&["status"]);
+    assert!(status.contains(&format!("operations {peer}")), "{status}");
+
+    for port in &operations {
+        let address = format!("127.0.0.1:{port}");
+        let (code, body) = http(&address, "GET", "/healthz", "");
+        assert_eq!(code, 200, "{address}: {body}");
+        assert!(body.contains("\"status\":\"OK\""), "{address}: {body}");
+        let (code, body) = http(&address, "GET", "/version", "");
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("\"Version\""), "{body}");
+    }
+
+    // The log spec, changed at run time and refused when malformed.
+    let (code, body) = http(&peer, "GET", "/logspec", "");
+    assert_eq!(
+        (code, body.as_str()),
+        (200, "{\"spec\":\"info:openraft=warn\"}")
+    );
+    let (code, _) = http(
+        &peer,
+        "PUT",
+        "/logspec",
+        "{\"spec\":\"info:weft_peer=debug\"}",
+    );
+    assert_eq!(code, 204);
+    let (_, body) = http(&peer, "GET", "/logspec", "");
+    assert_eq!(body, "{\"spec\":\"info:weft_peer=debug\"}");
+    let (code, body) = http(&peer, "PUT", "/logspec", "{\"spec\":\"weft_peer=loud\"}");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("unknown log level \\\"loud\\\""), "{body}");
+
+    // Metrics move as a transaction commits.
+    let channel = "{channel=\"mychannel\"}";
+    let before = http(&peer, "GET", "/metrics", "").1;
+    let height = metric(&before, &format!("ledger_blockchain_height{channel}")).expect("height");
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "ops1",
+        "blue",
+        "5",
+        "Tom",
+        "100",
+        "--org",
+        "Org1",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let text = http(&peer, "GET", "/metrics", "").1;
+        if metric(&text, &format!("ledger_blockchain_height{channel}")) > Some(height) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the height never moved:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    for series in [
+        "ledger_transaction_count{channel=\"mychannel\",transaction_type=\"ENDORSER_TRANSACTION\",chaincode=\"basic\",validation_code=\"VALID\"}",
+        "endorser_proposals_received",
+        "endorser_successful_proposals",
+        "gateway_requests_received{method=\"Submit\"}",
+        "gateway_requests_completed{method=\"Submit\",success=\"true\"}",
+        "ledger_block_processing_time_count{channel=\"mychannel\"}",
+        "process_resident_memory_bytes",
+    ] {
+        let value = metric(&after, series).unwrap_or_else(|| panic!("{series}:\n{after}"));
+        assert!(value >= 1.0, "{series} = {value}");
+    }
+    assert!(
+        after.contains("# TYPE endorser_proposals_received counter"),
+        "{after}"
+    );
+
+    // Exactly one Raft leader, a cluster of three, the transaction broadcast.
+    let orderers: Vec<String> = operations[2..]
+        .iter()
+        .map(|port| http(&format!("127.0.0.1:{port}"), "GET", "/metrics", "").1)
+        .collect();
+    let leaders: f64 = orderers
+        .iter()
+        .map(|text| {
+            metric(text, &format!("consensus_etcdraft_is_leader{channel}")).expect("is_leader")
+        })
+        .sum();
+    assert_eq!(leaders, 1.0, "{orderers:?}");
+    for text in &orderers {
+        assert_eq!(
+            metric(text, &format!("consensus_etcdraft_cluster_size{channel}")),
+            Some(3.0)
+        );
+        assert!(metric(text, &format!("consensus_etcdraft_leader_changes{channel}")) >= Some(1.0));
+        assert!(metric(text, &format!("ledger_blockchain_height{channel}")) > Some(height));
+    }
+    let broadcast: f64 = orderers
+        .iter()
+        .filter_map(|text| {
+            metric(
+                text,
+                "broadcast_processed_count{channel=\"mychannel\",type=\"ENDORSER_TRANSACTION\",status=\"SUCCESS\"}",
+            )
+        })
+        .sum();
+    assert!(broadcast >= 1.0, "{orderers:?}");
+
+    // With the leader and another Raft node frozen, the third (a follower)
+    // has no leader: unhealthy.
+    let names = [
+        "orderer.example.com",
+        "orderer2.example.com",
+        "orderer3.example.com",
+    ];
+    let leader = orderers
+        .iter()
+        .position(|text| {
+            metric(text, &format!("consensus_etcdraft_is_leader{channel}")) == Some(1.0)
+        })
+        .expect("a leader");
+    let follower = (leader + 1) % 3;
+    let frozen: Vec<u32> = (0..3)
+        .filter(|i| *i != follower)
+        .map(|i| net.pid(&format!("nodes/{}/pid", names[i])))
+        .collect();
+    let signal = |name: &str, pid: u32| {
+        let status = Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    for pid in &frozen {
+        signal("-STOP", *pid);
+    }
+    let survivor = format!("127.0.0.1:{}", operations[2 + follower]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let unhealthy = loop {
+        let (code, body) = http(&survivor, "GET", "/healthz", "");
+        if code == 503 {
+            break body;
+        }
+        if Instant::now() > deadline {
+            for pid in &frozen {
+                signal("-CONT", *pid);
+            }
+            panic!("still healthy without a Raft leader: {body}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for pid in &frozen {
+        signal("-CONT", *pid);
+    }
+    assert!(
+        unhealthy.contains("\"component\":\"consensus\"")
+            && unhealthy.contains("no Raft leader for channel(s) mychannel"),
+        "{unhealthy}"
+    );
+}

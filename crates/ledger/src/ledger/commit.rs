@@ -83,12 +83,21 @@ impl Ledger {
                     );
                     outcomes.push(TxOutcome {
                         tx_id: checked.transaction.tx_id().to_string(),
+                        header_type: checked.transaction.channel_header.r#type,
+                        chaincode: checked
+                            .transaction
+                            .action
+                            .as_ref()
+                            .map(|a| a.chaincode_id.name.clone())
+                            .unwrap_or_default(),
                         code: TxValidationCode::Valid,
                         reason: None,
                     });
                 }
                 Err(invalid) => {
-                    let tx_id = parse_envelope(&envelopes[tx_number])
+                    let parsed = parse_envelope(&envelopes[tx_number]).ok();
+                    let tx_id = parsed
+                        .as_ref()
                         .map(|tx| tx.tx_id().to_string())
                         .unwrap_or_default();
                     if invalid.code != TxValidationCode::DuplicateTxid {
@@ -96,6 +105,10 @@ impl Ledger {
                     }
                     outcomes.push(TxOutcome {
                         tx_id,
+                        header_type: parsed.as_ref().map_or(-1, |tx| tx.channel_header.r#type),
+                        chaincode: parsed
+                            .and_then(|tx| tx.action.map(|a| a.chaincode_id.name))
+                            .unwrap_or_default(),
                         code: invalid.code,
                         reason: Some(invalid.reason),
                     });

@@ -80,6 +80,11 @@ pub struct OpenReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxOutcome {
     pub tx_id: String,
+    /// The envelope's header type (ENDORSER_TRANSACTION, CONFIG, …; -1 if
+    /// unreadable) and the chaincode it invoked (empty if none): what
+    /// Fabric's `ledger_transaction_count` is labelled with.
+    pub header_type: i32,
+    pub chaincode: String,
     pub code: TxValidationCode,
     /// Why the transaction is invalid (`None` when valid).
     pub reason: Option<String>,

@@ -1,0 +1,117 @@
+//! The orderer's metrics, named and labelled as Fabric's (etcdraft
+//! consensus, broadcast, deliver, ledger height), registered in the node's
+//! operations registry.
+
+use std::sync::Arc;
+
+use weft_node::metrics::{Counter, Family, Gauge, Registry};
+
+use crate::channel::ChannelRuntime;
+
+/// Every metric the orderer updates.
+pub struct OrdererMetrics {
+    is_leader: Arc<Family<Gauge>>,
+    leader_changes: Arc<Family<Counter>>,
+    cluster_size: Arc<Family<Gauge>>,
+    committed_block_number: Arc<Family<Gauge>>,
+    height: Arc<Family<Gauge>>,
+    broadcast_processed: Arc<Family<Counter>>,
+    pub deliver_blocks_sent: Arc<Family<Counter>>,
+}
+
+impl OrdererMetrics {
+    pub fn register(registry: &Registry) -> Arc<Self> {
+        Arc::new(OrdererMetrics {
+            is_leader: registry.gauge(
+                "consensus_etcdraft_is_leader",
+                "The leadership status of the current node: 1 if it is the leader else 0.",
+                &["channel"],
+            ),
+            leader_changes: registry.counter(
+                "consensus_etcdraft_leader_changes",
+                "The number of leader changes since process start.",
+                &["channel"],
+            ),
+            cluster_size: registry.gauge(
+                "consensus_etcdraft_cluster_size",
+                "Number of nodes in this channel.",
+                &["channel"],
+            ),
+            committed_block_number: registry.gauge(
+                "consensus_etcdraft_committed_block_number",
+                "The block number of the latest block committed.",
+                &["channel"],
+            ),
+            height: registry.gauge(
+                "ledger_blockchain_height",
+                "Height of the chain in blocks.",
+                &["channel"],
+            ),
+            broadcast_processed: registry.counter(
+                "broadcast_processed_count",
+                "The number of transactions processed.",
+                &["channel", "type", "status"],
+            ),
+            deliver_blocks_sent: registry.counter(
+                "deliver_blocks_sent",
+                "The number of blocks sent by the deliver service.",
+                &["channel", "filtered", "data_type"],
+            ),
+        })
+    }
+
+    /// One Broadcast envelope answered.
+    pub fn broadcast(&self, channel: &str, kind: i32, status: i32) {
+        let kind = weft_protos::common::HeaderType::try_from(kind).map_or("", |t| t.as_str_name());
+        let status =
+            weft_protos::common::Status::try_from(status).map_or("UNKNOWN", |s| s.as_str_name());
+        self.broadcast_processed
+            .with(&[channel, kind, status])
+            .inc();
+    }
+
+    /// Keeps a channel's consensus and height metrics current until the
+    /// channel leaves the node.
+    pub fn watch(self: &Arc<Self>, runtime: &Arc<ChannelRuntime>) {
+        let channel = runtime.channel_id().to_owned();
+        let is_leader = self.is_leader.with(&[&channel]);
+        let leader_changes = self.leader_changes.with(&[&channel]);
+        let cluster_size = self.cluster_size.with(&[&channel]);
+        let committed = self.committed_block_number.with(&[&channel]);
+        let height = self.height.with(&[&channel]);
+        cluster_size.set(runtime.config.consenters.len() as f64);
+        let mut raft = runtime.raft.metrics();
+        let mut heights = runtime.chain.height.subscribe();
+        let mut removed = runtime.removed();
+        let node_id = runtime.node_id;
+        tokio::spawn(async move {
+            let mut leader = None;
+            loop {
+                let (current_leader, leading) = {
+                    let m = raft.borrow_and_update();
+                    (
+                        m.current_leader,
+                        m.current_leader == Some(node_id)
+                            && m.state == openraft::ServerState::Leader,
+                    )
+                };
+                // As Fabric counts: every new leader, the first election included.
+                if current_leader.is_some() && current_leader != leader {
+                    leader_changes.inc();
+                    leader = current_leader;
+                }
+                is_leader.set(if leading { 1.0 } else { 0.0 });
+                let tip = *heights.borrow_and_update();
+                height.set(tip as f64);
+                committed.set(tip.saturating_sub(1) as f64);
+                tokio::select! {
+                    changed = raft.changed() => if changed.is_err() { break },
+                    changed = heights.changed() => if changed.is_err() { break },
+                    _ = removed.wait_for(|removed| *removed) => break,
+                }
+            }
+            // A removed channel is no longer led or served here.
+            is_leader.set(0.0);
+        });
+    }
+}

@@ -1,0 +1,147 @@
+//! The peer's metrics, named and labelled as Fabric's (ledger, endorser,
+//! gateway), registered in the node's operations registry.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use weft_ledger::CommitOutcome;
+use weft_node::metrics::{Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, Registry};
+
+/// Every metric the peer updates.
+pub struct PeerMetrics {
+    height: Arc<Family<Gauge>>,
+    transactions: Arc<Family<Counter>>,
+    block_processing: Arc<Family<Histogram>>,
+    pub proposals_received: Arc<Counter>,
+    pub successful_proposals: Arc<Counter>,
+    proposal_duration: Arc<Family<Histogram>>,
+    gateway_received: Arc<Family<Counter>>,
+    gateway_completed: Arc<Family<Counter>>,
+    gateway_duration: Arc<Family<Histogram>>,
+}
+
+impl PeerMetrics {
+    pub fn register(registry: &Registry) -> Arc<Self> {
+        Arc::new(PeerMetrics {
+            height: registry.gauge(
+                "ledger_blockchain_height",
+                "Height of the chain in blocks.",
+                &["channel"],
+            ),
+            transactions: registry.counter(
+                "ledger_transaction_count",
+                "Number of transactions processed.",
+                &[
+                    "channel",
+                    "transaction_type",
+                    "chaincode",
+                    "validation_code",
+                ],
+            ),
+            block_processing: registry.histogram(
+                "ledger_block_processing_time",
+                "Time taken in seconds for ledger block processing.",
+                &["channel"],
+                DEFAULT_BUCKETS,
+            ),
+            proposals_received: registry
+                .counter(
+                    "endorser_proposals_received",
+                    "The number of proposals received.",
+                    &[],
+                )
+                .with(&[]),
+            successful_proposals: registry
+                .counter(
+                    "endorser_successful_proposals",
+                    "The number of successful proposals.",
+                    &[],
+                )
+                .with(&[]),
+            proposal_duration: registry.histogram(
+                "endorser_proposal_duration",
+                "The time to complete a proposal.",
+                &["channel", "chaincode", "success"],
+                DEFAULT_BUCKETS,
+            ),
+            gateway_received: registry.counter(
+                "gateway_requests_received",
+                "The number of requests received.",
+                &["method"],
+            ),
+            gateway_completed: registry.counter(
+                "gateway_requests_completed",
+                "The number of requests completed.",
+                &["method", "success"],
+            ),
+            gateway_duration: registry.histogram(
+                "gateway_request_duration",
+                "The time to complete a gateway request.",
+                &["method", "success"],
+                DEFAULT_BUCKETS,
+            ),
+        })
+    }
+
+    /// A channel's height (at open, and after each block).
+    pub fn height(&self, channel: &str, height: u64) {
+        self.height.with(&[channel]).set(height as f64);
+    }
+
+    /// A committed block: its processing time and each transaction's verdict.
+    pub fn committed(&self, channel: &str, outcome: &CommitOutcome, started: Instant) {
+        self.block_processing
+            .with(&[channel])
+            .observe_since(started);
+        self.height(channel, outcome.number + 1);
+        for tx in &outcome.transactions {
+            let kind = weft_protos::common::HeaderType::try_from(tx.header_type)
+                .map_or("UNKNOWN", |t| t.as_str_name());
+            self.transactions
+                .with(&[channel, kind, &tx.chaincode, tx.code.as_str_name()])
+                .inc();
+        }
+    }
+
+    /// A proposal processed by the endorser.
+    pub fn proposal(&self, channel: &str, chaincode: &str, success: bool, started: Instant) {
+        if success {
+            self.successful_proposals.inc();
+        }
+        self.proposal_duration
+            .with(&[channel, chaincode, if success { "true" } else { "false" }])
+            .observe_since(started);
+    }
+
+    /// A gateway call started: counts it; [`GatewayCall::end`] records how it ended.
+    pub fn gateway_call(self: &Arc<Self>, method: &'static str) -> GatewayCall {
+        self.gateway_received.with(&[method]).inc();
+        GatewayCall {
+            metrics: Arc::clone(self),
+            method,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// A gateway call in progress.
+pub struct GatewayCall {
+    metrics: Arc<PeerMetrics>,
+    method: &'static str,
+    started: Instant,
+}
+
+impl GatewayCall {
+    pub fn end<T, E>(self, result: Result<T, E>) -> Result<T, E> {
+        let success = if result.is_ok() { "true" } else { "false" };
+        self.metrics
+            .gateway_completed
+            .with(&[self.method, success])
+            .inc();
+        self.metrics
+            .gateway_duration
+            .with(&[self.method, success])
+            .observe_since(self.started);
+        result
+    }
+}
