@@ -30,4 +30,22 @@ if ! node -e 'require.resolve("@hyperledger/fabric-gateway")' >/dev/null 2>&1 \
   say "installing npm packages into compat/node_modules"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-say "ready (python: $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("hyperledger-fabric-protos"))'), fabric-gateway: $(node -p 'require("@hyperledger/fabric-gateway/package.json").version'))"
+# Prometheus and Alertmanager (`weft monitor`, its tests, promtool/amtool checks of the rules).
+if ! command -v promtool >/dev/null 2>&1 || ! command -v amtool >/dev/null 2>&1 \
+   || ! { command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1; }; then
+  say "installing prometheus and prometheus-alertmanager (Debian packages)"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  # The packages' services are not started here: weft starts its own.
+  made_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    echo 'exit 101' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    prometheus prometheus-alertmanager >/dev/null
+  if [ -n "$made_policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+fi
+
+say "ready (python: $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("hyperledger-fabric-protos"))'), fabric-gateway: $(node -p 'require("@hyperledger/fabric-gateway/package.json").version'), $(promtool --version 2>&1 | head -1))"

@@ -17,6 +17,7 @@
 pub mod admin;
 pub mod deploy;
 pub mod dir;
+pub mod monitor;
 pub mod nodes;
 pub mod prepare;
 pub mod profile;

@@ -56,6 +56,12 @@ enum Command {
         #[command(flatten)]
         dir: NetworkDirArg,
     },
+    /// Monitoring: a real Prometheus scraping every node and a real
+    /// Alertmanager with weft's alert rules, beside the network.
+    Monitor {
+        #[command(subcommand)]
+        command: MonitorCommand,
+    },
     /// Print a node's log (`weft logs peer0.org1.example.com`).
     Logs {
         /// The node (`orderer.example.com`, `peer0.org1.example.com`), or `supervisor`.
@@ -148,6 +154,44 @@ impl NetworkDirArg {
     fn open(&self) -> weft_network::NetworkDir {
         weft_network::NetworkDir::new(&self.path)
     }
+}
+
+#[derive(Subcommand)]
+pub(crate) enum MonitorCommand {
+    /// Write the monitoring files (kept if you edited them) and start
+    /// Prometheus, Alertmanager and the alert log receiver.
+    Up {
+        #[command(flatten)]
+        dir: NetworkDirArg,
+        #[arg(long, default_value_t = 9090)]
+        prometheus_port: u16,
+        #[arg(long, default_value_t = 9093)]
+        alertmanager_port: u16,
+        /// The receiver that appends every notification to monitoring/alerts.log.
+        #[arg(long, default_value_t = 9095)]
+        receiver_port: u16,
+        /// Also post every notification to this webhook URL.
+        #[arg(long)]
+        webhook: Option<String>,
+    },
+    /// Stop them (their data and files are kept).
+    Down {
+        #[command(flatten)]
+        dir: NetworkDirArg,
+    },
+    /// Scrape targets up or down, and the alerts Alertmanager holds.
+    Status {
+        #[command(flatten)]
+        dir: NetworkDirArg,
+    },
+    /// The alert log receiver (started by `weft monitor up`).
+    #[command(hide = true)]
+    Receive {
+        #[arg(long)]
+        listen: String,
+        #[arg(long)]
+        log: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -481,6 +525,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => network::up(dir.open(), spec.as_deref(), foreground, timeout),
         Command::Down { dir, purge } => network::down(dir.open(), purge),
         Command::Status { dir } => network::status(dir.open()),
+        Command::Monitor { command } => network::monitor(command),
         Command::Logs {
             node,
             dir,

@@ -500,3 +500,79 @@ pub fn chaincode(call: ChaincodeCall, submit: bool) -> anyhow::Result<()> {
         Ok(())
     })
 }
+
+/// `weft monitor up|down|status|receive`.
+pub(crate) fn monitor(command: crate::MonitorCommand) -> anyhow::Result<()> {
+    use weft_network::monitor;
+    match command {
+        crate::MonitorCommand::Up {
+            dir,
+            prometheus_port,
+            alertmanager_port,
+            receiver_port,
+            webhook,
+        } => {
+            let dir = dir.open();
+            let (spec, _) = dir.load_spec()?;
+            let options = monitor::MonitorOptions {
+                prometheus_port,
+                alertmanager_port,
+                receiver_port,
+                webhook,
+            };
+            let mut step = stepper();
+            monitor::up(&dir, &spec, &options, &weft_exe()?, &mut step)?;
+            println!(
+                "monitoring is up: Prometheus http://127.0.0.1:{prometheus_port}, Alertmanager \
+                 http://127.0.0.1:{alertmanager_port}; files and alerts.log in {}",
+                dir.root().join("monitoring").display()
+            );
+            Ok(())
+        }
+        crate::MonitorCommand::Down { dir } => {
+            let mut step = stepper();
+            monitor::down(&dir.open(), &mut step)?;
+            Ok(())
+        }
+        crate::MonitorCommand::Status { dir } => {
+            let status = monitor::status(&dir.open())?;
+            for (process, pid) in &status.processes {
+                println!(
+                    "  {process:<14} {}",
+                    pid.map_or("stopped".to_owned(), |pid| format!("pid {pid}"))
+                );
+            }
+            println!("targets:");
+            let mut down = 0;
+            for (node, url, health, error) in &status.targets {
+                if health != "up" {
+                    down += 1;
+                }
+                let error = if error.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({error})")
+                };
+                println!("  {node:<28} {health:<8} {url}{error}");
+            }
+            println!("alerts:");
+            if status.alerts.is_empty() {
+                println!("  none firing");
+            }
+            for (name, labels) in &status.alerts {
+                println!("  {name} {labels}");
+            }
+            println!(
+                "{}/{} target(s) up, {} alert(s)",
+                status.targets.len() - down,
+                status.targets.len(),
+                status.alerts.len()
+            );
+            Ok(())
+        }
+        crate::MonitorCommand::Receive { listen, log } => {
+            runtime()?.block_on(monitor::receive(&listen, log))?;
+            Ok(())
+        }
+    }
+}

@@ -1228,6 +1228,36 @@ fn the_caliper_smoke_scenario_runs_against_weft_up() {
     assert!(html.contains("create") && html.contains("read"), "{html}");
 }
 
+/// The default network on free ports, with operations services on
+/// `operations` (peer0.org1, peer0.org2, then the three Raft nodes).
+fn spec_with_operations(operations: &[u16]) -> String {
+    default_spec()
+        .replacen(
+            "domain: org1.example.com, ",
+            &format!(
+                "domain: org1.example.com, operationsPorts: [{}], ",
+                operations[0]
+            ),
+            1,
+        )
+        .replacen(
+            "domain: org2.example.com, ",
+            &format!(
+                "domain: org2.example.com, operationsPorts: [{}], ",
+                operations[1]
+            ),
+            1,
+        )
+        .replacen(
+            "  nodes: 3\n",
+            &format!(
+                "  nodes: 3\n  operationsPorts: [{}, {}, {}]\n",
+                operations[2], operations[3], operations[4]
+            ),
+            1,
+        )
+}
+
 /// A plain HTTP/1.1 request to a node's operations service: (status, body).
 fn http(address: &str, method: &str, path: &str, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
@@ -1269,31 +1299,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 fn every_node_serves_fabrics_operations_endpoints() {
     let net = Net::new();
     let operations: Vec<u16> = (0..5).map(|_| free_port()).collect();
-    let spec = default_spec()
-        .replacen(
-            "domain: org1.example.com, ",
-            &format!(
-                "domain: org1.example.com, operationsPorts: [{}], ",
-                operations[0]
-            ),
-            1,
-        )
-        .replacen(
-            "domain: org2.example.com, ",
-            &format!(
-                "domain: org2.example.com, operationsPorts: [{}], ",
-                operations[1]
-            ),
-            1,
-        )
-        .replacen(
-            "  nodes: 3\n",
-            &format!(
-                "  nodes: 3\n  operationsPorts: [{}, {}, {}]\n",
-                operations[2], operations[3], operations[4]
-            ),
-            1,
-        );
+    let spec = spec_with_operations(&operations);
     let spec = net.write_spec(&spec);
     let summary = net.ok(&["up", spec.to_str().expect("utf8")]);
     let peer = format!("127.0.0.1:{}", operations[0]);
@@ -1457,5 +1463,180 @@ fn every_node_serves_fabrics_operations_endpoints() {
         unhealthy.contains("\"component\":\"consensus\"")
             && unhealthy.contains("no Raft leader for channel(s) mychannel"),
         "{unhealthy}"
+    );
+}
+
+/// Runs a Prometheus/Alertmanager tool; panics with its output on failure.
+fn tool(program: &str, args: &[&str], cwd: &Path) -> String {
+    let output = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} (compat/install.sh installs it): {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{program} {args:?}:\n{text}");
+    text
+}
+
+/// A Prometheus HTTP API query on loopback: the JSON answer.
+fn prometheus_api(port: u16, path: &str) -> serde_json::Value {
+    let (code, body) = weft_network::monitor::http_get(&format!("127.0.0.1:{port}"), path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// `weft monitor up` with the real Prometheus and Alertmanager: every node is
+/// a target that is up, metrics move as transactions commit, the generated
+/// files pass promtool and amtool, the rules' unit tests pass, and a frozen
+/// peer raises WeftNodeDown once (grouped) through Alertmanager to the log
+/// receiver, resolved when it runs again.
+#[test]
+fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
+    let net = Net::new();
+    let operations: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let spec = net.write_spec(&spec_with_operations(&operations));
+    net.ok(&["up", spec.to_str().expect("utf8")]);
+    let (prometheus, alertmanager, receiver) = (free_port(), free_port(), free_port());
+    let ports = [prometheus, alertmanager, receiver].map(|p| p.to_string());
+    struct Monitoring<'a>(&'a Net);
+    impl Drop for Monitoring<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.weft(&["monitor", "down"]);
+        }
+    }
+    let up = net.ok(&[
+        "monitor",
+        "up",
+        "--prometheus-port",
+        &ports[0],
+        "--alertmanager-port",
+        &ports[1],
+        "--receiver-port",
+        &ports[2],
+    ]);
+    let _monitoring = Monitoring(&net);
+    assert!(up.contains("monitoring is up"), "{up}");
+    let files = net.path().join("monitoring");
+
+    // What was generated passes Prometheus' and Alertmanager's own checks.
+    tool("promtool", &["check", "config", "prometheus.yml"], &files);
+    tool("promtool", &["check", "rules", "rules/weft.yml"], &files);
+    tool("amtool", &["check-config", "alertmanager.yml"], &files);
+    let rules_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../network/src/monitoring");
+    tool(
+        "promtool",
+        &["test", "rules", "weft-rules.test.yml"],
+        &rules_dir,
+    );
+
+    // Every node is a target, and up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let targets = prometheus_api(prometheus, "/api/v1/targets");
+        let active = targets["data"]["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if active.len() == 5 && active.iter().all(|t| t["health"] == "up") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "targets never all up: {targets}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let status = net.ok(&["monitor", "status"]);
+    assert!(status.contains("5/5 target(s) up"), "{status}");
+
+    // The height Prometheus sees moves with a commit.
+    let height = |node: &str| {
+        let answer = prometheus_api(
+            prometheus,
+            &format!(
+                "/api/v1/query?query=ledger_blockchain_height%7Bchannel%3D%22mychannel%22%2Cnode%3D%22{node}%22%7D"
+            ),
+        );
+        answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let before = height("peer0.org1.example.com").expect("a height series");
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "mon1",
+        "blue",
+        "5",
+        "Tom",
+        "100",
+        "--org",
+        "Org1",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while height("peer0.org1.example.com") <= Some(before) {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never saw the height move"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // A frozen peer: one grouped notification, then resolved.
+    let frozen = net.pid("nodes/peer0.org2.example.com/pid");
+    let signal = |name: &str| {
+        assert!(
+            Command::new("kill")
+                .args([name, &frozen.to_string()])
+                .status()
+                .expect("kill")
+                .success()
+        );
+    };
+    signal("-STOP");
+    let log = files.join("alerts.log");
+    let lines = |status: &str| -> usize {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.contains(&format!(" {status} "))
+                    && l.contains("alertname=WeftNodeDown")
+                    && l.contains("node=peer0.org2.example.com")
+            })
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while lines("firing") == 0 {
+        if Instant::now() > deadline {
+            signal("-CONT");
+            panic!(
+                "no WeftNodeDown notification:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let status = net.ok(&["monitor", "status"]);
+    assert!(status.contains("WeftNodeDown"), "{status}");
+    signal("-CONT");
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while lines("resolved") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "never resolved:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert_eq!(
+        lines("firing"),
+        1,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
 }
