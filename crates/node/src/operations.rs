@@ -97,30 +97,6 @@ pub fn writable(dir: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("{} is not writable: {e}", dir.display()))
 }
 
-fn now_rfc3339() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 async fn metrics(State(ops): State<Arc<Operations>>) -> Response {
     (
         [(
@@ -134,7 +110,7 @@ async fn metrics(State(ops): State<Arc<Operations>>) -> Response {
 
 async fn healthz(State(ops): State<Arc<Operations>>) -> Response {
     let failed = ops.failed_checks();
-    let time = now_rfc3339();
+    let time = crate::clock::utc_now();
     if failed.is_empty() {
         return Json(serde_json::json!({"status": "OK", "time": time})).into_response();
     }
@@ -220,7 +196,7 @@ mod tests {
 
     #[test]
     fn times_are_rfc3339_utc() {
-        let time = now_rfc3339();
+        let time = crate::clock::utc_now();
         assert_eq!(time.len(), 20, "{time}");
         assert!(time.starts_with("20") && time.ends_with('Z'), "{time}");
     }

@@ -271,34 +271,10 @@ pub fn supervise(dir: NetworkDir) -> anyhow::Result<()> {
     });
     let weft = weft_exe()?;
     let result = supervisor::supervise(&dir, &weft, &stop, &mut |line| {
-        eprintln!("{} {line}", utc_now())
+        eprintln!("{} {line}", weft_node::clock::utc_now())
     });
     let _ = std::fs::remove_file(dir.supervisor_pid());
     Ok(result?)
-}
-
-/// The current UTC time as `2026-11-21T19:07:11Z`.
-fn utc_now() -> String {
-    let seconds = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
 }
 
 pub fn down(dir: NetworkDir, purge: bool) -> anyhow::Result<()> {

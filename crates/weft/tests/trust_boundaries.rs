@@ -694,6 +694,22 @@ fn short_lived_user(network: &Network, dir: &Path, seconds: i64) -> SigningIdent
     SigningIdentity::load(&msp, "Org1MSP").expect("identity")
 }
 
+/// A signed seek of every block from the next commit on, waiting for each.
+fn next_commits(user: &SigningIdentity) -> Envelope {
+    weft_node::seek::seek_envelope(
+        user,
+        CHANNEL,
+        weft_protos::orderer::SeekPosition {
+            r#type: Some(weft_protos::orderer::seek_position::Type::NextCommit(
+                weft_protos::orderer::SeekNextCommit {},
+            )),
+        },
+        weft_node::seek::specified(u64::MAX),
+        SeekBehavior::BlockUntilReady,
+    )
+    .expect("seek")
+}
+
 /// Long-lived event streams end once the requester's certificate expires,
 /// on the peer and on the orderer; until then they deliver.
 #[test]
@@ -703,20 +719,7 @@ fn event_streams_end_when_the_requesters_certificate_expires() {
     let _context = runtime.enter();
     let org1 = network.gateway(0, "User1");
     let brief = short_lived_user(&network, network.orderers.dir.path(), 6);
-    let seek = || {
-        weft_node::seek::seek_envelope(
-            &brief,
-            CHANNEL,
-            weft_protos::orderer::SeekPosition {
-                r#type: Some(weft_protos::orderer::seek_position::Type::NextCommit(
-                    weft_protos::orderer::SeekNextCommit {},
-                )),
-            },
-            weft_node::seek::specified(u64::MAX),
-            SeekBehavior::BlockUntilReady,
-        )
-        .expect("seek")
-    };
+    let seek = || next_commits(&brief);
     let org1_ca = network.tls_ca(0);
     let (peer_tls, _) = org_user(&network, 0, "User1", &org1_ca);
     let peer = network.endpoint(0);
@@ -851,18 +854,7 @@ fn stalled_connections_are_closed_and_quiet_streams_stay_open() {
     let org1 = network.gateway(0, "User1");
     let org1_ca = network.tls_ca(0);
     let (peer_tls, user) = org_user(&network, 0, "User1", &org1_ca);
-    let envelope = weft_node::seek::seek_envelope(
-        &user,
-        CHANNEL,
-        weft_protos::orderer::SeekPosition {
-            r#type: Some(weft_protos::orderer::seek_position::Type::NextCommit(
-                weft_protos::orderer::SeekNextCommit {},
-            )),
-        },
-        weft_node::seek::specified(u64::MAX),
-        SeekBehavior::BlockUntilReady,
-    )
-    .expect("seek");
+    let envelope = next_commits(&user);
     let channel = peer_tls.channel(&peer).expect("channel");
     let mut stream = runtime
         .block_on(
