@@ -4,7 +4,9 @@
 //! weft's alert rules and a receiver that logs every notification.
 //!
 //! Files in `<network>/monitoring/`: `prometheus.yml`, `rules/weft.yml`
-//! and `alertmanager.yml` are written when missing and then yours to edit;
+//! `alertmanager.yml` and `grafana/` (a dashboard with Grafana provisioning
+//! files; weft does not run Grafana) are written when missing and then
+//! yours to edit;
 //! `targets.json` (what Prometheus scrapes, one entry per node with its
 //! network, organisation, node and role labels) is rewritten by every
 //! `weft monitor up`. Data, logs, pid files and `alerts.log` (the receiver's
@@ -23,6 +25,10 @@ use crate::nodes::{Role, nodes};
 
 /// The alert rules, as written into `rules/weft.yml`.
 pub const RULES: &str = include_str!("monitoring/weft-rules.yml");
+/// The Grafana dashboard (`grafana/dashboards/weft-overview.json`).
+pub const OVERVIEW_DASHBOARD: &str = include_str!("monitoring/grafana/weft-overview.json");
+const GRAFANA_DATASOURCE: &str = include_str!("monitoring/grafana/datasource.yml");
+const GRAFANA_DASHBOARDS: &str = include_str!("monitoring/grafana/dashboards.yml");
 
 /// Where the monitoring processes listen and where alerts also go.
 #[derive(Debug, Clone)]
@@ -207,6 +213,23 @@ pub fn up(
     write_if_missing(
         &root.join("alertmanager.yml"),
         &alertmanager_config(options),
+    )?;
+    // Grafana provisioning (Grafana itself is not started by weft).
+    let grafana = root.join("grafana");
+    write_if_missing(
+        &grafana.join("dashboards/weft-overview.json"),
+        OVERVIEW_DASHBOARD,
+    )?;
+    write_if_missing(
+        &grafana.join("provisioning/datasources/weft.yml"),
+        &GRAFANA_DATASOURCE.replace("PROMETHEUS_PORT", &options.prometheus_port.to_string()),
+    )?;
+    write_if_missing(
+        &grafana.join("provisioning/dashboards/weft.yml"),
+        &GRAFANA_DASHBOARDS.replace(
+            "DASHBOARDS_DIR",
+            &grafana.join("dashboards").display().to_string(),
+        ),
     )?;
     write_atomic(
         &root.join("ports.json"),

@@ -1586,6 +1586,38 @@ fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // Every panel of the Grafana dashboard queries series weft exports.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(files.join("grafana/dashboards/weft-overview.json"))
+            .expect("dashboard"),
+    )
+    .expect("dashboard JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10);
+    std::thread::sleep(Duration::from_secs(10)); // two scrapes more, for rates
+    for panel in panels {
+        let expr = panel["targets"][0]["expr"].as_str().expect("a query");
+        let encoded: String = expr
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let answer = prometheus_api(prometheus, &format!("/api/v1/query?query={encoded}"));
+        assert_eq!(answer["status"], "success", "{expr}: {answer}");
+        assert!(
+            !answer["data"]["result"]
+                .as_array()
+                .expect("result")
+                .is_empty(),
+            "{}: {expr} returns no series",
+            panel["title"]
+        );
+    }
+
     // A frozen peer: one grouped notification, then resolved.
     let frozen = net.pid("nodes/peer0.org2.example.com/pid");
     let signal = |name: &str| {
