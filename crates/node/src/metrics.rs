@@ -8,7 +8,6 @@
 //! [`Histogram`]s by label values; `family.with(&[…])` hands out the child,
 //! which hot paths keep (an increment is one atomic add).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -171,7 +170,8 @@ pub struct Family<M> {
     help: &'static str,
     labels: &'static [&'static str],
     make: Box<dyn Fn() -> M + Send + Sync>,
-    children: RwLock<BTreeMap<Vec<String>, Arc<M>>>,
+    /// (label values, child), sorted by label values.
+    children: RwLock<Vec<(Vec<String>, Arc<M>)>>,
 }
 
 impl<M: Metric> Family<M> {
@@ -179,22 +179,28 @@ impl<M: Metric> Family<M> {
     /// created at first use.
     pub fn with(&self, values: &[&str]) -> Arc<M> {
         debug_assert_eq!(values.len(), self.labels.len(), "{}", self.name);
-        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        if let Some(child) = self
-            .children
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
+        // Sorted by label values; a hit costs a binary search, no allocation.
+        let find = |children: &[(Vec<String>, Arc<M>)]| {
+            children.binary_search_by(|(key, _)| {
+                key.iter().map(String::as_str).cmp(values.iter().copied())
+            })
+        };
         {
-            return Arc::clone(child);
+            let children = self.children.read().unwrap_or_else(|p| p.into_inner());
+            if let Ok(at) = find(&children) {
+                return Arc::clone(&children[at].1);
+            }
         }
-        Arc::clone(
-            self.children
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(key)
-                .or_insert_with(|| Arc::new((self.make)())),
-        )
+        let mut children = self.children.write().unwrap_or_else(|p| p.into_inner());
+        match find(&children) {
+            Ok(at) => Arc::clone(&children[at].1),
+            Err(at) => {
+                let child = Arc::new((self.make)());
+                let key = values.iter().map(|v| (*v).to_owned()).collect();
+                children.insert(at, (key, Arc::clone(&child)));
+                child
+            }
+        }
     }
 }
 
