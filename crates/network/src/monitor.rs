@@ -1,7 +1,9 @@
 //! `weft monitor up|down|status`: a real Prometheus scraping every node's
 //! operations service and a real Alertmanager, as local processes beside
 //! the network (Debian's `prometheus` and `prometheus-alertmanager`), with
-//! weft's alert rules and a receiver that logs every notification.
+//! weft's alert rules and a receiver that logs every notification. A
+//! monitoring supervisor (`weft monitor supervise`, like the nodes') keeps
+//! the three running.
 //!
 //! Files in `<network>/monitoring/`: `prometheus.yml`, `rules/weft.yml`
 //! `alertmanager.yml` and `grafana/` (a dashboard with Grafana provisioning
@@ -19,14 +21,32 @@ use std::time::{Duration, Instant};
 
 use weft_spec::NetworkSpec;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::process::Signal;
+
 use crate::NetworkError;
 use crate::dir::{NetworkDir, write_atomic};
 use crate::nodes::{Role, nodes};
+use crate::supervisor::{process_matches, read_pid, signal};
 
 /// The alert rules, as written into `rules/weft.yml`.
 pub const RULES: &str = include_str!("monitoring/weft-rules.yml");
-/// The Grafana dashboard (`grafana/dashboards/weft-overview.json`).
-pub const OVERVIEW_DASHBOARD: &str = include_str!("monitoring/grafana/weft-overview.json");
+/// The Grafana dashboards (`grafana/dashboards/<file>`).
+pub const DASHBOARDS: [(&str, &str); 3] = [
+    (
+        "weft-overview.json",
+        include_str!("monitoring/grafana/weft-overview.json"),
+    ),
+    (
+        "weft-channel.json",
+        include_str!("monitoring/grafana/weft-channel.json"),
+    ),
+    (
+        "weft-node.json",
+        include_str!("monitoring/grafana/weft-node.json"),
+    ),
+];
 const GRAFANA_DATASOURCE: &str = include_str!("monitoring/grafana/datasource.yml");
 const GRAFANA_DASHBOARDS: &str = include_str!("monitoring/grafana/dashboards.yml");
 
@@ -155,32 +175,78 @@ fn pid_file(dir: &NetworkDir, process: &str) -> PathBuf {
     monitoring(dir).join(format!("{process}.pid"))
 }
 
+/// The pid of a monitoring process (or `supervisor`) of this network, if
+/// it runs.
 fn running(dir: &NetworkDir, process: &str) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(pid_file(dir, process))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let marker = monitoring(dir).display().to_string();
-    (String::from_utf8_lossy(&cmdline).contains(&marker) && !stat.contains(") Z ")).then_some(pid)
+    let pid = read_pid(&pid_file(dir, process))?;
+    // Every one names the network directory on its command line.
+    process_matches(pid, &dir.root().display().to_string()).then_some(pid)
 }
 
+/// One process the monitoring supervisor keeps running.
+struct Monitored {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+/// What runs, from the ports `weft monitor up` chose (`ports.json`).
+fn monitored(dir: &NetworkDir, weft: &Path) -> Result<Vec<Monitored>, NetworkError> {
+    let ports = ports(dir)?;
+    let port = |name: &str| ports[name].as_u64().unwrap_or_default();
+    let root = monitoring(dir).display().to_string();
+    Ok(vec![
+        Monitored {
+            name: "receiver",
+            program: weft.to_path_buf(),
+            args: vec![
+                "monitor".into(),
+                "receive".into(),
+                "--listen".into(),
+                format!("127.0.0.1:{}", port("receiver")),
+                "--log".into(),
+                format!("{root}/alerts.log"),
+            ],
+        },
+        Monitored {
+            name: "alertmanager",
+            program: program(&["prometheus-alertmanager", "alertmanager"])?,
+            args: vec![
+                format!("--config.file={root}/alertmanager.yml"),
+                format!("--storage.path={root}/data/alertmanager"),
+                format!("--web.listen-address=127.0.0.1:{}", port("alertmanager")),
+                "--cluster.listen-address=".into(),
+            ],
+        },
+        Monitored {
+            name: "prometheus",
+            program: program(&["prometheus"])?,
+            args: vec![
+                format!("--config.file={root}/prometheus.yml"),
+                format!("--storage.tsdb.path={root}/data/prometheus"),
+                format!("--web.listen-address=127.0.0.1:{}", port("prometheus")),
+                "--web.enable-lifecycle".into(),
+            ],
+        },
+    ])
+}
+
+/// Starts `program args` in the monitoring directory, output appended to
+/// `<name>.log`, in its own process group.
 fn spawn(
     dir: &NetworkDir,
-    process: &str,
+    name: &str,
     program: &Path,
     args: &[String],
 ) -> Result<std::process::Child, NetworkError> {
-    let log_path = monitoring(dir).join(format!("{process}.log"));
+    let log_path = monitoring(dir).join(format!("{name}.log"));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
         .map_err(io(&log_path))?;
     let err = log.try_clone().map_err(io(&log_path))?;
-    let child = Command::new(program)
+    Command::new(program)
         .args(args)
         .current_dir(monitoring(dir))
         .stdin(Stdio::null())
@@ -188,14 +254,150 @@ fn spawn(
         .stderr(err)
         .process_group(0)
         .spawn()
-        .map_err(io(program))?;
-    write_atomic(&pid_file(dir, process), child.id().to_string().as_bytes())?;
-    Ok(child)
+        .map_err(io(program))
 }
 
-/// Writes the files and starts whatever is not running; returns once
-/// Prometheus and Alertmanager answer ready. `weft` is this binary (it runs
-/// the log receiver).
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A process up this long has its back-off reset.
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The monitoring supervisor (`weft monitor supervise`, started by
+/// `weft monitor up`): keeps Prometheus, Alertmanager and the receiver
+/// running, restarting one that exits with a growing back-off, until
+/// `stop`; then stops them.
+pub fn supervise(
+    dir: &NetworkDir,
+    weft: &Path,
+    stop: &AtomicBool,
+    log: &mut dyn FnMut(&str),
+) -> Result<(), NetworkError> {
+    if let Some(pid) = running(dir, "supervisor")
+        && pid != std::process::id()
+    {
+        return Err(NetworkError::Supervisor(format!(
+            "a monitoring supervisor already runs for {} (pid {pid})",
+            dir.root().display()
+        )));
+    }
+    write_atomic(
+        &pid_file(dir, "supervisor"),
+        std::process::id().to_string().as_bytes(),
+    )?;
+    struct State {
+        process: Monitored,
+        child: Option<std::process::Child>,
+        adopted: Option<u32>,
+        started: Instant,
+        backoff: Duration,
+        next_start: Instant,
+    }
+    let now = Instant::now();
+    let mut states: Vec<State> = monitored(dir, weft)?
+        .into_iter()
+        .map(|process| State {
+            adopted: running(dir, process.name),
+            process,
+            child: None,
+            started: now,
+            backoff: BACKOFF_MIN,
+            next_start: now,
+        })
+        .collect();
+    while !stop.load(Ordering::SeqCst) {
+        for state in &mut states {
+            let name = state.process.name;
+            if let Some(pid) = state.adopted {
+                if running(dir, name) == Some(pid) {
+                    continue;
+                }
+                log(&format!("{name}: process {pid} is gone"));
+                state.adopted = None;
+            }
+            if let Some(child) = &mut state.child {
+                match child.try_wait() {
+                    Ok(None) => {
+                        if state.started.elapsed() > HEALTHY_AFTER {
+                            state.backoff = BACKOFF_MIN;
+                        }
+                        continue;
+                    }
+                    Ok(Some(status)) => log(&format!(
+                        "{name}: exited ({status}); restarting in {:.1}s (see {})",
+                        state.backoff.as_secs_f64(),
+                        monitoring(dir).join(format!("{name}.log")).display()
+                    )),
+                    Err(error) => log(&format!("{name}: cannot wait for it: {error}")),
+                }
+                state.child = None;
+                state.next_start = Instant::now() + state.backoff;
+                state.backoff = (state.backoff * 2).min(BACKOFF_MAX);
+                let _ = std::fs::remove_file(pid_file(dir, name));
+            }
+            if Instant::now() < state.next_start {
+                continue;
+            }
+            let started =
+                spawn(dir, name, &state.process.program, &state.process.args).and_then(|child| {
+                    write_atomic(&pid_file(dir, name), child.id().to_string().as_bytes())?;
+                    Ok(child)
+                });
+            match started {
+                Ok(child) => {
+                    log(&format!("{name}: started (pid {})", child.id()));
+                    state.child = Some(child);
+                    state.started = Instant::now();
+                }
+                Err(error) => {
+                    log(&format!("{name}: cannot start: {error}"));
+                    state.next_start = Instant::now() + state.backoff;
+                    state.backoff = (state.backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for state in &states {
+        if let Some(pid) = state
+            .child
+            .as_ref()
+            .map(std::process::Child::id)
+            .or(state.adopted)
+        {
+            signal(pid, Signal::TERM);
+        }
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    for state in &mut states {
+        let name = state.process.name;
+        if let Some(child) = &mut state.child {
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if let Some(pid) = state.adopted {
+            while running(dir, name) == Some(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if running(dir, name) == Some(pid) {
+                signal(pid, Signal::KILL);
+            }
+        }
+        let _ = std::fs::remove_file(pid_file(dir, name));
+        log(&format!("{name}: stopped"));
+    }
+    let _ = std::fs::remove_file(pid_file(dir, "supervisor"));
+    Ok(())
+}
+
+/// Writes the files, starts the monitoring supervisor unless it runs, and
+/// returns once Prometheus and Alertmanager answer ready. `weft` is this
+/// binary (it runs the supervisor and the log receiver).
 pub fn up(
     dir: &NetworkDir,
     spec: &NetworkSpec,
@@ -203,8 +405,9 @@ pub fn up(
     weft: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), NetworkError> {
-    let prometheus = program(&["prometheus"])?;
-    let alertmanager = program(&["prometheus-alertmanager", "alertmanager"])?;
+    // Say how to install what is missing before writing anything.
+    program(&["prometheus"])?;
+    program(&["prometheus-alertmanager", "alertmanager"])?;
     let root = monitoring(dir);
     std::fs::create_dir_all(root.join("data")).map_err(io(&root))?;
     write_atomic(&root.join("targets.json"), targets(spec).as_bytes())?;
@@ -216,10 +419,9 @@ pub fn up(
     )?;
     // Grafana provisioning (Grafana itself is not started by weft).
     let grafana = root.join("grafana");
-    write_if_missing(
-        &grafana.join("dashboards/weft-overview.json"),
-        OVERVIEW_DASHBOARD,
-    )?;
+    for (file, text) in DASHBOARDS {
+        write_if_missing(&grafana.join("dashboards").join(file), text)?;
+    }
     write_if_missing(
         &grafana.join("provisioning/datasources/weft.yml"),
         &GRAFANA_DATASOURCE.replace("PROMETHEUS_PORT", &options.prometheus_port.to_string()),
@@ -231,90 +433,74 @@ pub fn up(
             &grafana.join("dashboards").display().to_string(),
         ),
     )?;
-    write_atomic(
-        &root.join("ports.json"),
-        serde_json::json!({
-            "prometheus": options.prometheus_port,
-            "alertmanager": options.alertmanager_port,
-            "receiver": options.receiver_port,
-        })
-        .to_string()
-        .as_bytes(),
-    )?;
-    let root_text = root.display().to_string();
-    let commands: [(&str, PathBuf, Vec<String>); 3] = [
-        (
-            "receiver",
-            weft.to_path_buf(),
-            vec![
-                "monitor".into(),
-                "receive".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{}", options.receiver_port),
-                "--log".into(),
-                format!("{root_text}/alerts.log"),
-            ],
-        ),
-        (
-            "alertmanager",
-            alertmanager,
-            vec![
-                format!("--config.file={root_text}/alertmanager.yml"),
-                format!("--storage.path={root_text}/data/alertmanager"),
-                format!(
-                    "--web.listen-address=127.0.0.1:{}",
-                    options.alertmanager_port
-                ),
-                "--cluster.listen-address=".into(),
-            ],
-        ),
-        (
-            "prometheus",
-            prometheus,
-            vec![
-                format!("--config.file={root_text}/prometheus.yml"),
-                format!("--storage.tsdb.path={root_text}/data/prometheus"),
-                format!("--web.listen-address=127.0.0.1:{}", options.prometheus_port),
-                "--web.enable-lifecycle".into(),
-            ],
-        ),
-    ];
-    let mut started = std::collections::HashMap::new();
-    for (process, program, args) in &commands {
-        if let Some(pid) = running(dir, process) {
-            progress(&format!("{process}: already running (pid {pid})"));
-            continue;
-        }
-        let child = spawn(dir, process, program, args)?;
-        progress(&format!("{process}: started (pid {})", child.id()));
-        started.insert(*process, child);
+    let supervisor = running(dir, "supervisor");
+    if supervisor.is_none() {
+        write_atomic(
+            &root.join("ports.json"),
+            serde_json::json!({
+                "prometheus": options.prometheus_port,
+                "alertmanager": options.alertmanager_port,
+                "receiver": options.receiver_port,
+            })
+            .to_string()
+            .as_bytes(),
+        )?;
     }
-    for (process, port) in [
-        ("alertmanager", options.alertmanager_port),
-        ("prometheus", options.prometheus_port),
-    ] {
-        let address = format!("127.0.0.1:{port}");
+    let ports = ports(dir)?;
+    let supervisor = match supervisor {
+        Some(pid) => {
+            progress(&format!(
+                "monitoring supervisor: already running (pid {pid}); ports as it started them"
+            ));
+            pid
+        }
+        None => {
+            let child = spawn(
+                dir,
+                "supervisor",
+                weft,
+                &[
+                    "monitor".into(),
+                    "supervise".into(),
+                    "--dir".into(),
+                    dir.root().display().to_string(),
+                ],
+            )?;
+            progress(&format!(
+                "monitoring supervisor: started (pid {})",
+                child.id()
+            ));
+            child.id()
+        }
+    };
+    for process in ["alertmanager", "prometheus"] {
+        let address = format!("127.0.0.1:{}", ports[process]);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if matches!(http_get(&address, "/-/ready"), Ok((200, _))) {
                 progress(&format!("{process}: ready on http://{address}"));
                 break;
             }
-            let exited = match started.get_mut(process) {
-                Some(child) => child.try_wait().ok().flatten().map(|s| s.to_string()),
-                None => running(dir, process)
-                    .is_none()
-                    .then(|| "not running".to_owned()),
-            };
-            if exited.is_some() || Instant::now() > deadline {
-                let log = std::fs::read_to_string(root.join(format!("{process}.log")))
-                    .unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            let supervising = process_matches(supervisor, &dir.root().display().to_string());
+            if !supervising || Instant::now() > deadline {
+                let tail = |name: &str| {
+                    let path = root.join(format!("{name}.log"));
+                    let log = std::fs::read_to_string(&path).unwrap_or_default();
+                    let lines: Vec<&str> = log.lines().rev().take(5).collect();
+                    format!(
+                        "last lines of {}:\n{}",
+                        path.display(),
+                        lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    )
+                };
+                let why = if supervising {
+                    "timed out".to_owned()
+                } else {
+                    format!("the monitoring supervisor exited; {}", tail("supervisor"))
+                };
                 return Err(NetworkError::Refused(format!(
-                    "{process} did not become ready on {address} ({}); last lines of {}:\n{}",
-                    exited.unwrap_or_else(|| "timed out".into()),
-                    root.join(format!("{process}.log")).display(),
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    "{process} did not become ready on {address} ({why}); {}",
+                    tail(process)
                 )));
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -323,21 +509,28 @@ pub fn up(
     Ok(())
 }
 
-/// Stops the monitoring processes (their data is kept).
+/// Stops the monitoring supervisor and its processes (their data is kept),
+/// and any of them left running without it.
 pub fn down(dir: &NetworkDir, progress: &mut dyn FnMut(&str)) -> Result<(), NetworkError> {
-    for process in PROCESSES {
-        let Some(pid) = running(dir, process) else {
-            continue;
-        };
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while running(dir, process).is_some() && Instant::now() < deadline {
+    let stop = |name: &str, pid: u32, grace: Duration| {
+        signal(pid, Signal::TERM);
+        let deadline = Instant::now() + grace;
+        while running(dir, name) == Some(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
         }
-        if running(dir, process).is_some() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        if running(dir, name) == Some(pid) {
+            signal(pid, Signal::KILL);
         }
-        let _ = std::fs::remove_file(pid_file(dir, process));
+        let _ = std::fs::remove_file(pid_file(dir, name));
+    };
+    if let Some(pid) = running(dir, "supervisor") {
+        stop("supervisor", pid, STOP_GRACE + Duration::from_secs(5));
+        progress("monitoring supervisor: stopped");
+    }
+    for process in PROCESSES {
+        if let Some(pid) = running(dir, process) {
+            stop(process, pid, STOP_GRACE);
+        }
         progress(&format!("{process}: stopped"));
     }
     Ok(())

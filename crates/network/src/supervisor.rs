@@ -49,13 +49,13 @@ pub fn process_matches(pid: u32, marker: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn signal(pid: u32, signal: Signal) {
+pub(crate) fn signal(pid: u32, signal: Signal) {
     if let Some(process) = pid_of(pid) {
         let _ = rustix::process::kill_process(process, signal);
     }
 }
 
-fn read_pid(path: &Path) -> Option<u32> {
+pub(crate) fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 

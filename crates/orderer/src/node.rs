@@ -76,6 +76,9 @@ impl OrdererConfig {
         resolve(&mut config.tls.cert);
         resolve(&mut config.tls.key);
         config.tls.root_cas.iter_mut().for_each(resolve);
+        if let Some(operations) = &mut config.operations {
+            operations.resolve(base);
+        }
         Ok(config)
     }
 }
@@ -130,7 +133,12 @@ impl Orderer {
             .ok_or_else(|| format!("{}: no certificate", config.tls.cert.display()))?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| format!("{}: {e}", config.data_dir.display()))?;
-        let operations = weft_node::operations::Operations::new();
+        let operations = weft_node::operations::Operations::for_node(
+            config.operations.as_ref(),
+            &config.data_dir,
+            &config.msp_dir,
+            &config.tls.cert,
+        )?;
         let metrics = OrdererMetrics::register(&operations.metrics);
         let orderer = Arc::new(Self {
             config,
@@ -143,11 +151,6 @@ impl Orderer {
             operations,
             metrics,
         });
-        let data_dir = orderer.config.data_dir.clone();
-        orderer.operations.check(
-            "ledger",
-            Box::new(move || weft_node::operations::writable(&data_dir)),
-        );
         let weak = Arc::downgrade(&orderer);
         orderer.operations.check(
             "consensus",

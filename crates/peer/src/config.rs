@@ -167,6 +167,9 @@ impl PeerConfig {
         resolve(&mut self.tls.cert);
         resolve(&mut self.tls.key);
         self.tls.root_cas.iter_mut().for_each(resolve);
+        if let Some(operations) = &mut self.operations {
+            operations.resolve(base);
+        }
         for chaincode in &mut self.chaincodes {
             chaincode.indexes.iter_mut().for_each(resolve);
             match &mut chaincode.launcher {

@@ -179,13 +179,13 @@ impl Peer {
             tls.clone(),
         ));
         let channels = Arc::new(Channels::default());
-        let operations = weft_node::operations::Operations::new();
+        let operations = weft_node::operations::Operations::for_node(
+            config.operations.as_ref(),
+            &config.data_dir,
+            &config.msp_dir,
+            &config.tls.cert,
+        )?;
         let metrics = PeerMetrics::register(&operations.metrics);
-        let data_dir = config.data_dir.clone();
-        operations.check(
-            "ledger",
-            Box::new(move || weft_node::operations::writable(&data_dir)),
-        );
         let endorsing = Arc::new(Endorsing {
             msp_id: config.msp_id.clone(),
             signer,

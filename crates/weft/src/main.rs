@@ -184,6 +184,12 @@ pub(crate) enum MonitorCommand {
         #[command(flatten)]
         dir: NetworkDirArg,
     },
+    /// The monitoring supervisor (started by `weft monitor up`).
+    #[command(hide = true)]
+    Supervise {
+        #[command(flatten)]
+        dir: NetworkDirArg,
+    },
     /// The alert log receiver (started by `weft monitor up`).
     #[command(hide = true)]
     Receive {
@@ -598,25 +604,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// port in use stops the node with the port named).
 async fn bind_operations(
     config: Option<&weft_node::operations::OperationsConfig>,
-) -> anyhow::Result<Option<(String, tokio::net::TcpListener)>> {
+) -> anyhow::Result<Option<weft_node::operations::OperationsListener>> {
     let Some(config) = config else {
         return Ok(None);
     };
-    let listener = weft_node::serve::bind(&config.listen_address)
-        .await
-        .map_err(|e| anyhow::anyhow!("operations: {e}"))?;
-    Ok(Some((config.listen_address.clone(), listener)))
+    Ok(Some(config.bind().await.map_err(anyhow::Error::msg)?))
 }
 
 /// Serves `/metrics`, `/healthz`, `/logspec` and `/version` in the background.
 fn serve_operations(
-    bound: Option<(String, tokio::net::TcpListener)>,
+    bound: Option<weft_node::operations::OperationsListener>,
     operations: std::sync::Arc<weft_node::operations::Operations>,
 ) {
-    let Some((address, listener)) = bound else {
+    let Some(listener) = bound else {
         return;
     };
-    eprintln!("operations service on http://{address}");
+    eprintln!("operations service on {}", listener.url());
     tokio::spawn(async move {
         if let Err(e) =
             weft_node::operations::serve(operations, listener, std::future::pending()).await

@@ -546,6 +546,20 @@ pub(crate) fn monitor(command: crate::MonitorCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        crate::MonitorCommand::Supervise { dir } => {
+            let dir = dir.open();
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&stop);
+            let runtime = runtime()?;
+            runtime.spawn(async move {
+                shutdown_signal().await;
+                flag.store(true, Ordering::SeqCst);
+            });
+            monitor::supervise(&dir, &weft_exe()?, &stop, &mut |line| {
+                eprintln!("{} {line}", weft_node::clock::utc_now())
+            })?;
+            Ok(())
+        }
         crate::MonitorCommand::Receive { listen, log } => {
             runtime()?.block_on(monitor::receive(&listen, log))?;
             Ok(())

@@ -1467,6 +1467,18 @@ fn every_node_serves_fabrics_operations_endpoints() {
 }
 
 /// Runs a Prometheus/Alertmanager tool; panics with its output on failure.
+/// `text` as a URL query value.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn tool(program: &str, args: &[&str], cwd: &Path) -> String {
     let output = Command::new(program)
         .args(args)
@@ -1586,36 +1598,79 @@ fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    // Every panel of the Grafana dashboard queries series weft exports.
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(files.join("grafana/dashboards/weft-overview.json"))
-            .expect("dashboard"),
-    )
-    .expect("dashboard JSON");
-    let panels = dashboard["panels"].as_array().expect("panels");
-    assert!(panels.len() >= 10);
+    // The dashboards conform to Grafana's dashboard schema, and every panel
+    // of each queries series weft exports ($channel and $node set to this
+    // network's; a node panel may apply to peers or to orderers only).
+    let compat = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../compat");
+    let dashboards: Vec<PathBuf> = ["weft-overview", "weft-channel", "weft-node"]
+        .iter()
+        .map(|name| files.join(format!("grafana/dashboards/{name}.json")))
+        .collect();
+    let mut check = vec!["check-grafana-dashboards.mjs"];
+    check.extend(dashboards.iter().map(|d| d.to_str().expect("utf8")));
+    let checked = tool("node", &check, &compat);
+    assert!(checked.contains("3 dashboard(s) conform"), "{checked}");
     std::thread::sleep(Duration::from_secs(10)); // two scrapes more, for rates
-    for panel in panels {
-        let expr = panel["targets"][0]["expr"].as_str().expect("a query");
-        let encoded: String = expr
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect();
-        let answer = prometheus_api(prometheus, &format!("/api/v1/query?query={encoded}"));
-        assert_eq!(answer["status"], "success", "{expr}: {answer}");
+    for path in &dashboards {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard"))
+                .expect("dashboard JSON");
+        let panels = dashboard["panels"].as_array().expect("panels");
+        assert!(panels.len() >= 10, "{}", path.display());
+        for panel in panels {
+            let expr = panel["targets"][0]["expr"].as_str().expect("a query");
+            let answers: Vec<serde_json::Value> = ["peer0.org1.example.com", "orderer.example.com"]
+                .iter()
+                .map(|node| {
+                    let expr = expr.replace("$channel", "mychannel").replace("$node", node);
+                    let answer = prometheus_api(
+                        prometheus,
+                        &format!("/api/v1/query?query={}", url_encode(&expr)),
+                    );
+                    assert_eq!(answer["status"], "success", "{expr}: {answer}");
+                    answer
+                })
+                .collect();
+            assert!(
+                answers
+                    .iter()
+                    .any(|a| !a["data"]["result"].as_array().expect("result").is_empty()),
+                "{} / {}: {expr} returns no series",
+                path.display(),
+                panel["title"]
+            );
+        }
+    }
+
+    // A monitoring process that dies is started again.
+    let pid_path = files.join("prometheus.pid");
+    let killed = std::fs::read_to_string(&pid_path)
+        .expect("prometheus.pid")
+        .trim()
+        .to_owned();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &killed])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let restarted = std::fs::read_to_string(&pid_path).unwrap_or_default();
+        if !restarted.trim().is_empty()
+            && restarted.trim() != killed
+            && weft_network::monitor::http_get(&format!("127.0.0.1:{prometheus}"), "/-/ready")
+                .is_ok_and(|(code, _)| code == 200)
+        {
+            break;
+        }
         assert!(
-            !answer["data"]["result"]
-                .as_array()
-                .expect("result")
-                .is_empty(),
-            "{}: {expr} returns no series",
-            panel["title"]
+            Instant::now() < deadline,
+            "prometheus was not restarted:\n{}",
+            std::fs::read_to_string(files.join("supervisor.log")).unwrap_or_default()
         );
+        std::thread::sleep(Duration::from_millis(500));
     }
 
     // A frozen peer: one grouped notification, then resolved.
@@ -1671,4 +1726,19 @@ fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+
+    // `weft monitor down` stops the supervisor and all three processes.
+    let pids: Vec<u32> = ["supervisor", "prometheus", "alertmanager", "receiver"]
+        .iter()
+        .map(|p| net.pid(&format!("monitoring/{p}.pid")))
+        .collect();
+    net.ok(&["monitor", "down"]);
+    for pid in pids {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|stat| stat.contains(") Z ")),
+            "process {pid} still runs after monitor down"
+        );
+    }
 }
