@@ -114,6 +114,7 @@ pub fn targets(spec: &NetworkSpec) -> String {
             Some(serde_json::json!({
                 "targets": [address],
                 "labels": {
+                    "__scheme__": if node.operations_tls { "https" } else { "http" },
                     "network": spec.name,
                     "organization": node.msp_id,
                     "node": node.name,
@@ -125,14 +126,64 @@ pub fn targets(spec: &NetworkSpec) -> String {
     serde_json::to_string_pretty(&entries).unwrap_or_default()
 }
 
+/// `tls/`: what Prometheus trusts and presents when it scrapes over HTTPS:
+/// every organisation's TLS CA, and the TLS client certificate of the first
+/// organisation's admin (accepted by every node's operations port, which
+/// trusts the network's TLS CAs for clients).
+fn write_scrape_identity(dir: &NetworkDir, spec: &NetworkSpec) -> Result<(), NetworkError> {
+    let tls = monitoring(dir).join("tls");
+    std::fs::create_dir_all(&tls).map_err(io(&tls))?;
+    let mut bundle = Vec::new();
+    for root in crate::nodes::tls_roots(spec, dir) {
+        bundle.extend(std::fs::read(&root).map_err(io(&root))?);
+        bundle.push(b'\n');
+    }
+    write_atomic(&tls.join("ca.pem"), &bundle)?;
+    let org = spec
+        .organizations
+        .first()
+        .ok_or_else(|| NetworkError::Refused("the spec has no organisation to scrape as".into()))?;
+    let admin = weft_material::layout::user_dir(
+        &weft_material::layout::peer_org_dir(&dir.organizations(), &org.domain),
+        "Admin",
+        &org.domain,
+    )
+    .join("tls");
+    for file in ["client.crt", "client.key"] {
+        let from = admin.join(file);
+        let text = std::fs::read(&from).map_err(io(&from))?;
+        write_atomic(&tls.join(file), &text)?;
+    }
+    let key = tls.join("client.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(io(&key))
+}
+
 /// `prometheus.yml`.
 fn prometheus_config(options: &MonitorOptions) -> String {
     format!(
-        "# Written by weft monitor up; yours to edit (it is not rewritten).\n\
-         global:\n  scrape_interval: 5s\n  scrape_timeout: 4s\n  evaluation_interval: 5s\n\
-         rule_files:\n  - rules/*.yml\n\
-         alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{}']\n\
-         scrape_configs:\n  - job_name: weft\n    file_sd_configs:\n      - files: [targets.json]\n",
+        "# Written by weft monitor up; yours to edit (it is not rewritten).
+global:
+  scrape_interval: 5s
+  scrape_timeout: 4s
+  evaluation_interval: 5s
+rule_files:
+  - rules/*.yml
+alerting:
+  alertmanagers:
+    - static_configs:
+        - targets: ['127.0.0.1:{}']
+scrape_configs:
+  - job_name: weft
+    file_sd_configs:
+      - files: [targets.json]
+    # For nodes whose operations ports speak HTTPS (spec `operations: {{tls: true}}`):
+    # the network's TLS CAs, and an admin's TLS client certificate.
+    tls_config:
+      ca_file: tls/ca.pem
+      cert_file: tls/client.crt
+      key_file: tls/client.key
+",
         options.alertmanager_port
     )
 }
@@ -410,6 +461,7 @@ pub fn up(
     program(&["prometheus-alertmanager", "alertmanager"])?;
     let root = monitoring(dir);
     std::fs::create_dir_all(root.join("data")).map_err(io(&root))?;
+    write_scrape_identity(dir, spec)?;
     write_atomic(&root.join("targets.json"), targets(spec).as_bytes())?;
     write_if_missing(&root.join("prometheus.yml"), &prometheus_config(options))?;
     write_if_missing(&root.join("rules/weft.yml"), RULES)?;

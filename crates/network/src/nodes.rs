@@ -27,6 +27,8 @@ pub struct Node {
     pub port: u16,
     /// Where its operations service (`/metrics`, `/healthz`) listens, if it has one.
     pub operations_port: Option<u16>,
+    /// The operations service speaks HTTPS (spec `operations: {tls: true}`).
+    pub operations_tls: bool,
 }
 
 impl Node {
@@ -38,6 +40,13 @@ impl Node {
     /// The operations service's address, if the node has one.
     pub fn operations_address(&self) -> Option<String> {
         self.operations_port.map(|port| format!("127.0.0.1:{port}"))
+    }
+
+    /// `http(s)://<operations address>`, if the node has one.
+    pub fn operations_url(&self) -> Option<String> {
+        let scheme = if self.operations_tls { "https" } else { "http" };
+        self.operations_address()
+            .map(|address| format!("{scheme}://{address}"))
     }
 
     /// `orderer` or `peer`: the `weft` sub-command that runs it.
@@ -76,6 +85,7 @@ pub fn nodes(spec: &NetworkSpec) -> Vec<Node> {
             domain: orderer.domain.clone(),
             port: spec.orderer_port(index),
             operations_port: spec.orderer_operations_port(index),
+            operations_tls: spec.operations.tls,
         })
         .collect();
     for (org_index, org) in spec.organizations.iter().enumerate() {
@@ -90,6 +100,7 @@ pub fn nodes(spec: &NetworkSpec) -> Vec<Node> {
                 domain: org.domain.clone(),
                 port: spec.peer_port(org_index, index),
                 operations_port: spec.peer_operations_port(org_index, index),
+                operations_tls: spec.operations.tls,
             });
         }
     }
@@ -111,7 +122,7 @@ fn from_node(path: &Path, dir: &NetworkDir) -> String {
 }
 
 /// Every organisation's TLS CA certificate (peers and orderers trust them all).
-fn tls_roots(spec: &NetworkSpec, dir: &NetworkDir) -> Vec<PathBuf> {
+pub fn tls_roots(spec: &NetworkSpec, dir: &NetworkDir) -> Vec<PathBuf> {
     let organizations = dir.organizations();
     let mut roots: Vec<PathBuf> = spec
         .organizations
@@ -154,6 +165,14 @@ pub fn config_text(spec: &NetworkSpec, node: &Node, dir: &NetworkDir, base: &Pat
             "operations:\n  listen_address: {}\n",
             quote(&address)
         ));
+        if spec.operations.tls {
+            text.push_str(&format!(
+                "  tls:\n    cert: {cert}\n    key: {key}\n    client_root_cas: [{roots}]\n",
+                cert = from_node(&material.join("tls/server.crt"), dir),
+                key = from_node(&material.join("tls/server.key"), dir),
+                roots = roots.join(", "),
+            ));
+        }
     }
     if let Role::Peer { .. } = node.role {
         let others: Vec<Node> = nodes(spec)

@@ -163,8 +163,8 @@ pub fn summary(dir: &NetworkDir, spec: &NetworkSpec) -> String {
             Role::Peer { .. } => format!("peer of {}", node.msp_id),
         };
         let operations = node
-            .operations_address()
-            .map_or(String::new(), |a| format!("; metrics http://{a}/metrics"));
+            .operations_url()
+            .map_or(String::new(), |url| format!("; metrics {url}/metrics"));
         out.push_str(&format!(
             "  {:<28} {:<16} {what}{operations}\n",
             node.name,

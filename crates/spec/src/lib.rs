@@ -45,6 +45,26 @@ pub struct NetworkSpec {
     /// Chaincodes deployed on the channels.
     #[serde(default)]
     pub chaincodes: Vec<ChaincodeSpec>,
+    /// Every node's operations service (Fabric's `operations:`).
+    #[serde(default, skip_serializing_if = "OperationsSpec::is_default")]
+    pub operations: OperationsSpec,
+}
+
+/// `operations:` settings shared by every node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OperationsSpec {
+    /// HTTPS on every operations port (Fabric's `operations.tls.enabled`),
+    /// with each node's TLS certificate; `/metrics` and `/logspec` then
+    /// need a client certificate from one of the network's TLS CAs.
+    #[serde(default)]
+    pub tls: bool,
+}
+
+impl OperationsSpec {
+    fn is_default(&self) -> bool {
+        self == &OperationsSpec::default()
+    }
 }
 
 /// A channel and its member organisations.

@@ -338,8 +338,8 @@ pub fn status(dir: NetworkDir) -> anyhow::Result<()> {
         }
         let operations = status
             .node
-            .operations_address()
-            .map_or(String::new(), |a| format!("; operations {a}"));
+            .operations_url()
+            .map_or(String::new(), |url| format!("; operations {url}"));
         println!(
             "  {:<28} {:<16} {:<10} {detail}{operations}",
             status.node.name,

@@ -1502,8 +1502,11 @@ fn prometheus_api(port: u16, path: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
-/// `weft monitor up` with the real Prometheus and Alertmanager: every node is
-/// a target that is up, metrics move as transactions commit, the generated
+/// `weft monitor up` with the real Prometheus and Alertmanager on a network
+/// whose operations ports speak HTTPS (`operations: {tls: true}`): a client
+/// without a certificate gets /healthz but not /metrics; Prometheus scrapes
+/// with the network's client certificate and every node is a target that
+/// is up, metrics move as transactions commit, the generated
 /// files pass promtool and amtool, the rules' unit tests pass, and a frozen
 /// peer raises WeftNodeDown once (grouped) through Alertmanager to the log
 /// receiver, resolved when it runs again.
@@ -1511,8 +1514,18 @@ fn prometheus_api(port: u16, path: &str) -> serde_json::Value {
 fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
     let net = Net::new();
     let operations: Vec<u16> = (0..5).map(|_| free_port()).collect();
-    let spec = net.write_spec(&spec_with_operations(&operations));
-    net.ok(&["up", spec.to_str().expect("utf8")]);
+    let spec = net.write_spec(&format!(
+        "{}operations:\n  tls: true\n",
+        spec_with_operations(&operations)
+    ));
+    let up = net.ok(&["up", spec.to_str().expect("utf8")]);
+    assert!(
+        up.contains(&format!(
+            "metrics https://127.0.0.1:{}/metrics",
+            operations[0]
+        )),
+        "{up}"
+    );
     let (prometheus, alertmanager, receiver) = (free_port(), free_port(), free_port());
     let ports = [prometheus, alertmanager, receiver].map(|p| p.to_string());
     struct Monitoring<'a>(&'a Net);
@@ -1534,6 +1547,42 @@ fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
     let _monitoring = Monitoring(&net);
     assert!(up.contains("monitoring is up"), "{up}");
     let files = net.path().join("monitoring");
+
+    // HTTPS with the node's TLS certificate: /healthz for anyone, /metrics
+    // only with a client certificate of one of the network's TLS CAs.
+    let curl = |url: &str, identity: bool| -> String {
+        let tls = files.join("tls");
+        let mut args = vec![
+            "-s".to_owned(),
+            "-o".into(),
+            "/dev/null".into(),
+            "-w".into(),
+            "%{http_code}".into(),
+            "--cacert".into(),
+            tls.join("ca.pem").display().to_string(),
+        ];
+        if identity {
+            for (flag, file) in [("--cert", "client.crt"), ("--key", "client.key")] {
+                args.push(flag.into());
+                args.push(tls.join(file).display().to_string());
+            }
+        }
+        args.push(url.into());
+        let output = Command::new("curl").args(&args).output().expect("curl");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let base = format!("https://127.0.0.1:{}", operations[0]);
+    assert_eq!(curl(&format!("{base}/healthz"), false), "200");
+    assert_eq!(curl(&format!("{base}/metrics"), false), "401");
+    assert_eq!(curl(&format!("{base}/metrics"), true), "200");
+    assert_eq!(
+        curl(
+            &format!("http://127.0.0.1:{}/healthz", operations[0]),
+            false
+        ),
+        "000",
+        "plain HTTP on an HTTPS operations port"
+    );
 
     // What was generated passes Prometheus' and Alertmanager's own checks.
     tool("promtool", &["check", "config", "prometheus.yml"], &files);
