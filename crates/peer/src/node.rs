@@ -186,6 +186,8 @@ impl Peer {
             &config.tls.cert,
         )?;
         let metrics = PeerMetrics::register(&operations.metrics);
+        let support = Arc::clone(&chaincodes);
+        operations.check("chaincode", Box::new(move || support.health()));
         let endorsing = Arc::new(Endorsing {
             msp_id: config.msp_id.clone(),
             signer,

@@ -633,13 +633,22 @@ fn the_readme_node_application_runs_against_weft_up() {
 /// Rust chaincode built with weft-shim as its own process: launched by each
 /// peer in classic mode (`weft chaincode run`), and as a service over TLS
 /// (`weft chaincode serve`), declared in the spec like any Fabric chaincode.
+/// A chaincode service that cannot be reached makes the peer's /healthz fail
+/// (component `chaincode`) until it registers.
 #[test]
 fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
     let net = Net::new();
     let service_port = free_port();
     let env_port = free_port();
+    let org2_operations = free_port();
     let tls = "weft-network/organizations/peerOrganizations/org1.example.com";
-    let spec = spec_on_ports(free_port(), free_port()).replace(
+    let spec = spec_on_ports(free_port(), free_port())
+        .replacen(
+            "domain: org2.example.com, ",
+            &format!("domain: org2.example.com, operationsPorts: [{org2_operations}], "),
+            1,
+        )
+        .replace(
         "chaincodes:\n",
         &format!(
             "chaincodes:\n\
@@ -662,6 +671,35 @@ fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
     );
     let spec = net.write_spec(&spec);
     net.ok(&["up", spec.to_str().expect("utf8")]);
+
+    // Nothing listens for `served` yet: the invoke fails, and so does the
+    // health of the peer that tried to reach it.
+    let health = format!("127.0.0.1:{org2_operations}");
+    assert_eq!(http(&health, "GET", "/healthz", "").0, 200);
+    let failed = net.weft(&[
+        "chaincode",
+        "invoke",
+        "served",
+        "CreateAsset",
+        "x0",
+        "teal",
+        "3",
+        "served",
+        "30",
+        "--org",
+        "Org2",
+    ]);
+    assert!(!failed.status.success());
+    let (code, body) = http(&health, "GET", "/healthz", "");
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        body.contains("\"component\":\"chaincode\"")
+            && body.contains("served")
+            && body.contains(&format!(
+                "cannot reach chaincode server 127.0.0.1:{service_port}"
+            )),
+        "{body}"
+    );
 
     let node_tls = net
         .path()
@@ -704,6 +742,11 @@ fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
     }
 
     for (chaincode, org) in [("classic", "Org1"), ("served", "Org2"), ("started", "Org1")] {
+        if chaincode == "started" {
+            // `served` registered with the peer that could not reach it.
+            let (code, body) = http(&health, "GET", "/healthz", "");
+            assert_eq!(code, 200, "{body}");
+        }
         net.ok(&[
             "chaincode",
             "invoke",

@@ -102,6 +102,9 @@ pub struct ChaincodeSupport {
     /// Package ids whose registration is between REGISTER and READY.
     handshaking: Mutex<std::collections::HashSet<String>>,
     registrations: watch::Sender<u64>,
+    /// Why the last attempt to reach a package failed (launch error or no
+    /// registration in time), until it registers: the peer's health.
+    unreachable: Mutex<HashMap<String, String>>,
     pub limits: Limits,
     /// The chaincode CA: classic chaincodes' TLS client certificates.
     pub credentials: credentials::ChaincodeCredentials,
@@ -136,6 +139,7 @@ impl ChaincodeSupport {
             handlers: Mutex::default(),
             handshaking: Mutex::default(),
             registrations: watch::channel(0).0,
+            unreachable: Mutex::default(),
             limits,
             credentials,
         })
@@ -160,9 +164,38 @@ impl ChaincodeSupport {
         self.handlers().get(id).filter(|h| h.is_open()).cloned()
     }
 
+    fn unreachable(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.unreachable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `chaincode` health check: Err naming each installed chaincode
+    /// whose last launch failed or that did not register in time (and has
+    /// not registered since).
+    pub fn health(&self) -> Result<(), String> {
+        let unreachable = self.unreachable();
+        if unreachable.is_empty() {
+            return Ok(());
+        }
+        let mut reasons: Vec<String> = unreachable
+            .iter()
+            .map(|(id, reason)| format!("{id}: {reason}"))
+            .collect();
+        reasons.sort();
+        Err(format!("chaincode unreachable: {}", reasons.join("; ")))
+    }
+
     /// The connected stream of package `id` (chaincode `name`), launching
     /// it if needed.
     async fn handler(self: &Arc<Self>, name: &str, id: &str) -> Result<Arc<Handler>, ExecError> {
+        let reached = self.reach(name, id).await;
+        if let Err(error @ (ExecError::Launch { .. } | ExecError::NotRegistered { .. })) = &reached
+        {
+            self.unreachable().insert(id.to_owned(), error.to_string());
+        }
+        reached
+    }
+
+    async fn reach(self: &Arc<Self>, name: &str, id: &str) -> Result<Arc<Handler>, ExecError> {
         if let Some(handler) = self.connected(id) {
             return Ok(handler);
         }
@@ -298,6 +331,7 @@ impl ChaincodeSupport {
             self.handshaking().remove(&id);
             if handshake.is_ok() {
                 handlers.insert(id.clone(), Arc::clone(&handler));
+                self.unreachable().remove(&id);
             }
         }
         handshake?;
