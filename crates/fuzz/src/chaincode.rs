@@ -150,6 +150,9 @@ impl Rig {
             HashMap::new(),
             limits,
             weft_peer::chaincode::credentials::ChaincodeCredentials::new("fuzz").expect("ca"),
+            weft_peer::metrics::ChaincodeMetrics::register(
+                &weft_node::metrics::Registry::disabled(),
+            ),
         );
         let script = Arc::new(Mutex::new(Vec::new()));
         let (to_chaincode, from_peer) = mpsc::channel(256);

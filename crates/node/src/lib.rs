@@ -22,6 +22,7 @@ pub mod admin;
 pub mod clock;
 pub mod deliver;
 pub mod duration;
+pub mod grpc_metrics;
 pub mod logging;
 pub mod metrics;
 pub mod operations;

@@ -123,19 +123,26 @@ impl ListenerLimits {
 }
 
 /// A node's gRPC server with its TLS and [`ListenerLimits`] applied.
-pub type NodeServer =
-    tonic::transport::Server<tower_layer::Stack<InFlightLimit, tower_layer::Identity>>;
+pub type NodeServer = tonic::transport::Server<NodeLayers>;
+
+/// The layers of every node's server: gRPC metrics outside the in-flight
+/// bound (a refused request is counted too).
+pub type NodeLayers = tower_layer::Stack<
+    InFlightLimit,
+    tower_layer::Stack<crate::grpc_metrics::GrpcMetricsLayer, tower_layer::Identity>,
+>;
 
 /// Its services, ready to [`run`].
-pub type NodeRouter =
-    tonic::transport::server::Router<tower_layer::Stack<InFlightLimit, tower_layer::Identity>>;
+pub type NodeRouter = tonic::transport::server::Router<NodeLayers>;
 
 /// The server every node starts from: `tls`, at most
 /// `limits.streams_per_connection_max` streams per connection, keepalive
-/// pings, and the node-wide in-flight bound.
+/// pings, Fabric's gRPC server metrics in `metrics`, and the node-wide
+/// in-flight bound.
 pub fn server(
     tls: tonic::transport::ServerTlsConfig,
     limits: &ListenerLimits,
+    metrics: &crate::metrics::Registry,
 ) -> Result<NodeServer, String> {
     limits.check()?;
     Ok(tonic::transport::Server::builder()
@@ -144,6 +151,9 @@ pub fn server(
         .max_concurrent_streams(limits.streams_per_connection_max)
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .layer(crate::grpc_metrics::GrpcMetricsLayer(
+            crate::grpc_metrics::GrpcMetrics::register(metrics),
+        ))
         .layer(InFlightLimit::new(limits.requests_in_flight_max)))
 }
 

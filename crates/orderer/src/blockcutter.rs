@@ -68,6 +68,11 @@ impl<T> BlockCutter<T> {
         batches
     }
 
+    /// When the first pending message arrived, if any (the caller's clock).
+    pub fn filling_since(&self) -> Option<Duration> {
+        self.pending_since
+    }
+
     /// When the pending batch times out, if there is one.
     pub fn deadline(&self) -> Option<Duration> {
         self.pending_since.map(|since| since + self.config.timeout)

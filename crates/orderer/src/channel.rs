@@ -86,6 +86,7 @@ impl ChannelRuntime {
         store: RaftStore,
         node_id: u64,
         signer: Arc<SigningIdentity>,
+        block_fill: Arc<weft_node::metrics::Histogram>,
     ) -> Self {
         let (submit, submissions) = mpsc::channel(10_000);
         let leader = Leader {
@@ -94,6 +95,7 @@ impl ChannelRuntime {
             raft: raft.clone(),
             node_id,
             signer,
+            block_fill,
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_BLOCKS)),
         };
         let cutter = tokio::spawn(leader.run(submissions));
@@ -160,6 +162,8 @@ struct Leader {
     node_id: u64,
     signer: Arc<SigningIdentity>,
     inflight: Arc<Semaphore>,
+    /// `blockcutter_block_fill_duration` of this channel.
+    block_fill: Arc<weft_node::metrics::Histogram>,
 }
 
 /// The leader's position while it leads one term.
@@ -210,7 +214,10 @@ impl Leader {
                     match term.as_mut() {
                         Some(current) => {
                             let size = submission.envelope.len() as u64;
-                            for batch in current.cutter.ordered(submission, size, epoch.elapsed()) {
+                            let now = epoch.elapsed();
+                            let since = current.cutter.filling_since();
+                            for batch in current.cutter.ordered(submission, size, now) {
+                                self.filled(since, now);
                                 self.propose(current, batch).await;
                             }
                         }
@@ -222,14 +229,23 @@ impl Leader {
                     }
                 }
                 _ = sleep_until(deadline) => {
-                    if let Some(current) = term.as_mut()
-                        && let Some(batch) = current.cutter.tick(epoch.elapsed())
-                    {
-                        self.propose(current, batch).await;
+                    let now = epoch.elapsed();
+                    if let Some(current) = term.as_mut() {
+                        let since = current.cutter.filling_since();
+                        if let Some(batch) = current.cutter.tick(now) {
+                            self.filled(since, now);
+                            self.propose(current, batch).await;
+                        }
                     }
                 }
             }
         }
+    }
+
+    /// A batch was cut at `now`, its first message having come at `since`.
+    fn filled(&self, since: Option<Duration>, now: Duration) {
+        let fill = since.map_or(Duration::ZERO, |since| now.saturating_sub(since));
+        self.block_fill.observe(fill.as_secs_f64());
     }
 
     async fn start_term(&self, term: u64) -> Option<Term> {

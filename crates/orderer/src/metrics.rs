@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use weft_node::metrics::{Counter, Family, Gauge, Registry};
+use weft_node::metrics::{Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, Registry};
 
 use crate::channel::ChannelRuntime;
 
@@ -16,6 +16,8 @@ pub struct OrdererMetrics {
     committed_block_number: Arc<Family<Gauge>>,
     height: Arc<Family<Gauge>>,
     broadcast_processed: Arc<Family<Counter>>,
+    broadcast_validate: Arc<Family<Histogram>>,
+    block_fill: Arc<Family<Histogram>>,
     pub deliver_blocks_sent: Arc<Family<Counter>>,
 }
 
@@ -52,12 +54,39 @@ impl OrdererMetrics {
                 "The number of transactions processed.",
                 &["channel", "type", "status"],
             ),
+            broadcast_validate: registry.histogram(
+                "broadcast_validate_duration",
+                "The time to validate a transaction in seconds.",
+                &["channel", "type", "status"],
+                DEFAULT_BUCKETS,
+            ),
+            block_fill: registry.histogram(
+                "blockcutter_block_fill_duration",
+                "The time from first transaction enqueing to the block being cut in seconds.",
+                &["channel"],
+                DEFAULT_BUCKETS,
+            ),
             deliver_blocks_sent: registry.counter(
                 "deliver_blocks_sent",
                 "The number of blocks sent by the deliver service.",
                 &["channel", "filtered", "data_type"],
             ),
         })
+    }
+
+    /// One Broadcast envelope checked (signature, policy, size) in `took`.
+    pub fn validated(&self, channel: &str, kind: i32, status: i32, took: std::time::Duration) {
+        let kind = weft_protos::common::HeaderType::try_from(kind).map_or("", |t| t.as_str_name());
+        let status =
+            weft_protos::common::Status::try_from(status).map_or("UNKNOWN", |s| s.as_str_name());
+        self.broadcast_validate
+            .with(&[channel, kind, status])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The `blockcutter_block_fill_duration` of `channel`.
+    pub fn block_fill(&self, channel: &str) -> Arc<Histogram> {
+        self.block_fill.with(&[channel])
     }
 
     /// One Broadcast envelope answered.

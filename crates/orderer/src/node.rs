@@ -345,6 +345,7 @@ impl Orderer {
         )
         .await
         .map_err(|e| e.to_string())?;
+        let block_fill = self.metrics.block_fill(&config.channel_id);
         Ok(Arc::new(ChannelRuntime::new(
             config,
             chain,
@@ -352,6 +353,7 @@ impl Orderer {
             raft_store,
             node_id,
             Arc::clone(&self.signer),
+            block_fill,
         )))
     }
 }

@@ -299,7 +299,15 @@ impl AtomicBroadcast for Services {
                 let bytes = envelope.encode_to_vec();
                 let orderer = Arc::clone(&orderer);
                 let task = tokio::spawn(async move {
+                    let started = std::time::Instant::now();
                     let (channel, kind, checked) = check_broadcast(&orderer, &bytes);
+                    let status = match &checked {
+                        Ok(_) => Status::Success,
+                        Err((status, _)) => *status,
+                    };
+                    orderer
+                        .metrics
+                        .validated(&channel, kind, status as i32, started.elapsed());
                     let response = match checked {
                         Ok(runtime) => broadcast_response(order(&orderer, &runtime, bytes).await),
                         Err((status, reason)) => {
@@ -637,7 +645,11 @@ pub async fn serve(
         orderer: Arc::clone(&orderer),
     };
     // Followers forward many envelopes at once over one connection.
-    let mut builder = weft_node::serve::server(orderer.tls.server_config(), &limits)?;
+    let mut builder = weft_node::serve::server(
+        orderer.tls.server_config(),
+        &limits,
+        &orderer.operations.metrics,
+    )?;
     let router = builder
         .add_service(
             AtomicBroadcastServer::new(services.clone())

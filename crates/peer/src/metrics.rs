@@ -12,6 +12,9 @@ pub struct PeerMetrics {
     height: Arc<Family<Gauge>>,
     transactions: Arc<Family<Counter>>,
     block_processing: Arc<Family<Histogram>>,
+    block_validation: Arc<Family<Histogram>>,
+    blockstorage_commit: Arc<Family<Histogram>>,
+    statedb_commit: Arc<Family<Histogram>>,
     pub proposals_received: Arc<Counter>,
     pub successful_proposals: Arc<Counter>,
     proposal_duration: Arc<Family<Histogram>>,
@@ -41,6 +44,24 @@ impl PeerMetrics {
             block_processing: registry.histogram(
                 "ledger_block_processing_time",
                 "Time taken in seconds for ledger block processing.",
+                &["channel"],
+                DEFAULT_BUCKETS,
+            ),
+            block_validation: registry.histogram(
+                "weft_ledger_block_validation_time",
+                "Time taken in seconds to validate a block's transactions (signatures, policies, MVCC).",
+                &["channel"],
+                DEFAULT_BUCKETS,
+            ),
+            blockstorage_commit: registry.histogram(
+                "ledger_blockstorage_commit_time",
+                "Time taken in seconds for committing the block and private data to storage.",
+                &["channel"],
+                DEFAULT_BUCKETS,
+            ),
+            statedb_commit: registry.histogram(
+                "ledger_statedb_commit_time",
+                "Time taken in seconds for committing block changes to state db.",
                 &["channel"],
                 DEFAULT_BUCKETS,
             ),
@@ -93,6 +114,16 @@ impl PeerMetrics {
         self.block_processing
             .with(&[channel])
             .observe_since(started);
+        let timings = &outcome.timings;
+        self.block_validation
+            .with(&[channel])
+            .observe(timings.validation.as_secs_f64());
+        self.blockstorage_commit
+            .with(&[channel])
+            .observe(timings.block_storage.as_secs_f64());
+        self.statedb_commit
+            .with(&[channel])
+            .observe(timings.state.as_secs_f64());
         self.height(channel, outcome.number + 1);
         for tx in &outcome.transactions {
             let kind = weft_protos::common::HeaderType::try_from(tx.header_type)
@@ -143,5 +174,82 @@ impl GatewayCall {
             .with(&[self.method, success])
             .observe_since(self.started);
         result
+    }
+}
+
+/// The chaincode support's metrics, as Fabric's.
+pub struct ChaincodeMetrics {
+    launch_duration: Arc<Family<Histogram>>,
+    launch_failures: Arc<Family<Counter>>,
+    shim_received: Arc<Family<Counter>>,
+    shim_completed: Arc<Family<Counter>>,
+    shim_duration: Arc<Family<Histogram>>,
+}
+
+impl ChaincodeMetrics {
+    pub fn register(registry: &Registry) -> Arc<Self> {
+        Arc::new(ChaincodeMetrics {
+            launch_duration: registry.histogram(
+                "chaincode_launch_duration",
+                "The time to launch a chaincode.",
+                &["chaincode", "success"],
+                DEFAULT_BUCKETS,
+            ),
+            launch_failures: registry.counter(
+                "chaincode_launch_failures",
+                "The number of chaincode launches that have failed.",
+                &["chaincode"],
+            ),
+            shim_received: registry.counter(
+                "chaincode_shim_requests_received",
+                "The number of chaincode shim requests received.",
+                &["type", "channel", "chaincode"],
+            ),
+            shim_completed: registry.counter(
+                "chaincode_shim_requests_completed",
+                "The number of chaincode shim requests completed.",
+                &["type", "channel", "chaincode", "success"],
+            ),
+            shim_duration: registry.histogram(
+                "chaincode_shim_request_duration",
+                "The time to complete chaincode shim requests.",
+                &["type", "channel", "chaincode", "success"],
+                DEFAULT_BUCKETS,
+            ),
+        })
+    }
+
+    /// A launch (start or dial, then registration) of `chaincode` ended.
+    pub fn launched(&self, chaincode: &str, success: bool, started: Instant) {
+        self.launch_duration
+            .with(&[chaincode, if success { "true" } else { "false" }])
+            .observe_since(started);
+        if !success {
+            self.launch_failures.with(&[chaincode]).inc();
+        }
+    }
+
+    /// A shim request (`GET_STATE`, …) of `chaincode` on `channel` arrived.
+    pub fn shim_received(&self, kind: &str, channel: &str, chaincode: &str) {
+        self.shim_received.with(&[kind, channel, chaincode]).inc();
+    }
+
+    /// It was answered.
+    pub fn shim_completed(
+        &self,
+        kind: &str,
+        channel: &str,
+        chaincode: &str,
+        success: bool,
+        started: Instant,
+    ) {
+        let labels = [
+            kind,
+            channel,
+            chaincode,
+            if success { "true" } else { "false" },
+        ];
+        self.shim_completed.with(&labels).inc();
+        self.shim_duration.with(&labels).observe_since(started);
     }
 }

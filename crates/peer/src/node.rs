@@ -166,11 +166,18 @@ impl Peer {
             };
             launchers.insert(id, launcher);
         }
+        let operations = weft_node::operations::Operations::for_node(
+            config.operations.as_ref(),
+            &config.data_dir,
+            &config.msp_dir,
+            &config.tls.cert,
+        )?;
         let chaincodes = ChaincodeSupport::new(
             config.chaincodes.clone(),
             launchers,
             config.limits.clone(),
             ChaincodeCa::new(config.external_address())?,
+            crate::metrics::ChaincodeMetrics::register(&operations.metrics),
         );
         let private = Arc::new(Distributor::new(
             config.msp_id.clone(),
@@ -179,12 +186,6 @@ impl Peer {
             tls.clone(),
         ));
         let channels = Arc::new(Channels::default());
-        let operations = weft_node::operations::Operations::for_node(
-            config.operations.as_ref(),
-            &config.data_dir,
-            &config.msp_dir,
-            &config.tls.cert,
-        )?;
         let metrics = PeerMetrics::register(&operations.metrics);
         let support = Arc::clone(&chaincodes);
         operations.check("chaincode", Box::new(move || support.health()));
@@ -527,6 +528,7 @@ pub async fn serve(
         peer.tls
             .server_config_trusting(chaincodes.credentials.ca_pem().as_bytes()),
         &limits,
+        &peer.operations.metrics,
     )?
     .concurrency_limit_per_connection(peer.config.limits.concurrent_requests)
     .max_concurrent_streams(

@@ -1351,7 +1351,7 @@ fn every_node_serves_fabrics_operations_endpoints() {
         "{summary}"
     );
     let status = net.ok(&["status"]);
-    assert!(status.contains(&format!("operations {peer}")), "{status}");
+    assert!(status.contains(&format!("operations http://{peer}")), "{status}");
 
     for port in &operations {
         let address = format!("127.0.0.1:{port}");
@@ -1415,7 +1415,18 @@ fn every_node_serves_fabrics_operations_endpoints() {
         "gateway_requests_received{method=\"Submit\"}",
         "gateway_requests_completed{method=\"Submit\",success=\"true\"}",
         "ledger_block_processing_time_count{channel=\"mychannel\"}",
+        "ledger_blockstorage_commit_time_count{channel=\"mychannel\"}",
+        "ledger_statedb_commit_time_count{channel=\"mychannel\"}",
+        "weft_ledger_block_validation_time_count{channel=\"mychannel\"}",
+        "chaincode_shim_requests_received{type=\"PUT_STATE\",channel=\"mychannel\",chaincode=\"basic\"}",
+        "chaincode_shim_requests_completed{type=\"PUT_STATE\",channel=\"mychannel\",chaincode=\"basic\",success=\"true\"}",
+        "grpc_server_unary_requests_received{service=\"gateway_Gateway\",method=\"Submit\"}",
+        "grpc_server_unary_requests_completed{service=\"gateway_Gateway\",method=\"Submit\",code=\"OK\"}",
+        "grpc_server_unary_request_duration_count{service=\"gateway_Gateway\",method=\"Endorse\",code=\"OK\"}",
         "process_resident_memory_bytes",
+        "process_max_fds",
+        "weft_data_dir_bytes",
+        "weft_data_dir_filesystem_avail_bytes",
     ] {
         let value = metric(&after, series).unwrap_or_else(|| panic!("{series}:\n{after}"));
         assert!(value >= 1.0, "{series} = {value}");
@@ -1455,6 +1466,41 @@ fn every_node_serves_fabrics_operations_endpoints() {
         })
         .sum();
     assert!(broadcast >= 1.0, "{orderers:?}");
+    for series in [
+        "broadcast_validate_duration_count{channel=\"mychannel\",type=\"ENDORSER_TRANSACTION\",status=\"SUCCESS\"}",
+        "blockcutter_block_fill_duration_count{channel=\"mychannel\"}",
+        "grpc_server_stream_requests_received{service=\"orderer_AtomicBroadcast\",method=\"Broadcast\"}",
+        "grpc_server_stream_messages_received{service=\"orderer_AtomicBroadcast\",method=\"Broadcast\"}",
+        "grpc_server_stream_messages_sent{service=\"orderer_AtomicBroadcast\",method=\"Deliver\"}",
+    ] {
+        let total: f64 = orderers
+            .iter()
+            .filter_map(|text| metric(text, series))
+            .sum();
+        assert!(total >= 1.0, "{series}: {orderers:?}");
+    }
+    // Certificates: the node's TLS and enrolment certificates, years ahead.
+    let peer_metrics = http(&peer, "GET", "/metrics", "").1;
+    for certificate in ["tls", "enrollment"] {
+        let line = peer_metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "weft_certificate_expiry_timestamp_seconds{{certificate=\"{certificate}\""
+                ))
+            })
+            .unwrap_or_else(|| panic!("{certificate}:\n{peer_metrics}"));
+        let expiry: f64 = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .expect("value");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("time")
+            .as_secs_f64();
+        assert!(expiry > now + 365.0 * 86_400.0, "{line}");
+    }
 
     // With the leader and another Raft node frozen, the third (a follower)
     // has no leader: unhealthy.

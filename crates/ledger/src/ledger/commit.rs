@@ -30,6 +30,7 @@ impl Ledger {
         read_lock(&self.blocks).check_extends(&block)?;
         let number = height;
 
+        let started = std::time::Instant::now();
         let envelopes = weft_protoutil::block_envelopes(&block);
         let checked = check_block(envelopes, &self.channel_id, validator);
         let mut updates = Updates::new(self);
@@ -127,6 +128,8 @@ impl Ledger {
         }
         metadata.metadata[slot] = filter;
 
+        let validation = started.elapsed();
+        let started = std::time::Instant::now();
         // Private data first: re-applying the block after a crash needs it.
         // Entries left for this block number by an earlier attempt that
         // crashed before its block was appended are replaced. Blocks without
@@ -149,12 +152,19 @@ impl Ledger {
         }
 
         write_lock(&self.blocks).append(&block)?;
+        let block_storage = started.elapsed();
+        let started = std::time::Instant::now();
         updates.persist(number)?;
         Ok(CommitOutcome {
             number,
             transactions: outcomes,
             written,
             missing_private_data,
+            timings: CommitTimings {
+                validation,
+                block_storage,
+                state: started.elapsed(),
+            },
         })
     }
 }

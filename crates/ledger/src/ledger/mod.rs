@@ -100,6 +100,19 @@ pub struct CommitOutcome {
     /// Collections of valid transactions whose private data was not
     /// committed (not provided, or not matching the endorsed hash).
     pub missing_private_data: Vec<MissingPrivateData>,
+    /// Where the commit's time went.
+    pub timings: CommitTimings,
+}
+
+/// The phases of a block commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitTimings {
+    /// Checking every transaction: signatures, policies, MVCC.
+    pub validation: std::time::Duration,
+    /// Appending the block (and its private data) to the block store.
+    pub block_storage: std::time::Duration,
+    /// Writing the valid transactions' updates to the state database.
+    pub state: std::time::Duration,
 }
 
 /// Where a transaction was committed.

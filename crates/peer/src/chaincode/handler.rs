@@ -261,11 +261,18 @@ impl Handler {
                         message: String::from_utf8_lossy(&message.payload).into_owned(),
                     });
                 }
-                _ => {
-                    let answer = match self
+                kind => {
+                    let kind = kind.map_or("UNKNOWN", |k| k.as_str_name());
+                    let channel = invocation.channel_id.as_str();
+                    support.metrics.shim_received(kind, channel, &name);
+                    let started = std::time::Instant::now();
+                    let answered = self
                         .answer(support, &name, &invocation, &message, simulator, depth)
-                        .await
-                    {
+                        .await;
+                    support
+                        .metrics
+                        .shim_completed(kind, channel, &name, answered.is_ok(), started);
+                    let answer = match answered {
                         Ok(payload) => reply(&message, Type::Response, payload),
                         Err(Refused(reason)) => reply(&message, Type::Error, reason.into_bytes()),
                     };
@@ -652,6 +659,9 @@ mod tests {
                 HashMap::new(),
                 limits,
                 crate::chaincode::credentials::ChaincodeCredentials::new("test").expect("ca"),
+                crate::metrics::ChaincodeMetrics::register(
+                    &weft_node::metrics::Registry::disabled(),
+                ),
             ),
             simulator: Simulator::new(Arc::clone(&ledger)),
             ledger,

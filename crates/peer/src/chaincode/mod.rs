@@ -105,6 +105,7 @@ pub struct ChaincodeSupport {
     /// Why the last attempt to reach a package failed (launch error or no
     /// registration in time), until it registers: the peer's health.
     unreachable: Mutex<HashMap<String, String>>,
+    pub metrics: Arc<crate::metrics::ChaincodeMetrics>,
     pub limits: Limits,
     /// The chaincode CA: classic chaincodes' TLS client certificates.
     pub credentials: credentials::ChaincodeCredentials,
@@ -124,6 +125,7 @@ impl ChaincodeSupport {
         launchers: HashMap<String, Arc<dyn Launcher>>,
         limits: Limits,
         credentials: credentials::ChaincodeCredentials,
+        metrics: Arc<crate::metrics::ChaincodeMetrics>,
     ) -> Arc<Self> {
         let launch_locks = installed
             .iter()
@@ -140,6 +142,7 @@ impl ChaincodeSupport {
             handshaking: Mutex::default(),
             registrations: watch::channel(0).0,
             unreachable: Mutex::default(),
+            metrics,
             limits,
             credentials,
         })
@@ -187,10 +190,18 @@ impl ChaincodeSupport {
     /// The connected stream of package `id` (chaincode `name`), launching
     /// it if needed.
     async fn handler(self: &Arc<Self>, name: &str, id: &str) -> Result<Arc<Handler>, ExecError> {
+        if let Some(handler) = self.connected(id) {
+            return Ok(handler);
+        }
+        let started = std::time::Instant::now();
         let reached = self.reach(name, id).await;
-        if let Err(error @ (ExecError::Launch { .. } | ExecError::NotRegistered { .. })) = &reached
-        {
-            self.unreachable().insert(id.to_owned(), error.to_string());
+        match &reached {
+            Err(error @ (ExecError::Launch { .. } | ExecError::NotRegistered { .. })) => {
+                self.unreachable().insert(id.to_owned(), error.to_string());
+                self.metrics.launched(name, false, started);
+            }
+            Ok(_) => self.metrics.launched(name, true, started),
+            Err(_) => {}
         }
         reached
     }
