@@ -1351,7 +1351,10 @@ fn every_node_serves_fabrics_operations_endpoints() {
         "{summary}"
     );
     let status = net.ok(&["status"]);
-    assert!(status.contains(&format!("operations http://{peer}")), "{status}");
+    assert!(
+        status.contains(&format!("operations http://{peer}")),
+        "{status}"
+    );
 
     for port in &operations {
         let address = format!("127.0.0.1:{port}");
@@ -1701,18 +1704,26 @@ fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
     let status = net.ok(&["monitor", "status"]);
     assert!(status.contains("5/5 target(s) up"), "{status}");
 
-    // The height Prometheus sees moves with a commit.
-    let height = |node: &str| {
+    // The height, gateway and endorser metrics Prometheus sees move with a commit.
+    let value = |query: &str| {
         let answer = prometheus_api(
             prometheus,
-            &format!(
-                "/api/v1/query?query=ledger_blockchain_height%7Bchannel%3D%22mychannel%22%2Cnode%3D%22{node}%22%7D"
-            ),
+            &format!("/api/v1/query?query={}", url_encode(query)),
         );
         answer["data"]["result"][0]["value"][1]
             .as_str()
             .and_then(|v| v.parse::<f64>().ok())
     };
+    let height = |node: &str| {
+        value(&format!(
+            "ledger_blockchain_height{{channel=\"mychannel\",node=\"{node}\"}}"
+        ))
+    };
+    let moving = [
+        "sum(gateway_requests_completed{method=\"Submit\",success=\"true\"}) or vector(0)",
+        "sum(endorser_proposal_duration_count{channel=\"mychannel\",success=\"true\"}) or vector(0)",
+    ];
+    let counts_before: Vec<Option<f64>> = moving.iter().map(|q| value(q)).collect();
     let before = height("peer0.org1.example.com").expect("a height series");
     net.ok(&[
         "chaincode",
@@ -1734,6 +1745,15 @@ fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
             "Prometheus never saw the height move"
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+    for (query, before) in moving.iter().zip(&counts_before) {
+        while value(query) <= *before {
+            assert!(
+                Instant::now() < deadline,
+                "{query} never moved from {before:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     // The dashboards conform to Grafana's dashboard schema, and every panel
