@@ -28,7 +28,7 @@ use rustix::process::Signal;
 use crate::NetworkError;
 use crate::dir::{NetworkDir, write_atomic};
 use crate::nodes::{Role, nodes};
-use crate::supervisor::{process_matches, read_pid, signal};
+use crate::supervisor::{Restarts, STOP_GRACE, process_matches, read_pid, signal};
 
 /// The alert rules, as written into `rules/weft.yml`.
 pub const RULES: &str = include_str!("monitoring/weft-rules.yml");
@@ -308,12 +308,6 @@ fn spawn(
         .map_err(io(program))
 }
 
-const BACKOFF_MIN: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A process up this long has its back-off reset.
-const HEALTHY_AFTER: Duration = Duration::from_secs(60);
-const STOP_GRACE: Duration = Duration::from_secs(10);
-
 /// The monitoring supervisor (`weft monitor supervise`, started by
 /// `weft monitor up`): keeps Prometheus, Alertmanager and the receiver
 /// running, restarting one that exits with a growing back-off, until
@@ -340,20 +334,15 @@ pub fn supervise(
         process: Monitored,
         child: Option<std::process::Child>,
         adopted: Option<u32>,
-        started: Instant,
-        backoff: Duration,
-        next_start: Instant,
+        restarts: Restarts,
     }
-    let now = Instant::now();
     let mut states: Vec<State> = monitored(dir, weft)?
         .into_iter()
         .map(|process| State {
             adopted: running(dir, process.name),
             process,
             child: None,
-            started: now,
-            backoff: BACKOFF_MIN,
-            next_start: now,
+            restarts: Restarts::new(),
         })
         .collect();
     while !stop.load(Ordering::SeqCst) {
@@ -369,24 +358,26 @@ pub fn supervise(
             if let Some(child) = &mut state.child {
                 match child.try_wait() {
                     Ok(None) => {
-                        if state.started.elapsed() > HEALTHY_AFTER {
-                            state.backoff = BACKOFF_MIN;
-                        }
+                        state.restarts.running();
                         continue;
                     }
-                    Ok(Some(status)) => log(&format!(
-                        "{name}: exited ({status}); restarting in {:.1}s (see {})",
-                        state.backoff.as_secs_f64(),
-                        monitoring(dir).join(format!("{name}.log")).display()
-                    )),
-                    Err(error) => log(&format!("{name}: cannot wait for it: {error}")),
+                    Ok(Some(status)) => {
+                        let wait = state.restarts.failed();
+                        log(&format!(
+                            "{name}: exited ({status}); restarting in {:.1}s (see {})",
+                            wait.as_secs_f64(),
+                            monitoring(dir).join(format!("{name}.log")).display()
+                        ));
+                    }
+                    Err(error) => {
+                        state.restarts.failed();
+                        log(&format!("{name}: cannot wait for it: {error}"));
+                    }
                 }
                 state.child = None;
-                state.next_start = Instant::now() + state.backoff;
-                state.backoff = (state.backoff * 2).min(BACKOFF_MAX);
                 let _ = std::fs::remove_file(pid_file(dir, name));
             }
-            if Instant::now() < state.next_start {
+            if !state.restarts.due() {
                 continue;
             }
             let started =
@@ -398,12 +389,11 @@ pub fn supervise(
                 Ok(child) => {
                     log(&format!("{name}: started (pid {})", child.id()));
                     state.child = Some(child);
-                    state.started = Instant::now();
+                    state.restarts.started();
                 }
                 Err(error) => {
                     log(&format!("{name}: cannot start: {error}"));
-                    state.next_start = Instant::now() + state.backoff;
-                    state.backoff = (state.backoff * 2).min(BACKOFF_MAX);
+                    state.restarts.failed();
                 }
             }
         }

@@ -22,10 +22,62 @@ use crate::dir::{NetworkDir, write_atomic};
 use crate::nodes::{Node, nodes};
 
 const POLL: Duration = Duration::from_millis(200);
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A node up this long has its back-off reset.
+/// A process up this long has its back-off reset.
 const HEALTHY_AFTER: Duration = Duration::from_secs(60);
-const STOP_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// When a supervised process may start again: after each exit or failed
+/// start a back-off from 0.5 s doubling to 30 s, reset once it has run
+/// for a minute.
+#[derive(Debug)]
+pub(crate) struct Restarts {
+    started: Instant,
+    backoff: Duration,
+    next_start: Instant,
+}
+
+impl Restarts {
+    pub(crate) fn new() -> Self {
+        let now = Instant::now();
+        Restarts {
+            started: now,
+            backoff: BACKOFF_MIN,
+            next_start: now,
+        }
+    }
+
+    /// It was started now.
+    pub(crate) fn started(&mut self) {
+        self.started = Instant::now();
+    }
+
+    /// It still runs: a long run resets the back-off.
+    pub(crate) fn running(&mut self) {
+        if self.started.elapsed() > HEALTHY_AFTER {
+            self.backoff = BACKOFF_MIN;
+        }
+    }
+
+    /// It exited or could not start: returns the wait before the next start.
+    pub(crate) fn failed(&mut self) -> Duration {
+        let wait = self.backoff;
+        self.next_start = Instant::now() + wait;
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        wait
+    }
+
+    /// Start it at the next look, without waiting.
+    pub(crate) fn now(&mut self) {
+        self.next_start = Instant::now();
+    }
+
+    /// Whether it may be started.
+    pub(crate) fn due(&self) -> bool {
+        Instant::now() >= self.next_start
+    }
+}
 
 fn pid_of(raw: u32) -> Option<Pid> {
     Pid::from_raw(i32::try_from(raw).ok()?)
@@ -76,9 +128,7 @@ struct Process {
     child: Option<Child>,
     /// Running from an earlier supervisor.
     adopted: Option<u32>,
-    started: Instant,
-    backoff: Duration,
-    next_start: Instant,
+    restarts: Restarts,
 }
 
 /// Runs the supervisor loop until `stop` turns true, then stops every node.
@@ -89,16 +139,13 @@ pub fn supervise(
     log: &mut dyn FnMut(&str),
 ) -> Result<(), NetworkError> {
     let (spec, _) = dir.load_spec()?;
-    let now = Instant::now();
     let mut processes: Vec<Process> = nodes(&spec)
         .into_iter()
         .map(|node| Process {
             adopted: running_node(dir, &node),
             node,
             child: None,
-            started: now,
-            backoff: Duration::from_millis(500),
-            next_start: now,
+            restarts: Restarts::new(),
         })
         .collect();
     for process in &processes {
@@ -128,43 +175,42 @@ fn check(dir: &NetworkDir, weft: &Path, process: &mut Process, log: &mut dyn FnM
         }
         log(&format!("{name}: adopted process {pid} is gone"));
         process.adopted = None;
-        process.next_start = Instant::now();
+        process.restarts.now();
     }
     if let Some(child) = &mut process.child {
         match child.try_wait() {
             Ok(None) => {
-                if process.started.elapsed() > HEALTHY_AFTER {
-                    process.backoff = Duration::from_millis(500);
-                }
+                process.restarts.running();
                 return;
             }
             Ok(Some(status)) => {
+                let wait = process.restarts.failed();
                 log(&format!(
                     "{name}: exited ({status}); restarting in {:.1}s (see {})",
-                    process.backoff.as_secs_f64(),
+                    wait.as_secs_f64(),
                     dir.node_log(&name).display()
                 ));
             }
-            Err(error) => log(&format!("{name}: cannot wait for the process: {error}")),
+            Err(error) => {
+                process.restarts.failed();
+                log(&format!("{name}: cannot wait for the process: {error}"));
+            }
         }
         process.child = None;
-        process.next_start = Instant::now() + process.backoff;
-        process.backoff = (process.backoff * 2).min(BACKOFF_MAX);
         let _ = std::fs::remove_file(dir.node_pid(&name));
     }
-    if Instant::now() < process.next_start {
+    if !process.restarts.due() {
         return;
     }
     match start(dir, weft, &process.node) {
         Ok(child) => {
             log(&format!("{name}: started (pid {})", child.id()));
             process.child = Some(child);
-            process.started = Instant::now();
+            process.restarts.started();
         }
         Err(error) => {
             log(&format!("{name}: cannot start: {error}"));
-            process.next_start = Instant::now() + process.backoff;
-            process.backoff = (process.backoff * 2).min(BACKOFF_MAX);
+            process.restarts.failed();
         }
     }
 }
@@ -371,4 +417,26 @@ pub fn stop_network(
         let _ = std::fs::remove_file(dir.node_pid(&node.name));
     }
     Ok(signalled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restarts_back_off_doubling_up_to_the_maximum() {
+        let mut restarts = Restarts::new();
+        assert!(restarts.due());
+        let waits: Vec<Duration> = (0..8).map(|_| restarts.failed()).collect();
+        assert_eq!(waits[0], BACKOFF_MIN);
+        assert_eq!(waits[1], BACKOFF_MIN * 2);
+        assert_eq!(waits[7], BACKOFF_MAX);
+        assert!(!restarts.due(), "a failed process waits");
+        restarts.now();
+        assert!(restarts.due());
+        // A short run keeps the back-off where it is.
+        restarts.started();
+        restarts.running();
+        assert_eq!(restarts.failed(), BACKOFF_MAX);
+    }
 }

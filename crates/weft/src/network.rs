@@ -260,8 +260,9 @@ pub fn chaincode_deploy(
     Ok(())
 }
 
-pub fn supervise(dir: NetworkDir) -> anyhow::Result<()> {
-    supervisor::claim(&dir)?;
+/// A flag SIGTERM or Ctrl-C sets, for a supervisor loop; the runtime
+/// watching for them runs as long as it is kept.
+fn stop_flag() -> anyhow::Result<(tokio::runtime::Runtime, Arc<AtomicBool>)> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let runtime = runtime()?;
@@ -269,10 +270,19 @@ pub fn supervise(dir: NetworkDir) -> anyhow::Result<()> {
         shutdown_signal().await;
         flag.store(true, Ordering::SeqCst);
     });
+    Ok((runtime, stop))
+}
+
+/// A supervisor's log line: UTC time, then the line.
+fn timestamped(line: &str) {
+    eprintln!("{} {line}", weft_node::clock::utc_now())
+}
+
+pub fn supervise(dir: NetworkDir) -> anyhow::Result<()> {
+    supervisor::claim(&dir)?;
+    let (_runtime, stop) = stop_flag()?;
     let weft = weft_exe()?;
-    let result = supervisor::supervise(&dir, &weft, &stop, &mut |line| {
-        eprintln!("{} {line}", weft_node::clock::utc_now())
-    });
+    let result = supervisor::supervise(&dir, &weft, &stop, &mut timestamped);
     let _ = std::fs::remove_file(dir.supervisor_pid());
     Ok(result?)
 }
@@ -547,17 +557,8 @@ pub(crate) fn monitor(command: crate::MonitorCommand) -> anyhow::Result<()> {
             Ok(())
         }
         crate::MonitorCommand::Supervise { dir } => {
-            let dir = dir.open();
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = Arc::clone(&stop);
-            let runtime = runtime()?;
-            runtime.spawn(async move {
-                shutdown_signal().await;
-                flag.store(true, Ordering::SeqCst);
-            });
-            monitor::supervise(&dir, &weft_exe()?, &stop, &mut |line| {
-                eprintln!("{} {line}", weft_node::clock::utc_now())
-            })?;
+            let (_runtime, stop) = stop_flag()?;
+            monitor::supervise(&dir.open(), &weft_exe()?, &stop, &mut timestamped)?;
             Ok(())
         }
         crate::MonitorCommand::Receive { listen, log } => {
