@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the official Fabric packages weft's interop tests run against, at the
-# pinned versions in requirements.txt and package-lock.json. Idempotent: a second
-# run with everything in place only checks.
+# Installs what weft's tests run against: the official Fabric packages at the pinned
+# versions in requirements.txt and package-lock.json, and Debian's prometheus,
+# prometheus-alertmanager, docker.io and containerd. Idempotent: a second run with
+# everything in place only checks.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -30,22 +31,31 @@ if ! node -e 'require.resolve("@hyperledger/fabric-gateway")' >/dev/null 2>&1 \
   say "installing npm packages into compat/node_modules"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-# Prometheus and Alertmanager (`weft monitor`, its tests, promtool/amtool checks of the rules).
-if ! command -v promtool >/dev/null 2>&1 || ! command -v amtool >/dev/null 2>&1 \
-   || ! { command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1; }; then
-  say "installing prometheus and prometheus-alertmanager (Debian packages)"
+# Debian packages, installed without starting their services (weft's tests
+# start their own Prometheus, Alertmanager and dockerd).
+apt_install() {
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  # The packages' services are not started here: weft starts its own.
   made_policy=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     echo 'exit 101' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
     $SUDO chmod +x /usr/sbin/policy-rc.d
     made_policy=1
   fi
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    prometheus prometheus-alertmanager >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
   if [ -n "$made_policy" ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
+}
+
+# Prometheus and Alertmanager (`weft monitor`, its tests, promtool/amtool checks of the rules).
+if ! command -v promtool >/dev/null 2>&1 || ! command -v amtool >/dev/null 2>&1 \
+   || ! { command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1; }; then
+  say "installing prometheus and prometheus-alertmanager (Debian packages)"
+  apt_install prometheus prometheus-alertmanager
+fi
+# A Docker engine and client (`weft image`, the containers tests).
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+  say "installing docker.io and containerd (Debian packages)"
+  apt_install docker.io containerd
 fi
 
 say "ready (python: $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("hyperledger-fabric-protos"))'), fabric-gateway: $(node -p 'require("@hyperledger/fabric-gateway/package.json").version'), $(promtool --version 2>&1 | head -1))"

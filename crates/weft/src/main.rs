@@ -62,6 +62,12 @@ enum Command {
         #[command(subcommand)]
         command: MonitorCommand,
     },
+    /// weft's container image, built into the local Docker engine
+    /// (`DOCKER_HOST` or /var/run/docker.sock).
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
     /// Print a node's log (`weft logs peer0.org1.example.com`).
     Logs {
         /// The node (`orderer.example.com`, `peer0.org1.example.com`), or `supervisor`.
@@ -154,6 +160,41 @@ impl NetworkDirArg {
     fn open(&self) -> weft_network::NetworkDir {
         weft_network::NetworkDir::new(&self.path)
     }
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Build the image `FROM scratch`: this weft binary (or --binary), the
+    /// libraries it loads, CA certificates, a non-root user; no registry needed.
+    Build {
+        /// The image's name and tag.
+        #[arg(long, default_value_t = format!("weft:{}", env!("CARGO_PKG_VERSION")))]
+        tag: String,
+        /// The weft binary to put in the image (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+    },
+}
+
+fn image(command: ImageCommand) -> anyhow::Result<()> {
+    let ImageCommand::Build { tag, binary } = command;
+    let binary = match binary {
+        Some(binary) => binary,
+        None => std::env::current_exe().context("finding this weft binary")?,
+    };
+    let built = runtime()?.block_on(weft_containers::build_image(
+        &binary,
+        &tag,
+        env!("CARGO_PKG_VERSION"),
+        &mut |line| eprintln!("  {line}"),
+    ))?;
+    println!(
+        "built {} ({}, {:.1} MB)",
+        built.tag,
+        built.id,
+        built.size_bytes as f64 / 1e6
+    );
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -532,6 +573,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Down { dir, purge } => network::down(dir.open(), purge),
         Command::Status { dir } => network::status(dir.open()),
         Command::Monitor { command } => network::monitor(command),
+        Command::Image { command } => image(command),
         Command::Logs {
             node,
             dir,
