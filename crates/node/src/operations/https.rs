@@ -146,9 +146,12 @@ impl Listener for PlainListener {
 
 /// How long a client may take to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; connections beyond are closed at once.
+const HANDSHAKES_MAX: usize = 128;
 
 /// HTTPS: connections are accepted and their handshakes run in the
-/// background (a slow client holds up nobody), finished ones are served.
+/// background (a slow client holds up nobody; at most [`HANDSHAKES_MAX`] at
+/// once, each within [`HANDSHAKE_TIMEOUT`]), finished ones are served.
 pub struct TlsListener {
     ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, Client)>,
     local: SocketAddr,
@@ -159,6 +162,7 @@ impl TlsListener {
         let local = listener.local_addr()?;
         let (sender, ready) = tokio::sync::mpsc::channel(64);
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX));
         tokio::spawn(async move {
             loop {
                 let (stream, address) = match listener.accept().await {
@@ -172,9 +176,14 @@ impl TlsListener {
                 if sender.is_closed() {
                     return;
                 }
+                let Ok(permit) = Arc::clone(&handshakes).try_acquire_owned() else {
+                    // Dropped: closed.
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let Ok(Ok(tls)) =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     else {
