@@ -356,23 +356,9 @@ pub fn supervise(
                 state.adopted = None;
             }
             if let Some(child) = &mut state.child {
-                match child.try_wait() {
-                    Ok(None) => {
-                        state.restarts.running();
-                        continue;
-                    }
-                    Ok(Some(status)) => {
-                        let wait = state.restarts.failed();
-                        log(&format!(
-                            "{name}: exited ({status}); restarting in {:.1}s (see {})",
-                            wait.as_secs_f64(),
-                            monitoring(dir).join(format!("{name}.log")).display()
-                        ));
-                    }
-                    Err(error) => {
-                        state.restarts.failed();
-                        log(&format!("{name}: cannot wait for it: {error}"));
-                    }
+                let log_file = monitoring(dir).join(format!("{name}.log"));
+                if state.restarts.still_running(child, name, &log_file, log) {
+                    continue;
                 }
                 state.child = None;
                 let _ = std::fs::remove_file(pid_file(dir, name));
@@ -385,17 +371,7 @@ pub fn supervise(
                     write_atomic(&pid_file(dir, name), child.id().to_string().as_bytes())?;
                     Ok(child)
                 });
-            match started {
-                Ok(child) => {
-                    log(&format!("{name}: started (pid {})", child.id()));
-                    state.child = Some(child);
-                    state.restarts.started();
-                }
-                Err(error) => {
-                    log(&format!("{name}: cannot start: {error}"));
-                    state.restarts.failed();
-                }
-            }
+            state.child = state.restarts.start_outcome(started, name, log);
         }
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -77,6 +77,58 @@ impl Restarts {
     pub(crate) fn due(&self) -> bool {
         Instant::now() >= self.next_start
     }
+
+    /// Takes the outcome of starting process `name`: the child, if it started.
+    pub(crate) fn start_outcome(
+        &mut self,
+        started: Result<Child, NetworkError>,
+        name: &str,
+        log: &mut dyn FnMut(&str),
+    ) -> Option<Child> {
+        match started {
+            Ok(child) => {
+                log(&format!("{name}: started (pid {})", child.id()));
+                self.started();
+                Some(child)
+            }
+            Err(error) => {
+                log(&format!("{name}: cannot start: {error}"));
+                self.failed();
+                None
+            }
+        }
+    }
+
+    /// Looks at `child` (process `name`, logging to `log_file`): true while
+    /// it runs; once it has exited, says so and when it starts again.
+    pub(crate) fn still_running(
+        &mut self,
+        child: &mut Child,
+        name: &str,
+        log_file: &Path,
+        log: &mut dyn FnMut(&str),
+    ) -> bool {
+        match child.try_wait() {
+            Ok(None) => {
+                self.running();
+                true
+            }
+            Ok(Some(status)) => {
+                let wait = self.failed();
+                log(&format!(
+                    "{name}: exited ({status}); restarting in {:.1}s (see {})",
+                    wait.as_secs_f64(),
+                    log_file.display()
+                ));
+                false
+            }
+            Err(error) => {
+                self.failed();
+                log(&format!("{name}: cannot wait for the process: {error}"));
+                false
+            }
+        }
+    }
 }
 
 fn pid_of(raw: u32) -> Option<Pid> {
@@ -178,23 +230,11 @@ fn check(dir: &NetworkDir, weft: &Path, process: &mut Process, log: &mut dyn FnM
         process.restarts.now();
     }
     if let Some(child) = &mut process.child {
-        match child.try_wait() {
-            Ok(None) => {
-                process.restarts.running();
-                return;
-            }
-            Ok(Some(status)) => {
-                let wait = process.restarts.failed();
-                log(&format!(
-                    "{name}: exited ({status}); restarting in {:.1}s (see {})",
-                    wait.as_secs_f64(),
-                    dir.node_log(&name).display()
-                ));
-            }
-            Err(error) => {
-                process.restarts.failed();
-                log(&format!("{name}: cannot wait for the process: {error}"));
-            }
+        if process
+            .restarts
+            .still_running(child, &name, &dir.node_log(&name), log)
+        {
+            return;
         }
         process.child = None;
         let _ = std::fs::remove_file(dir.node_pid(&name));
@@ -202,17 +242,8 @@ fn check(dir: &NetworkDir, weft: &Path, process: &mut Process, log: &mut dyn FnM
     if !process.restarts.due() {
         return;
     }
-    match start(dir, weft, &process.node) {
-        Ok(child) => {
-            log(&format!("{name}: started (pid {})", child.id()));
-            process.child = Some(child);
-            process.restarts.started();
-        }
-        Err(error) => {
-            log(&format!("{name}: cannot start: {error}"));
-            process.restarts.failed();
-        }
-    }
+    let started = start(dir, weft, &process.node);
+    process.child = process.restarts.start_outcome(started, &name, log);
 }
 
 /// Starts `weft <args>` in `cwd` with its output appended to `log`, in its
