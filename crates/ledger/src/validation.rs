@@ -114,6 +114,9 @@ impl EndorsementPolicies {
 pub struct SignatureCache {
     entries: Mutex<HashSet<[u8; 32]>>,
     entries_max: usize,
+    /// Signatures found verified before, and verified now.
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
 }
 
 impl SignatureCache {
@@ -121,7 +124,16 @@ impl SignatureCache {
         SignatureCache {
             entries: Mutex::new(HashSet::with_capacity(entries_max.min(1 << 16))),
             entries_max,
+            hits: Default::default(),
+            misses: Default::default(),
         }
+    }
+
+    /// (hits, misses) since the cache was made: how many signatures were
+    /// found verified before, and how many were verified.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.hits.load(Relaxed), self.misses.load(Relaxed))
     }
 
     fn key(public: &PublicKey, message: &[u8], signature: &[u8]) -> [u8; 32] {
@@ -171,13 +183,17 @@ impl SignatureCache {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), SignatureError> {
+        use std::sync::atomic::Ordering::Relaxed;
         if self.entries_max == 0 {
+            self.misses.fetch_add(1, Relaxed);
             return identity.verify(message, signature);
         }
         let key = Self::key(identity.public_key(), message, signature);
         if self.lock().contains(&key) {
+            self.hits.fetch_add(1, Relaxed);
             return Ok(());
         }
+        self.misses.fetch_add(1, Relaxed);
         identity.verify(message, signature)?;
         self.insert(key);
         Ok(())

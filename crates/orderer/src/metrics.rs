@@ -14,6 +14,7 @@ pub struct OrdererMetrics {
     leader_changes: Arc<Family<Counter>>,
     cluster_size: Arc<Family<Gauge>>,
     committed_block_number: Arc<Family<Gauge>>,
+    raft_log_entries: Arc<Family<Gauge>>,
     height: Arc<Family<Gauge>>,
     broadcast_processed: Arc<Family<Counter>>,
     broadcast_validate: Arc<Family<Histogram>>,
@@ -42,6 +43,11 @@ impl OrdererMetrics {
             committed_block_number: registry.gauge(
                 "consensus_etcdraft_committed_block_number",
                 "The block number of the latest block committed.",
+                &["channel"],
+            ),
+            raft_log_entries: registry.gauge(
+                "weft_raft_log_entries",
+                "Raft log entries this node keeps for the channel (not yet compacted into a snapshot).",
                 &["channel"],
             ),
             height: registry.gauge(
@@ -107,6 +113,7 @@ impl OrdererMetrics {
         let leader_changes = self.leader_changes.with(&[&channel]);
         let cluster_size = self.cluster_size.with(&[&channel]);
         let committed = self.committed_block_number.with(&[&channel]);
+        let log_entries = self.raft_log_entries.with(&[&channel]);
         let height = self.height.with(&[&channel]);
         cluster_size.set(runtime.config.consenters.len() as f64);
         let mut raft = runtime.raft.metrics();
@@ -118,6 +125,11 @@ impl OrdererMetrics {
             loop {
                 let (current_leader, leading) = {
                     let m = raft.borrow_and_update();
+                    let first = m.purged.map_or(0, |purged| purged.index + 1);
+                    let kept = m
+                        .last_log_index
+                        .map_or(0, |last| (last + 1).saturating_sub(first));
+                    log_entries.set(kept as f64);
                     (
                         m.current_leader,
                         m.current_leader == Some(node_id)

@@ -253,3 +253,37 @@ impl ChaincodeMetrics {
         self.shim_duration.with(&labels).observe_since(started);
     }
 }
+
+/// At each scrape, per channel: `weft_signature_cache_hits` (signatures
+/// found verified before: endorsements this peer made, or seen in an
+/// earlier block) and `weft_signature_cache_misses` (signatures verified).
+pub fn signature_cache_collector(
+    channels: Arc<crate::channel::Channels>,
+) -> weft_node::metrics::Collector {
+    Box::new(move |out: &mut String| {
+        use std::fmt::Write as _;
+        let counts: Vec<(String, (u64, u64))> = channels
+            .all()
+            .iter()
+            .map(|channel| (channel.id.clone(), channel.signatures.counts()))
+            .collect();
+        for (name, help, pick) in [
+            (
+                "weft_signature_cache_hits",
+                "Signatures found verified before (made by this peer or seen in an earlier block).",
+                0,
+            ),
+            (
+                "weft_signature_cache_misses",
+                "Signatures verified while validating blocks.",
+                1,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (channel, (hits, misses)) in &counts {
+                let value = if pick == 0 { hits } else { misses };
+                let _ = writeln!(out, "{name}{{channel=\"{channel}\"}} {value}");
+            }
+        }
+    })
+}

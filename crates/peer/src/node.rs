@@ -187,6 +187,11 @@ impl Peer {
         ));
         let channels = Arc::new(Channels::default());
         let metrics = PeerMetrics::register(&operations.metrics);
+        operations
+            .metrics
+            .collect(crate::metrics::signature_cache_collector(Arc::clone(
+                &channels,
+            )));
         let support = Arc::clone(&chaincodes);
         operations.check("chaincode", Box::new(move || support.health()));
         let endorsing = Arc::new(Endorsing {

@@ -1430,6 +1430,8 @@ fn every_node_serves_fabrics_operations_endpoints() {
         "process_max_fds",
         "weft_data_dir_bytes",
         "weft_data_dir_filesystem_avail_bytes",
+        "weft_signature_cache_hits{channel=\"mychannel\"}",
+        "weft_signature_cache_misses{channel=\"mychannel\"}",
     ] {
         let value = metric(&after, series).unwrap_or_else(|| panic!("{series}:\n{after}"));
         assert!(value >= 1.0, "{series} = {value}");
@@ -1475,6 +1477,7 @@ fn every_node_serves_fabrics_operations_endpoints() {
         "grpc_server_stream_requests_received{service=\"orderer_AtomicBroadcast\",method=\"Broadcast\"}",
         "grpc_server_stream_messages_received{service=\"orderer_AtomicBroadcast\",method=\"Broadcast\"}",
         "grpc_server_stream_messages_sent{service=\"orderer_AtomicBroadcast\",method=\"Deliver\"}",
+        "weft_raft_log_entries{channel=\"mychannel\"}",
     ] {
         let total: f64 = orderers
             .iter()
