@@ -126,41 +126,36 @@ pub fn targets(spec: &NetworkSpec) -> String {
     serde_json::to_string_pretty(&entries).unwrap_or_default()
 }
 
-/// `tls/`: what Prometheus trusts and presents when it scrapes over HTTPS:
-/// every organisation's TLS CA, and the TLS client certificate of the first
-/// organisation's admin (accepted by every node's operations port, which
-/// trusts the network's TLS CAs for clients).
-fn write_scrape_identity(dir: &NetworkDir, spec: &NetworkSpec) -> Result<(), NetworkError> {
-    let tls = monitoring(dir).join("tls");
-    std::fs::create_dir_all(&tls).map_err(io(&tls))?;
+/// `tls/ca.pem`: every organisation's TLS CA, which Prometheus trusts
+/// when it scrapes over HTTPS.
+fn write_scrape_roots(dir: &NetworkDir, spec: &NetworkSpec) -> Result<(), NetworkError> {
     let mut bundle = Vec::new();
     for root in crate::nodes::tls_roots(spec, dir) {
         bundle.extend(std::fs::read(&root).map_err(io(&root))?);
         bundle.push(b'\n');
     }
-    write_atomic(&tls.join("ca.pem"), &bundle)?;
+    write_atomic(&monitoring(dir).join("tls/ca.pem"), &bundle)
+}
+
+/// The TLS directory of the first organisation's admin, relative to the
+/// monitoring directory: its client certificate is what Prometheus presents
+/// (every node's operations port trusts the network's TLS CAs for clients).
+fn scrape_identity(spec: &NetworkSpec) -> Result<PathBuf, NetworkError> {
     let org = spec
         .organizations
         .first()
         .ok_or_else(|| NetworkError::Refused("the spec has no organisation to scrape as".into()))?;
-    let admin = weft_material::layout::user_dir(
-        &weft_material::layout::peer_org_dir(&dir.organizations(), &org.domain),
+    Ok(weft_material::layout::user_dir(
+        &weft_material::layout::peer_org_dir(Path::new("../organizations"), &org.domain),
         "Admin",
         &org.domain,
     )
-    .join("tls");
-    for file in ["client.crt", "client.key"] {
-        let from = admin.join(file);
-        let text = std::fs::read(&from).map_err(io(&from))?;
-        write_atomic(&tls.join(file), &text)?;
-    }
-    let key = tls.join("client.key");
-    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(io(&key))
+    .join("tls"))
 }
 
 /// `prometheus.yml`.
-fn prometheus_config(options: &MonitorOptions) -> String {
+fn prometheus_config(options: &MonitorOptions, identity: &Path) -> String {
+    let identity = identity.display();
     format!(
         "# Written by weft monitor up; yours to edit (it is not rewritten).
 global:
@@ -181,8 +176,8 @@ scrape_configs:
     # the network's TLS CAs, and an admin's TLS client certificate.
     tls_config:
       ca_file: tls/ca.pem
-      cert_file: tls/client.crt
-      key_file: tls/client.key
+      cert_file: {identity}/client.crt
+      key_file: {identity}/client.key
 ",
         options.alertmanager_port
     )
@@ -427,9 +422,12 @@ pub fn up(
     program(&["prometheus-alertmanager", "alertmanager"])?;
     let root = monitoring(dir);
     std::fs::create_dir_all(root.join("data")).map_err(io(&root))?;
-    write_scrape_identity(dir, spec)?;
+    write_scrape_roots(dir, spec)?;
     write_atomic(&root.join("targets.json"), targets(spec).as_bytes())?;
-    write_if_missing(&root.join("prometheus.yml"), &prometheus_config(options))?;
+    write_if_missing(
+        &root.join("prometheus.yml"),
+        &prometheus_config(options, &scrape_identity(spec)?),
+    )?;
     write_if_missing(&root.join("rules/weft.yml"), RULES)?;
     write_if_missing(
         &root.join("alertmanager.yml"),

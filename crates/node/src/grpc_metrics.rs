@@ -54,50 +54,56 @@ impl std::fmt::Debug for GrpcMetrics {
 }
 
 impl GrpcMetrics {
-    pub fn register(registry: &Registry) -> Arc<Self> {
-        let kind = |name: &'static str,
-                    received: &'static str,
-                    completed: &'static str,
-                    duration: &'static str| Kind {
-            received: registry.counter(
-                match name {
-                    "unary" => "grpc_server_unary_requests_received",
-                    _ => "grpc_server_stream_requests_received",
-                },
-                received,
-                &["service", "method"],
-            ),
+    /// The families in `registry`; None where it is disabled (the layer
+    /// then passes calls through untouched).
+    pub fn register(registry: &Registry) -> Option<Arc<Self>> {
+        if registry.is_disabled() {
+            return None;
+        }
+        // (name, help) of the received, completed and duration families.
+        let kind = |families: [(&'static str, &'static str); 3]| Kind {
+            received: registry.counter(families[0].0, families[0].1, &["service", "method"]),
             completed: registry.counter(
-                match name {
-                    "unary" => "grpc_server_unary_requests_completed",
-                    _ => "grpc_server_stream_requests_completed",
-                },
-                completed,
+                families[1].0,
+                families[1].1,
                 &["service", "method", "code"],
             ),
             duration: registry.histogram(
-                match name {
-                    "unary" => "grpc_server_unary_request_duration",
-                    _ => "grpc_server_stream_request_duration",
-                },
-                duration,
+                families[2].0,
+                families[2].1,
                 &["service", "method", "code"],
                 DEFAULT_BUCKETS,
             ),
         };
-        Arc::new(GrpcMetrics {
-            unary: kind(
-                "unary",
-                "The number of unary requests received.",
-                "The number of unary requests completed.",
-                "The time to complete a unary request.",
-            ),
-            stream: kind(
-                "stream",
-                "The number of stream requests received.",
-                "The number of stream requests completed.",
-                "The time to complete a stream request.",
-            ),
+        Some(Arc::new(GrpcMetrics {
+            unary: kind([
+                (
+                    "grpc_server_unary_requests_received",
+                    "The number of unary requests received.",
+                ),
+                (
+                    "grpc_server_unary_requests_completed",
+                    "The number of unary requests completed.",
+                ),
+                (
+                    "grpc_server_unary_request_duration",
+                    "The time to complete a unary request.",
+                ),
+            ]),
+            stream: kind([
+                (
+                    "grpc_server_stream_requests_received",
+                    "The number of stream requests received.",
+                ),
+                (
+                    "grpc_server_stream_requests_completed",
+                    "The number of stream requests completed.",
+                ),
+                (
+                    "grpc_server_stream_request_duration",
+                    "The time to complete a stream request.",
+                ),
+            ]),
             messages_received: registry.counter(
                 "grpc_server_stream_messages_received",
                 "The number of stream messages received.",
@@ -108,7 +114,7 @@ impl GrpcMetrics {
                 "The number of stream messages sent.",
                 &["service", "method"],
             ),
-        })
+        }))
     }
 }
 
@@ -281,7 +287,7 @@ where
 
 /// The layer: `.layer(GrpcMetricsLayer(metrics))` on a tonic server.
 #[derive(Debug, Clone)]
-pub struct GrpcMetricsLayer(pub Arc<GrpcMetrics>);
+pub struct GrpcMetricsLayer(pub Option<Arc<GrpcMetrics>>);
 
 impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetered<S>;
@@ -289,7 +295,7 @@ impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
     fn layer(&self, inner: S) -> Self::Service {
         GrpcMetered {
             inner,
-            metrics: Arc::clone(&self.0),
+            metrics: self.0.clone(),
         }
     }
 }
@@ -298,7 +304,7 @@ impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
 #[derive(Debug, Clone)]
 pub struct GrpcMetered<S> {
     inner: S,
-    metrics: Arc<GrpcMetrics>,
+    metrics: Option<Arc<GrpcMetrics>>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send>>;
@@ -325,7 +331,9 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let (service, method) = service_method(request.uri().path());
         let streaming = STREAMING.contains(&method.as_str());
-        let metrics = Arc::clone(&self.metrics);
+        let Some(metrics) = self.metrics.clone() else {
+            return Box::pin(self.inner.call(request.map(tonic::body::Body::new)));
+        };
         let kind = if streaming {
             &metrics.stream
         } else {

@@ -239,6 +239,25 @@ impl<M: Metric> Encode for Family<M> {
 /// Text appended at scrape time (process metrics read from /proc).
 pub type Collector = Box<dyn Fn(&mut String) + Send + Sync>;
 
+/// What a [`Collector`] writes for one family: its HELP and TYPE lines,
+/// then one sample per (labels as (name, value) pairs, value).
+pub fn write_family<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    samples: impl IntoIterator<Item = (&'a [(&'a str, &'a str)], f64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(label, value)| format!("{label}=\"{}\"", escape(value)))
+            .collect();
+        let _ = writeln!(out, "{name}{} {}", braced(&labels.join(",")), number(value));
+    }
+}
+
 /// Every metric a node exports, in registration order.
 #[derive(Default)]
 pub struct Registry {
@@ -393,11 +412,7 @@ pub fn process_collector() -> Collector {
         });
         let mut gauge = |name: &str, help: &str, kind: &str, value: Option<f64>| {
             if let Some(value) = value {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
-                    number(value)
-                );
+                write_family(out, name, help, kind, [(&[][..], value)]);
             }
         };
         gauge(

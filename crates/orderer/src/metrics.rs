@@ -8,6 +8,14 @@ use weft_node::metrics::{Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, Reg
 
 use crate::channel::ChannelRuntime;
 
+/// The `type` and `status` label values of a Broadcast envelope.
+fn type_and_status(kind: i32, status: i32) -> (&'static str, &'static str) {
+    (
+        weft_protos::common::HeaderType::try_from(kind).map_or("", |t| t.as_str_name()),
+        weft_protos::common::Status::try_from(status).map_or("UNKNOWN", |s| s.as_str_name()),
+    )
+}
+
 /// Every metric the orderer updates.
 pub struct OrdererMetrics {
     is_leader: Arc<Family<Gauge>>,
@@ -82,9 +90,7 @@ impl OrdererMetrics {
 
     /// One Broadcast envelope checked (signature, policy, size) in `took`.
     pub fn validated(&self, channel: &str, kind: i32, status: i32, took: std::time::Duration) {
-        let kind = weft_protos::common::HeaderType::try_from(kind).map_or("", |t| t.as_str_name());
-        let status =
-            weft_protos::common::Status::try_from(status).map_or("UNKNOWN", |s| s.as_str_name());
+        let (kind, status) = type_and_status(kind, status);
         self.broadcast_validate
             .with(&[channel, kind, status])
             .observe(took.as_secs_f64());
@@ -97,9 +103,7 @@ impl OrdererMetrics {
 
     /// One Broadcast envelope answered.
     pub fn broadcast(&self, channel: &str, kind: i32, status: i32) {
-        let kind = weft_protos::common::HeaderType::try_from(kind).map_or("", |t| t.as_str_name());
-        let status =
-            weft_protos::common::Status::try_from(status).map_or("UNKNOWN", |s| s.as_str_name());
+        let (kind, status) = type_and_status(kind, status);
         self.broadcast_processed
             .with(&[channel, kind, status])
             .inc();

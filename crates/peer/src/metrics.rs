@@ -5,7 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use weft_ledger::CommitOutcome;
-use weft_node::metrics::{Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, Registry};
+use weft_node::metrics::{
+    Counter, DEFAULT_BUCKETS, Family, Gauge, Histogram, Registry, write_family,
+};
+
+/// Fabric's `success` label value.
+fn success_label(success: bool) -> &'static str {
+    if success { "true" } else { "false" }
+}
 
 /// Every metric the peer updates.
 pub struct PeerMetrics {
@@ -140,7 +147,7 @@ impl PeerMetrics {
             self.successful_proposals.inc();
         }
         self.proposal_duration
-            .with(&[channel, chaincode, if success { "true" } else { "false" }])
+            .with(&[channel, chaincode, success_label(success)])
             .observe_since(started);
     }
 
@@ -164,7 +171,7 @@ pub struct GatewayCall {
 
 impl GatewayCall {
     pub fn end<T, E>(self, result: Result<T, E>) -> Result<T, E> {
-        let success = if result.is_ok() { "true" } else { "false" };
+        let success = success_label(result.is_ok());
         self.metrics
             .gateway_completed
             .with(&[self.method, success])
@@ -222,7 +229,7 @@ impl ChaincodeMetrics {
     /// A launch (start or dial, then registration) of `chaincode` ended.
     pub fn launched(&self, chaincode: &str, success: bool, started: Instant) {
         self.launch_duration
-            .with(&[chaincode, if success { "true" } else { "false" }])
+            .with(&[chaincode, success_label(success)])
             .observe_since(started);
         if !success {
             self.launch_failures.with(&[chaincode]).inc();
@@ -243,12 +250,7 @@ impl ChaincodeMetrics {
         success: bool,
         started: Instant,
     ) {
-        let labels = [
-            kind,
-            channel,
-            chaincode,
-            if success { "true" } else { "false" },
-        ];
+        let labels = [kind, channel, chaincode, success_label(success)];
         self.shim_completed.with(&labels).inc();
         self.shim_duration.with(&labels).observe_since(started);
     }
@@ -261,29 +263,31 @@ pub fn signature_cache_collector(
     channels: Arc<crate::channel::Channels>,
 ) -> weft_node::metrics::Collector {
     Box::new(move |out: &mut String| {
-        use std::fmt::Write as _;
-        let counts: Vec<(String, (u64, u64))> = channels
-            .all()
+        let channels = channels.all();
+        let labels: Vec<[(&str, &str); 1]> = channels
             .iter()
-            .map(|channel| (channel.id.clone(), channel.signatures.counts()))
+            .map(|channel| [("channel", channel.id.as_str())])
             .collect();
-        for (name, help, pick) in [
-            (
-                "weft_signature_cache_hits",
-                "Signatures found verified before (made by this peer or seen in an earlier block).",
-                0,
-            ),
-            (
-                "weft_signature_cache_misses",
-                "Signatures verified while validating blocks.",
-                1,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (channel, (hits, misses)) in &counts {
-                let value = if pick == 0 { hits } else { misses };
-                let _ = writeln!(out, "{name}{{channel=\"{channel}\"}} {value}");
-            }
-        }
+        let counts: Vec<(u64, u64)> = channels.iter().map(|c| c.signatures.counts()).collect();
+        let samples = |pick: fn(&(u64, u64)) -> u64| {
+            labels
+                .iter()
+                .zip(&counts)
+                .map(move |(labels, count)| (&labels[..], pick(count) as f64))
+        };
+        write_family(
+            out,
+            "weft_signature_cache_hits",
+            "Signatures found verified before (made by this peer or seen in an earlier block).",
+            "counter",
+            samples(|(hits, _)| *hits),
+        );
+        write_family(
+            out,
+            "weft_signature_cache_misses",
+            "Signatures verified while validating blocks.",
+            "counter",
+            samples(|(_, misses)| *misses),
+        );
     })
 }

@@ -1646,7 +1646,9 @@ fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
     // HTTPS with the node's TLS certificate: /healthz for anyone, /metrics
     // only with a client certificate of one of the network's TLS CAs.
     let curl = |url: &str, identity: bool| -> String {
-        let tls = files.join("tls");
+        let admin = net.path().join(
+            "organizations/peerOrganizations/org1.example.com/users/Admin@org1.example.com/tls",
+        );
         let mut args = vec![
             "-s".to_owned(),
             "-o".into(),
@@ -1654,12 +1656,12 @@ fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
             "-w".into(),
             "%{http_code}".into(),
             "--cacert".into(),
-            tls.join("ca.pem").display().to_string(),
+            files.join("tls/ca.pem").display().to_string(),
         ];
         if identity {
             for (flag, file) in [("--cert", "client.crt"), ("--key", "client.key")] {
                 args.push(flag.into());
-                args.push(tls.join(file).display().to_string());
+                args.push(admin.join(file).display().to_string());
             }
         }
         args.push(url.into());

@@ -46,9 +46,11 @@ impl OperationsTls {
 
     /// The rustls server configuration, or what is wrong with the files.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
-        let read = |path: &Path| {
-            std::fs::read(path).map_err(|e| format!("operations.tls: {}: {e}", path.display()))
+        let bad = |path: &Path| {
+            let path = path.display().to_string();
+            move |e: &dyn std::fmt::Display| format!("operations.tls: {path}: {e}")
         };
+        let read = |path: &Path| std::fs::read(path).map_err(|e| bad(path)(&e));
         if self.client_root_cas.is_empty() {
             return Err(
                 "operations.tls.client_root_cas is empty: /metrics and /logspec \
@@ -58,18 +60,12 @@ impl OperationsTls {
         }
         let mut roots = rustls::RootCertStore::empty();
         for path in &self.client_root_cas {
-            let ders = weft_crypto::pem::certificates(&read(path)?)
-                .map_err(|e| format!("operations.tls: {}: {e}", path.display()))?;
+            let ders = weft_crypto::pem::certificates(&read(path)?).map_err(|e| bad(path)(&e))?;
             if ders.is_empty() {
-                return Err(format!(
-                    "operations.tls: {}: no certificate",
-                    path.display()
-                ));
+                return Err(bad(path)(&"no certificate"));
             }
             for der in ders {
-                roots
-                    .add(der.into())
-                    .map_err(|e| format!("operations.tls: {}: {e}", path.display()))?;
+                roots.add(der.into()).map_err(|e| bad(path)(&e))?;
             }
         }
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
@@ -86,19 +82,19 @@ impl OperationsTls {
         .map_err(|e| format!("operations.tls.client_root_cas: {e}"))?;
         let chain: Vec<rustls::pki_types::CertificateDer<'static>> =
             weft_crypto::pem::certificates(&read(&self.cert)?)
-                .map_err(|e| format!("operations.tls: {}: {e}", self.cert.display()))?
+                .map_err(|e| bad(&self.cert)(&e))?
                 .into_iter()
                 .map(Into::into)
                 .collect();
         let key = rustls::pki_types::PrivateKeyDer::try_from(
             weft_crypto::pem::blocks(&read(&self.key)?)
-                .map_err(|e| format!("operations.tls: {}: {e}", self.key.display()))?
+                .map_err(|e| bad(&self.key)(&e))?
                 .into_iter()
                 .find(|block| block.label.ends_with("PRIVATE KEY"))
                 .map(|block| block.der)
-                .ok_or_else(|| format!("operations.tls: {}: no private key", self.key.display()))?,
+                .ok_or_else(|| bad(&self.key)(&"no private key"))?,
         )
-        .map_err(|e| format!("operations.tls: {}: {e}", self.key.display()))?;
+        .map_err(|e| bad(&self.key)(&e))?;
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("operations.tls: {e}"))?
@@ -114,6 +110,8 @@ impl OperationsTls {
 #[derive(Debug, Clone)]
 pub struct Client {
     pub address: SocketAddr,
+    /// Came over TLS.
+    pub tls: bool,
     /// Presented a certificate that chains to `client_root_cas`.
     pub verified: bool,
 }
@@ -131,6 +129,7 @@ impl Listener for PlainListener {
             stream,
             Client {
                 address,
+                tls: false,
                 verified: false,
             },
         )
@@ -139,6 +138,7 @@ impl Listener for PlainListener {
     fn local_addr(&self) -> std::io::Result<Client> {
         Ok(Client {
             address: self.0.local_addr()?,
+            tls: false,
             verified: false,
         })
     }
@@ -190,7 +190,12 @@ impl TlsListener {
                         return;
                     };
                     let verified = tls.get_ref().1.peer_certificates().is_some();
-                    let _ = sender.send((tls, Client { address, verified })).await;
+                    let client = Client {
+                        address,
+                        tls: true,
+                        verified,
+                    };
+                    let _ = sender.send((tls, client)).await;
                 });
             }
         });
@@ -213,6 +218,7 @@ impl Listener for TlsListener {
     fn local_addr(&self) -> std::io::Result<Client> {
         Ok(Client {
             address: self.local,
+            tls: true,
             verified: false,
         })
     }

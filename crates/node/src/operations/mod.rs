@@ -105,8 +105,6 @@ pub type HealthCheck = Box<dyn Fn() -> Result<(), String> + Send + Sync>;
 pub struct Operations {
     pub metrics: Arc<Registry>,
     checks: Mutex<Vec<(String, HealthCheck)>>,
-    /// Served over TLS: `/metrics` and `/logspec` need a verified client.
-    tls: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Operations {
@@ -139,7 +137,6 @@ impl Operations {
         Arc::new(Operations {
             metrics,
             checks: Mutex::default(),
-            tls: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -154,8 +151,6 @@ impl Operations {
         msp_dir: &Path,
         tls_cert: &Path,
     ) -> Result<Arc<Self>, String> {
-        let mut certificates = vec![("tls", tls_cert.to_path_buf())];
-        certificates.extend(watch::signcert(msp_dir).map(|cert| ("enrollment", cert)));
         let operations = Self::with_registry(match config {
             Some(_) => Registry::default(),
             None => Registry::disabled(),
@@ -166,6 +161,8 @@ impl Operations {
             .metrics
             .collect(watch::data_dir_collector(data_dir.to_path_buf()));
         if !operations.metrics.is_disabled() {
+            let mut certificates = vec![("tls", tls_cert.to_path_buf())];
+            certificates.extend(watch::signcert(msp_dir).map(|cert| ("enrollment", cert)));
             watch::register_certificates(&operations.metrics, &certificates)?;
         }
         Ok(operations)
@@ -200,10 +197,10 @@ pub fn writable(dir: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("{} is not writable: {e}", dir.display()))
 }
 
-/// 401 unless the service runs without TLS or the client presented a
-/// verified certificate (Fabric's `RequireCert`).
-fn refused(ops: &Operations, client: &Client) -> Option<Response> {
-    (ops.tls.load(std::sync::atomic::Ordering::Relaxed) && !client.verified).then(|| {
+/// 401 for a client over TLS without a verified certificate (Fabric's
+/// `RequireCert`); without TLS, every client is served.
+fn refused(client: &Client) -> Option<Response> {
+    (client.tls && !client.verified).then(|| {
         error(
             StatusCode::UNAUTHORIZED,
             "client certificate required".into(),
@@ -215,7 +212,7 @@ async fn metrics(
     State(ops): State<Arc<Operations>>,
     ConnectInfo(client): ConnectInfo<Client>,
 ) -> Response {
-    if let Some(refusal) = refused(&ops, &client) {
+    if let Some(refusal) = refused(&client) {
         return refusal;
     }
     (
@@ -258,11 +255,8 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "Error": message }))).into_response()
 }
 
-async fn get_logspec(
-    State(ops): State<Arc<Operations>>,
-    ConnectInfo(client): ConnectInfo<Client>,
-) -> Response {
-    if let Some(refusal) = refused(&ops, &client) {
+async fn get_logspec(ConnectInfo(client): ConnectInfo<Client>) -> Response {
+    if let Some(refusal) = refused(&client) {
         return refusal;
     }
     match crate::logging::spec() {
@@ -275,11 +269,10 @@ async fn get_logspec(
 }
 
 async fn put_logspec(
-    State(ops): State<Arc<Operations>>,
     ConnectInfo(client): ConnectInfo<Client>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(refusal) = refused(&ops, &client) {
+    if let Some(refusal) = refused(&client) {
         return refusal;
     }
     let spec: LogSpec = match serde_json::from_slice(&body) {
@@ -311,8 +304,6 @@ pub async fn serve(
     listener: OperationsListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    ops.tls
-        .store(listener.tls.is_some(), std::sync::atomic::Ordering::Relaxed);
     let app = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -365,12 +356,20 @@ mod tests {
         stream.write_all(request.as_bytes()).await.expect("write");
         let mut response = String::new();
         stream.read_to_string(&mut response).await.expect("read");
-        let status = response[9..12].parse().expect("status");
+        parse_response(&response).expect("an HTTP response")
+    }
+
+    /// (status, body) of an HTTP/1.1 response.
+    fn parse_response(response: &str) -> Result<(u16, String), String> {
+        let status = response
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("not HTTP: {response:?}"))?;
         let body = response
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_owned())
             .unwrap_or_default();
-        (status, body)
+        Ok((status, body))
     }
 
     #[tokio::test]
@@ -474,16 +473,7 @@ mod tests {
             .read_to_end(&mut response)
             .await
             .map_err(|e| e.to_string())?;
-        let response = String::from_utf8_lossy(&response).into_owned();
-        let status = response
-            .get(9..12)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| format!("not HTTP: {response:?}"))?;
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((status, body))
+        parse_response(&String::from_utf8_lossy(&response))
     }
 
     #[tokio::test]

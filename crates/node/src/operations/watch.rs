@@ -2,11 +2,10 @@
 //! disk its data directory lives on, and when its certificates expire.
 //! weft's own metrics (Fabric has none of these), named in Fabric's style.
 
-use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::metrics::{Collector, Registry};
+use crate::metrics::{Collector, Registry, write_family};
 
 /// Bytes the files under `dir` occupy on disk (allocated blocks).
 pub fn disk_usage(dir: &Path) -> u64 {
@@ -35,10 +34,7 @@ pub fn disk_usage(dir: &Path) -> u64 {
 pub fn data_dir_collector(dir: PathBuf) -> Collector {
     Box::new(move |out: &mut String| {
         let mut gauge = |name: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            write_family(out, name, help, "gauge", [(&[][..], value as f64)]);
         };
         gauge(
             "weft_data_dir_bytes",
