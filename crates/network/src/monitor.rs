@@ -527,7 +527,8 @@ pub fn up(
 
 /// Stops the monitoring supervisor and its processes (their data is kept),
 /// and any of them left running without it.
-pub fn down(dir: &NetworkDir, progress: &mut dyn FnMut(&str)) -> Result<(), NetworkError> {
+/// Returns how many processes ran.
+pub fn down(dir: &NetworkDir, progress: &mut dyn FnMut(&str)) -> Result<usize, NetworkError> {
     let stop = |name: &str, pid: u32, grace: Duration| {
         signal(pid, Signal::TERM);
         let deadline = Instant::now() + grace;
@@ -539,17 +540,23 @@ pub fn down(dir: &NetworkDir, progress: &mut dyn FnMut(&str)) -> Result<(), Netw
         }
         let _ = std::fs::remove_file(pid_file(dir, name));
     };
-    if let Some(pid) = running(dir, "supervisor") {
-        stop("supervisor", pid, STOP_GRACE + Duration::from_secs(5));
-        progress("monitoring supervisor: stopped");
-    }
-    for process in PROCESSES {
-        if let Some(pid) = running(dir, process) {
-            stop(process, pid, STOP_GRACE);
+    // What runs now: the supervisor stops its own processes.
+    let ran: Vec<(&str, u32)> = std::iter::once("supervisor")
+        .chain(PROCESSES)
+        .filter_map(|name| running(dir, name).map(|pid| (name, pid)))
+        .collect();
+    for &(name, pid) in &ran {
+        if running(dir, name) == Some(pid) {
+            let grace = if name == "supervisor" {
+                STOP_GRACE + Duration::from_secs(5)
+            } else {
+                STOP_GRACE
+            };
+            stop(name, pid, grace);
         }
-        progress(&format!("{process}: stopped"));
+        progress(&format!("{name}: stopped"));
     }
-    Ok(())
+    Ok(ran.len())
 }
 
 /// What `weft monitor status` shows: each target's health, firing alerts.
@@ -578,9 +585,9 @@ fn ports(dir: &NetworkDir) -> Result<serde_json::Value, NetworkError> {
 pub fn status(dir: &NetworkDir) -> Result<MonitorStatus, NetworkError> {
     let ports = ports(dir)?;
     let mut status = MonitorStatus {
-        processes: PROCESSES
-            .iter()
-            .map(|p| ((*p).to_owned(), running(dir, p)))
+        processes: std::iter::once("supervisor")
+            .chain(PROCESSES)
+            .map(|p| (p.to_owned(), running(dir, p)))
             .collect(),
         ..MonitorStatus::default()
     };

@@ -300,6 +300,7 @@ pub fn down(dir: NetworkDir, purge: bool) -> anyhow::Result<()> {
             dir.root().to_path_buf()
         ));
     }
+    weft_network::monitor::down(&dir, &mut step)?;
     let stopped = supervisor::stop_network(&dir, &mut step)?;
     step(&format!("stopped ({stopped} process(es) signalled)"));
     if purge {
@@ -517,7 +518,9 @@ pub(crate) fn monitor(command: crate::MonitorCommand) -> anyhow::Result<()> {
         }
         crate::MonitorCommand::Down { dir } => {
             let mut step = stepper();
-            monitor::down(&dir.open(), &mut step)?;
+            if monitor::down(&dir.open(), &mut step)? == 0 {
+                step("monitoring was not running");
+            }
             Ok(())
         }
         crate::MonitorCommand::Status { dir } => {

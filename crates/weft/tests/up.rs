@@ -1890,12 +1890,14 @@ fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
 
-    // `weft monitor down` stops the supervisor and all three processes.
+    // `weft down` stops everything: the monitoring supervisor and its three
+    // processes too.
     let pids: Vec<u32> = ["supervisor", "prometheus", "alertmanager", "receiver"]
         .iter()
         .map(|p| net.pid(&format!("monitoring/{p}.pid")))
         .collect();
-    net.ok(&["monitor", "down"]);
+    let (out, progress) = net.ok_with_progress(&["down"]);
+    assert!(progress.contains("prometheus: stopped"), "{out}{progress}");
     for pid in pids {
         assert!(
             !Path::new(&format!("/proc/{pid}")).exists()
