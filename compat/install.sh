@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what weft's tests run against: the official Fabric packages at the pinned
 # versions in requirements.txt and package-lock.json, and Debian's prometheus,
-# prometheus-alertmanager, docker.io and containerd. Idempotent: a second run with
+# prometheus-alertmanager, docker.io, containerd and docker-compose (which brings the
+# compose-spec schema and python3-jsonschema the compose tests validate with). Idempotent: a second run with
 # everything in place only checks.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -56,6 +57,10 @@ fi
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
   say "installing docker.io and containerd (Debian packages)"
   apt_install docker.io containerd
+fi
+if ! command -v docker-compose >/dev/null 2>&1; then
+  say "installing docker-compose (Debian package)"
+  apt_install docker-compose
 fi
 
 say "ready (python: $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("hyperledger-fabric-protos"))'), fabric-gateway: $(node -p 'require("@hyperledger/fabric-gateway/package.json").version'), $(promtool --version 2>&1 | head -1))"

@@ -3,8 +3,9 @@
 //! because the image starts `FROM scratch` and holds only the weft binary
 //! (stripped),
 //! the shared libraries it loads (as `ldd` lists them: the C library and
-//! its loader), CA certificates, and a non-root `weft` user (uid 10001)
-//! owning `/var/weft`, the working directory for node data.
+//! its loader), CA certificates, and a non-root `weft` user (uid 10001);
+//! `/var/weft`, the working directory for node data, takes any user (mode
+//! 1777, like `/tmp`).
 //!
 //! The engine is `DOCKER_HOST` (`unix:///path/docker.sock`) or
 //! `/var/run/docker.sock`.
@@ -131,7 +132,6 @@ pub fn build_context(binary: &Path, version: &str) -> Result<Vec<u8>, ContainerE
     let dockerfile = format!(
         "FROM scratch\n\
          COPY rootfs/ /\n\
-         COPY --chown={WEFT_UID}:{WEFT_UID} home/ /var/weft/\n\
          LABEL org.opencontainers.image.title=weft org.opencontainers.image.version={version}\n\
          USER {WEFT_UID}:{WEFT_UID}\n\
          WORKDIR /var/weft\n\
@@ -165,9 +165,18 @@ pub fn build_context(binary: &Path, version: &str) -> Result<Vec<u8>, ContainerE
         format!("root:x:0:\nweft:x:{WEFT_UID}:\n").as_bytes(),
         0o644,
     )?;
-    // A temporary directory, and the user's data directory (owned by it).
-    add("rootfs/tmp/.keep", b"", 0o644)?;
-    add("home/.keep", b"", 0o644)?;
+    // A temporary directory, and the data directory: like /tmp, anyone
+    // may create in it, so a volume mounted there (which starts as a copy
+    // of it) takes nodes running as any user.
+    for dir in ["rootfs/tmp/", "rootfs/var/weft/"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_size(0);
+        header.set_mode(0o1777);
+        header.set_cksum();
+        tar.append_data(&mut header, dir, std::io::empty())
+            .map_err(io(Path::new(dir)))?;
+    }
     tar.into_inner().map_err(io(Path::new("build context")))
 }
 
@@ -246,7 +255,7 @@ mod tests {
             "Dockerfile",
             "rootfs/usr/local/bin/weft",
             "rootfs/etc/passwd",
-            "home/.keep",
+            "rootfs/var/weft/",
         ] {
             assert!(names.iter().any(|n| n == expected), "{expected}: {names:?}");
         }

@@ -14,7 +14,7 @@ use weft_spec::NetworkSpec;
 
 use crate::NetworkError;
 use crate::dir::NetworkDir;
-use crate::nodes::{Node, Role, nodes};
+use crate::nodes::{Node, Role};
 
 /// The admin of the organisation that runs `node`: its TLS client material
 /// and its signing identity.
@@ -114,12 +114,18 @@ pub async fn converge(
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), NetworkError> {
     let deadline = Instant::now() + timeout;
-    let all = nodes(spec);
+    let all = dir.nodes(spec);
     for node in &all {
-        while tokio::net::TcpStream::connect(("127.0.0.1", node.port))
-            .await
-            .is_err()
-        {
+        // Bounded: a dropped SYN (a firewall, a host not up yet) would
+        // otherwise take the kernel's two minutes to fail.
+        while !matches!(
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(node.address())
+            )
+            .await,
+            Ok(Ok(_))
+        ) {
             if Instant::now() > deadline {
                 return Err(NetworkError::Node {
                     node: node.name.clone(),
@@ -193,7 +199,7 @@ pub struct NodeStatus {
 
 pub async fn status(dir: &NetworkDir, spec: &NetworkSpec) -> Vec<NodeStatus> {
     let mut out = Vec::new();
-    for node in nodes(spec) {
+    for node in dir.nodes(spec) {
         let pid = crate::supervisor::running_node(dir, &node);
         let channels = match NodeAdmin::new(dir, &node) {
             Ok(admin) => admin

@@ -18,7 +18,7 @@ use weft_spec::{ChaincodeSpec, ChannelSpec, NetworkSpec};
 use crate::NetworkError;
 use crate::admin::{NodeAdmin, retry, user_files, user_msp};
 use crate::dir::NetworkDir;
-use crate::nodes::{Node, Role, nodes};
+use crate::nodes::{Node, Role};
 
 /// A gateway to peer0 of organisation `org` (name or MSP ID), as `user`
 /// (`Admin`, `User1`).
@@ -31,7 +31,8 @@ pub fn org_gateway(
     let org = spec
         .organization(org)
         .ok_or_else(|| NetworkError::Material(format!("no organisation {org}")))?;
-    let peer = nodes(spec)
+    let peer = dir
+        .nodes(spec)
         .into_iter()
         .find(|n| matches!(n.role, Role::Peer { index: 0, .. }) && n.msp_id == org.msp_id)
         .ok_or_else(|| NetworkError::Material(format!("{} has no peer", org.msp_id)))?;
@@ -142,7 +143,7 @@ pub async fn define(
     ));
     // Every peer of the channel has the definition before anyone is told
     // the chaincode is ready.
-    for node in nodes(spec) {
+    for node in dir.nodes(spec) {
         if !matches!(node.role, Role::Peer { .. }) || !orgs.iter().any(|o| o.msp_id == node.msp_id)
         {
             continue;

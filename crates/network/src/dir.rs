@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use weft_spec::NetworkSpec;
 
 use crate::NetworkError;
+use crate::nodes::{Node, Reach, nodes_at};
 
 /// The first line of a stored spec names the directory its relative paths
 /// (index files, chaincode directories) are relative to.
@@ -21,14 +22,31 @@ const BASE_PREFIX: &str = "# weft: paths relative to ";
 #[derive(Debug, Clone)]
 pub struct NetworkDir {
     root: PathBuf,
+    reach: Reach,
 }
 
 impl NetworkDir {
-    /// The directory `root` (made absolute: pid checks match on paths).
+    /// The directory `root` (made absolute: pid checks match on paths), of
+    /// a network on this machine.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         NetworkDir {
             root: absolute(&root.into()),
+            reach: Reach::Local,
         }
+    }
+
+    /// The same directory, its nodes reached as from `reach`.
+    pub fn reached_from(self, reach: Reach) -> Self {
+        NetworkDir { reach, ..self }
+    }
+
+    pub fn reach(&self) -> Reach {
+        self.reach
+    }
+
+    /// The spec's nodes at the addresses they are reached at from here.
+    pub fn nodes(&self, spec: &NetworkSpec) -> Vec<Node> {
+        nodes_at(spec, self.reach)
     }
 
     pub fn root(&self) -> &Path {

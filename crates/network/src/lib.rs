@@ -9,12 +9,14 @@
 //! - [`admin`]: channel joins, Raft leaders, heights;
 //! - [`deploy`]: chaincode definitions approved by every organisation and
 //!   committed on their channels (Fabric's lifecycle);
-//! - [`up`]: which spec a run uses, and the summary it prints.
+//! - [`up`]: which spec a run uses, and the summary it prints;
+//! - [`compose`]: the same network as a docker-compose project.
 //!
 //! Every step is idempotent, so `weft up` on an existing directory completes
 //! what is missing and restarts what is down.
 
 pub mod admin;
+pub mod compose;
 pub mod deploy;
 pub mod dir;
 pub mod monitor;

@@ -7,6 +7,8 @@ use weft_spec::{ChaincodeSpec, LauncherSpec, NetworkSpec};
 
 use crate::dir::NetworkDir;
 
+const LOOPBACK: &str = "127.0.0.1";
+
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -29,17 +31,49 @@ pub struct Node {
     pub operations_port: Option<u16>,
     /// The operations service speaks HTTPS (spec `operations: {tls: true}`).
     pub operations_tls: bool,
+    /// The host others dial it at: `127.0.0.1`, or its own name inside a
+    /// container deployment.
+    pub host: String,
+    /// The interface it listens on: `127.0.0.1`, or every one (`0.0.0.0`)
+    /// in a container.
+    pub listen_host: String,
+}
+
+/// Where a network's nodes run, which decides the addresses they are
+/// reached at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reach {
+    /// On this machine, each node at `127.0.0.1:<port>` (`weft up`; a
+    /// compose project seen from its host, through its published ports).
+    #[default]
+    Local,
+    /// In containers on one network: each node dialled at its own name
+    /// (the service name, resolved by the container network's DNS and in
+    /// its TLS certificate) and listening on every interface.
+    Containers,
 }
 
 impl Node {
     /// Where it listens (every service of the node).
     pub fn address(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The address it binds.
+    pub fn listen_address(&self) -> String {
+        format!("{}:{}", self.listen_host, self.port)
     }
 
     /// The operations service's address, if the node has one.
     pub fn operations_address(&self) -> Option<String> {
-        self.operations_port.map(|port| format!("127.0.0.1:{port}"))
+        self.operations_port
+            .map(|port| format!("{}:{port}", self.host))
+    }
+
+    /// The address its operations service binds, if it has one.
+    pub fn operations_listen_address(&self) -> Option<String> {
+        self.operations_port
+            .map(|port| format!("{}:{port}", self.listen_host))
     }
 
     /// `http(s)://<operations address>`, if the node has one.
@@ -74,8 +108,25 @@ impl Node {
     }
 }
 
-/// Every node: the Raft nodes first (the order they start in), then the peers.
+/// Every node on this machine: the Raft nodes first (the order they start
+/// in), then the peers.
 pub fn nodes(spec: &NetworkSpec) -> Vec<Node> {
+    nodes_at(spec, Reach::Local)
+}
+
+/// Every node as reached from `reach`, in [`nodes`]' order.
+pub fn nodes_at(spec: &NetworkSpec, reach: Reach) -> Vec<Node> {
+    let mut nodes = unplaced(spec);
+    for node in &mut nodes {
+        if reach == Reach::Containers {
+            node.host = node.name.clone();
+            node.listen_host = "0.0.0.0".into();
+        }
+    }
+    nodes
+}
+
+fn unplaced(spec: &NetworkSpec) -> Vec<Node> {
     let orderer = &spec.orderers.organization;
     let mut nodes: Vec<Node> = (0..spec.orderers.nodes)
         .map(|index| Node {
@@ -86,6 +137,8 @@ pub fn nodes(spec: &NetworkSpec) -> Vec<Node> {
             port: spec.orderer_port(index),
             operations_port: spec.orderer_operations_port(index),
             operations_tls: spec.operations.tls,
+            host: LOOPBACK.into(),
+            listen_host: LOOPBACK.into(),
         })
         .collect();
     for (org_index, org) in spec.organizations.iter().enumerate() {
@@ -101,6 +154,8 @@ pub fn nodes(spec: &NetworkSpec) -> Vec<Node> {
                 port: spec.peer_port(org_index, index),
                 operations_port: spec.peer_operations_port(org_index, index),
                 operations_tls: spec.operations.tls,
+                host: LOOPBACK.into(),
+                listen_host: LOOPBACK.into(),
             });
         }
     }
@@ -148,19 +203,26 @@ pub fn config_text(spec: &NetworkSpec, node: &Node, dir: &NetworkDir, base: &Pat
     let mut text = format!(
         "# Written by weft up from {spec}; regenerated on every run.\n\
          listen_address: {address}\n\
-         data_dir: data\n\
+         data_dir: {data}\n\
          msp_dir: {msp}\n\
          msp_id: {msp_id}\n\
          tls:\n  cert: {cert}\n  key: {key}\n  root_cas: [{roots}]\n",
         spec = dir.spec_file().display(),
-        address = quote(&node.address()),
+        address = quote(&node.listen_address()),
+        data = match dir.reach() {
+            Reach::Local => "data",
+            Reach::Containers => crate::compose::DATA_MOUNT,
+        },
         msp = from_node(&material.join("msp"), dir),
         msp_id = quote(&node.msp_id),
         cert = from_node(&material.join("tls/server.crt"), dir),
         key = from_node(&material.join("tls/server.key"), dir),
         roots = roots.join(", "),
     );
-    if let Some(address) = node.operations_address() {
+    if node.host != node.listen_host && matches!(node.role, Role::Peer { .. }) {
+        text.push_str(&format!("external_address: {}\n", quote(&node.address())));
+    }
+    if let Some(address) = node.operations_listen_address() {
         text.push_str(&format!(
             "operations:\n  listen_address: {}\n",
             quote(&address)
@@ -175,7 +237,8 @@ pub fn config_text(spec: &NetworkSpec, node: &Node, dir: &NetworkDir, base: &Pat
         }
     }
     if let Role::Peer { .. } = node.role {
-        let others: Vec<Node> = nodes(spec)
+        let others: Vec<Node> = dir
+            .nodes(spec)
             .into_iter()
             .filter(|n| matches!(n.role, Role::Peer { .. }) && n.name != node.name)
             .collect();

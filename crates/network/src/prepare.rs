@@ -12,7 +12,7 @@ use weft_protos::Message;
 use weft_spec::NetworkSpec;
 
 use crate::dir::{NetworkDir, write_atomic};
-use crate::nodes::{Node, Role, config_text, nodes};
+use crate::nodes::{Node, Role, config_text};
 use crate::{NetworkError, profile};
 
 /// Writes what is missing; `progress` gets one line per step. Returns the
@@ -47,11 +47,16 @@ pub fn prepare(
             .iter()
             .map(|o| (o.domain.as_str(), o.msp_id.as_str()))
             .collect();
-        let consenters: Vec<ConsenterNode> = (0..spec.orderers.nodes)
-            .map(|index| ConsenterNode {
-                host: "127.0.0.1".into(),
-                port: u32::from(spec.orderer_port(index)),
-                index,
+        let consenters: Vec<ConsenterNode> = dir
+            .nodes(spec)
+            .into_iter()
+            .filter_map(|node| match node.role {
+                Role::Orderer { index } => Some(ConsenterNode {
+                    host: node.host,
+                    port: u32::from(node.port),
+                    index,
+                }),
+                Role::Peer { .. } => None,
             })
             .collect();
         let size = &spec.orderers.batch_size;
@@ -84,7 +89,7 @@ pub fn prepare(
             orgs.iter().map(|o| o.1).collect::<Vec<_>>().join(", ")
         ));
     }
-    let all = nodes(spec);
+    let all = dir.nodes(spec);
     let mut changed = Vec::new();
     for node in &all {
         let path = dir.node_config(&node.name);

@@ -125,7 +125,11 @@ pub fn amend_spec(
 }
 
 /// Refuses built-in launchers naming a contract the binary lacks.
-fn check_builtins(spec: &NetworkSpec, builtins: &[String], file: &str) -> Result<(), SpecError> {
+pub(crate) fn check_builtins(
+    spec: &NetworkSpec,
+    builtins: &[String],
+    file: &str,
+) -> Result<(), SpecError> {
     for (i, chaincode) in spec.chaincodes.iter().enumerate() {
         if let LauncherSpec::Builtin(name) = &chaincode.launcher
             && !builtins.contains(name)

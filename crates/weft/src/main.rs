@@ -68,6 +68,19 @@ enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// The network of a spec for container engines: a docker-compose
+    /// project, and the one-shot step it runs once its nodes are up.
+    Deploy {
+        #[command(subcommand)]
+        command: DeployCommand,
+    },
+    /// Check a node's health, as a container health check does: an
+    /// `http://…/healthz` URL answers 200, or a `tcp://host:port` accepts
+    /// connections. Exits 1 otherwise, saying why.
+    Health {
+        /// `http://127.0.0.1:17051/healthz` or `tcp://127.0.0.1:7051`.
+        target: String,
+    },
     /// Print a node's log (`weft logs peer0.org1.example.com`).
     Logs {
         /// The node (`orderer.example.com`, `peer0.org1.example.com`), or `supervisor`.
@@ -160,6 +173,35 @@ impl NetworkDirArg {
     fn open(&self) -> weft_network::NetworkDir {
         weft_network::NetworkDir::new(&self.path)
     }
+}
+
+#[derive(Subcommand)]
+enum DeployCommand {
+    /// Write a docker-compose project for the whole network on one host:
+    /// a service per node (weft's image, configs and material read-only,
+    /// a named volume for its ledgers, the spec's ports on 127.0.0.1,
+    /// health checks, restarts) and an `init` service that joins channels
+    /// and deploys chaincodes. Re-running keeps the identities.
+    Compose {
+        /// Network spec file; without it, the default network.
+        spec: Option<PathBuf>,
+        /// The project directory to write.
+        #[arg(long)]
+        output: PathBuf,
+        /// weft's image (`weft image build` makes it).
+        #[arg(long, default_value_t = format!("weft:{}", env!("CARGO_PKG_VERSION")))]
+        image: String,
+    },
+    /// Join every node to its channels and deploy the spec's chaincodes on a
+    /// network whose nodes run in containers (the compose project's `init`
+    /// service runs it). Idempotent.
+    Init {
+        #[command(flatten)]
+        dir: NetworkDirArg,
+        /// Give up waiting for the nodes after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -574,6 +616,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { dir } => network::status(dir.open()),
         Command::Monitor { command } => network::monitor(command),
         Command::Image { command } => image(command),
+        Command::Deploy { command } => match command {
+            DeployCommand::Compose {
+                spec,
+                output,
+                image,
+            } => network::deploy_compose(spec.as_deref(), output, image),
+            DeployCommand::Init { dir, timeout } => network::deploy_init(dir.open(), timeout),
+        },
+        Command::Health { target } => health(&target),
         Command::Logs {
             node,
             dir,
@@ -634,6 +685,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `weft health`: Ok when the target is healthy.
+fn health(target: &str) -> anyhow::Result<()> {
+    if let Some(address) = target.strip_prefix("tcp://") {
+        std::net::TcpStream::connect(address)
+            .with_context(|| format!("{address} does not accept connections"))?;
+        return Ok(());
+    }
+    let rest = target
+        .strip_prefix("http://")
+        .with_context(|| format!("{target}: expected http://host:port/path or tcp://host:port"))?;
+    let (address, path) = rest
+        .split_once('/')
+        .map_or((rest, "/healthz".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let (status, body) =
+        weft_network::monitor::http_get(address, &path).with_context(|| format!("GET {target}"))?;
+    anyhow::ensure!(status == 200, "GET {target}: {status} {}", body.trim());
+    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -120,6 +120,64 @@ fn bring_up(
     Ok(())
 }
 
+/// `weft deploy compose`: writes the project and says how to start it.
+pub fn deploy_compose(
+    spec: Option<&Path>,
+    output: std::path::PathBuf,
+    image: String,
+) -> anyhow::Result<()> {
+    let (text, origin, base) = match spec {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+            path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        ),
+        None => (
+            weft_spec::DEFAULT_SPEC_YAML.to_owned(),
+            "<default spec>".to_owned(),
+            std::path::PathBuf::from("."),
+        ),
+    };
+    let mut step = stepper();
+    let options = weft_network::compose::ComposeOptions { output, image };
+    let project =
+        weft_network::compose::write(&text, &origin, &base, &builtin_names(), &options, &mut step)?;
+    let root = project
+        .file
+        .parent()
+        .map_or_else(String::new, |p| p.display().to_string());
+    println!(
+        "wrote {} ({} services)
+
+start it (image {}: `weft image build` makes it):
+  cd {root} && docker-compose up -d
+then, from this host:
+  weft status --dir {}
+  weft chaincode query --dir {} …",
+        project.file.display(),
+        project.services.len(),
+        options.image,
+        project.network_dir.root().display(),
+        project.network_dir.root().display(),
+    );
+    Ok(())
+}
+
+/// `weft deploy init`: what `weft up` does after starting the nodes, for
+/// nodes that run in containers beside this one.
+pub fn deploy_init(dir: NetworkDir, timeout: u64) -> anyhow::Result<()> {
+    let dir = dir.reached_from(weft_network::nodes::Reach::Containers);
+    let (spec, base) = dir.load_spec()?;
+    let mut step = stepper();
+    let timeout = Duration::from_secs(timeout);
+    runtime()?.block_on(async {
+        admin::converge(&dir, &spec, timeout, &mut step).await?;
+        weft_network::deploy::deploy(&dir, &spec, &base, timeout, &mut step).await
+    })?;
+    step("ready");
+    Ok(())
+}
+
 /// `weft channel create`: adds a channel to the network's spec and brings
 /// the network to it (genesis block, orderers and member peers joined,
 /// chaincodes meant for every channel deployed on it).

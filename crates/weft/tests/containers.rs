@@ -191,3 +191,277 @@ fn without_an_engine_the_error_says_what_to_start() {
     );
     assert!(!Path::new("/tmp/no-such-dir").exists());
 }
+
+/// Lets containers on the compose network `network` talk to each other
+/// while it lives. The test engine leaves iptables alone, and a host whose
+/// FORWARD policy is DROP (as another Docker engine leaves it) with
+/// bridge netfilter on would drop their traffic; the rule goes with it.
+struct Forwarding {
+    bridge: Option<String>,
+}
+
+impl Forwarding {
+    fn allow(engine: &Engine, network: &str) -> Forwarding {
+        let inspected = engine.docker(&["network", "inspect", "-f", "{{.Id}}", network]);
+        assert!(inspected.status.success(), "{}", text(&inspected));
+        let id = String::from_utf8_lossy(&inspected.stdout).trim().to_owned();
+        let bridge = format!("br-{}", &id[..12]);
+        let rule = |action: &str| {
+            Command::new("iptables")
+                .args([
+                    action, "FORWARD", "-i", &bridge, "-o", &bridge, "-j", "ACCEPT",
+                ])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        // No iptables (or no bridge netfilter): nothing filters the bridge.
+        let inserted = rule("-I");
+        Forwarding {
+            bridge: inserted.then_some(bridge),
+        }
+    }
+}
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        if let Some(bridge) = &self.bridge {
+            let _ = Command::new("iptables")
+                .args(["-D", "FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"])
+                .status();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A compose project on the test engine.
+struct Project<'a> {
+    engine: &'a Engine,
+    dir: PathBuf,
+    name: String,
+}
+
+impl Project<'_> {
+    fn compose(&self, args: &[&str]) -> Output {
+        Command::new("docker-compose")
+            .args(args)
+            .current_dir(&self.dir)
+            .env("DOCKER_HOST", self.engine.host())
+            .stdin(Stdio::null())
+            .output()
+            .expect("docker-compose (Debian docker-compose; compat/install.sh installs it)")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.compose(args);
+        assert!(
+            output.status.success(),
+            "docker-compose {args:?}: {}",
+            text(&output)
+        );
+        text(&output)
+    }
+
+    /// `up -d`, with the project's network open to its containers.
+    fn up(&self) -> Forwarding {
+        self.ok(&["up", "--no-start"]);
+        let forwarding = Forwarding::allow(self.engine, &format!("{}_weft", self.name));
+        self.ok(&["up", "-d"]);
+        forwarding
+    }
+
+    /// Waits for the `init` service to finish; its log.
+    fn init_done(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(240);
+        loop {
+            let id = self.ok(&["ps", "-q", "init"]);
+            let id = id.trim();
+            let state =
+                self.engine
+                    .docker(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", id]);
+            let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+            let log = text(&self.compose(&["logs", "--no-color", "init"]));
+            if state == "exited 0" {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "init is {state:?}:\n{log}\n{}",
+                text(&self.compose(&["logs", "--no-color", "--tail", "20"]))
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// `weft deploy compose` writes a project that validates, runs the whole
+/// network in containers of weft's image (the init service joins the
+/// channel and deploys the built-in chaincode), serves the official Node
+/// gateway client through the published ports, and keeps its ledgers
+/// across `down` and `up`.
+#[test]
+fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let built = engine.weft(&["image", "build", "--tag", "weft:test"]);
+    assert!(built.status.success(), "{}", text(&built));
+    let work = tempfile::tempdir().expect("temp dir");
+    let peer = free_port();
+    let spec = work.path().join("network.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: Compose-Test\n\
+             organizations:\n\
+             \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{peer}], operationsPorts: [{}]}}\n\
+             \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}], operationsPorts: [{}]}}\n\
+             orderers:\n\
+             \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
+             \x20 nodes: 1\n\
+             \x20 ports: [{}]\n\
+             \x20 operationsPorts: [{}]\n\
+             channels:\n  - name: mychannel\n\
+             chaincodes:\n  - name: basic\n    launcher: {{builtin: basic}}\n",
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port()
+        ),
+    )
+    .expect("spec");
+    let output = work.path().join("project");
+    let written = engine.weft(&[
+        "deploy",
+        "compose",
+        spec.to_str().expect("utf8"),
+        "--output",
+        output.to_str().expect("utf8"),
+        "--image",
+        "weft:test",
+    ]);
+    assert!(written.status.success(), "{}", text(&written));
+    let project = Project {
+        engine: &engine,
+        dir: output.clone(),
+        name: "compose-test".into(),
+    };
+
+    // Both validators: docker-compose's own, and the compose-spec schema.
+    project.ok(&["config", "-q"]);
+    let schema = Command::new("python3")
+        .args([
+            "-c",
+            "import json, sys, yaml, jsonschema\n\
+             schema = json.load(open('/usr/lib/python3/dist-packages/compose/config/compose_spec.json'))\n\
+             jsonschema.validate(yaml.safe_load(open(sys.argv[1])), schema)\n",
+        ])
+        .arg(output.join("docker-compose.yaml"))
+        .output()
+        .expect("python3");
+    assert!(schema.status.success(), "{}", text(&schema));
+
+    let forwarding = project.up();
+    let init = project.init_done();
+    assert!(
+        init.contains("peer0.org2.example.com: joined mychannel")
+            && init.contains("basic mychannel: definition committed"),
+        "{init}"
+    );
+    // Nodes listen inside their containers under their own names and
+    // reach each other by them; the host sees them on 127.0.0.1.
+    // Every node's health check (its /healthz) passes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ps = project.ok(&["ps"]);
+        if ps.matches("(healthy)").count() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{ps}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    // The official Node client, from the host, as User1 of Org1.
+    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
+    let org1 = output.join("network/organizations/peerOrganizations/org1.example.com");
+    let user = org1.join("users/User1@org1.example.com/msp");
+    let app = weft_compat::run(
+        Command::new("node")
+            .arg(packages.join("node/gateway-app.mjs"))
+            .arg(format!("localhost:{peer}"))
+            .arg(org1.join("tlsca/tlsca.org1.example.com-cert.pem"))
+            .arg(user.join("signcerts/cert.pem"))
+            .arg(user.join("keystore/priv_sk"))
+            .arg("Org1MSP")
+            .arg("basic")
+            .current_dir(&packages),
+    )
+    .expect("node");
+    let report = String::from_utf8_lossy(&app.stdout);
+    assert!(app.status.success(), "{report}\n{}", text(&app));
+    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("report");
+    assert!(report.get("unexpected").is_none(), "{report:#}");
+    assert_eq!(report["read"]["Owner"], "Tomoko", "{report:#}");
+    assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
+
+    let network = output.join("network");
+    let weft_in = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--dir", network.to_str().expect("utf8")]);
+        engine.weft(&all)
+    };
+    let invoked = weft_in(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "kept",
+        "teal",
+        "3",
+        "Ann",
+        "30",
+    ]);
+    assert!(invoked.status.success(), "{}", text(&invoked));
+
+    // Down and up: the named volumes keep the ledgers; init finds
+    // everything joined and deployed and changes nothing.
+    project.ok(&["down"]);
+    drop(forwarding);
+    let volumes = engine.docker(&["volume", "ls", "-q"]);
+    assert_eq!(
+        String::from_utf8_lossy(&volumes.stdout)
+            .matches("compose-test_")
+            .count(),
+        3,
+        "{}",
+        text(&volumes)
+    );
+    let _forwarding = project.up();
+    let init = project.init_done();
+    assert!(!init.contains("joined mychannel"), "{init}");
+    let read = weft_in(&[
+        "chaincode",
+        "query",
+        "--org",
+        "Org2",
+        "basic",
+        "ReadAsset",
+        "kept",
+    ]);
+    assert!(read.status.success(), "{}", text(&read));
+    assert!(text(&read).contains(r#""Owner":"Ann""#), "{}", text(&read));
+    let status = weft_in(&["status"]);
+    assert!(
+        text(&status).contains("3/3 node(s) healthy"),
+        "{}",
+        text(&status)
+    );
+
+    project.ok(&["down", "-v"]);
+}

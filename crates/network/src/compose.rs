@@ -1,0 +1,350 @@
+//! `weft deploy compose`: the network of a spec as a docker-compose
+//! project for one host.
+//!
+//! ```text
+//! <output>/docker-compose.yaml   one service per node, an `init` service, a named volume per node
+//! <output>/.env                  COMPOSE_PROJECT_NAME (the spec's name)
+//! <output>/network/              the network directory, prepared for containers: material,
+//!                                genesis blocks, node configs (mounted read-only at /network)
+//! ```
+//!
+//! Inside the project's network each node is dialled at its own name (the
+//! service name, which its TLS certificate carries) and listens on every
+//! interface; its ports are published on the host's 127.0.0.1 at the
+//! spec's numbers, so `weft status --dir <output>/network` and the
+//! connection profiles work from the host unchanged. The spec's directory
+//! is mounted read-only at /spec where the spec names files (indexes,
+//! collections, TLS roots). Ledgers live in named volumes at /var/weft,
+//! which `docker-compose down` keeps. The one-shot `init` service runs
+//! `weft deploy init`, which waits for every node, then makes the channel
+//! joins and chaincode definitions of `weft up`, idempotently.
+
+use std::path::{Path, PathBuf};
+
+use weft_spec::{LauncherSpec, NetworkSpec, SpecError};
+
+use crate::dir::{NetworkDir, absolute, write_atomic};
+use crate::nodes::{Node, Reach};
+use crate::{NetworkError, prepare};
+
+/// Where a container finds the network directory.
+pub const NETWORK_MOUNT: &str = "/network";
+/// Where a container finds the spec's directory.
+pub const SPEC_MOUNT: &str = "/spec";
+/// Where a node keeps its ledgers (its named volume).
+pub const DATA_MOUNT: &str = "/var/weft";
+/// The uid and gid of the image's `weft` user.
+pub const IMAGE_UID: u32 = 10001;
+
+/// What `weft deploy compose` is asked for.
+#[derive(Debug, Clone)]
+pub struct ComposeOptions {
+    /// The project directory to write.
+    pub output: PathBuf,
+    /// weft's image (`weft image build` makes it).
+    pub image: String,
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct ComposeProject {
+    pub file: PathBuf,
+    pub network_dir: NetworkDir,
+    /// `uid:gid` the containers run as.
+    pub user: String,
+    pub services: Vec<String>,
+}
+
+/// Refuses what cannot run in weft's image: a process launcher's command
+/// runs on the peer's machine, and the image holds weft alone.
+pub fn check(spec: &NetworkSpec, file: &str) -> Result<(), SpecError> {
+    for (i, chaincode) in spec.chaincodes.iter().enumerate() {
+        if let LauncherSpec::Process { command, .. } = &chaincode.launcher {
+            return Err(SpecError {
+                file: file.to_owned(),
+                location: format!("chaincodes[{i}].launcher.process"),
+                message: format!(
+                    "chaincode {}: a process launcher runs {:?} beside the peer, and weft's image holds weft alone; in containers use `builtin`, or run the chaincode as a service (`external: {{address: …}}`)",
+                    chaincode.name,
+                    command.first().map_or("", String::as_str)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the project: the network directory (material, genesis blocks and
+/// configs kept where they exist, so re-running keeps identities) and the
+/// compose file.
+/// `origin` names the spec in errors; `base` is the directory its relative
+/// paths are relative to; built-in launchers must name one of `builtins`.
+pub fn write(
+    spec_text: &str,
+    origin: &str,
+    base: &Path,
+    builtins: &[String],
+    options: &ComposeOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ComposeProject, NetworkError> {
+    let spec = NetworkSpec::from_yaml(spec_text, origin)?;
+    crate::up::check_builtins(&spec, builtins, origin)?;
+    check(&spec, origin)?;
+    let base = absolute(base);
+    let output = absolute(&options.output);
+    let dir = NetworkDir::new(output.join("network")).reached_from(Reach::Containers);
+    if dir.exists() {
+        let (existing, _) = dir.load_spec()?;
+        if existing.organizations != spec.organizations || existing.orderers != spec.orderers {
+            return Err(NetworkError::Refused(format!(
+                "{} holds a project of another network (its organisations or orderers differ); choose another --output, or delete it first",
+                output.display()
+            )));
+        }
+    }
+    // Inside the containers the spec's paths are under /spec.
+    dir.store_spec(spec_text, Path::new(SPEC_MOUNT))?;
+    prepare::prepare(&dir, &spec, Path::new(SPEC_MOUNT), progress)?;
+    let nodes = dir.nodes(&spec);
+    let user = container_user(dir.root())?;
+    let spec_dir = references_files(&spec).then_some(base.as_path());
+    let text = compose_file(&spec, &nodes, &options.image, spec_dir, &user);
+    let file = output.join("docker-compose.yaml");
+    write_atomic(&file, text.as_bytes())?;
+    write_atomic(
+        &output.join(".env"),
+        format!("COMPOSE_PROJECT_NAME={}\n", project_name(&spec.name)).as_bytes(),
+    )?;
+    progress(&format!(
+        "{}: {} node service(s) and init, running as {user}",
+        file.display(),
+        nodes.len()
+    ));
+    let mut services: Vec<String> = nodes.into_iter().map(|n| n.name).collect();
+    services.push("init".into());
+    Ok(ComposeProject {
+        file,
+        network_dir: NetworkDir::new(dir.root()),
+        user,
+        services,
+    })
+}
+
+/// Whether the spec names files (indexes, collections, TLS roots) that the
+/// containers must read.
+fn references_files(spec: &NetworkSpec) -> bool {
+    spec.chaincodes.iter().any(|chaincode| {
+        !chaincode.indexes.is_empty()
+            || chaincode.collections_config.is_some()
+            || matches!(
+                chaincode.launcher,
+                LauncherSpec::External {
+                    tls_root_ca: Some(_),
+                    ..
+                }
+            )
+    })
+}
+
+/// Who the containers run as, so they can read the keys of the
+/// read-only network directory: root's projects are handed to the image's
+/// own `weft` user (the directory is chowned to it, nothing runs as root);
+/// anyone else's run as that user.
+fn container_user(network: &Path) -> Result<String, NetworkError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(network).map_err(|e| NetworkError::io(network, e))?;
+    if meta.uid() != 0 {
+        return Ok(format!("{}:{}", meta.uid(), meta.gid()));
+    }
+    chown_tree(network, IMAGE_UID)?;
+    Ok(format!("{IMAGE_UID}:{IMAGE_UID}"))
+}
+
+fn chown_tree(path: &Path, id: u32) -> Result<(), NetworkError> {
+    std::os::unix::fs::lchown(path, Some(id), Some(id)).map_err(|e| NetworkError::io(path, e))?;
+    if path.is_dir() && !path.is_symlink() {
+        for entry in std::fs::read_dir(path).map_err(|e| NetworkError::io(path, e))? {
+            let entry = entry.map_err(|e| NetworkError::io(path, e))?;
+            chown_tree(&entry.path(), id)?;
+        }
+    }
+    Ok(())
+}
+
+/// Compose project names are lower-case letters, digits, `-` and `_`.
+pub fn project_name(name: &str) -> String {
+    let name: String = name
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() { "weft".into() } else { name }
+}
+
+fn quote(text: &str) -> String {
+    serde_json::Value::String(text.to_owned()).to_string()
+}
+
+/// The health check of a node: its operations service's `/healthz` where it
+/// has a plain-HTTP one, else whether its gRPC port accepts connections.
+fn health_target(node: &Node) -> String {
+    match node.operations_port {
+        Some(port) if !node.operations_tls => format!("http://127.0.0.1:{port}/healthz"),
+        _ => format!("tcp://127.0.0.1:{}", node.port),
+    }
+}
+
+fn compose_file(
+    spec: &NetworkSpec,
+    nodes: &[Node],
+    image: &str,
+    spec_dir: Option<&Path>,
+    user: &str,
+) -> String {
+    let mut mounts = format!(
+        "      - {}\n",
+        quote(&format!("./network:{NETWORK_MOUNT}:ro"))
+    );
+    if let Some(dir) = spec_dir {
+        mounts.push_str(&format!(
+            "      - {}\n",
+            quote(&format!("{}:{SPEC_MOUNT}:ro", dir.display()))
+        ));
+    }
+    let mut text = format!(
+        "# Written by `weft deploy compose` for network {name:?}; regenerate rather than edit.\n\
+         # Start: docker-compose up -d   (the init service joins channels and deploys chaincodes)\n\
+         # Stop:  docker-compose down    (ledgers stay in the named volumes; `down -v` deletes them)\n\
+         # From this host: weft status --dir network\n\
+         version: \"3.8\"\n\
+         services:\n",
+        name = spec.name
+    );
+    for node in nodes {
+        let config = format!("{NETWORK_MOUNT}/nodes/{}/config.yaml", node.name);
+        let mut ports = vec![node.port];
+        ports.extend(node.operations_port);
+        text.push_str(&format!(
+            "  {name}:\n\
+             \x20   image: {image}\n\
+             \x20   hostname: {name}\n\
+             \x20   user: {user}\n\
+             \x20   command: [{kind}, start, --config, {config}]\n\
+             \x20   volumes:\n\
+             {mounts}\
+             \x20     - {volume}:{DATA_MOUNT}\n\
+             \x20   ports:\n",
+            name = node.name,
+            image = quote(image),
+            user = quote(user),
+            kind = node.kind(),
+            config = quote(&config),
+            volume = node.name,
+        ));
+        for port in ports {
+            text.push_str(&format!("      - \"127.0.0.1:{port}:{port}\"\n"));
+        }
+        text.push_str(&format!(
+            "    healthcheck:\n\
+             \x20     test: [\"CMD\", \"/usr/local/bin/weft\", \"health\", {target}]\n\
+             \x20     interval: 5s\n\
+             \x20     timeout: 5s\n\
+             \x20     retries: 5\n\
+             \x20     start_period: 10s\n\
+             \x20   restart: unless-stopped\n\
+             \x20   stop_grace_period: 15s\n\
+             \x20   networks: [weft]\n",
+            target = quote(&health_target(node)),
+        ));
+    }
+    text.push_str(&format!(
+        "  init:\n\
+         \x20   image: {image}\n\
+         \x20   user: {user}\n\
+         \x20   command: [deploy, init, --dir, {NETWORK_MOUNT}, --timeout, \"300\"]\n\
+         \x20   volumes:\n\
+         {mounts}\
+         \x20   depends_on:\n",
+        image = quote(image),
+        user = quote(user),
+    ));
+    // Started, not healthy: `weft deploy init` waits for the nodes itself,
+    // where a dependency not yet healthy would fail the whole `up`.
+    for node in nodes {
+        text.push_str(&format!(
+            "      {}:\n        condition: service_started\n",
+            node.name
+        ));
+    }
+    text.push_str("    restart: on-failure\n    networks: [weft]\nvolumes:\n");
+    for node in nodes {
+        text.push_str(&format!("  {}: {{}}\n", node.name));
+    }
+    text.push_str("networks:\n  weft: {}\n");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(chaincodes: &str) -> NetworkSpec {
+        NetworkSpec::from_yaml(
+            &format!(
+                "{}chaincodes:\n{chaincodes}",
+                weft_spec::DEFAULT_SPEC_YAML
+                    .split("chaincodes:")
+                    .next()
+                    .unwrap_or_default()
+            ),
+            "spec.yaml",
+        )
+        .expect("spec")
+    }
+
+    #[test]
+    fn a_process_launcher_is_refused_naming_the_chaincode_and_the_alternatives() {
+        let refused = check(
+            &spec("  - name: js\n    launcher: {process: {command: [node, index.js]}}\n"),
+            "spec.yaml",
+        )
+        .expect_err("process");
+        let said = refused.to_string();
+        assert!(
+            said.contains("chaincodes[0].launcher.process")
+                && said.contains("chaincode js")
+                && said.contains("\"node\"")
+                && said.contains("external"),
+            "{said}"
+        );
+        assert!(check(&spec("  - name: b\n    launcher: {builtin: basic}\n"), "s").is_ok());
+    }
+
+    #[test]
+    fn each_node_is_a_service_on_its_own_name_with_its_ports_on_loopback() {
+        let spec = spec("  - name: b\n    launcher: {builtin: basic}\n");
+        let nodes = crate::nodes::nodes_at(&spec, Reach::Containers);
+        let text = compose_file(&spec, &nodes, "weft:1", None, "10001:10001");
+        let file: serde_json::Value = serde_saphyr::from_str(&text).expect("compose YAML");
+        let peer = &file["services"]["peer0.org1.example.com"];
+        assert_eq!(peer["hostname"], "peer0.org1.example.com");
+        assert_eq!(peer["ports"][0], "127.0.0.1:7051:7051");
+        assert_eq!(peer["volumes"][1], "peer0.org1.example.com:/var/weft");
+        assert_eq!(
+            peer["healthcheck"]["test"][3],
+            "http://127.0.0.1:17051/healthz"
+        );
+        assert_eq!(file["services"]["init"]["command"][1], "init", "{text}");
+        assert!(
+            file["volumes"]["orderer3.example.com"].is_object(),
+            "{text}"
+        );
+        assert!(!text.contains("/spec"), "no files referenced: {text}");
+    }
+}
