@@ -94,7 +94,7 @@ pub fn generate(
     progress: &mut dyn FnMut(&str),
 ) -> Result<CryptogenReport, MaterialError> {
     let mut report = CryptogenReport::default();
-    for org in &spec.organizations {
+    for (org_index, org) in spec.organizations.iter().enumerate() {
         let dir = layout::peer_org_dir(output, &org.domain);
         let mut state = open_org(&org.domain, dir, config, &mut report)?;
         progress(&format!(
@@ -107,8 +107,11 @@ pub fn generate(
             identity(
                 &mut state,
                 &node_dir,
-                &name,
-                &format!("peer{index}"),
+                Subject {
+                    name: &name,
+                    short_host: &format!("peer{index}"),
+                    address: spec.peer_host(org_index, index).map(|h| h.address.as_str()),
+                },
                 Kind::Peer,
                 config,
                 &mut report,
@@ -131,8 +134,11 @@ pub fn generate(
         identity(
             &mut state,
             &node_dir,
-            &name,
-            &host,
+            Subject {
+                name: &name,
+                short_host: &host,
+                address: spec.orderer_host(index).map(|h| h.address.as_str()),
+            },
             Kind::Orderer,
             config,
             &mut report,
@@ -156,7 +162,12 @@ fn users(
     for (user, kind) in names {
         let dir = layout::user_dir(&org.dir, &user, domain);
         let name = format!("{user}@{domain}");
-        identity(org, &dir, &name, &user, kind, config, report)?;
+        let subject = Subject {
+            name: &name,
+            short_host: &user,
+            address: None,
+        };
+        identity(org, &dir, subject, kind, config, report)?;
         progress(&format!("  {name}"));
     }
     Ok(())
@@ -258,15 +269,27 @@ fn open_ca(
 }
 
 /// One identity: `msp/` (signing) and `tls/`, written only if incomplete.
+/// Who an identity is: its full name, short host name and, for a node
+/// placed on a host of the spec, the address it is dialled at.
+struct Subject<'a> {
+    name: &'a str,
+    short_host: &'a str,
+    address: Option<&'a str>,
+}
+
 fn identity(
     org: &mut Org<'_>,
     dir: &Path,
-    name: &str,
-    short_host: &str,
+    subject: Subject<'_>,
     kind: Kind,
     config: &CryptogenConfig,
     report: &mut CryptogenReport,
 ) -> Result<(), MaterialError> {
+    let Subject {
+        name,
+        short_host,
+        address,
+    } = subject;
     let (tls_cert, tls_key) = if kind.is_node() {
         ("server.crt", "server.key")
     } else {
@@ -315,6 +338,8 @@ fn identity(
     let mut sans = vec![name.to_owned(), short_host.to_owned()];
     if kind.is_node() {
         sans.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
+        // A node placed on a host of the spec is also dialled at its address.
+        sans.extend(address.map(str::to_owned));
     }
     let mut params = base_params(sans, config);
     params.distinguished_name = dn(org.domain, None, name);

@@ -43,6 +43,8 @@ pub struct ComposeOptions {
     pub output: PathBuf,
     /// weft's image (`weft image build` makes it).
     pub image: String,
+    /// A project per host of the spec (`hosts:`), in `<output>/<host>/`.
+    pub per_host: bool,
 }
 
 /// What was written.
@@ -79,6 +81,7 @@ pub fn check(spec: &NetworkSpec, file: &str) -> Result<(), SpecError> {
 /// compose file.
 /// `origin` names the spec in errors; `base` is the directory its relative
 /// paths are relative to; built-in launchers must name one of `builtins`.
+/// One project, or with `per_host` one per host of the spec.
 pub fn write(
     spec_text: &str,
     origin: &str,
@@ -86,18 +89,39 @@ pub fn write(
     builtins: &[String],
     options: &ComposeOptions,
     progress: &mut dyn FnMut(&str),
-) -> Result<ComposeProject, NetworkError> {
+) -> Result<Vec<ComposeProject>, NetworkError> {
     let spec = NetworkSpec::from_yaml(spec_text, origin)?;
     crate::up::check_builtins(&spec, builtins, origin)?;
     check(&spec, origin)?;
+    match (options.per_host, spec.hosts.is_empty()) {
+        (true, true) => {
+            return Err(NetworkError::Refused(format!(
+                "{origin}: --per-host needs `hosts:` in the spec (names and addresses) and a host for each node (`hosts: [...]` under each organisation and the orderers)"
+            )));
+        }
+        (false, false) => {
+            return Err(NetworkError::Refused(format!(
+                "{origin}: the spec places nodes on hosts ({}); write a project per host with --per-host",
+                spec.hosts
+                    .iter()
+                    .map(|h| h.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        _ => {}
+    }
     let base = absolute(base);
     let output = absolute(&options.output);
     let dir = NetworkDir::new(output.join("network")).reached_from(Reach::Containers);
     if dir.exists() {
         let (existing, _) = dir.load_spec()?;
-        if existing.organizations != spec.organizations || existing.orderers != spec.orderers {
+        if existing.organizations != spec.organizations
+            || existing.orderers != spec.orderers
+            || existing.hosts != spec.hosts
+        {
             return Err(NetworkError::Refused(format!(
-                "{} holds a project of another network (its organisations or orderers differ); choose another --output, or delete it first",
+                "{} holds a project of another network (its organisations, orderers or hosts differ); choose another --output, or delete it first",
                 output.display()
             )));
         }
@@ -105,29 +129,99 @@ pub fn write(
     // Inside the containers the spec's paths are under /spec.
     dir.store_spec(spec_text, Path::new(SPEC_MOUNT))?;
     prepare::prepare(&dir, &spec, Path::new(SPEC_MOUNT), progress)?;
-    let nodes = dir.nodes(&spec);
-    let user = container_user(dir.root())?;
-    let spec_dir = references_files(&spec).then_some(base.as_path());
-    let text = compose_file(&spec, &nodes, &options.image, spec_dir, &user);
-    let file = output.join("docker-compose.yaml");
-    write_atomic(&file, text.as_bytes())?;
-    write_atomic(
-        &output.join(".env"),
-        format!("COMPOSE_PROJECT_NAME={}\n", project_name(&spec.name)).as_bytes(),
-    )?;
-    progress(&format!(
-        "{}: {} node service(s) and init, running as {user}",
-        file.display(),
-        nodes.len()
-    ));
-    let mut services: Vec<String> = nodes.into_iter().map(|n| n.name).collect();
-    services.push("init".into());
-    Ok(ComposeProject {
-        file,
-        network_dir: NetworkDir::new(dir.root()),
-        user,
-        services,
-    })
+    let all = dir.nodes(&spec);
+    let project = Project {
+        spec: &spec,
+        image: &options.image,
+        spec_dir: references_files(&spec).then_some(base.as_path()),
+    };
+    if !options.per_host {
+        let written = project.write(&output, &project_name(&spec.name), &all, true, progress)?;
+        return Ok(vec![written]);
+    }
+    // The init service needs every organisation's admin: it goes with the
+    // first orderer.
+    let init_host = spec.orderer_host(0).map(|h| h.name.clone());
+    let mut projects = Vec::new();
+    for host in &spec.hosts {
+        let nodes: Vec<Node> = all
+            .iter()
+            .filter(|n| n.host == host.address)
+            .cloned()
+            .collect();
+        if nodes.is_empty() {
+            progress(&format!("host {}: no nodes, no project", host.name));
+            continue;
+        }
+        let root = output.join(&host.name);
+        copy_tree(dir.root(), &root.join("network"))?;
+        let name = project_name(&format!("{}-{}", spec.name, host.name));
+        let init = init_host.as_deref() == Some(host.name.as_str());
+        projects.push(project.write(&root, &name, &nodes, init, progress)?);
+    }
+    Ok(projects)
+}
+
+/// What every project of a spec shares.
+struct Project<'a> {
+    spec: &'a NetworkSpec,
+    image: &'a str,
+    spec_dir: Option<&'a Path>,
+}
+
+impl Project<'_> {
+    /// `root/docker-compose.yaml` and `root/.env` for `nodes`, whose network
+    /// directory is `root/network`.
+    fn write(
+        &self,
+        root: &Path,
+        name: &str,
+        nodes: &[Node],
+        init: bool,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<ComposeProject, NetworkError> {
+        let network = root.join("network");
+        let user = container_user(&network)?;
+        let text = compose_file(self.spec, nodes, self.image, self.spec_dir, &user, init);
+        let file = root.join("docker-compose.yaml");
+        write_atomic(&file, text.as_bytes())?;
+        write_atomic(
+            &root.join(".env"),
+            format!("COMPOSE_PROJECT_NAME={name}\n").as_bytes(),
+        )?;
+        progress(&format!(
+            "{}: {} node service(s){}, running as {user}",
+            file.display(),
+            nodes.len(),
+            if init { " and init" } else { "" }
+        ));
+        let mut services: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
+        if init {
+            services.push("init".into());
+        }
+        Ok(ComposeProject {
+            file,
+            network_dir: NetworkDir::new(network),
+            user,
+            services,
+        })
+    }
+}
+
+/// Copies the directory `from` over `to` (a host's own copy of the network
+/// directory, to be carried to that host).
+fn copy_tree(from: &Path, to: &Path) -> Result<(), NetworkError> {
+    std::fs::create_dir_all(to).map_err(|e| NetworkError::io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| NetworkError::io(from, e))? {
+        let entry = entry.map_err(|e| NetworkError::io(from, e))?;
+        let (source, target) = (entry.path(), to.join(entry.file_name()));
+        if source.is_dir() {
+            copy_tree(&source, &target)?;
+        } else {
+            std::fs::copy(&source, &target).map_err(|e| NetworkError::io(&target, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the spec names files (indexes, collections, TLS roots) that the
@@ -206,7 +300,19 @@ fn compose_file(
     image: &str,
     spec_dir: Option<&Path>,
     user: &str,
+    init: bool,
 ) -> String {
+    // Placed on a host: published on its address (every interface when
+    // the address is a name); else on this host's loopback only.
+    let bind = |node: &Node| {
+        if spec.hosts.is_empty() {
+            "127.0.0.1".to_owned()
+        } else if node.host.parse::<std::net::IpAddr>().is_ok() {
+            node.host.clone()
+        } else {
+            "0.0.0.0".to_owned()
+        }
+    };
     let mut mounts = format!(
         "      - {}\n",
         quote(&format!("./network:{NETWORK_MOUNT}:ro"))
@@ -247,8 +353,9 @@ fn compose_file(
             config = quote(&config),
             volume = node.name,
         ));
+        let bind = bind(node);
         for port in ports {
-            text.push_str(&format!("      - \"127.0.0.1:{port}:{port}\"\n"));
+            text.push_str(&format!("      - \"{bind}:{port}:{port}\"\n"));
         }
         text.push_str(&format!(
             "    healthcheck:\n\
@@ -263,7 +370,20 @@ fn compose_file(
             target = quote(&health_target(node)),
         ));
     }
-    text.push_str(&format!(
+    if init {
+        text.push_str(&init_service(nodes, image, user, &mounts));
+    }
+    text.push_str("volumes:\n");
+    for node in nodes {
+        text.push_str(&format!("  {}: {{}}\n", node.name));
+    }
+    text.push_str("networks:\n  weft: {}\n");
+    text
+}
+
+/// The one-shot service that joins channels and deploys chaincodes.
+fn init_service(nodes: &[Node], image: &str, user: &str, mounts: &str) -> String {
+    let mut text = format!(
         "  init:\n\
          \x20   image: {image}\n\
          \x20   user: {user}\n\
@@ -273,7 +393,7 @@ fn compose_file(
          \x20   depends_on:\n",
         image = quote(image),
         user = quote(user),
-    ));
+    );
     // Started, not healthy: `weft deploy init` waits for the nodes itself,
     // where a dependency not yet healthy would fail the whole `up`.
     for node in nodes {
@@ -282,11 +402,7 @@ fn compose_file(
             node.name
         ));
     }
-    text.push_str("    restart: on-failure\n    networks: [weft]\nvolumes:\n");
-    for node in nodes {
-        text.push_str(&format!("  {}: {{}}\n", node.name));
-    }
-    text.push_str("networks:\n  weft: {}\n");
+    text.push_str("    restart: on-failure\n    networks: [weft]\n");
     text
 }
 
@@ -330,7 +446,7 @@ mod tests {
     fn each_node_is_a_service_on_its_own_name_with_its_ports_on_loopback() {
         let spec = spec("  - name: b\n    launcher: {builtin: basic}\n");
         let nodes = crate::nodes::nodes_at(&spec, Reach::Containers);
-        let text = compose_file(&spec, &nodes, "weft:1", None, "10001:10001");
+        let text = compose_file(&spec, &nodes, "weft:1", None, "10001:10001", true);
         let file: serde_json::Value = serde_saphyr::from_str(&text).expect("compose YAML");
         let peer = &file["services"]["peer0.org1.example.com"];
         assert_eq!(peer["hostname"], "peer0.org1.example.com");

@@ -43,13 +43,15 @@ pub struct Node {
 /// reached at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Reach {
-    /// On this machine, each node at `127.0.0.1:<port>` (`weft up`; a
-    /// compose project seen from its host, through its published ports).
+    /// From this machine: each node at `127.0.0.1:<port>` (`weft up`; a
+    /// compose project seen from its host, through its published ports),
+    /// or at its host's address where the spec places nodes on `hosts`.
     #[default]
     Local,
-    /// In containers on one network: each node dialled at its own name
-    /// (the service name, resolved by the container network's DNS and in
-    /// its TLS certificate) and listening on every interface.
+    /// In containers: each node listening on every interface and dialled
+    /// at its own name (the service name, resolved by the container
+    /// network's DNS and in its TLS certificate) — or, where the spec
+    /// places nodes on `hosts`, at its host's address.
     Containers,
 }
 
@@ -118,8 +120,18 @@ pub fn nodes(spec: &NetworkSpec) -> Vec<Node> {
 pub fn nodes_at(spec: &NetworkSpec, reach: Reach) -> Vec<Node> {
     let mut nodes = unplaced(spec);
     for node in &mut nodes {
+        let placed = match node.role {
+            Role::Orderer { index } => spec.orderer_host(index),
+            Role::Peer { org, index } => spec.peer_host(org, index),
+        };
+        match (reach, placed) {
+            // On a host of the spec: dialled at the host's address, from
+            // anywhere (its ports are published there).
+            (_, Some(host)) => node.host = host.address.clone(),
+            (Reach::Containers, None) => node.host = node.name.clone(),
+            (Reach::Local, None) => {}
+        }
         if reach == Reach::Containers {
-            node.host = node.name.clone();
             node.listen_host = "0.0.0.0".into();
         }
     }

@@ -40,7 +40,13 @@ pub fn connection_profile(
             (
                 name.clone(),
                 json!({
-                    "url": format!("grpcs://localhost:{}", spec.peer_port(index, peer as u32)),
+                    "url": format!(
+                        "grpcs://{}:{}",
+                        // A peer placed on a host of the spec is reached there.
+                        spec.peer_host(index, peer as u32)
+                            .map_or("localhost", |host| host.address.as_str()),
+                        spec.peer_port(index, peer as u32)
+                    ),
                     "tlsCACerts": { "pem": pem },
                     "grpcOptions": {
                         "ssl-target-name-override": name,

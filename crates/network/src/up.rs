@@ -37,6 +37,13 @@ pub fn choose_spec(
     let text = std::fs::read_to_string(path).map_err(|e| NetworkError::io(path, e))?;
     let spec = NetworkSpec::from_yaml(&text, &path.display().to_string())?;
     check_builtins(&spec, builtins, &path.display().to_string())?;
+    if !spec.hosts.is_empty() {
+        return Err(NetworkError::Spec(SpecError {
+            file: path.display().to_string(),
+            location: "hosts".into(),
+            message: "places nodes on other hosts; `weft up` runs a network on this one: use `weft deploy compose --per-host`, or leave out `hosts:` and the nodes' `hosts`".into(),
+        }));
+    }
     let base = absolute(path.parent().unwrap_or(Path::new(".")));
     if let Some((existing, _)) = stored {
         check_change(dir, &existing, &spec, &path.display().to_string())?;

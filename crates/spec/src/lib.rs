@@ -14,6 +14,10 @@
 //! `operationsPorts` is given, on the listen port + 10000 (17051, 17050, …);
 //! a node with explicit `ports` but no `operationsPorts` has none.
 //!
+//! Hosts: a spec may place its nodes on machines (`hosts:` with names and
+//! addresses; `hosts: [...]` under each organisation and the orderers, a
+//! host per node, like `ports`) for `weft deploy compose --per-host`.
+//!
 //! Invariant: parsing and validation only; no file system (the caller reads
 //! the file and passes its name for messages).
 
@@ -48,6 +52,21 @@ pub struct NetworkSpec {
     /// Every node's operations service (Fabric's `operations:`).
     #[serde(default, skip_serializing_if = "OperationsSpec::is_default")]
     pub operations: OperationsSpec,
+    /// The machines nodes are placed on (`weft deploy compose --per-host`);
+    /// when given, every organisation and the orderers name a host per node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostSpec>,
+}
+
+/// A machine of a network spread over several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostSpec {
+    /// What nodes call it (`host1`).
+    pub name: String,
+    /// Where the other hosts reach it: an IP address or a DNS name. Its
+    /// nodes' ports are published there, and their TLS certificates name it.
+    pub address: String,
 }
 
 /// `operations:` settings shared by every node.
@@ -150,6 +169,9 @@ pub struct OrganizationSpec {
     /// Operations service port of each peer; see the module docs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operations_ports: Option<Vec<u16>>,
+    /// The host (of the spec's `hosts`) of each peer, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
 }
 
 /// The ordering service.
@@ -166,6 +188,9 @@ pub struct OrdererSpec {
     /// Operations service port of each node; see the module docs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operations_ports: Option<Vec<u16>>,
+    /// The host (of the spec's `hosts`) of each Raft node, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
     /// How long the orderer waits for more transactions before cutting a
     /// block (a Go duration: `250ms`, `2s`).
     #[serde(default = "default_batch_timeout")]
@@ -364,6 +389,8 @@ impl NetworkSpec {
             ));
         }
         self.validate_ports()
+            .map_err(|(path, message)| fail(path, message))?;
+        self.validate_hosts()
             .map_err(|(path, message)| fail(path, message))?;
         self.validate_batch()
             .map_err(|(path, message)| fail(path, message))?;
@@ -570,6 +597,116 @@ impl NetworkSpec {
                 ));
             }
             seen.insert(port, (node, path));
+        }
+        Ok(())
+    }
+
+    /// The host of peer `peer` of organisation `org`, when nodes are placed.
+    pub fn peer_host(&self, org: usize, peer: u32) -> Option<&HostSpec> {
+        let name = self.organizations[org].hosts.as_ref()?.get(peer as usize)?;
+        self.hosts.iter().find(|h| &h.name == name)
+    }
+
+    /// The host of Raft node `index`, when nodes are placed.
+    pub fn orderer_host(&self, index: u32) -> Option<&HostSpec> {
+        let name = self.orderers.hosts.as_ref()?.get(index as usize)?;
+        self.hosts.iter().find(|h| &h.name == name)
+    }
+
+    fn validate_hosts(&self) -> Result<(), (String, String)> {
+        let mut names = BTreeSet::new();
+        let mut addresses = BTreeSet::new();
+        for (i, host) in self.hosts.iter().enumerate() {
+            if !is_identifier(&host.name) {
+                return Err((
+                    format!("hosts[{i}].name"),
+                    format!(
+                        "expected a name of letters, digits, '-' or '_', got {:?}",
+                        host.name
+                    ),
+                ));
+            }
+            if !names.insert(host.name.as_str()) {
+                return Err((
+                    format!("hosts[{i}].name"),
+                    format!("host {:?} is named twice", host.name),
+                ));
+            }
+            if host.address.parse::<std::net::IpAddr>().is_err() && !is_domain(&host.address) {
+                return Err((
+                    format!("hosts[{i}].address"),
+                    format!(
+                        "expected an IP address or a DNS name, got {:?}",
+                        host.address
+                    ),
+                ));
+            }
+            if !addresses.insert(host.address.as_str()) {
+                return Err((
+                    format!("hosts[{i}].address"),
+                    format!("address {} is given to two hosts", host.address),
+                ));
+            }
+        }
+        let placements = self
+            .organizations
+            .iter()
+            .enumerate()
+            .map(|(k, org)| {
+                (
+                    format!("organizations[{k}].hosts"),
+                    &org.hosts,
+                    org.peers,
+                    "peer",
+                )
+            })
+            .chain(std::iter::once((
+                "orderers.hosts".to_owned(),
+                &self.orderers.hosts,
+                self.orderers.nodes,
+                "Raft node",
+            )));
+        for (path, list, count, what) in placements {
+            match list {
+                None if self.hosts.is_empty() => {}
+                None => {
+                    return Err((
+                        path,
+                        format!(
+                            "expected a host per {what} ({count}), since the spec has hosts ({})",
+                            names.iter().copied().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+                Some(_) if self.hosts.is_empty() => {
+                    return Err((
+                        path,
+                        "names hosts, but the spec has no `hosts:` to place nodes on".into(),
+                    ));
+                }
+                Some(list) => {
+                    if list.len() != count as usize {
+                        return Err((
+                            path,
+                            format!(
+                                "expected {count} host(s), one per {what}, got {}",
+                                list.len()
+                            ),
+                        ));
+                    }
+                    for (j, name) in list.iter().enumerate() {
+                        if !names.contains(name.as_str()) {
+                            return Err((
+                                format!("{path}[{j}]"),
+                                format!(
+                                    "no host {name:?} in `hosts:` ({})",
+                                    names.iter().copied().collect::<Vec<_>>().join(", ")
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -949,6 +1086,60 @@ mod tests {
             error.contains(
                 "organizations[0].operationsPorts: expected 1 port(s), one per peer, got 0"
             ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn hosts_place_every_node_and_are_checked() {
+        let placed = "name: n\nhosts:\n  - {name: h1, address: 10.0.0.1}\n  - {name: h2, address: h2.example.com}\norganizations:\n  - {name: Org1, mspId: Org1MSP, domain: org1.example.com, peers: 2, hosts: [h1, h2]}\norderers:\n  organization: {name: Orderer, mspId: OrdererMSP, domain: example.com}\n  nodes: 1\n  hosts: [h2]\n";
+        let spec = NetworkSpec::from_yaml(placed, "net.yaml").expect("valid");
+        assert_eq!(
+            spec.peer_host(0, 1).map(|h| h.address.as_str()),
+            Some("h2.example.com")
+        );
+        assert_eq!(spec.orderer_host(0).map(|h| h.name.as_str()), Some("h2"));
+        assert_eq!(
+            NetworkSpec::from_yaml(&spec.to_yaml(), "again").expect("round trip"),
+            spec
+        );
+        let cases = [
+            (
+                placed.replace("hosts: [h1, h2]", "hosts: [h1, h3]"),
+                "organizations[0].hosts[1]: no host \"h3\" in `hosts:` (h1, h2)",
+            ),
+            (
+                placed.replace("hosts: [h1, h2]", "hosts: [h1]"),
+                "organizations[0].hosts: expected 2 host(s), one per peer, got 1",
+            ),
+            (
+                placed.replace("  hosts: [h2]\n", ""),
+                "orderers.hosts: expected a host per Raft node (1), since the spec has hosts (h1, h2)",
+            ),
+            (
+                placed.replace("address: h2.example.com", "address: 10.0.0.1"),
+                "hosts[1].address: address 10.0.0.1 is given to two hosts",
+            ),
+            (
+                placed.replace("address: h2.example.com", "address: 'a b'"),
+                "hosts[1].address: expected an IP address or a DNS name, got \"a b\"",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = NetworkSpec::from_yaml(&text, "net.yaml")
+                .expect_err(expected)
+                .to_string();
+            assert!(error.contains(expected), "{error}\nexpected: {expected}");
+        }
+        let unplaced = format!("{TWO_ORGS}{ORDERERS}").replace(
+            "domain: org2.example.com}",
+            "domain: org2.example.com, hosts: [h1]}",
+        );
+        let error = NetworkSpec::from_yaml(&unplaced, "net.yaml")
+            .expect_err("no hosts")
+            .to_string();
+        assert!(
+            error.contains("organizations[1].hosts: names hosts, but the spec has no `hosts:`"),
             "{error}"
         );
     }

@@ -191,6 +191,10 @@ enum DeployCommand {
         /// weft's image (`weft image build` makes it).
         #[arg(long, default_value_t = format!("weft:{}", env!("CARGO_PKG_VERSION")))]
         image: String,
+        /// One project per host of the spec's `hosts:` (in OUTPUT/<host>/),
+        /// each with only its nodes, published on the host's address.
+        #[arg(long)]
+        per_host: bool,
     },
     /// Join every node to its channels and deploy the spec's chaincodes on a
     /// network whose nodes run in containers (the compose project's `init`
@@ -621,7 +625,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 spec,
                 output,
                 image,
-            } => network::deploy_compose(spec.as_deref(), output, image),
+                per_host,
+            } => network::deploy_compose(
+                spec.as_deref(),
+                weft_network::compose::ComposeOptions {
+                    output,
+                    image,
+                    per_host,
+                },
+            ),
             DeployCommand::Init { dir, timeout } => network::deploy_init(dir.open(), timeout),
         },
         Command::Health { target } => health(&target),

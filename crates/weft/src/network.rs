@@ -120,11 +120,10 @@ fn bring_up(
     Ok(())
 }
 
-/// `weft deploy compose`: writes the project and says how to start it.
+/// `weft deploy compose`: writes the project(s) and says how to start them.
 pub fn deploy_compose(
     spec: Option<&Path>,
-    output: std::path::PathBuf,
-    image: String,
+    options: weft_network::compose::ComposeOptions,
 ) -> anyhow::Result<()> {
     let (text, origin, base) = match spec {
         Some(path) => (
@@ -139,27 +138,28 @@ pub fn deploy_compose(
         ),
     };
     let mut step = stepper();
-    let options = weft_network::compose::ComposeOptions { output, image };
-    let project =
+    let projects =
         weft_network::compose::write(&text, &origin, &base, &builtin_names(), &options, &mut step)?;
-    let root = project
-        .file
-        .parent()
-        .map_or_else(String::new, |p| p.display().to_string());
     println!(
-        "wrote {} ({} services)
-
-start it (image {}: `weft image build` makes it):
-  cd {root} && docker-compose up -d
-then, from this host:
-  weft status --dir {}
-  weft chaincode query --dir {} …",
-        project.file.display(),
-        project.services.len(),
-        options.image,
-        project.network_dir.root().display(),
-        project.network_dir.root().display(),
+        "start (image {}: `weft image build` makes it; with --per-host, on each host):",
+        options.image
     );
+    for project in &projects {
+        let root = project
+            .file
+            .parent()
+            .map_or_else(String::new, |p| p.display().to_string());
+        println!(
+            "  cd {root} && docker-compose up -d     # {}",
+            project.services.join(", ")
+        );
+    }
+    if let Some(first) = projects.first() {
+        println!(
+            "then:\n  weft status --dir {0}\n  weft chaincode query --dir {0} …",
+            first.network_dir.root().display()
+        );
+    }
     Ok(())
 }
 
@@ -388,9 +388,13 @@ pub fn status(dir: NetworkDir) -> anyhow::Result<()> {
     let statuses = runtime()?.block_on(admin::status(&dir, &spec));
     let mut healthy = 0;
     for status in &statuses {
-        let process = status
-            .pid
-            .map_or("stopped".to_owned(), |pid| format!("pid {pid}"));
+        // No local process, yet it answers: it runs elsewhere (a
+        // container, another host).
+        let process = match (status.pid, &status.channels) {
+            (Some(pid), _) => format!("pid {pid}"),
+            (None, Ok(_)) => "elsewhere".to_owned(),
+            (None, Err(_)) => "stopped".to_owned(),
+        };
         let detail = match &status.channels {
             Ok(channels) if channels.is_empty() => "up, no channels".to_owned(),
             Ok(channels) => {

@@ -267,6 +267,23 @@ impl Project<'_> {
         text(&output)
     }
 
+    /// Both validators pass: docker-compose's own, and the compose-spec
+    /// schema (as docker-compose ships it).
+    fn validate(&self) {
+        self.ok(&["config", "-q"]);
+        let schema = Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, yaml, jsonschema\n\
+                 schema = json.load(open('/usr/lib/python3/dist-packages/compose/config/compose_spec.json'))\n\
+                 jsonschema.validate(yaml.safe_load(open(sys.argv[1])), schema)\n",
+            ])
+            .arg(self.dir.join("docker-compose.yaml"))
+            .output()
+            .expect("python3");
+        assert!(schema.status.success(), "{}", text(&schema));
+    }
+
     /// `up -d`, with the project's network open to its containers.
     fn up(&self) -> Forwarding {
         self.ok(&["up", "--no-start"]);
@@ -353,19 +370,7 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
         name: "compose-test".into(),
     };
 
-    // Both validators: docker-compose's own, and the compose-spec schema.
-    project.ok(&["config", "-q"]);
-    let schema = Command::new("python3")
-        .args([
-            "-c",
-            "import json, sys, yaml, jsonschema\n\
-             schema = json.load(open('/usr/lib/python3/dist-packages/compose/config/compose_spec.json'))\n\
-             jsonschema.validate(yaml.safe_load(open(sys.argv[1])), schema)\n",
-        ])
-        .arg(output.join("docker-compose.yaml"))
-        .output()
-        .expect("python3");
-    assert!(schema.status.success(), "{}", text(&schema));
+    project.validate();
 
     let forwarding = project.up();
     let init = project.init_done();
@@ -464,4 +469,160 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
     );
 
     project.ok(&["down", "-v"]);
+}
+
+/// An address of this machine for one test "host", removed afterwards.
+struct HostAddress(String);
+
+impl HostAddress {
+    fn add(address: String) -> HostAddress {
+        let added = Command::new("ip")
+            .args(["addr", "add", &format!("{address}/32"), "dev", "lo"])
+            .output()
+            .expect("ip (iproute2)");
+        assert!(added.status.success(), "{}", text(&added));
+        HostAddress(address)
+    }
+}
+
+impl Drop for HostAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .output();
+    }
+}
+
+/// `weft deploy compose --per-host`: a network spread over two hosts, each
+/// running only its own nodes in its own compose project. The hosts are
+/// two addresses of this machine (in 198.18.0.0/15, the range set aside
+/// for benchmarks); each project has its own container network, so the
+/// hosts' nodes reach each other only through the ports published on the
+/// other host's address, as between machines. A transaction endorsed by
+/// peers on both hosts commits on every node.
+#[test]
+fn per_host_projects_spread_a_network_over_two_hosts() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let built = engine.weft(&["image", "build", "--tag", "weft:test"]);
+    assert!(built.status.success(), "{}", text(&built));
+    let octet = std::process::id() % 200 + 20;
+    let host1 = HostAddress::add(format!("198.18.{octet}.1"));
+    let host2 = HostAddress::add(format!("198.18.{octet}.2"));
+    let work = tempfile::tempdir().expect("temp dir");
+    let spec = work.path().join("network.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: spread\n\
+             hosts:\n\
+             \x20 - {{name: host1, address: {}}}\n\
+             \x20 - {{name: host2, address: {}}}\n\
+             organizations:\n\
+             \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, hosts: [host1], ports: [{}], operationsPorts: [{}]}}\n\
+             \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, hosts: [host2], ports: [{}], operationsPorts: [{}]}}\n\
+             orderers:\n\
+             \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
+             \x20 nodes: 1\n\
+             \x20 hosts: [host1]\n\
+             \x20 ports: [{}]\n\
+             \x20 operationsPorts: [{}]\n\
+             chaincodes:\n  - name: basic\n    launcher: {{builtin: basic}}\n",
+            host1.0,
+            host2.0,
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port()
+        ),
+    )
+    .expect("spec");
+    let output = work.path().join("out");
+    let written = engine.weft(&[
+        "deploy",
+        "compose",
+        spec.to_str().expect("utf8"),
+        "--output",
+        output.to_str().expect("utf8"),
+        "--image",
+        "weft:test",
+        "--per-host",
+    ]);
+    assert!(written.status.success(), "{}", text(&written));
+    let first = Project {
+        engine: &engine,
+        dir: output.join("host1"),
+        name: "spread-host1".into(),
+    };
+    let second = Project {
+        engine: &engine,
+        dir: output.join("host2"),
+        name: "spread-host2".into(),
+    };
+    first.validate();
+    second.validate();
+    // Each host runs only its own nodes, published on its own address.
+    let file = std::fs::read_to_string(second.dir.join("docker-compose.yaml")).expect("host2");
+    assert!(
+        file.contains("peer0.org2.example.com:")
+            && !file.contains("peer0.org1.example.com:")
+            && !file.contains("orderer.example.com:")
+            && !file.contains("  init:")
+            && file.contains(&format!("\"{}:", host2.0)),
+        "{file}"
+    );
+
+    let _forwarding2 = second.up();
+    let _forwarding1 = first.up();
+    let init = first.init_done();
+    assert!(
+        init.contains("peer0.org2.example.com: joined mychannel")
+            && init.contains("basic mychannel: definition committed"),
+        "{init}"
+    );
+    // From this machine, as an operator of the whole network.
+    let network = output.join("network");
+    let weft_in = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--dir", network.to_str().expect("utf8")]);
+        engine.weft(&all)
+    };
+    // Endorsed by Org1's peer on host1 and Org2's on host2 (the channel's
+    // default policy: a majority of both organisations).
+    let invoked = weft_in(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "spread",
+        "red",
+        "1",
+        "Ann",
+        "10",
+    ]);
+    assert!(invoked.status.success(), "{}", text(&invoked));
+    let read = weft_in(&[
+        "chaincode",
+        "query",
+        "--org",
+        "Org2",
+        "basic",
+        "ReadAsset",
+        "spread",
+    ]);
+    assert!(text(&read).contains(r#""Owner":"Ann""#), "{}", text(&read));
+    let status = weft_in(&["status"]);
+    let said = text(&status);
+    assert!(said.contains("3/3 node(s) healthy"), "{said}");
+    assert_eq!(said.matches("mychannel height 4").count(), 3, "{said}");
+    assert!(
+        said.contains(&format!("{}:", host2.0)) && said.contains("elsewhere"),
+        "{said}"
+    );
+
+    first.ok(&["down", "-v"]);
+    second.ok(&["down", "-v"]);
 }

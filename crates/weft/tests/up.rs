@@ -555,6 +555,14 @@ fn broken_specs_are_refused_before_anything_starts() {
             base.replace("{builtin: basic}", "{builtin: marbles}"),
             "chaincodes[0].launcher.builtin: no built-in chaincode \"marbles\"",
         ),
+        (
+            // Nodes placed on other machines are for `weft deploy compose`.
+            base.replace("organizations:\n", "hosts: [{name: h1, address: 10.9.9.9}]\norganizations:\n")
+                .replace("domain: org1.example.com, ", "domain: org1.example.com, hosts: [h1], ")
+                .replace("domain: org2.example.com, ", "domain: org2.example.com, hosts: [h1], ")
+                .replace("  nodes: 3\n", "  nodes: 3\n  hosts: [h1, h1, h1]\n"),
+            "hosts: places nodes on other hosts; `weft up` runs a network on this one: use `weft deploy compose --per-host`",
+        ),
     ];
     for (text, expected) in cases {
         let spec = net.write_spec(&text);
