@@ -10,6 +10,8 @@
 //! The engine is `DOCKER_HOST` (`unix:///path/docker.sock`) or
 //! `/var/run/docker.sock`.
 
+pub mod chaincode;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

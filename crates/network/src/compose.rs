@@ -61,6 +61,16 @@ pub struct ComposeProject {
 /// runs on the peer's machine, and the image holds weft alone.
 pub fn check(spec: &NetworkSpec, file: &str) -> Result<(), SpecError> {
     for (i, chaincode) in spec.chaincodes.iter().enumerate() {
+        if let LauncherSpec::Docker { image, .. } = &chaincode.launcher {
+            return Err(SpecError {
+                file: file.to_owned(),
+                location: format!("chaincodes[{i}].launcher.docker"),
+                message: format!(
+                    "chaincode {}: the docker launcher runs {image} beside `weft up`'s nodes; in a compose project, run it as a service of its own and declare it `external: {{address: …}}`",
+                    chaincode.name
+                ),
+            });
+        }
         if let LauncherSpec::Process { command, .. } = &chaincode.launcher {
             return Err(SpecError {
                 file: file.to_owned(),
@@ -128,7 +138,13 @@ pub fn write(
     }
     // Inside the containers the spec's paths are under /spec.
     dir.store_spec(spec_text, Path::new(SPEC_MOUNT))?;
-    prepare::prepare(&dir, &spec, Path::new(SPEC_MOUNT), progress)?;
+    prepare::prepare(
+        &dir,
+        &spec,
+        Path::new(SPEC_MOUNT),
+        &Default::default(),
+        progress,
+    )?;
     let all = dir.nodes(&spec);
     let project = Project {
         spec: &spec,

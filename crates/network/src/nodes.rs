@@ -1,5 +1,6 @@
 //! The nodes a spec describes, and the config file of each.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use weft_material::layout;
@@ -206,7 +207,14 @@ pub fn tls_roots(spec: &NetworkSpec, dir: &NetworkDir) -> Vec<PathBuf> {
 
 /// The config file of `node` (`weft orderer start` / `weft peer start`).
 /// Relative paths in chaincode settings are resolved against `base`.
-pub fn config_text(spec: &NetworkSpec, node: &Node, dir: &NetworkDir, base: &Path) -> String {
+/// `services` holds the address of each `docker` chaincode's container.
+pub fn config_text(
+    spec: &NetworkSpec,
+    node: &Node,
+    dir: &NetworkDir,
+    base: &Path,
+    services: &BTreeMap<String, String>,
+) -> String {
     let material = node.material_dir(&dir.organizations());
     let roots: Vec<String> = tls_roots(spec, dir)
         .iter()
@@ -285,13 +293,17 @@ pub fn config_text(spec: &NetworkSpec, node: &Node, dir: &NetworkDir, base: &Pat
         }
         text.push('\n');
         for chaincode in installed {
-            text.push_str(&chaincode_text(chaincode, base));
+            text.push_str(&chaincode_text(chaincode, base, services));
         }
     }
     text
 }
 
-fn chaincode_text(chaincode: &ChaincodeSpec, base: &Path) -> String {
+fn chaincode_text(
+    chaincode: &ChaincodeSpec,
+    base: &Path,
+    services: &BTreeMap<String, String>,
+) -> String {
     let absolute = |path: &str| quote(&base.join(path).display().to_string());
     let mut text = format!("  - name: {}\n", quote(&chaincode.name));
     if !chaincode.indexes.is_empty() {
@@ -318,6 +330,14 @@ fn chaincode_text(chaincode: &ChaincodeSpec, base: &Path) -> String {
                 .collect();
             text.push_str(&env.join(", "));
             text.push_str("}\n");
+        }
+        // The peers dial the container `weft up` started, as a service.
+        LauncherSpec::Docker { .. } => {
+            let address = services.get(&chaincode.name).map_or("", String::as_str);
+            text.push_str(&format!(
+                "    launcher:\n      external:\n        address: {}\n",
+                quote(address)
+            ));
         }
         LauncherSpec::External {
             address,

@@ -2,6 +2,7 @@
 //! blocks, node configs and connection profiles. Each step keeps what a
 //! previous run wrote, so an interrupted run is completed by the next.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -9,7 +10,7 @@ use weft_channel::BatchSettings;
 use weft_material::channel::{ConsenterNode, channel_profile};
 use weft_material::cryptogen::{self, CryptogenConfig};
 use weft_protos::Message;
-use weft_spec::NetworkSpec;
+use weft_spec::{LauncherSpec, NetworkSpec};
 
 use crate::dir::{NetworkDir, write_atomic};
 use crate::nodes::{Node, Role, config_text};
@@ -17,13 +18,25 @@ use crate::{NetworkError, profile};
 
 /// Writes what is missing; `progress` gets one line per step. Returns the
 /// nodes whose existing config file changed (a running one must restart to
-/// see the change).
+/// see the change). `services` holds the address of every `docker`
+/// chaincode's running container.
 pub fn prepare(
     dir: &NetworkDir,
     spec: &NetworkSpec,
     base: &Path,
+    services: &BTreeMap<String, String>,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Node>, NetworkError> {
+    for chaincode in &spec.chaincodes {
+        if matches!(chaincode.launcher, LauncherSpec::Docker { .. })
+            && !services.contains_key(&chaincode.name)
+        {
+            return Err(NetworkError::Refused(format!(
+                "chaincode {}: its container is not running, so the peers have nowhere to dial",
+                chaincode.name
+            )));
+        }
+    }
     let organizations = dir.organizations();
     let report = cryptogen::generate(
         spec,
@@ -93,7 +106,7 @@ pub fn prepare(
     let mut changed = Vec::new();
     for node in &all {
         let path = dir.node_config(&node.name);
-        let text = config_text(spec, node, dir, base);
+        let text = config_text(spec, node, dir, base, services);
         match std::fs::read_to_string(&path) {
             Ok(existing) if existing == text => continue,
             Ok(_) => changed.push(node.clone()),

@@ -145,6 +145,16 @@ pub enum LauncherSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tls_root_ca: Option<String>,
     },
+    /// Chaincode-as-a-service in a container of `image`, run by `weft up` on
+    /// the local Docker engine; the peers dial it. It gets Fabric's
+    /// `CHAINCODE_SERVER_ADDRESS` and `CHAINCODE_ID`.
+    #[serde(rename_all = "camelCase")]
+    Docker {
+        image: String,
+        /// Arguments for the image's entrypoint (its own command otherwise).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        command: Vec<String>,
+    },
 }
 
 /// A peer organisation.
@@ -884,6 +894,12 @@ impl NetworkSpec {
                     return Err((
                         path("launcher.process.command"),
                         "expected a command and its arguments".into(),
+                    ));
+                }
+                LauncherSpec::Docker { image, .. } if image.trim().is_empty() => {
+                    return Err((
+                        path("launcher.docker.image"),
+                        "expected an image such as my-chaincode:1.0".into(),
                     ));
                 }
                 LauncherSpec::External { address, .. }

@@ -58,7 +58,8 @@ fn bring_up(
         spec.name,
         dir.root().display()
     ));
-    let changed = weft_network::prepare::prepare(&dir, spec, base, &mut step)?;
+    let services = runtime()?.block_on(chaincode_containers(&dir, spec, &mut step))?;
+    let changed = weft_network::prepare::prepare(&dir, spec, base, &services, &mut step)?;
     let weft = weft_exe()?;
     let stop = Arc::new(AtomicBool::new(false));
     let attached = if foreground {
@@ -176,6 +177,32 @@ pub fn deploy_init(dir: NetworkDir, timeout: u64) -> anyhow::Result<()> {
     })?;
     step("ready");
     Ok(())
+}
+
+/// Runs each `docker` chaincode's container on the local engine (the
+/// Docker launcher); its address for the peers, by chaincode name.
+async fn chaincode_containers(
+    dir: &NetworkDir,
+    spec: &weft_spec::NetworkSpec,
+    step: &mut dyn FnMut(&str),
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let mut services = std::collections::BTreeMap::new();
+    for chaincode in &spec.chaincodes {
+        let weft_spec::LauncherSpec::Docker { image, command } = &chaincode.launcher else {
+            continue;
+        };
+        let service = weft_containers::chaincode::ChaincodeService {
+            network: dir.root(),
+            chaincode: &chaincode.name,
+            // The package id the peers of `weft up` give a chaincode.
+            package_id: &chaincode.name,
+            image,
+            command,
+        };
+        let address = weft_containers::chaincode::run_chaincode(&service, step).await?;
+        services.insert(chaincode.name.clone(), address);
+    }
+    Ok(services)
 }
 
 /// `weft channel create`: adds a channel to the network's spec and brings
@@ -361,6 +388,16 @@ pub fn down(dir: NetworkDir, purge: bool) -> anyhow::Result<()> {
     weft_network::monitor::down(&dir, &mut step)?;
     let stopped = supervisor::stop_network(&dir, &mut step)?;
     step(&format!("stopped ({stopped} process(es) signalled)"));
+    let (spec, _) = dir.load_spec()?;
+    if spec
+        .chaincodes
+        .iter()
+        .any(|c| matches!(c.launcher, weft_spec::LauncherSpec::Docker { .. }))
+    {
+        let removed =
+            runtime()?.block_on(weft_containers::chaincode::remove_chaincodes(dir.root()))?;
+        step(&format!("{removed} chaincode container(s) removed"));
+    }
     if purge {
         std::fs::remove_dir_all(dir.root())
             .with_context(|| format!("deleting {}", dir.root().display()))?;

@@ -626,3 +626,171 @@ fn per_host_projects_spread_a_network_over_two_hosts() {
     first.ok(&["down", "-v"]);
     second.ok(&["down", "-v"]);
 }
+
+/// Stops a `weft up` network when the test ends, pass or fail.
+struct UpNetwork<'a> {
+    engine: &'a Engine,
+    dir: PathBuf,
+}
+
+impl UpNetwork<'_> {
+    fn weft(&self, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--dir", self.dir.to_str().expect("utf8")]);
+        self.engine.weft(&all)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.weft(args);
+        assert!(output.status.success(), "weft {args:?}: {}", text(&output));
+        text(&output)
+    }
+}
+
+impl Drop for UpNetwork<'_> {
+    fn drop(&mut self) {
+        let _ = self.weft(&["down"]);
+    }
+}
+
+/// The Docker chaincode launcher: `weft up` runs a chaincode image as a
+/// service on the local engine (here weft's own image serving its `basic`
+/// contract), the peers dial it, the engine restarts it when it dies, a
+/// second `weft up` keeps it, and `weft down` removes it.
+#[test]
+fn weft_up_runs_a_docker_chaincode_as_a_service() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let built = engine.weft(&["image", "build", "--tag", "weft:test"]);
+    assert!(built.status.success(), "{}", text(&built));
+    let work = tempfile::tempdir().expect("temp dir");
+    let spec = work.path().join("network.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: boxed\n\
+             organizations:\n\
+             \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
+             \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
+             orderers:\n\
+             \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
+             \x20 nodes: 1\n\
+             \x20 ports: [{}]\n\
+             chaincodes:\n\
+             \x20 - name: boxed\n\
+             \x20   endorsementPolicy: \"OR('Org1MSP.peer','Org2MSP.peer')\"\n\
+             \x20   launcher:\n\
+             \x20     docker: {{image: 'weft:test', command: [chaincode, run, basic]}}\n",
+            free_port(),
+            free_port(),
+            free_port()
+        ),
+    )
+    .expect("spec");
+    let network = UpNetwork {
+        engine: &engine,
+        dir: work.path().join("net"),
+    };
+    let up = network.ok(&["up", spec.to_str().expect("utf8")]);
+    assert!(
+        up.contains("chaincode boxed: container weft-cc-boxed-"),
+        "{up}"
+    );
+    network.ok(&[
+        "chaincode",
+        "invoke",
+        "boxed",
+        "CreateAsset",
+        "d1",
+        "blue",
+        "5",
+        "Tom",
+        "100",
+    ]);
+    let read = network.ok(&[
+        "chaincode",
+        "query",
+        "--org",
+        "Org2",
+        "boxed",
+        "ReadAsset",
+        "d1",
+    ]);
+    assert!(read.contains(r#""Owner":"Tom""#), "{read}");
+
+    // The container, found by the network's label.
+    let label = format!("label=weft.network={}", network.dir.display());
+    let listed = engine.docker(&["ps", "-q", "--filter", &label]);
+    let id = String::from_utf8_lossy(&listed.stdout).trim().to_owned();
+    assert!(!id.is_empty() && !id.contains('\n'), "{}", text(&listed));
+
+    // It dies (its process killed, not stopped through the engine): the
+    // engine starts it again and the chaincode serves again.
+    let pid = engine.docker(&["inspect", "-f", "{{.State.Pid}}", &id]);
+    let pid = String::from_utf8_lossy(&pid.stdout).trim().to_owned();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = engine.docker(&["inspect", "-f", "{{.RestartCount}} {{.State.Running}}", &id]);
+        if String::from_utf8_lossy(&state.stdout).trim() == "1 true" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&state));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let read = network.weft(&["chaincode", "query", "boxed", "ReadAsset", "d1"]);
+        if read.status.success() {
+            assert!(text(&read).contains(r#""Owner":"Tom""#), "{}", text(&read));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&read));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // Unchanged, it is kept; `weft down` removes it.
+    let again = network.ok(&["up"]);
+    assert!(
+        again.contains("container weft-cc-boxed-") && again.contains("running at"),
+        "{again}"
+    );
+    let down = network.ok(&["down"]);
+    assert!(down.contains("1 chaincode container(s) removed"), "{down}");
+    let listed = engine.docker(&["ps", "-aq", "--filter", &label]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).trim().is_empty(),
+        "{}",
+        text(&listed)
+    );
+
+    // An image the engine lacks is named, and no node starts.
+    let missing = work.path().join("missing.yaml");
+    std::fs::write(
+        &missing,
+        std::fs::read_to_string(&spec)
+            .expect("spec")
+            .replace("'weft:test'", "'no-such-chaincode:1'"),
+    )
+    .expect("spec");
+    let other = UpNetwork {
+        engine: &engine,
+        dir: work.path().join("other"),
+    };
+    let refused = other.weft(&["up", missing.to_str().expect("utf8")]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused)
+            .contains("chaincode boxed: image no-such-chaincode:1 is not in the Docker engine"),
+        "{}",
+        text(&refused)
+    );
+    assert!(!other.dir.join("nodes").exists());
+}
