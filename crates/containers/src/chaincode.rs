@@ -28,6 +28,7 @@ const LABEL_NETWORK: &str = "weft.network";
 const LABEL_CHAINCODE: &str = "weft.chaincode";
 const LABEL_PACKAGE_ID: &str = "weft.package-id";
 const LABEL_IMAGE: &str = "weft.image";
+const LABEL_IMAGE_ID: &str = "weft.image-id";
 const LABEL_COMMAND: &str = "weft.command";
 const LABEL_ADDRESS: &str = "weft.address";
 
@@ -57,12 +58,14 @@ impl ChaincodeService<'_> {
         )
     }
 
-    fn labels(&self, address: &str) -> HashMap<String, String> {
+    /// What the container is: compared to decide whether to keep it.
+    fn labels(&self, address: &str, image_id: &str) -> HashMap<String, String> {
         [
             (LABEL_NETWORK, self.network.display().to_string()),
             (LABEL_CHAINCODE, self.chaincode.to_owned()),
             (LABEL_PACKAGE_ID, self.package_id.to_owned()),
             (LABEL_IMAGE, self.image.to_owned()),
+            (LABEL_IMAGE_ID, image_id.to_owned()),
             (LABEL_COMMAND, self.command.join("\u{1f}")),
             (LABEL_ADDRESS, address.to_owned()),
         ]
@@ -87,6 +90,13 @@ pub async fn run_chaincode(
 ) -> Result<String, ContainerError> {
     let docker = connect().await?;
     let name = service.container_name();
+    let Ok(image) = docker.inspect_image(service.image).await else {
+        return Err(ContainerError::Refused(format!(
+            "chaincode {}: image {} is not in the Docker engine; build it first (docker build -t {} …)",
+            service.chaincode, service.image, service.image
+        )));
+    };
+    let image_id = image.id.unwrap_or_default();
     if let Ok(existing) = docker.inspect_container(&name, None).await {
         let labels = existing
             .config
@@ -95,7 +105,7 @@ pub async fn run_chaincode(
             .unwrap_or_default();
         let address = labels.get(LABEL_ADDRESS).cloned().unwrap_or_default();
         let same = service
-            .labels(&address)
+            .labels(&address, &image_id)
             .iter()
             .all(|(k, v)| labels.get(k) == Some(v));
         let running = existing
@@ -118,12 +128,6 @@ pub async fn run_chaincode(
             )
             .await?;
     }
-    if docker.inspect_image(service.image).await.is_err() {
-        return Err(ContainerError::Refused(format!(
-            "chaincode {}: image {} is not in the Docker engine; build it first (docker build -t {} …)",
-            service.chaincode, service.image, service.image
-        )));
-    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| ContainerError::Refused(format!("choosing a port: {e}")))?
@@ -131,13 +135,22 @@ pub async fn run_chaincode(
     let address = format!("127.0.0.1:{port}");
     let body = ContainerCreateBody {
         image: Some(service.image.to_owned()),
-        cmd: (!service.command.is_empty()).then(|| service.command.to_vec()),
+        cmd: (!service.command.is_empty()).then(|| {
+            service
+                .command
+                .iter()
+                .map(|arg| {
+                    arg.replace("{chaincode_address}", &address)
+                        .replace("{chaincode_id}", service.package_id)
+                })
+                .collect()
+        }),
         env: Some(vec![
             format!("CHAINCODE_SERVER_ADDRESS={address}"),
             format!("CHAINCODE_ID={}", service.package_id),
             format!("CORE_CHAINCODE_ID_NAME={}", service.package_id),
         ]),
-        labels: Some(service.labels(&address)),
+        labels: Some(service.labels(&address, &image_id)),
         host_config: Some(HostConfig {
             network_mode: Some("host".into()),
             restart_policy: Some(RestartPolicy {

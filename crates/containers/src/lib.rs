@@ -11,6 +11,7 @@
 //! `/var/run/docker.sock`.
 
 pub mod chaincode;
+pub mod source;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -120,17 +121,96 @@ pub fn stripped(binary: &Path) -> Result<Vec<u8>, ContainerError> {
     bytes
 }
 
-/// What goes in the image: the build context as a tar archive.
-pub fn build_context(binary: &Path, version: &str) -> Result<Vec<u8>, ContainerError> {
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, data: &[u8], mode: u32| -> Result<(), ContainerError> {
+/// A build context being written: a tar archive in memory.
+pub(crate) struct Archive(tar::Builder<Vec<u8>>);
+
+impl Archive {
+    pub(crate) fn new() -> Self {
+        Archive(tar::Builder::new(Vec::new()))
+    }
+
+    pub(crate) fn file(
+        &mut self,
+        path: &str,
+        data: &[u8],
+        mode: u32,
+    ) -> Result<(), ContainerError> {
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
         header.set_mode(mode);
         header.set_cksum();
-        tar.append_data(&mut header, path, data)
+        self.0
+            .append_data(&mut header, path, data)
             .map_err(io(Path::new(path)))
-    };
+    }
+
+    pub(crate) fn dir(&mut self, path: &str, mode: u32) -> Result<(), ContainerError> {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_size(0);
+        header.set_mode(mode);
+        header.set_cksum();
+        self.0
+            .append_data(&mut header, path, std::io::empty())
+            .map_err(io(Path::new(path)))
+    }
+
+    /// The file at `from` on this machine, as `path`.
+    pub(crate) fn copy(
+        &mut self,
+        path: &str,
+        from: &Path,
+        mode: u32,
+    ) -> Result<(), ContainerError> {
+        let bytes = std::fs::read(from).map_err(io(from))?;
+        self.file(path, &bytes, mode)
+    }
+
+    /// The shared libraries `binary` loads, at their paths under `rootfs/`.
+    pub(crate) fn libraries_of(&mut self, binary: &Path) -> Result<(), ContainerError> {
+        for library in shared_libraries(binary)? {
+            let resolved = std::fs::canonicalize(&library).map_err(io(&library))?;
+            self.copy(&format!("rootfs{}", library.display()), &resolved, 0o755)?;
+        }
+        Ok(())
+    }
+
+    /// What every image of weft's holds under `rootfs/`: CA certificates,
+    /// root and the `weft` user (home `home`), and `/tmp` and `home` that
+    /// anyone may create in (like /tmp: a volume mounted there, which
+    /// starts as a copy of it, takes any user).
+    pub(crate) fn base(&mut self, home: &str) -> Result<(), ContainerError> {
+        let certificates = Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if certificates.is_file() {
+            self.copy(
+                "rootfs/etc/ssl/certs/ca-certificates.crt",
+                certificates,
+                0o644,
+            )?;
+        }
+        self.file(
+            "rootfs/etc/passwd",
+            format!("root:x:0:0:root:/:/nonexistent\nweft:x:{WEFT_UID}:{WEFT_UID}:weft:{home}:/nonexistent\n")
+                .as_bytes(),
+            0o644,
+        )?;
+        self.file(
+            "rootfs/etc/group",
+            format!("root:x:0:\nweft:x:{WEFT_UID}:\n").as_bytes(),
+            0o644,
+        )?;
+        self.dir("rootfs/tmp/", 0o1777)?;
+        self.dir(&format!("rootfs{home}/"), 0o1777)
+    }
+
+    pub(crate) fn finish(self) -> Result<Vec<u8>, ContainerError> {
+        self.0.into_inner().map_err(io(Path::new("build context")))
+    }
+}
+
+/// What goes in the image: the build context as a tar archive.
+pub fn build_context(binary: &Path, version: &str) -> Result<Vec<u8>, ContainerError> {
+    let mut archive = Archive::new();
     let dockerfile = format!(
         "FROM scratch\n\
          COPY rootfs/ /\n\
@@ -140,46 +220,11 @@ pub fn build_context(binary: &Path, version: &str) -> Result<Vec<u8>, ContainerE
          ENV HOME=/var/weft\n\
          ENTRYPOINT [\"/usr/local/bin/weft\"]\n"
     );
-    add("Dockerfile", dockerfile.as_bytes(), 0o644)?;
-    let read = |path: &Path| std::fs::read(path).map_err(io(path));
-    add("rootfs/usr/local/bin/weft", &stripped(binary)?, 0o755)?;
-    for library in shared_libraries(binary)? {
-        let resolved = std::fs::canonicalize(&library).map_err(io(&library))?;
-        let inside = format!("rootfs{}", library.display());
-        add(&inside, &read(&resolved)?, 0o755)?;
-    }
-    let certificates = Path::new("/etc/ssl/certs/ca-certificates.crt");
-    if certificates.is_file() {
-        add(
-            "rootfs/etc/ssl/certs/ca-certificates.crt",
-            &read(certificates)?,
-            0o644,
-        )?;
-    }
-    add(
-        "rootfs/etc/passwd",
-        format!("root:x:0:0:root:/:/nonexistent\nweft:x:{WEFT_UID}:{WEFT_UID}:weft:/var/weft:/nonexistent\n")
-            .as_bytes(),
-        0o644,
-    )?;
-    add(
-        "rootfs/etc/group",
-        format!("root:x:0:\nweft:x:{WEFT_UID}:\n").as_bytes(),
-        0o644,
-    )?;
-    // A temporary directory, and the data directory: like /tmp, anyone
-    // may create in it, so a volume mounted there (which starts as a copy
-    // of it) takes nodes running as any user.
-    for dir in ["rootfs/tmp/", "rootfs/var/weft/"] {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Directory);
-        header.set_size(0);
-        header.set_mode(0o1777);
-        header.set_cksum();
-        tar.append_data(&mut header, dir, std::io::empty())
-            .map_err(io(Path::new(dir)))?;
-    }
-    tar.into_inner().map_err(io(Path::new("build context")))
+    archive.file("Dockerfile", dockerfile.as_bytes(), 0o644)?;
+    archive.file("rootfs/usr/local/bin/weft", &stripped(binary)?, 0o755)?;
+    archive.libraries_of(binary)?;
+    archive.base("/var/weft")?;
+    archive.finish()
 }
 
 /// The image built: its id and size.
@@ -203,16 +248,37 @@ pub async fn build_image(
         "build context: {} MB (the binary and its libraries)",
         context.len() / 1_000_000
     ));
+    let labels: HashMap<String, String> =
+        [("org.opencontainers.image.title".into(), "weft".into())].into();
+    engine_build(context, "Dockerfile", tag, &labels, None, progress).await
+}
+
+/// Builds the tar `context` (with `dockerfile` in it) as `tag`, labelled;
+/// `network` is the network mode of its `RUN` steps (`host` where they
+/// fetch packages: engines without a default bridge have no other).
+pub(crate) async fn engine_build(
+    context: Vec<u8>,
+    dockerfile: &str,
+    tag: &str,
+    labels: &HashMap<String, String>,
+    network: Option<&str>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BuiltImage, ContainerError> {
     let docker = connect().await?;
-    let labels: HashMap<&str, &str> = [("org.opencontainers.image.title", "weft")].into();
-    let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
-        .dockerfile("Dockerfile")
+    let mut options = bollard::query_parameters::BuildImageOptionsBuilder::new()
+        .dockerfile(dockerfile)
         .t(tag)
         .rm(true)
         .forcerm(true)
-        .labels(&labels)
-        .build();
-    let mut output = docker.build_image(options, None, Some(bollard::body_full(context.into())));
+        .labels(labels);
+    if let Some(network) = network {
+        options = options.networkmode(network);
+    }
+    let mut output = docker.build_image(
+        options.build(),
+        None,
+        Some(bollard::body_full(context.into())),
+    );
     while let Some(info) = output.next().await {
         let info = info?;
         if let Some(error) = info.error_detail.and_then(|e| e.message) {

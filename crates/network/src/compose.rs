@@ -61,12 +61,12 @@ pub struct ComposeProject {
 /// runs on the peer's machine, and the image holds weft alone.
 pub fn check(spec: &NetworkSpec, file: &str) -> Result<(), SpecError> {
     for (i, chaincode) in spec.chaincodes.iter().enumerate() {
-        if let LauncherSpec::Docker { image, .. } = &chaincode.launcher {
+        if let LauncherSpec::Docker { .. } = &chaincode.launcher {
             return Err(SpecError {
                 file: file.to_owned(),
                 location: format!("chaincodes[{i}].launcher.docker"),
                 message: format!(
-                    "chaincode {}: the docker launcher runs {image} beside `weft up`'s nodes; in a compose project, run it as a service of its own and declare it `external: {{address: …}}`",
+                    "chaincode {}: the docker launcher runs beside `weft up`'s nodes; in a compose project, run it as a service of its own and declare it `external: {{address: …}}`",
                     chaincode.name
                 ),
             });

@@ -145,13 +145,18 @@ pub enum LauncherSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tls_root_ca: Option<String>,
     },
-    /// Chaincode-as-a-service in a container of `image`, run by `weft up` on
-    /// the local Docker engine; the peers dial it. It gets Fabric's
-    /// `CHAINCODE_SERVER_ADDRESS` and `CHAINCODE_ID`.
+    /// Chaincode-as-a-service in a container, run by `weft up` on the
+    /// local Docker engine; the peers dial it. It gets Fabric's
+    /// `CHAINCODE_SERVER_ADDRESS` and `CHAINCODE_ID`. Either an `image`, or
+    /// a source directory to `build` one from (relative to the spec file).
     #[serde(rename_all = "camelCase")]
     Docker {
-        image: String,
-        /// Arguments for the image's entrypoint (its own command otherwise).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        build: Option<String>,
+        /// Arguments for the image's entrypoint (its own command otherwise);
+        /// `{chaincode_address}` and `{chaincode_id}` are filled in.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         command: Vec<String>,
     },
@@ -896,12 +901,27 @@ impl NetworkSpec {
                         "expected a command and its arguments".into(),
                     ));
                 }
-                LauncherSpec::Docker { image, .. } if image.trim().is_empty() => {
-                    return Err((
-                        path("launcher.docker.image"),
-                        "expected an image such as my-chaincode:1.0".into(),
-                    ));
-                }
+                LauncherSpec::Docker { image, build, .. } => match (image, build) {
+                    (Some(image), None) if image.trim().is_empty() => {
+                        return Err((
+                            path("launcher.docker.image"),
+                            "expected an image such as my-chaincode:1.0".into(),
+                        ));
+                    }
+                    (None, Some(dir)) if dir.trim().is_empty() => {
+                        return Err((
+                            path("launcher.docker.build"),
+                            "expected the chaincode's source directory".into(),
+                        ));
+                    }
+                    (Some(_), Some(_)) | (None, None) => {
+                        return Err((
+                            path("launcher.docker"),
+                            "expected either `image` (an image to run) or `build` (a source directory to build one from)".into(),
+                        ));
+                    }
+                    _ => {}
+                },
                 LauncherSpec::External { address, .. }
                     if address.rsplit_once(':').is_none_or(|(host, port)| {
                         host.is_empty() || port.parse::<u16>().is_err()

@@ -58,7 +58,7 @@ fn bring_up(
         spec.name,
         dir.root().display()
     ));
-    let services = runtime()?.block_on(chaincode_containers(&dir, spec, &mut step))?;
+    let services = runtime()?.block_on(chaincode_containers(&dir, spec, base, &mut step))?;
     let changed = weft_network::prepare::prepare(&dir, spec, base, &services, &mut step)?;
     let weft = weft_exe()?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -180,29 +180,72 @@ pub fn deploy_init(dir: NetworkDir, timeout: u64) -> anyhow::Result<()> {
 }
 
 /// Runs each `docker` chaincode's container on the local engine (the
-/// Docker launcher); its address for the peers, by chaincode name.
+/// Docker launcher), building its image first where the spec gives a
+/// source directory; its address for the peers, by chaincode name.
 async fn chaincode_containers(
     dir: &NetworkDir,
     spec: &weft_spec::NetworkSpec,
+    base: &Path,
     step: &mut dyn FnMut(&str),
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let mut services = std::collections::BTreeMap::new();
     for chaincode in &spec.chaincodes {
-        let weft_spec::LauncherSpec::Docker { image, command } = &chaincode.launcher else {
+        let weft_spec::LauncherSpec::Docker {
+            image,
+            build,
+            command,
+        } = &chaincode.launcher
+        else {
             continue;
+        };
+        let mut command = command.clone();
+        let image = match (image, build) {
+            (Some(image), _) => image.clone(),
+            (None, Some(source)) => {
+                let tag = chaincode_image_tag(&chaincode.name, &chaincode.version);
+                weft_containers::source::build_chaincode_image(&base.join(source), &tag, step)
+                    .await?;
+                if command.is_empty() {
+                    command = weft_containers::source::NODE_SERVER_COMMAND
+                        .map(str::to_owned)
+                        .to_vec();
+                }
+                tag
+            }
+            (None, None) => anyhow::bail!("chaincode {}: no image to run", chaincode.name),
         };
         let service = weft_containers::chaincode::ChaincodeService {
             network: dir.root(),
             chaincode: &chaincode.name,
             // The package id the peers of `weft up` give a chaincode.
             package_id: &chaincode.name,
-            image,
-            command,
+            image: &image,
+            command: &command,
         };
         let address = weft_containers::chaincode::run_chaincode(&service, step).await?;
         services.insert(chaincode.name.clone(), address);
     }
     Ok(services)
+}
+
+/// `weft-cc-<name>:<version>`, in the characters image references allow.
+fn chaincode_image_tag(name: &str, version: &str) -> String {
+    let clean = |text: &str, extra: &[char]| -> String {
+        text.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || extra.contains(&c) {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    format!(
+        "weft-cc-{}:{}",
+        clean(name, &['-', '_', '.']),
+        clean(version, &['-', '_', '.'])
+    )
 }
 
 /// `weft channel create`: adds a channel to the network's spec and brings

@@ -794,3 +794,142 @@ fn weft_up_runs_a_docker_chaincode_as_a_service() {
     );
     assert!(!other.dir.join("nodes").exists());
 }
+
+/// `launcher: {docker: {build: DIR}}` with a Node chaincode written with
+/// the official `fabric-contract-api`: `weft up` builds its image (a
+/// generated multi-stage Dockerfile: npm in a build stage, `FROM scratch`
+/// at run time), runs it as a service, and the official Node gateway client
+/// submits and evaluates through it. Unchanged source is not rebuilt; a
+/// change is, and replaces the container.
+#[test]
+fn weft_up_builds_a_node_chaincode_image_and_the_gateway_client_uses_it() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
+    let work = tempfile::tempdir().expect("temp dir");
+    let source = work.path().join("assets-cc");
+    std::fs::create_dir(&source).expect("source dir");
+    std::fs::copy(
+        packages.join("node/chaincode/index.js"),
+        source.join("index.js"),
+    )
+    .expect("index.js");
+    // The same fabric-contract-api and fabric-shim versions the other
+    // Node tests pin.
+    let pinned: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(packages.join("package.json")).expect("compat/package.json"),
+    )
+    .expect("package.json");
+    let version = |name: &str| {
+        pinned["devDependencies"][name]
+            .as_str()
+            .or_else(|| pinned["dependencies"][name].as_str())
+            .unwrap_or_else(|| panic!("{name} in compat/package.json"))
+            .to_owned()
+    };
+    std::fs::write(
+        source.join("package.json"),
+        serde_json::json!({
+            "name": "assets-cc",
+            "private": true,
+            "main": "index.js",
+            "dependencies": {
+                "fabric-contract-api": version("fabric-contract-api"),
+                "fabric-shim": version("fabric-shim"),
+            },
+        })
+        .to_string(),
+    )
+    .expect("package.json");
+    let peer = free_port();
+    let spec = work.path().join("network.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: node-in-docker\n\
+             organizations:\n\
+             \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{peer}]}}\n\
+             \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
+             orderers:\n\
+             \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
+             \x20 nodes: 1\n\
+             \x20 ports: [{}]\n\
+             chaincodes:\n\
+             \x20 - name: assets\n\
+             \x20   launcher: {{docker: {{build: assets-cc}}}}\n",
+            free_port(),
+            free_port()
+        ),
+    )
+    .expect("spec");
+    let network = UpNetwork {
+        engine: &engine,
+        dir: work.path().join("net"),
+    };
+    let up = network.ok(&["up", spec.to_str().expect("utf8")]);
+    assert!(
+        up.contains("building weft-cc-assets:1.0 from")
+            && up.contains("FROM scratch")
+            && up.contains("container weft-cc-assets-"),
+        "{up}"
+    );
+
+    // The official client, as User1 of Org1, endorsed by both orgs.
+    let org1 = network
+        .dir
+        .join("organizations/peerOrganizations/org1.example.com");
+    let user = org1.join("users/User1@org1.example.com/msp");
+    let app = weft_compat::run(
+        Command::new("node")
+            .arg(packages.join("node/gateway-app.mjs"))
+            .arg(format!("localhost:{peer}"))
+            .arg(org1.join("tlsca/tlsca.org1.example.com-cert.pem"))
+            .arg(user.join("signcerts/cert.pem"))
+            .arg(user.join("keystore/priv_sk"))
+            .arg("Org1MSP")
+            .arg("assets")
+            .current_dir(&packages),
+    )
+    .expect("node");
+    let report = String::from_utf8_lossy(&app.stdout);
+    assert!(app.status.success(), "{report}\n{}", text(&app));
+    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("report");
+    assert!(report.get("unexpected").is_none(), "{report:#}");
+    assert_eq!(report["read"]["Owner"], "Tomoko", "{report:#}");
+    assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
+
+    // Unchanged source: no rebuild, the same container.
+    let again = network.ok(&["up"]);
+    assert!(
+        again.contains("image weft-cc-assets:1.0: up to date") && again.contains("running at"),
+        "{again}"
+    );
+    let created = network.ok(&[
+        "chaincode",
+        "invoke",
+        "assets",
+        "CreateAsset",
+        "kept",
+        "teal",
+        "3",
+        "Ann",
+        "30",
+    ]);
+    // Changed source: rebuilt, and a new container runs it.
+    let mut code = std::fs::read_to_string(source.join("index.js")).expect("index.js");
+    code.push_str("\n// changed\n");
+    std::fs::write(source.join("index.js"), code).expect("index.js");
+    let changed = network.ok(&["up"]);
+    assert!(
+        changed.contains("building weft-cc-assets:1.0") && changed.contains("started at"),
+        "{changed}"
+    );
+    let read = network.weft(&["chaincode", "query", "assets", "ReadAsset", "kept"]);
+    assert!(
+        text(&read).contains(r#""Owner":"Ann""#),
+        "{}\n{created}\n{changed}\n{}",
+        text(&read),
+        network.ok(&["status"])
+    );
+}
