@@ -19,6 +19,7 @@
 //! `weft deploy init`, which waits for every node, then makes the channel
 //! joins and chaincode definitions of `weft up`, idempotently.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use weft_spec::{LauncherSpec, NetworkSpec, SpecError};
@@ -45,6 +46,31 @@ pub struct ComposeOptions {
     pub image: String,
     /// A project per host of the spec (`hosts:`), in `<output>/<host>/`.
     pub per_host: bool,
+    /// The image and command of each `docker` chaincode (built already
+    /// where the spec gives a source), by chaincode name.
+    pub chaincodes: BTreeMap<String, ChaincodeImage>,
+}
+
+/// A chaincode image and the command it runs as a service.
+#[derive(Debug, Clone)]
+pub struct ChaincodeImage {
+    pub image: String,
+    /// `{chaincode_address}` and `{chaincode_id}` are filled in.
+    pub command: Vec<String>,
+}
+
+/// Where a chaincode service listens inside its container.
+const CHAINCODE_PORT: u16 = 9999;
+
+/// The compose service (and DNS name) of chaincode `name`.
+fn chaincode_service(name: &str) -> String {
+    format!(
+        "chaincode-{}",
+        name.to_ascii_lowercase()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect::<String>()
+    )
 }
 
 /// What was written.
@@ -61,16 +87,6 @@ pub struct ComposeProject {
 /// runs on the peer's machine, and the image holds weft alone.
 pub fn check(spec: &NetworkSpec, file: &str) -> Result<(), SpecError> {
     for (i, chaincode) in spec.chaincodes.iter().enumerate() {
-        if let LauncherSpec::Docker { .. } = &chaincode.launcher {
-            return Err(SpecError {
-                file: file.to_owned(),
-                location: format!("chaincodes[{i}].launcher.docker"),
-                message: format!(
-                    "chaincode {}: the docker launcher runs beside `weft up`'s nodes; in a compose project, run it as a service of its own and declare it `external: {{address: …}}`",
-                    chaincode.name
-                ),
-            });
-        }
         if let LauncherSpec::Process { command, .. } = &chaincode.launcher {
             return Err(SpecError {
                 file: file.to_owned(),
@@ -121,6 +137,32 @@ pub fn write(
         }
         _ => {}
     }
+    let mut services = BTreeMap::new();
+    for (i, chaincode) in spec.chaincodes.iter().enumerate() {
+        if !matches!(chaincode.launcher, LauncherSpec::Docker { .. }) {
+            continue;
+        }
+        if options.per_host {
+            return Err(NetworkError::Spec(SpecError {
+                file: origin.to_owned(),
+                location: format!("chaincodes[{i}].launcher.docker"),
+                message: format!(
+                    "chaincode {}: the docker launcher is not available with --per-host yet; run it as a service on a host and declare it `external: {{address: …}}`",
+                    chaincode.name
+                ),
+            }));
+        }
+        if !options.chaincodes.contains_key(&chaincode.name) {
+            return Err(NetworkError::Refused(format!(
+                "chaincode {}: no image for its docker launcher",
+                chaincode.name
+            )));
+        }
+        services.insert(
+            chaincode.name.clone(),
+            format!("{}:{CHAINCODE_PORT}", chaincode_service(&chaincode.name)),
+        );
+    }
     let base = absolute(base);
     let output = absolute(&options.output);
     let dir = NetworkDir::new(output.join("network")).reached_from(Reach::Containers);
@@ -138,16 +180,11 @@ pub fn write(
     }
     // Inside the containers the spec's paths are under /spec.
     dir.store_spec(spec_text, Path::new(SPEC_MOUNT))?;
-    prepare::prepare(
-        &dir,
-        &spec,
-        Path::new(SPEC_MOUNT),
-        &Default::default(),
-        progress,
-    )?;
+    prepare::prepare(&dir, &spec, Path::new(SPEC_MOUNT), &services, progress)?;
     let all = dir.nodes(&spec);
     let project = Project {
         spec: &spec,
+        chaincodes: &options.chaincodes,
         image: &options.image,
         spec_dir: references_files(&spec).then_some(base.as_path()),
     };
@@ -181,6 +218,7 @@ pub fn write(
 /// What every project of a spec shares.
 struct Project<'a> {
     spec: &'a NetworkSpec,
+    chaincodes: &'a BTreeMap<String, ChaincodeImage>,
     image: &'a str,
     spec_dir: Option<&'a Path>,
 }
@@ -198,7 +236,15 @@ impl Project<'_> {
     ) -> Result<ComposeProject, NetworkError> {
         let network = root.join("network");
         let user = container_user(&network)?;
-        let text = compose_file(self.spec, nodes, self.image, self.spec_dir, &user, init);
+        let mut text = compose_file(self.spec, nodes, self.image, self.spec_dir, &user, init);
+        // Chaincode services go with the init service (one project).
+        if init {
+            text = text.replacen(
+                "\nvolumes:\n",
+                &format!("\n{}", chaincode_services(self.chaincodes)),
+                1,
+            );
+        }
         let file = root.join("docker-compose.yaml");
         write_atomic(&file, text.as_bytes())?;
         write_atomic(
@@ -214,6 +260,7 @@ impl Project<'_> {
         let mut services: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
         if init {
             services.push("init".into());
+            services.extend(self.chaincodes.keys().map(|name| chaincode_service(name)));
         }
         Ok(ComposeProject {
             file,
@@ -394,6 +441,46 @@ fn compose_file(
         text.push_str(&format!("  {}: {{}}\n", node.name));
     }
     text.push_str("networks:\n  weft: {}\n");
+    text
+}
+
+/// A service per `docker` chaincode, then the `volumes:` line they are
+/// inserted before.
+fn chaincode_services(chaincodes: &BTreeMap<String, ChaincodeImage>) -> String {
+    let mut text = String::new();
+    for (name, image) in chaincodes {
+        let address = format!("0.0.0.0:{CHAINCODE_PORT}");
+        let command: Vec<String> = image
+            .command
+            .iter()
+            .map(|arg| {
+                quote(
+                    &arg.replace("{chaincode_address}", &address)
+                        .replace("{chaincode_id}", name),
+                )
+            })
+            .collect();
+        text.push_str(&format!(
+            "  {service}:\n\
+             \x20   image: {image}\n",
+            service = chaincode_service(name),
+            image = quote(&image.image),
+        ));
+        if !command.is_empty() {
+            text.push_str(&format!("    command: [{}]\n", command.join(", ")));
+        }
+        text.push_str(&format!(
+            "    environment:\n\
+             \x20     CHAINCODE_SERVER_ADDRESS: {address}\n\
+             \x20     CHAINCODE_ID: {id}\n\
+             \x20     CORE_CHAINCODE_ID_NAME: {id}\n\
+             \x20   restart: unless-stopped\n\
+             \x20   networks: [weft]\n",
+            address = quote(&address),
+            id = quote(name),
+        ));
+    }
+    text.push_str("volumes:\n");
     text
 }
 

@@ -632,6 +632,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     output,
                     image,
                     per_host,
+                    chaincodes: Default::default(),
                 },
             ),
             DeployCommand::Init { dir, timeout } => network::deploy_init(dir.open(), timeout),

@@ -139,6 +139,9 @@ pub fn deploy_compose(
         ),
     };
     let mut step = stepper();
+    let mut options = options;
+    options.chaincodes =
+        runtime()?.block_on(compose_chaincode_images(&text, &origin, &base, &mut step))?;
     let projects =
         weft_network::compose::write(&text, &origin, &base, &builtin_names(), &options, &mut step)?;
     println!(
@@ -162,6 +165,61 @@ pub fn deploy_compose(
         );
     }
     Ok(())
+}
+
+/// The image and command of each `docker` chaincode of the spec, built
+/// into the engine first where it gives a source directory.
+async fn compose_chaincode_images(
+    text: &str,
+    origin: &str,
+    base: &Path,
+    step: &mut dyn FnMut(&str),
+) -> anyhow::Result<std::collections::BTreeMap<String, weft_network::compose::ChaincodeImage>> {
+    let spec = weft_spec::NetworkSpec::from_yaml(text, origin)?;
+    let mut images = std::collections::BTreeMap::new();
+    for chaincode in &spec.chaincodes {
+        if let weft_spec::LauncherSpec::Docker { .. } = &chaincode.launcher {
+            let (image, command) = docker_image(chaincode, base, step).await?;
+            images.insert(
+                chaincode.name.clone(),
+                weft_network::compose::ChaincodeImage { image, command },
+            );
+        }
+    }
+    Ok(images)
+}
+
+/// The image a `docker` chaincode runs and its command: its `image`, or
+/// one built from its `build` source (running the Node chaincode server).
+async fn docker_image(
+    chaincode: &weft_spec::ChaincodeSpec,
+    base: &Path,
+    step: &mut dyn FnMut(&str),
+) -> anyhow::Result<(String, Vec<String>)> {
+    let weft_spec::LauncherSpec::Docker {
+        image,
+        build,
+        command,
+    } = &chaincode.launcher
+    else {
+        anyhow::bail!("chaincode {}: not a docker launcher", chaincode.name);
+    };
+    match (image, build) {
+        (Some(image), _) => Ok((image.clone(), command.clone())),
+        (None, Some(source)) => {
+            let tag = chaincode_image_tag(&chaincode.name, &chaincode.version);
+            weft_containers::source::build_chaincode_image(&base.join(source), &tag, step).await?;
+            let command = if command.is_empty() {
+                weft_containers::source::NODE_SERVER_COMMAND
+                    .map(str::to_owned)
+                    .to_vec()
+            } else {
+                command.clone()
+            };
+            Ok((tag, command))
+        }
+        (None, None) => anyhow::bail!("chaincode {}: no image to run", chaincode.name),
+    }
 }
 
 /// `weft deploy init`: what `weft up` does after starting the nodes, for
@@ -190,30 +248,10 @@ async fn chaincode_containers(
 ) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
     let mut services = std::collections::BTreeMap::new();
     for chaincode in &spec.chaincodes {
-        let weft_spec::LauncherSpec::Docker {
-            image,
-            build,
-            command,
-        } = &chaincode.launcher
-        else {
+        if !matches!(chaincode.launcher, weft_spec::LauncherSpec::Docker { .. }) {
             continue;
-        };
-        let mut command = command.clone();
-        let image = match (image, build) {
-            (Some(image), _) => image.clone(),
-            (None, Some(source)) => {
-                let tag = chaincode_image_tag(&chaincode.name, &chaincode.version);
-                weft_containers::source::build_chaincode_image(&base.join(source), &tag, step)
-                    .await?;
-                if command.is_empty() {
-                    command = weft_containers::source::NODE_SERVER_COMMAND
-                        .map(str::to_owned)
-                        .to_vec();
-                }
-                tag
-            }
-            (None, None) => anyhow::bail!("chaincode {}: no image to run", chaincode.name),
-        };
+        }
+        let (image, command) = docker_image(chaincode, base, step).await?;
         let service = weft_containers::chaincode::ChaincodeService {
             network: dir.root(),
             chaincode: &chaincode.name,

@@ -344,7 +344,8 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
              \x20 ports: [{}]\n\
              \x20 operationsPorts: [{}]\n\
              channels:\n  - name: mychannel\n\
-             chaincodes:\n  - name: basic\n    launcher: {{builtin: basic}}\n",
+             chaincodes:\n  - name: basic\n    launcher: {{builtin: basic}}\n\
+             \x20 - name: assets\n    launcher: {{docker: {{build: assets-cc}}}}\n",
             free_port(),
             free_port(),
             free_port(),
@@ -353,6 +354,7 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
         ),
     )
     .expect("spec");
+    node_chaincode_source(work.path());
     let output = work.path().join("project");
     let written = engine.weft(&[
         "deploy",
@@ -392,28 +394,11 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
         std::thread::sleep(Duration::from_secs(1));
     }
 
-    // The official Node client, from the host, as User1 of Org1.
-    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
-    let org1 = output.join("network/organizations/peerOrganizations/org1.example.com");
-    let user = org1.join("users/User1@org1.example.com/msp");
-    let app = weft_compat::run(
-        Command::new("node")
-            .arg(packages.join("node/gateway-app.mjs"))
-            .arg(format!("localhost:{peer}"))
-            .arg(org1.join("tlsca/tlsca.org1.example.com-cert.pem"))
-            .arg(user.join("signcerts/cert.pem"))
-            .arg(user.join("keystore/priv_sk"))
-            .arg("Org1MSP")
-            .arg("basic")
-            .current_dir(&packages),
-    )
-    .expect("node");
-    let report = String::from_utf8_lossy(&app.stdout);
-    assert!(app.status.success(), "{report}\n{}", text(&app));
-    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("report");
-    assert!(report.get("unexpected").is_none(), "{report:#}");
-    assert_eq!(report["read"]["Owner"], "Tomoko", "{report:#}");
-    assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
+    // The official Node client, from the host, as User1 of Org1: the
+    // built-in chaincode, and the Node one in its own container.
+    let network = output.join("network");
+    run_gateway_app(&network, peer, "basic");
+    run_gateway_app(&network, peer, "assets");
 
     let network = output.join("network");
     let weft_in = |args: &[&str]| {
@@ -806,42 +791,9 @@ fn weft_up_builds_a_node_chaincode_image_and_the_gateway_client_uses_it() {
     let Some(engine) = Engine::start() else {
         return;
     };
-    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
+    weft_compat::node_packages().expect("npm packages (compat/install.sh)");
     let work = tempfile::tempdir().expect("temp dir");
-    let source = work.path().join("assets-cc");
-    std::fs::create_dir(&source).expect("source dir");
-    std::fs::copy(
-        packages.join("node/chaincode/index.js"),
-        source.join("index.js"),
-    )
-    .expect("index.js");
-    // The same fabric-contract-api and fabric-shim versions the other
-    // Node tests pin.
-    let pinned: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(packages.join("package.json")).expect("compat/package.json"),
-    )
-    .expect("package.json");
-    let version = |name: &str| {
-        pinned["devDependencies"][name]
-            .as_str()
-            .or_else(|| pinned["dependencies"][name].as_str())
-            .unwrap_or_else(|| panic!("{name} in compat/package.json"))
-            .to_owned()
-    };
-    std::fs::write(
-        source.join("package.json"),
-        serde_json::json!({
-            "name": "assets-cc",
-            "private": true,
-            "main": "index.js",
-            "dependencies": {
-                "fabric-contract-api": version("fabric-contract-api"),
-                "fabric-shim": version("fabric-shim"),
-            },
-        })
-        .to_string(),
-    )
-    .expect("package.json");
+    let source = node_chaincode_source(work.path());
     let peer = free_port();
     let spec = work.path().join("network.yaml");
     std::fs::write(
@@ -876,28 +828,7 @@ fn weft_up_builds_a_node_chaincode_image_and_the_gateway_client_uses_it() {
     );
 
     // The official client, as User1 of Org1, endorsed by both orgs.
-    let org1 = network
-        .dir
-        .join("organizations/peerOrganizations/org1.example.com");
-    let user = org1.join("users/User1@org1.example.com/msp");
-    let app = weft_compat::run(
-        Command::new("node")
-            .arg(packages.join("node/gateway-app.mjs"))
-            .arg(format!("localhost:{peer}"))
-            .arg(org1.join("tlsca/tlsca.org1.example.com-cert.pem"))
-            .arg(user.join("signcerts/cert.pem"))
-            .arg(user.join("keystore/priv_sk"))
-            .arg("Org1MSP")
-            .arg("assets")
-            .current_dir(&packages),
-    )
-    .expect("node");
-    let report = String::from_utf8_lossy(&app.stdout);
-    assert!(app.status.success(), "{report}\n{}", text(&app));
-    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("report");
-    assert!(report.get("unexpected").is_none(), "{report:#}");
-    assert_eq!(report["read"]["Owner"], "Tomoko", "{report:#}");
-    assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
+    run_gateway_app(&network.dir, peer, "assets");
 
     // Unchanged source: no rebuild, the same container.
     let again = network.ok(&["up"]);
@@ -932,4 +863,73 @@ fn weft_up_builds_a_node_chaincode_image_and_the_gateway_client_uses_it() {
         text(&read),
         network.ok(&["status"])
     );
+}
+
+/// `DIR/assets-cc`: the asset-transfer chaincode the Node interop tests
+/// run (official `fabric-contract-api`), with a package.json of its own
+/// pinning the versions they use.
+fn node_chaincode_source(dir: &Path) -> PathBuf {
+    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
+    let source = dir.join("assets-cc");
+    std::fs::create_dir(&source).expect("source dir");
+    std::fs::copy(
+        packages.join("node/chaincode/index.js"),
+        source.join("index.js"),
+    )
+    .expect("index.js");
+    // The same fabric-contract-api and fabric-shim versions the other
+    // Node tests pin.
+    let pinned: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(packages.join("package.json")).expect("compat/package.json"),
+    )
+    .expect("package.json");
+    let version = |name: &str| {
+        pinned["devDependencies"][name]
+            .as_str()
+            .or_else(|| pinned["dependencies"][name].as_str())
+            .unwrap_or_else(|| panic!("{name} in compat/package.json"))
+            .to_owned()
+    };
+    std::fs::write(
+        source.join("package.json"),
+        serde_json::json!({
+            "name": "assets-cc",
+            "private": true,
+            "main": "index.js",
+            "dependencies": {
+                "fabric-contract-api": version("fabric-contract-api"),
+                "fabric-shim": version("fabric-shim"),
+            },
+        })
+        .to_string(),
+    )
+    .expect("package.json");
+    source
+}
+
+/// Runs `compat/node/gateway-app.mjs` (the official Node gateway client) as
+/// User1 of Org1 of the network in `network` through `localhost:peer`, and
+/// checks what it observed.
+fn run_gateway_app(network: &Path, peer: u16, chaincode: &str) {
+    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
+    let org1 = network.join("organizations/peerOrganizations/org1.example.com");
+    let user = org1.join("users/User1@org1.example.com/msp");
+    let app = weft_compat::run(
+        Command::new("node")
+            .arg(packages.join("node/gateway-app.mjs"))
+            .arg(format!("localhost:{peer}"))
+            .arg(org1.join("tlsca/tlsca.org1.example.com-cert.pem"))
+            .arg(user.join("signcerts/cert.pem"))
+            .arg(user.join("keystore/priv_sk"))
+            .arg("Org1MSP")
+            .arg(chaincode)
+            .current_dir(&packages),
+    )
+    .expect("node");
+    let report = String::from_utf8_lossy(&app.stdout);
+    assert!(app.status.success(), "{report}\n{}", text(&app));
+    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("report");
+    assert!(report.get("unexpected").is_none(), "{report:#}");
+    assert_eq!(report["read"]["Owner"], "Tomoko", "{report:#}");
+    assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
 }
