@@ -201,7 +201,7 @@ pub async fn run_chaincode(
     }
 }
 
-async fn logs(docker: &bollard::Docker, name: &str) -> String {
+pub(crate) async fn logs(docker: &bollard::Docker, name: &str) -> String {
     let options = LogsOptionsBuilder::new()
         .stdout(true)
         .stderr(true)

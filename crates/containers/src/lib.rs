@@ -227,6 +227,25 @@ pub fn build_context(binary: &Path, version: &str) -> Result<Vec<u8>, ContainerE
     archive.finish()
 }
 
+/// Whether the engine has the image `tag`.
+pub async fn has_image(tag: &str) -> Result<bool, ContainerError> {
+    Ok(connect().await?.inspect_image(tag).await.is_ok())
+}
+
+/// A container's exit code once it has exited (None while it runs), with
+/// the last lines of its log.
+pub async fn exit_state(id: &str) -> Result<(Option<i64>, String), ContainerError> {
+    let docker = connect().await?;
+    let inspected = docker.inspect_container(id, None).await?;
+    let state = inspected.state.unwrap_or_default();
+    let log = chaincode::logs(&docker, id).await;
+    let exited = matches!(
+        state.status,
+        Some(bollard::models::ContainerStateStatusEnum::EXITED)
+    );
+    Ok((exited.then(|| state.exit_code.unwrap_or_default()), log))
+}
+
 /// The image built: its id and size.
 #[derive(Debug, Clone)]
 pub struct BuiltImage {

@@ -42,6 +42,11 @@ enum Command {
         /// Give up waiting for the network after this many seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Run the nodes in containers on the local Docker engine instead:
+        /// the spec's compose project (`weft deploy compose`) in --dir,
+        /// started with docker-compose, weft's image built when missing.
+        #[arg(long, conflicts_with = "foreground")]
+        containers: bool,
     },
     /// Stop every node of a network (its data is kept).
     Down {
@@ -170,8 +175,18 @@ struct NetworkDirArg {
 }
 
 impl NetworkDirArg {
+    /// The network directory; for a compose project (`weft up
+    /// --containers`, `weft deploy compose`), the one inside it.
     fn open(&self) -> weft_network::NetworkDir {
+        let inner = self.path.join("network");
+        if self.is_compose_project() && inner.join("network.yaml").is_file() {
+            return weft_network::NetworkDir::new(inner);
+        }
         weft_network::NetworkDir::new(&self.path)
+    }
+
+    fn is_compose_project(&self) -> bool {
+        self.path.join("docker-compose.yaml").is_file() && !self.path.join("network.yaml").is_file()
     }
 }
 
@@ -613,9 +628,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up {
             spec,
             dir,
+            timeout,
+            containers: true,
+            ..
+        } => network::up_containers(&dir.path, spec.as_deref(), timeout),
+        Command::Up {
+            spec,
+            dir,
             foreground,
             timeout,
+            containers: false,
         } => network::up(dir.open(), spec.as_deref(), foreground, timeout),
+        Command::Down { dir, purge } if dir.is_compose_project() => {
+            network::down_containers(&dir.path, purge)
+        }
         Command::Down { dir, purge } => network::down(dir.open(), purge),
         Command::Status { dir } => network::status(dir.open()),
         Command::Monitor { command } => network::monitor(command),

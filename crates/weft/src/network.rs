@@ -121,33 +121,108 @@ fn bring_up(
     Ok(())
 }
 
+/// `weft up --containers`: the spec's compose project in `dir` (written
+/// when a spec is given or none exists yet), weft's image built when the
+/// engine lacks it, `docker-compose up -d`, then a wait for `init`.
+pub fn up_containers(dir: &Path, spec: Option<&Path>, timeout: u64) -> anyhow::Result<()> {
+    let mut step = stepper();
+    let image = format!("weft:{}", env!("CARGO_PKG_VERSION"));
+    let runtime = runtime()?;
+    if !runtime.block_on(weft_containers::has_image(&image))? {
+        step(&format!("building {image} (weft image build)"));
+        runtime.block_on(weft_containers::build_image(
+            &weft_exe()?,
+            &image,
+            env!("CARGO_PKG_VERSION"),
+            &mut |_| {},
+        ))?;
+    }
+    let file = dir.join("docker-compose.yaml");
+    if spec.is_some() || !file.is_file() {
+        let options = weft_network::compose::ComposeOptions {
+            output: dir.to_path_buf(),
+            image,
+            per_host: false,
+            chaincodes: Default::default(),
+        };
+        write_compose(spec, options, &mut step)?;
+    }
+    step("docker-compose up -d");
+    compose(dir, &["up", "-d"])?;
+    let started = Instant::now();
+    loop {
+        let id = String::from_utf8_lossy(&compose(dir, &["ps", "-q", "init"])?.stdout)
+            .trim()
+            .to_owned();
+        let (state, log) = if id.is_empty() {
+            (None, String::new())
+        } else {
+            runtime.block_on(weft_containers::exit_state(&id))?
+        };
+        match state {
+            Some(0) => break,
+            Some(code) => anyhow::bail!(
+                "the init service exited with {code}:\n{log}\nfix what it says, then run `weft up --containers --dir {}` again",
+                dir.display()
+            ),
+            None if started.elapsed() > Duration::from_secs(timeout) => anyhow::bail!(
+                "the init service has not finished after {timeout}s:\n{log}\nsee `docker-compose logs` in {}",
+                dir.display()
+            ),
+            None => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+    step("ready");
+    println!(
+        "\nthe network runs in containers: {}\n  weft status --dir {0}\n  weft chaincode query --dir {0} …\n  weft down --dir {0}      (docker-compose down; --purge also deletes the ledgers' volumes)",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `weft down` for a compose project: `docker-compose down` (`-v` and the
+/// directory deleted with `purge`).
+pub fn down_containers(dir: &Path, purge: bool) -> anyhow::Result<()> {
+    let mut step = stepper();
+    if purge {
+        compose(dir, &["down", "-v"])?;
+        std::fs::remove_dir_all(dir).with_context(|| format!("deleting {}", dir.display()))?;
+        step(&format!("stopped; volumes and {} deleted", dir.display()));
+    } else {
+        compose(dir, &["down"])?;
+        step("stopped; the ledgers stay in the project's volumes");
+    }
+    Ok(())
+}
+
+/// Runs `docker-compose ARGS` in `dir`; fails with its output.
+fn compose(dir: &Path, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let output = std::process::Command::new("docker-compose")
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running docker-compose (install it: Debian's docker-compose package)")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "docker-compose {} in {}: {}{}",
+        args.join(" "),
+        dir.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(output)
+}
+
 /// `weft deploy compose`: writes the project(s) and says how to start them.
 pub fn deploy_compose(
     spec: Option<&Path>,
     options: weft_network::compose::ComposeOptions,
 ) -> anyhow::Result<()> {
-    let (text, origin, base) = match spec {
-        Some(path) => (
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
-            path.display().to_string(),
-            path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-        ),
-        None => (
-            weft_spec::DEFAULT_SPEC_YAML.to_owned(),
-            "<default spec>".to_owned(),
-            std::path::PathBuf::from("."),
-        ),
-    };
     let mut step = stepper();
-    let mut options = options;
-    options.chaincodes =
-        runtime()?.block_on(compose_chaincode_images(&text, &origin, &base, &mut step))?;
-    let projects =
-        weft_network::compose::write(&text, &origin, &base, &builtin_names(), &options, &mut step)?;
-    println!(
-        "start (image {}: `weft image build` makes it; with --per-host, on each host):",
-        options.image
-    );
+    let image = options.image.clone();
+    let projects = write_compose(spec, options, &mut step)?;
+    println!("start (image {image}: `weft image build` makes it; with --per-host, on each host):");
     for project in &projects {
         let root = project
             .file
@@ -165,6 +240,37 @@ pub fn deploy_compose(
         );
     }
     Ok(())
+}
+
+/// Writes the compose project(s) of `spec` (the default one without).
+fn write_compose(
+    spec: Option<&Path>,
+    options: weft_network::compose::ComposeOptions,
+    step: &mut dyn FnMut(&str),
+) -> anyhow::Result<Vec<weft_network::compose::ComposeProject>> {
+    let (text, origin, base) = match spec {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+            path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+        ),
+        None => (
+            weft_spec::DEFAULT_SPEC_YAML.to_owned(),
+            "<default spec>".to_owned(),
+            std::path::PathBuf::from("."),
+        ),
+    };
+    let mut options = options;
+    options.chaincodes =
+        runtime()?.block_on(compose_chaincode_images(&text, &origin, &base, step))?;
+    Ok(weft_network::compose::write(
+        &text,
+        &origin,
+        &base,
+        &builtin_names(),
+        &options,
+        step,
+    )?)
 }
 
 /// The image and command of each `docker` chaincode of the spec, built

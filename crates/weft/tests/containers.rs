@@ -933,3 +933,118 @@ fn run_gateway_app(network: &Path, peer: u16, chaincode: &str) {
     assert_eq!(report["read"]["Owner"], "Tomoko", "{report:#}");
     assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
 }
+
+/// `weft up --containers`: the same spec as a compose project on the local
+/// engine (weft's image built because the engine lacks it), usable with
+/// `--dir` like any network; `weft down` keeps the ledgers for the next
+/// `weft up --containers`, `--purge` deletes them.
+#[test]
+fn weft_up_containers_runs_the_spec_in_containers() {
+    let Some(engine) = Engine::start() else {
+        return;
+    };
+    let work = tempfile::tempdir().expect("temp dir");
+    let spec = work.path().join("network.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: boxed-up\n\
+             organizations:\n\
+             \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}], operationsPorts: [{}]}}\n\
+             \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}], operationsPorts: [{}]}}\n\
+             orderers:\n\
+             \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
+             \x20 nodes: 1\n\
+             \x20 ports: [{}]\n\
+             chaincodes:\n  - name: basic\n    launcher: {{builtin: basic}}\n",
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port()
+        ),
+    )
+    .expect("spec");
+    let dir = work.path().join("net");
+    let dir_arg = dir.to_str().expect("utf8");
+    // `up` creates the project's network and waits for init; the rule that
+    // opens it goes in as soon as it exists.
+    let up = |args: &[&str]| {
+        std::thread::scope(|scope| {
+            let opened = scope.spawn(|| {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    let found = engine.docker(&["network", "inspect", "boxed-up_weft"]);
+                    if found.status.success() {
+                        return Forwarding::allow(&engine, "boxed-up_weft");
+                    }
+                    assert!(Instant::now() < deadline, "no project network");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+            let output = engine.weft(args);
+            let forwarding = opened.join().expect("forwarding");
+            assert!(output.status.success(), "{}", text(&output));
+            (text(&output), forwarding)
+        })
+    };
+    let (said, forwarding) = up(&[
+        "up",
+        "--containers",
+        spec.to_str().expect("utf8"),
+        "--dir",
+        dir_arg,
+    ]);
+    assert!(
+        said.contains("building weft:") && said.contains("ready"),
+        "{said}"
+    );
+    let invoked = engine.weft(&[
+        "chaincode",
+        "invoke",
+        "--dir",
+        dir_arg,
+        "basic",
+        "CreateAsset",
+        "c1",
+        "red",
+        "1",
+        "Ann",
+        "10",
+    ]);
+    assert!(invoked.status.success(), "{}", text(&invoked));
+    let down = engine.weft(&["down", "--dir", dir_arg]);
+    assert!(down.status.success(), "{}", text(&down));
+    drop(forwarding);
+
+    let (said, _forwarding) = up(&["up", "--containers", "--dir", dir_arg]);
+    assert!(!said.contains("building weft:"), "{said}");
+    let read = engine.weft(&[
+        "chaincode",
+        "query",
+        "--dir",
+        dir_arg,
+        "--org",
+        "Org2",
+        "basic",
+        "ReadAsset",
+        "c1",
+    ]);
+    assert!(text(&read).contains(r#""Owner":"Ann""#), "{}", text(&read));
+    let status = engine.weft(&["status", "--dir", dir_arg]);
+    assert!(
+        text(&status).contains("3/3 node(s) healthy"),
+        "{}",
+        text(&status)
+    );
+
+    let purged = engine.weft(&["down", "--dir", dir_arg, "--purge"]);
+    assert!(purged.status.success(), "{}", text(&purged));
+    assert!(!dir.exists());
+    let volumes = engine.docker(&["volume", "ls", "-q"]);
+    assert!(
+        !String::from_utf8_lossy(&volumes.stdout).contains("boxed-up_"),
+        "{}",
+        text(&volumes)
+    );
+}
