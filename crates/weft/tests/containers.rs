@@ -87,6 +87,15 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// `weft ARGS --dir DIR`.
+    fn weft_in(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--dir", dir.to_str().expect("utf8")]);
+        self.weft(&all)
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -232,6 +241,32 @@ impl Drop for Forwarding {
     }
 }
 
+/// Two organisations and one Raft orderer on free ports, peer0.org1 on
+/// `peer`, with the `chaincodes` given (YAML list items); `operations`
+/// gives every node an operations port.
+fn two_org_spec(name: &str, peer: u16, operations: bool, chaincodes: &str) -> String {
+    let operations_ports = || {
+        if operations {
+            format!(", operationsPorts: [{}]", free_port())
+        } else {
+            String::new()
+        }
+    };
+    format!(
+        "name: {name}\n\
+         organizations:\n\
+         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{peer}]{}}}\n\
+         \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]{}}}\n\
+         orderers: {{organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}, nodes: 1, ports: [{}]{}}}\n\
+         chaincodes:\n{chaincodes}",
+        operations_ports(),
+        free_port(),
+        operations_ports(),
+        free_port(),
+        operations_ports(),
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -331,29 +366,13 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
     let work = tempfile::tempdir().expect("temp dir");
     let peer = free_port();
     let spec = work.path().join("network.yaml");
-    std::fs::write(
-        &spec,
-        format!(
-            "name: Compose-Test\n\
-             organizations:\n\
-             \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{peer}], operationsPorts: [{}]}}\n\
-             \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}], operationsPorts: [{}]}}\n\
-             orderers:\n\
-             \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
-             \x20 nodes: 1\n\
-             \x20 ports: [{}]\n\
-             \x20 operationsPorts: [{}]\n\
-             channels:\n  - name: mychannel\n\
-             chaincodes:\n  - name: basic\n    launcher: {{builtin: basic}}\n\
-             \x20 - name: assets\n    launcher: {{docker: {{build: assets-cc}}}}\n",
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port()
-        ),
-    )
-    .expect("spec");
+    let text = two_org_spec(
+        "Compose-Test",
+        peer,
+        true,
+        "  - name: basic\n    launcher: {builtin: basic}\n  - name: assets\n    launcher: {docker: {build: assets-cc}}\n",
+    );
+    std::fs::write(&spec, text).expect("spec");
     node_chaincode_source(work.path());
     let output = work.path().join("project");
     let written = engine.weft(&[
@@ -400,12 +419,7 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
     run_gateway_app(&network, peer, "basic");
     run_gateway_app(&network, peer, "assets");
 
-    let network = output.join("network");
-    let weft_in = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--dir", network.to_str().expect("utf8")]);
-        engine.weft(&all)
-    };
+    let weft_in = |args: &[&str]| engine.weft_in(&network, args);
     let invoked = weft_in(&[
         "chaincode",
         "invoke",
@@ -570,11 +584,7 @@ fn per_host_projects_spread_a_network_over_two_hosts() {
     );
     // From this machine, as an operator of the whole network.
     let network = output.join("network");
-    let weft_in = |args: &[&str]| {
-        let mut all = args.to_vec();
-        all.extend(["--dir", network.to_str().expect("utf8")]);
-        engine.weft(&all)
-    };
+    let weft_in = |args: &[&str]| engine.weft_in(&network, args);
     // Endorsed by Org1's peer on host1 and Org2's on host2 (the channel's
     // default policy: a majority of both organisations).
     let invoked = weft_in(&[
@@ -620,9 +630,7 @@ struct UpNetwork<'a> {
 
 impl UpNetwork<'_> {
     fn weft(&self, args: &[&str]) -> Output {
-        let mut all = args.to_vec();
-        all.extend(["--dir", self.dir.to_str().expect("utf8")]);
-        self.engine.weft(&all)
+        self.engine.weft_in(&self.dir, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -651,28 +659,13 @@ fn weft_up_runs_a_docker_chaincode_as_a_service() {
     assert!(built.status.success(), "{}", text(&built));
     let work = tempfile::tempdir().expect("temp dir");
     let spec = work.path().join("network.yaml");
-    std::fs::write(
-        &spec,
-        format!(
-            "name: boxed\n\
-             organizations:\n\
-             \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
-             \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
-             orderers:\n\
-             \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
-             \x20 nodes: 1\n\
-             \x20 ports: [{}]\n\
-             chaincodes:\n\
-             \x20 - name: boxed\n\
-             \x20   endorsementPolicy: \"OR('Org1MSP.peer','Org2MSP.peer')\"\n\
-             \x20   launcher:\n\
-             \x20     docker: {{image: 'weft:test', command: [chaincode, run, basic]}}\n",
-            free_port(),
-            free_port(),
-            free_port()
-        ),
-    )
-    .expect("spec");
+    let text = two_org_spec(
+        "boxed",
+        free_port(),
+        false,
+        "  - name: boxed\n    endorsementPolicy: \"OR('Org1MSP.peer','Org2MSP.peer')\"\n    launcher:\n      docker: {image: 'weft:test', command: [chaincode, run, basic]}\n",
+    );
+    std::fs::write(&spec, text).expect("spec");
     let network = UpNetwork {
         engine: &engine,
         dir: work.path().join("net"),
@@ -798,20 +791,11 @@ fn weft_up_builds_a_node_chaincode_image_and_the_gateway_client_uses_it() {
     let spec = work.path().join("network.yaml");
     std::fs::write(
         &spec,
-        format!(
-            "name: node-in-docker\n\
-             organizations:\n\
-             \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{peer}]}}\n\
-             \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
-             orderers:\n\
-             \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
-             \x20 nodes: 1\n\
-             \x20 ports: [{}]\n\
-             chaincodes:\n\
-             \x20 - name: assets\n\
-             \x20   launcher: {{docker: {{build: assets-cc}}}}\n",
-            free_port(),
-            free_port()
+        two_org_spec(
+            "node-in-docker",
+            peer,
+            false,
+            "  - name: assets\n    launcher: {docker: {build: assets-cc}}\n",
         ),
     )
     .expect("spec");
@@ -947,21 +931,11 @@ fn weft_up_containers_runs_the_spec_in_containers() {
     let spec = work.path().join("network.yaml");
     std::fs::write(
         &spec,
-        format!(
-            "name: boxed-up\n\
-             organizations:\n\
-             \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}], operationsPorts: [{}]}}\n\
-             \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}], operationsPorts: [{}]}}\n\
-             orderers:\n\
-             \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
-             \x20 nodes: 1\n\
-             \x20 ports: [{}]\n\
-             chaincodes:\n  - name: basic\n    launcher: {{builtin: basic}}\n",
+        two_org_spec(
+            "boxed-up",
             free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port()
+            true,
+            "  - name: basic\n    launcher: {builtin: basic}\n",
         ),
     )
     .expect("spec");
