@@ -366,13 +366,13 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
     let work = tempfile::tempdir().expect("temp dir");
     let peer = free_port();
     let spec = work.path().join("network.yaml");
-    let text = two_org_spec(
+    let spec_text = two_org_spec(
         "Compose-Test",
         peer,
         true,
         "  - name: basic\n    launcher: {builtin: basic}\n  - name: assets\n    launcher: {docker: {build: assets-cc}}\n",
     );
-    std::fs::write(&spec, text).expect("spec");
+    std::fs::write(&spec, spec_text).expect("spec");
     node_chaincode_source(work.path());
     let output = work.path().join("project");
     let written = engine.weft(&[
@@ -659,13 +659,13 @@ fn weft_up_runs_a_docker_chaincode_as_a_service() {
     assert!(built.status.success(), "{}", text(&built));
     let work = tempfile::tempdir().expect("temp dir");
     let spec = work.path().join("network.yaml");
-    let text = two_org_spec(
+    let spec_text = two_org_spec(
         "boxed",
         free_port(),
         false,
         "  - name: boxed\n    endorsementPolicy: \"OR('Org1MSP.peer','Org2MSP.peer')\"\n    launcher:\n      docker: {image: 'weft:test', command: [chaincode, run, basic]}\n",
     );
-    std::fs::write(&spec, text).expect("spec");
+    std::fs::write(&spec, spec_text).expect("spec");
     let network = UpNetwork {
         engine: &engine,
         dir: work.path().join("net"),
