@@ -116,6 +116,8 @@ pub async fn converge(
     let deadline = Instant::now() + timeout;
     let all = dir.nodes(spec);
     for node in &all {
+        let waiting_since = Instant::now();
+        let mut said = false;
         // Bounded: a dropped SYN (a firewall, a host not up yet) would
         // otherwise take the kernel's two minutes to fail.
         while !matches!(
@@ -137,6 +139,17 @@ pub async fn converge(
                         log_tail(dir, &node.name, 15)
                     ),
                 });
+            }
+            if !said && waiting_since.elapsed() > Duration::from_secs(5) {
+                // Said once, so a node that never answers (a firewall
+                // between containers, a host not started) is named long
+                // before the deadline.
+                progress(&format!(
+                    "waiting for {} to accept connections at {}",
+                    node.name,
+                    node.address()
+                ));
+                said = true;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

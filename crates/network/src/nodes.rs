@@ -57,7 +57,7 @@ pub enum Reach {
 }
 
 impl Node {
-    /// Where it listens (every service of the node).
+    /// Where others dial it (every service of the node).
     pub fn address(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }

@@ -166,7 +166,11 @@ pub fn up_containers(dir: &Path, spec: Option<&Path>, timeout: u64) -> anyhow::R
                 dir.display()
             ),
             None if started.elapsed() > Duration::from_secs(timeout) => anyhow::bail!(
-                "the init service has not finished after {timeout}s:\n{log}\nsee `docker-compose logs` in {}",
+                "the init service has not finished after {timeout}s:\n{log}\n\
+                 where it waits for a node that `docker-compose ps` shows healthy, the containers \
+                 cannot reach each other on the project's network: look for a firewall dropping \
+                 forwarded traffic between them (an iptables FORWARD policy of DROP with the \
+                 engine's own iptables rules off); see `docker-compose logs` in {}",
                 dir.display()
             ),
             None => std::thread::sleep(Duration::from_millis(500)),
