@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what weft's tests run against: the official Fabric packages at the pinned
 # versions in requirements.txt and package-lock.json, and Debian's prometheus,
-# prometheus-alertmanager, docker.io, containerd and docker-compose (which brings the
-# compose-spec schema and python3-jsonschema the compose tests validate with). Idempotent: a second run with
+# prometheus-alertmanager, docker.io, containerd, docker-compose (which brings the
+# compose-spec schema and python3-jsonschema the compose tests validate with) and
+# postgresql. Idempotent: a second run with
 # everything in place only checks.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -61,6 +62,13 @@ fi
 if ! command -v docker-compose >/dev/null 2>&1; then
   say "installing docker-compose (Debian package)"
   apt_install docker-compose
+fi
+
+# PostgreSQL (`weft events sink` and its tests, which run their own server
+# with initdb and pg_ctl in a temporary directory).
+if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && ! command -v pg_ctl >/dev/null 2>&1; then
+  say "installing postgresql (Debian package)"
+  apt_install postgresql
 fi
 
 say "ready (python: $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("hyperledger-fabric-protos"))'), fabric-gateway: $(node -p 'require("@hyperledger/fabric-gateway/package.json").version'), $(promtool --version 2>&1 | head -1))"

@@ -5,8 +5,10 @@
 //!
 //! `weft chaincode invoke|query` use it; so will `weft bench`. [`lifecycle`]
 //! approves and commits chaincode definitions through it; [`snapshot`]
-//! requests ledger snapshots from a peer.
+//! requests ledger snapshots from a peer; [`deliver`] follows a channel's
+//! blocks.
 
+pub mod deliver;
 pub mod lifecycle;
 pub mod snapshot;
 

@@ -207,19 +207,20 @@ pub fn parse_envelope(bytes: &[u8]) -> Result<EndorserTransaction, EnvelopeError
         decode(&header.channel_header).map_err(EnvelopeError::BadChannelHeader)?;
     let signature_header: SignatureHeader =
         decode(&header.signature_header).map_err(EnvelopeError::BadCommonHeader)?;
-    if signature_header.creator.is_empty() {
-        return Err(EnvelopeError::BadCommonHeader(
-            "the signature header has no creator".into(),
-        ));
-    }
-    if signature_header.nonce.is_empty() {
-        return Err(EnvelopeError::BadCommonHeader(
-            "the signature header has no nonce".into(),
-        ));
-    }
-
     let header_type = channel_header.r#type;
     let action = if header_type == HeaderType::EndorserTransaction as i32 {
+        // A config transaction is checked by the channel configuration; a
+        // genesis block's, as configtxgen writes it, has neither.
+        if signature_header.creator.is_empty() {
+            return Err(EnvelopeError::BadCommonHeader(
+                "the signature header has no creator".into(),
+            ));
+        }
+        if signature_header.nonce.is_empty() {
+            return Err(EnvelopeError::BadCommonHeader(
+                "the signature header has no nonce".into(),
+            ));
+        }
         let computed = compute_tx_id(&signature_header.nonce, &signature_header.creator);
         if computed != channel_header.tx_id {
             return Err(EnvelopeError::BadTxId {

@@ -6,6 +6,7 @@
 mod admin;
 mod bench;
 mod builtin;
+mod events;
 mod lifecycle;
 mod network;
 mod snapshot;
@@ -98,6 +99,11 @@ enum Command {
         /// Keep printing as the log grows.
         #[arg(short, long)]
         follow: bool,
+    },
+    /// Data out of the chain: a channel's blocks into PostgreSQL.
+    Events {
+        #[command(subcommand)]
+        command: events::EventsCommand,
     },
     /// Invoke or query a chaincode through an organisation's gateway peer.
     Chaincode {
@@ -664,6 +670,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             DeployCommand::Init { dir, timeout } => network::deploy_init(dir.open(), timeout),
         },
         Command::Health { target } => health(&target),
+        Command::Events { command } => events::events(command),
         Command::Logs {
             node,
             dir,

@@ -1,0 +1,201 @@
+//! `weft events sink`: follows a channel of a network directory into
+//! PostgreSQL (weft-sink), as a user of one of its organisations.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use anyhow::Context;
+use weft_network::nodes::Role;
+
+use crate::NetworkDirArg;
+
+#[derive(clap::Subcommand)]
+pub enum EventsCommand {
+    /// Write a channel's blocks, transactions, writes, current state and
+    /// chaincode events into PostgreSQL, each block exactly once: rows and
+    /// the channel's checkpoint in one transaction, resumed after the
+    /// checkpoint when restarted. Creates and migrates its tables.
+    Sink(SinkArgs),
+}
+
+#[derive(clap::Args)]
+pub struct SinkArgs {
+    /// PostgreSQL to write to: `postgres://user:password@host:port/database`
+    /// (or libpq's `host=… port=… user=… dbname=…`).
+    #[arg(long)]
+    postgres: String,
+    /// The channel; the spec's first by default.
+    #[arg(short = 'C', long = "channel")]
+    channel: Option<String>,
+    /// The organisation (name or MSP ID) whose peer and user follow the
+    /// channel; the spec's first by default. Private data comes for the
+    /// collections it is a member of.
+    #[arg(long)]
+    org: Option<String>,
+    /// The user (`User1`, `Admin`).
+    #[arg(long, default_value = "User1")]
+    user: String,
+    /// The peer to follow (a node name of the organisation); its first peer
+    /// by default.
+    #[arg(long)]
+    peer: Option<String>,
+    /// The first block, for a channel that has no checkpoint yet (a
+    /// checkpoint always wins: nothing is written twice).
+    #[arg(long = "from-block", default_value_t = 0)]
+    from_block: u64,
+    /// Stop once every block committed when the sink started is written,
+    /// instead of following the channel.
+    #[arg(long = "until-caught-up")]
+    until_caught_up: bool,
+    /// Only transactions (with their writes and events) of this chaincode;
+    /// once per chaincode. All by default.
+    #[arg(long = "chaincode")]
+    chaincodes: Vec<String>,
+    /// Only chaincode events of this name; once per name. All by default.
+    #[arg(long = "event")]
+    events: Vec<String>,
+    /// Write no `writes` or `state` rows (transactions and events only).
+    #[arg(long = "no-writes")]
+    no_writes: bool,
+    /// At most this many blocks per database transaction while catching up.
+    #[arg(long = "batch-blocks", default_value_t = 500)]
+    batch_blocks: usize,
+    /// About this many rows at most per database transaction.
+    #[arg(long = "batch-rows", default_value_t = 50_000)]
+    batch_rows: usize,
+    /// Serve `/metrics` and `/healthz` here (`127.0.0.1:9444`).
+    #[arg(long)]
+    operations: Option<String>,
+    #[command(flatten)]
+    dir: NetworkDirArg,
+}
+
+pub fn events(command: EventsCommand) -> anyhow::Result<()> {
+    match command {
+        EventsCommand::Sink(args) => sink(args),
+    }
+}
+
+fn sink(args: SinkArgs) -> anyhow::Result<()> {
+    if args.batch_blocks == 0 || args.batch_rows == 0 {
+        anyhow::bail!("--batch-blocks and --batch-rows must be at least 1");
+    }
+    let dir = args.dir.open();
+    let (spec, _) = dir.load_spec()?;
+    let org = match &args.org {
+        Some(name) => spec
+            .organization(name)
+            .with_context(|| format!("no organisation {name:?} in network {:?}", spec.name))?,
+        None => &spec.organizations[0],
+    };
+    let channel = args
+        .channel
+        .clone()
+        .unwrap_or_else(|| spec.channels[0].name.clone());
+    if !spec.channels.iter().any(|c| c.name == channel) {
+        anyhow::bail!(
+            "no channel {channel:?} in network {:?} (channels: {})",
+            spec.name,
+            spec.channels
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let peers: Vec<_> = dir
+        .nodes(&spec)
+        .into_iter()
+        .filter(|n| matches!(n.role, Role::Peer { .. }) && n.msp_id == org.msp_id)
+        .collect();
+    let peer = match &args.peer {
+        Some(name) => peers.iter().find(|p| &p.name == name).with_context(|| {
+            format!(
+                "no peer {name:?} in {} (peers: {})",
+                org.msp_id,
+                peers
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?,
+        None => peers
+            .first()
+            .with_context(|| format!("{} has no peer", org.msp_id))?,
+    };
+    let msp = weft_network::admin::user_msp(&dir, &org.domain, &args.user);
+    let (_, _, tls_ca) = weft_network::admin::user_files(&dir, &org.domain, &args.user);
+    let identity = weft_material::SigningIdentity::load(&msp, &org.msp_id)
+        .map_err(|e| anyhow::anyhow!("{}@{}: {e}", args.user, org.domain))?;
+    let runtime = crate::runtime()?;
+    // The client's channel needs the runtime to exist.
+    let deliverer = {
+        let _entered = runtime.enter();
+        weft_client::deliver::Deliverer::connect(&peer.address(), &tls_ca, identity)?
+    };
+    let sink = weft_sink::Sink {
+        postgres: args.postgres.clone(),
+        channel,
+        deliverer,
+        from_block: args.from_block,
+        follow: !args.until_caught_up,
+        filters: weft_sink::Filters {
+            chaincodes: args.chaincodes.iter().cloned().collect::<BTreeSet<_>>(),
+            events: args.events.iter().cloned().collect(),
+            skip_writes: args.no_writes,
+        },
+        batch_blocks: args.batch_blocks,
+        batch_rows: args.batch_rows,
+    };
+    let start = Instant::now();
+    let mut progress =
+        move |line: &str| eprintln!("[{:>7.1}s] {line}", start.elapsed().as_secs_f64());
+    progress(&format!(
+        "following {} on {} ({}) as {}@{}",
+        sink.channel,
+        peer.name,
+        peer.address(),
+        args.user,
+        org.domain
+    ));
+    runtime.block_on(async move {
+        let metrics = match &args.operations {
+            Some(address) => {
+                let operations = weft_node::operations::Operations::new();
+                let metrics = weft_sink::SinkMetrics::register(&operations);
+                let config = weft_node::operations::OperationsConfig {
+                    listen_address: address.clone(),
+                    tls: None,
+                };
+                let bound = crate::bind_operations(Some(&config)).await?;
+                crate::serve_operations(bound, operations);
+                Some(metrics)
+            }
+            None => None,
+        };
+        let summary = tokio::select! {
+            done = weft_sink::run(&sink, metrics.as_ref(), &mut progress) => done?,
+            _ = tokio::signal::ctrl_c() => {
+                // A transaction in flight is rolled back by PostgreSQL: the
+                // checkpoint stays with the last block written.
+                progress("interrupted; the checkpoint is the last block written");
+                return Ok(());
+            }
+        };
+        let seconds = summary.elapsed.as_secs_f64().max(1e-3);
+        progress(&format!(
+            "caught up: {} block(s), {} transaction(s), {} row(s) in {seconds:.1}s ({:.0} blocks/s, {:.0} tx/s){}",
+            summary.blocks,
+            summary.transactions,
+            summary.rows,
+            summary.blocks as f64 / seconds,
+            summary.transactions as f64 / seconds,
+            summary
+                .last_block
+                .map(|b| format!("; checkpoint at block {b}"))
+                .unwrap_or_default()
+        ));
+        Ok(())
+    })
+}
