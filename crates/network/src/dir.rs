@@ -91,6 +91,19 @@ impl NetworkDir {
         self.root.join("supervisor.pid")
     }
 
+    /// An event sink's directory (`sinks/<name>`: its `pid` and `sink.log`).
+    pub fn sink_dir(&self, sink: &str) -> PathBuf {
+        self.root.join("sinks").join(sink)
+    }
+
+    pub fn sink_log(&self, sink: &str) -> PathBuf {
+        self.sink_dir(sink).join("sink.log")
+    }
+
+    pub fn sink_pid(&self, sink: &str) -> PathBuf {
+        self.sink_dir(sink).join("pid")
+    }
+
     pub fn supervisor_log(&self) -> PathBuf {
         self.root.join("supervisor.log")
     }

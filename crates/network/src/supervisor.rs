@@ -1,12 +1,14 @@
 //! Keeps every node of a network running: starts each as a `weft orderer` or
 //! `weft peer` process (its own process group, output appended to
-//! `nodes/<node>/node.log`), restarts one that exits with a growing back-off,
-//! and stops them all (SIGTERM, then SIGKILL after a grace period) when asked.
+//! `nodes/<node>/node.log`), and each of the spec's event sinks as `weft
+//! events sink --sink <name>` (`sinks/<name>/sink.log`); restarts one that
+//! exits with a growing back-off, and stops them all (SIGTERM, then SIGKILL
+//! after a grace period) when asked.
 //!
-//! Pid files (`supervisor.pid`, `nodes/<node>/pid`) let `weft down`,
-//! `weft status` and a later supervisor find processes; a node still running
-//! from an earlier supervisor (killed without stopping its nodes) is adopted,
-//! not started twice.
+//! Pid files (`supervisor.pid`, `nodes/<node>/pid`, `sinks/<name>/pid`) let
+//! `weft down`, `weft status` and a later supervisor find processes; a
+//! process still running from an earlier supervisor (killed without
+//! stopping its processes) is adopted, not started twice.
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
@@ -170,13 +172,87 @@ pub fn running_supervisor(dir: &NetworkDir) -> Option<u32> {
 
 /// The pid of `node` if it is running.
 pub fn running_node(dir: &NetworkDir, node: &Node) -> Option<u32> {
-    let config = dir.node_config(&node.name);
-    read_pid(&dir.node_pid(&node.name))
-        .filter(|&pid| process_matches(pid, &config.display().to_string()))
+    Unit::node(dir, node).running()
+}
+
+/// The pid of the spec's event sink `sink` if it is running.
+pub fn running_sink(dir: &NetworkDir, sink: &str) -> Option<u32> {
+    Unit::sink(dir, sink).running()
+}
+
+/// One process the supervisor keeps running: a node or an event sink.
+#[derive(Debug, Clone)]
+struct Unit {
+    name: String,
+    args: Vec<std::ffi::OsString>,
+    cwd: std::path::PathBuf,
+    log: std::path::PathBuf,
+    pid_file: std::path::PathBuf,
+    /// Text of its command line that no other process has.
+    marker: String,
+}
+
+impl Unit {
+    fn node(dir: &NetworkDir, node: &Node) -> Unit {
+        let config = dir.node_config(&node.name);
+        Unit {
+            name: node.name.clone(),
+            args: vec![
+                node.kind().into(),
+                "start".into(),
+                "--config".into(),
+                config.clone().into(),
+            ],
+            cwd: dir.node_dir(&node.name),
+            log: dir.node_log(&node.name),
+            pid_file: dir.node_pid(&node.name),
+            marker: config.display().to_string(),
+        }
+    }
+
+    fn sink(dir: &NetworkDir, sink: &str) -> Unit {
+        let root = dir.root().display().to_string();
+        Unit {
+            name: format!("event sink {sink}"),
+            args: vec![
+                "events".into(),
+                "sink".into(),
+                "--dir".into(),
+                root.clone().into(),
+                "--sink".into(),
+                sink.into(),
+            ],
+            cwd: dir.sink_dir(sink),
+            log: dir.sink_log(sink),
+            pid_file: dir.sink_pid(sink),
+            marker: format!("events sink --dir {root} --sink {sink}"),
+        }
+    }
+
+    /// Every node of the spec, then its event sinks.
+    fn all(dir: &NetworkDir, spec: &weft_spec::NetworkSpec) -> Vec<Unit> {
+        nodes(spec)
+            .iter()
+            .map(|node| Unit::node(dir, node))
+            .chain(
+                spec.event_sinks
+                    .iter()
+                    .map(|sink| Unit::sink(dir, &sink.name)),
+            )
+            .collect()
+    }
+
+    fn running(&self) -> Option<u32> {
+        read_pid(&self.pid_file).filter(|&pid| self.is(pid))
+    }
+
+    fn is(&self, pid: u32) -> bool {
+        process_matches(pid, &self.marker)
+    }
 }
 
 struct Process {
-    node: Node,
+    unit: Unit,
     child: Option<Child>,
     /// Running from an earlier supervisor.
     adopted: Option<u32>,
@@ -191,11 +267,11 @@ pub fn supervise(
     log: &mut dyn FnMut(&str),
 ) -> Result<(), NetworkError> {
     let (spec, _) = dir.load_spec()?;
-    let mut processes: Vec<Process> = nodes(&spec)
+    let mut processes: Vec<Process> = Unit::all(dir, &spec)
         .into_iter()
-        .map(|node| Process {
-            adopted: running_node(dir, &node),
-            node,
+        .map(|unit| Process {
+            adopted: unit.running(),
+            unit,
             child: None,
             restarts: Restarts::new(),
         })
@@ -204,46 +280,108 @@ pub fn supervise(
         if let Some(pid) = process.adopted {
             log(&format!(
                 "{}: already running (pid {pid}), adopted",
-                process.node.name
+                process.unit.name
             ));
         }
     }
+    let mut sinks = spec.event_sinks.clone();
+    let mut spec_changed = modified(&dir.spec_file());
     while !stop.load(Ordering::SeqCst) {
+        // `weft up` with a new spec (or an edit) may add, change or remove
+        // event sinks while the nodes keep running.
+        let changed = modified(&dir.spec_file());
+        if changed != spec_changed {
+            spec_changed = changed;
+            if let Ok((spec, _)) = dir.load_spec() {
+                follow_sinks(dir, &mut processes, &sinks, &spec.event_sinks, log);
+                sinks = spec.event_sinks;
+            }
+        }
         for process in &mut processes {
-            check(dir, weft, process, log);
+            check(weft, process, log);
         }
         std::thread::sleep(POLL);
     }
     log("stopping nodes");
-    stop_all(dir, &mut processes, log);
+    stop_all(&mut processes, log);
     Ok(())
 }
 
-fn check(dir: &NetworkDir, weft: &Path, process: &mut Process, log: &mut dyn FnMut(&str)) {
-    let name = process.node.name.clone();
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Brings the supervised sinks from `old` to `new`: removed ones stopped,
+/// changed ones restarted (a sink reads its settings at start), new ones
+/// added.
+fn follow_sinks(
+    dir: &NetworkDir,
+    processes: &mut Vec<Process>,
+    old: &[weft_spec::EventSinkSpec],
+    new: &[weft_spec::EventSinkSpec],
+    log: &mut dyn FnMut(&str),
+) {
+    for sink in old {
+        let now = new.iter().find(|s| s.name == sink.name);
+        if now == Some(sink) {
+            continue;
+        }
+        let name = Unit::sink(dir, &sink.name).name;
+        let Some(at) = processes.iter().position(|p| p.unit.name == name) else {
+            continue;
+        };
+        if now.is_none() {
+            let mut gone = vec![processes.remove(at)];
+            log(&format!("{name}: removed from the spec"));
+            stop_all(&mut gone, log);
+        } else {
+            log(&format!("{name}: changed in the spec; restarting"));
+            let process = &mut processes[at];
+            if let Some(pid) = process.child.as_ref().map(Child::id).or(process.adopted) {
+                signal(pid, Signal::TERM);
+            }
+            process.restarts.now();
+        }
+    }
+    for sink in new {
+        if !old.iter().any(|s| s.name == sink.name) {
+            let unit = Unit::sink(dir, &sink.name);
+            log(&format!("{}: added to the spec", unit.name));
+            processes.push(Process {
+                adopted: unit.running(),
+                unit,
+                child: None,
+                restarts: Restarts::new(),
+            });
+        }
+    }
+}
+
+fn check(weft: &Path, process: &mut Process, log: &mut dyn FnMut(&str)) {
+    let unit = &process.unit;
     if let Some(pid) = process.adopted {
-        if process_matches(pid, &dir.node_config(&name).display().to_string()) {
+        if unit.is(pid) {
             return;
         }
-        log(&format!("{name}: adopted process {pid} is gone"));
+        log(&format!("{}: adopted process {pid} is gone", unit.name));
         process.adopted = None;
         process.restarts.now();
     }
     if let Some(child) = &mut process.child {
         if process
             .restarts
-            .still_running(child, &name, &dir.node_log(&name), log)
+            .still_running(child, &unit.name, &unit.log, log)
         {
             return;
         }
         process.child = None;
-        let _ = std::fs::remove_file(dir.node_pid(&name));
+        let _ = std::fs::remove_file(&unit.pid_file);
     }
     if !process.restarts.due() {
         return;
     }
-    let started = start(dir, weft, &process.node);
-    process.child = process.restarts.start_outcome(started, &name, log);
+    let started = start(weft, unit);
+    process.child = process.restarts.start_outcome(started, &unit.name, log);
 }
 
 /// Starts `weft <args>` in `cwd` with its output appended to `log`, in its
@@ -271,24 +409,15 @@ fn spawn_detached(
         .map_err(|e| NetworkError::io(weft, e))
 }
 
-fn start(dir: &NetworkDir, weft: &Path, node: &Node) -> Result<Child, NetworkError> {
-    let config = dir.node_config(&node.name);
-    let child = spawn_detached(
-        weft,
-        &[
-            node.kind().as_ref(),
-            "start".as_ref(),
-            "--config".as_ref(),
-            config.as_os_str(),
-        ],
-        &dir.node_log(&node.name),
-        &dir.node_dir(&node.name),
-    )?;
-    write_atomic(&dir.node_pid(&node.name), child.id().to_string().as_bytes())?;
+fn start(weft: &Path, unit: &Unit) -> Result<Child, NetworkError> {
+    std::fs::create_dir_all(&unit.cwd).map_err(|e| NetworkError::io(&unit.cwd, e))?;
+    let args: Vec<&std::ffi::OsStr> = unit.args.iter().map(|a| a.as_os_str()).collect();
+    let child = spawn_detached(weft, &args, &unit.log, &unit.cwd)?;
+    write_atomic(&unit.pid_file, child.id().to_string().as_bytes())?;
     Ok(child)
 }
 
-fn stop_all(dir: &NetworkDir, processes: &mut [Process], log: &mut dyn FnMut(&str)) {
+fn stop_all(processes: &mut [Process], log: &mut dyn FnMut(&str)) {
     let pids: Vec<u32> = processes
         .iter()
         .filter_map(|p| p.child.as_ref().map(Child::id).or(p.adopted))
@@ -308,10 +437,7 @@ fn stop_all(dir: &NetworkDir, processes: &mut [Process], log: &mut dyn FnMut(&st
                 }
             }
             if let Some(pid) = process.adopted {
-                if process_matches(
-                    pid,
-                    &dir.node_config(&process.node.name).display().to_string(),
-                ) {
+                if process.unit.is(pid) {
                     running += 1;
                 } else {
                     process.adopted = None;
@@ -339,8 +465,8 @@ fn stop_all(dir: &NetworkDir, processes: &mut [Process], log: &mut dyn FnMut(&st
         std::thread::sleep(POLL);
     }
     for process in processes.iter() {
-        let _ = std::fs::remove_file(dir.node_pid(&process.node.name));
-        log(&format!("{}: stopped", process.node.name));
+        let _ = std::fs::remove_file(&process.unit.pid_file);
+        log(&format!("{}: stopped", process.unit.name));
     }
 }
 
@@ -427,25 +553,25 @@ pub fn stop_network(
     }
     let _ = std::fs::remove_file(dir.supervisor_pid());
     let (spec, _) = dir.load_spec()?;
-    let orphans: Vec<(Node, u32)> = nodes(&spec)
+    let orphans: Vec<(Unit, u32)> = Unit::all(dir, &spec)
         .into_iter()
-        .filter_map(|node| running_node(dir, &node).map(|pid| (node, pid)))
+        .filter_map(|unit| unit.running().map(|pid| (unit, pid)))
         .collect();
-    for (node, pid) in &orphans {
-        progress(&format!("stopping {} (pid {pid})", node.name));
+    for (unit, pid) in &orphans {
+        progress(&format!("stopping {} (pid {pid})", unit.name));
         signal(*pid, Signal::TERM);
         signalled += 1;
     }
     let deadline = Instant::now() + STOP_GRACE;
-    for (node, pid) in &orphans {
-        while running_node(dir, node).is_some() {
+    for (unit, pid) in &orphans {
+        while unit.running().is_some() {
             if Instant::now() > deadline {
                 signal(*pid, Signal::KILL);
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = std::fs::remove_file(dir.node_pid(&node.name));
+        let _ = std::fs::remove_file(&unit.pid_file);
     }
     Ok(signalled)
 }

@@ -56,6 +56,62 @@ pub struct NetworkSpec {
     /// when given, every organisation and the orderers name a host per node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<HostSpec>,
+    /// `weft events sink` processes that `weft up` runs beside the nodes,
+    /// each writing a channel into PostgreSQL.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_sinks: Vec<EventSinkSpec>,
+}
+
+/// A channel followed into PostgreSQL (`weft events sink`), supervised by
+/// `weft up` like a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventSinkSpec {
+    /// What `weft status` and the logs call it (`reporting`).
+    pub name: String,
+    /// The database: `postgres://user:password@host:port/database`.
+    pub postgres: String,
+    /// The channel; the spec's first by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The organisation whose peer and user follow the channel; the spec's
+    /// first by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// The user of that organisation (`User1` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Only these chaincodes' transactions (all by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chaincodes: Vec<String>,
+    /// Only chaincode events of these names (all by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// `writes` and `state` rows (true by default).
+    #[serde(default = "yes")]
+    pub writes: bool,
+    /// `/metrics` and `/healthz` of the sink on 127.0.0.1 at this port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations_port: Option<u16>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl EventSinkSpec {
+    /// The channel it follows in `spec`.
+    pub fn channel_in<'a>(&'a self, spec: &'a NetworkSpec) -> &'a str {
+        self.channel.as_deref().unwrap_or(&spec.channels[0].name)
+    }
+
+    /// The organisation it reads as in `spec`.
+    pub fn organization_in<'a>(&self, spec: &'a NetworkSpec) -> Option<&'a OrganizationSpec> {
+        match &self.organization {
+            Some(name) => spec.organization(name),
+            None => spec.organizations.first(),
+        }
+    }
 }
 
 /// A machine of a network spread over several.
@@ -413,6 +469,77 @@ impl NetworkSpec {
             .map_err(|(path, message)| fail(path, message))?;
         self.validate_chaincodes()
             .map_err(|(path, message)| fail(path, message))?;
+        self.validate_event_sinks()
+            .map_err(|(path, message)| fail(path, message))?;
+        Ok(())
+    }
+
+    fn validate_event_sinks(&self) -> Result<(), (String, String)> {
+        let mut names = BTreeSet::new();
+        for (i, sink) in self.event_sinks.iter().enumerate() {
+            let path = |field: &str| format!("eventSinks[{i}].{field}");
+            if !is_identifier(&sink.name) {
+                return Err((
+                    path("name"),
+                    format!(
+                        "expected letters, digits, '-' and '_' (at most 64), got {:?}",
+                        sink.name
+                    ),
+                ));
+            }
+            if !names.insert(sink.name.as_str()) {
+                return Err((
+                    path("name"),
+                    format!("event sink {:?} is defined twice", sink.name),
+                ));
+            }
+            if sink.postgres.trim().is_empty() {
+                return Err((
+                    path("postgres"),
+                    "expected a PostgreSQL URL (postgres://user@host:port/database)".into(),
+                ));
+            }
+            let channel_name = sink.channel_in(self);
+            let Some(channel) = self.channels.iter().find(|c| c.name == channel_name) else {
+                return Err((
+                    path("channel"),
+                    format!("no channel named {channel_name:?}"),
+                ));
+            };
+            let Some(org) = sink.organization_in(self) else {
+                return Err((
+                    path("organization"),
+                    format!(
+                        "no organisation named {:?}",
+                        sink.organization.as_deref().unwrap_or_default()
+                    ),
+                ));
+            };
+            if !self
+                .channel_organizations(channel)
+                .iter()
+                .any(|member| member.msp_id == org.msp_id)
+            {
+                return Err((
+                    path("organization"),
+                    format!(
+                        "{} is not a member of channel {channel_name:?}: its peers do not have it",
+                        org.name
+                    ),
+                ));
+            }
+            if let Some(user) = &sink.user
+                && !(user == "Admin" || is_user_name(user, org.users))
+            {
+                return Err((
+                    path("user"),
+                    format!(
+                        "expected Admin or User1 … User{} of {}, got {user:?}",
+                        org.users, org.name
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -598,7 +725,15 @@ impl NetworkSpec {
             .into_iter()
             .flatten()
         });
-        for (node, (port, path)) in peers.chain(orderers) {
+        let sinks = self.event_sinks.iter().enumerate().filter_map(|(i, sink)| {
+            sink.operations_port.map(|port| {
+                (
+                    format!("the operations service of event sink {}", sink.name),
+                    (u32::from(port), format!("eventSinks[{i}].operationsPort")),
+                )
+            })
+        });
+        for (node, (port, path)) in peers.chain(orderers).chain(sinks) {
             if port == 0 || port > u32::from(u16::MAX) {
                 return Err((
                     path,
@@ -964,6 +1099,13 @@ fn is_chaincode_name(s: &str) -> bool {
             .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
+/// `User<n>` with `1 <= n <= users`: the users cryptogen makes.
+fn is_user_name(s: &str, users: u32) -> bool {
+    s.strip_prefix("User")
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| (1..=users).contains(&n))
+}
+
 fn is_identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -1027,6 +1169,70 @@ mod tests {
 
     const ORDERERS: &str =
         "orderers:\n  organization: {name: Orderer, mspId: OrdererMSP, domain: example.com}\n";
+
+    #[test]
+    fn event_sinks_are_checked_against_channels_organisations_and_ports() {
+        let base = format!(
+            "name: n\norganizations:\n  - {{name: Org1, mspId: Org1MSP, domain: org1.com}}\n  - {{name: Org2, mspId: Org2MSP, domain: org2.com}}\n{ORDERERS}channels:\n  - name: mychannel\n  - {{name: private, organizations: [Org2]}}\n"
+        );
+        let spec = NetworkSpec::from_yaml(
+            &format!(
+                "{base}eventSinks:\n  - {{name: reporting, postgres: 'postgres://me@db/r', chaincodes: [basic], operationsPort: 9444}}\n  - {{name: org2, postgres: 'postgres://me@db/r', channel: private, organization: Org2MSP, user: User1, writes: false}}\n"
+            ),
+            "net.yaml",
+        )
+        .expect("valid sinks");
+        let [first, second] = spec.event_sinks.as_slice() else {
+            panic!("two sinks");
+        };
+        assert_eq!(first.channel_in(&spec), "mychannel");
+        assert_eq!(
+            first.organization_in(&spec).map(|o| o.name.as_str()),
+            Some("Org1")
+        );
+        assert!(first.writes);
+        assert!(!second.writes);
+        let again = NetworkSpec::from_yaml(&spec.to_yaml(), "again.yaml").expect("round trip");
+        assert_eq!(again, spec);
+
+        for (sink, expected) in [
+            (
+                "{name: r, postgres: ''}",
+                "eventSinks[0].postgres: expected a PostgreSQL URL",
+            ),
+            (
+                "{name: r, postgres: p, channel: nope}",
+                "eventSinks[0].channel: no channel named \"nope\"",
+            ),
+            (
+                "{name: r, postgres: p, channel: private}",
+                "eventSinks[0].organization: Org1 is not a member of channel \"private\"",
+            ),
+            (
+                "{name: r, postgres: p, user: User9}",
+                "eventSinks[0].user: expected Admin or User1 … User1 of Org1, got \"User9\"",
+            ),
+            (
+                "{name: r, postgres: p, operationsPort: 7051}",
+                "eventSinks[0].operationsPort: port 7051 of the operations service of event sink r is already used by peer0.org1.com",
+            ),
+            (
+                "{name: 'a b', postgres: p}",
+                "eventSinks[0].name: expected letters",
+            ),
+        ] {
+            let message = error(&format!("{base}eventSinks:\n  - {sink}\n")).to_string();
+            assert!(message.contains(expected), "{sink}: {message}");
+        }
+        let twice = error(&format!(
+            "{base}eventSinks:\n  - {{name: r, postgres: p}}\n  - {{name: r, postgres: p}}\n"
+        ));
+        assert!(
+            twice
+                .to_string()
+                .contains("eventSinks[1].name: event sink \"r\" is defined twice")
+        );
+    }
 
     #[test]
     fn errors_name_file_path_and_expectation() {

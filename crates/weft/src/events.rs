@@ -22,8 +22,12 @@ pub enum EventsCommand {
 pub struct SinkArgs {
     /// PostgreSQL to write to: `postgres://user:password@host:port/database`
     /// (or libpq's `host=… port=… user=… dbname=…`).
-    #[arg(long)]
-    postgres: String,
+    #[arg(long, required_unless_present = "sink")]
+    postgres: Option<String>,
+    /// Run the spec's event sink of this name (`eventSinks:`), with its
+    /// settings; what `weft up`'s supervisor runs.
+    #[arg(long, conflicts_with_all = ["postgres", "channel", "org", "user", "chaincodes", "events", "no_writes", "operations"])]
+    sink: Option<String>,
     /// The channel; the spec's first by default.
     #[arg(short = 'C', long = "channel")]
     channel: Option<String>,
@@ -76,12 +80,41 @@ pub fn events(command: EventsCommand) -> anyhow::Result<()> {
     }
 }
 
-fn sink(args: SinkArgs) -> anyhow::Result<()> {
+fn sink(mut args: SinkArgs) -> anyhow::Result<()> {
     if args.batch_blocks == 0 || args.batch_rows == 0 {
         anyhow::bail!("--batch-blocks and --batch-rows must be at least 1");
     }
     let dir = args.dir.open();
     let (spec, _) = dir.load_spec()?;
+    if let Some(name) = &args.sink {
+        let sink = spec
+            .event_sinks
+            .iter()
+            .find(|s| &s.name == name)
+            .with_context(|| {
+                format!(
+                    "no event sink {name:?} in network {:?} (eventSinks: {})",
+                    spec.name,
+                    spec.event_sinks
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+        args.postgres = Some(sink.postgres.clone());
+        args.channel = Some(sink.channel_in(&spec).to_owned());
+        args.org = sink.organization.clone();
+        args.user = sink.user.clone().unwrap_or_else(|| "User1".into());
+        args.chaincodes = sink.chaincodes.clone();
+        args.events = sink.events.clone();
+        args.no_writes = !sink.writes;
+        args.operations = sink.operations_port.map(|port| format!("127.0.0.1:{port}"));
+    }
+    let postgres = args
+        .postgres
+        .clone()
+        .context("--postgres or --sink is needed")?;
     let org = match &args.org {
         Some(name) => spec
             .organization(name)
@@ -135,7 +168,7 @@ fn sink(args: SinkArgs) -> anyhow::Result<()> {
         weft_client::deliver::Deliverer::connect(&peer.address(), &tls_ca, identity)?
     };
     let sink = weft_sink::Sink {
-        postgres: args.postgres.clone(),
+        postgres,
         channel,
         deliverer,
         from_block: args.from_block,
@@ -176,10 +209,10 @@ fn sink(args: SinkArgs) -> anyhow::Result<()> {
         };
         let summary = tokio::select! {
             done = weft_sink::run(&sink, metrics.as_ref(), &mut progress) => done?,
-            _ = tokio::signal::ctrl_c() => {
+            _ = stopped() => {
                 // A transaction in flight is rolled back by PostgreSQL: the
                 // checkpoint stays with the last block written.
-                progress("interrupted; the checkpoint is the last block written");
+                progress("stopped; the checkpoint is the last block written");
                 return Ok(());
             }
         };
@@ -198,4 +231,20 @@ fn sink(args: SinkArgs) -> anyhow::Result<()> {
         ));
         Ok(())
     })
+}
+
+/// Resolves at SIGINT (Ctrl-C) or SIGTERM (`weft down`'s supervisor).
+async fn stopped() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }

@@ -89,7 +89,7 @@ enum Command {
     },
     /// Print a node's log (`weft logs peer0.org1.example.com`).
     Logs {
-        /// The node (`orderer.example.com`, `peer0.org1.example.com`), or `supervisor`.
+        /// The node (`orderer.example.com`, `peer0.org1.example.com`), an event sink of the spec, or `supervisor`.
         node: String,
         #[command(flatten)]
         dir: NetworkDirArg,

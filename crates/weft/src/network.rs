@@ -267,6 +267,20 @@ fn write_compose(
     let mut options = options;
     options.chaincodes =
         runtime()?.block_on(compose_chaincode_images(&text, &origin, &base, step))?;
+    if let Ok(parsed) = weft_spec::NetworkSpec::from_yaml(&text, &origin)
+        && !parsed.event_sinks.is_empty()
+    {
+        step(&format!(
+            "note: eventSinks ({}) are not services of compose projects yet; run `weft events sink --dir {}/network --sink NAME` beside the project",
+            parsed
+                .event_sinks
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            options.output.display()
+        ));
+    }
     Ok(weft_network::compose::write(
         &text,
         &origin,
@@ -648,6 +662,20 @@ pub fn status(dir: NetworkDir) -> anyhow::Result<()> {
             process
         );
     }
+    for sink in &spec.event_sinks {
+        let process = supervisor::running_sink(&dir, &sink.name)
+            .map_or("stopped".to_owned(), |pid| format!("pid {pid}"));
+        let operations = sink.operations_port.map_or(String::new(), |port| {
+            format!("; operations http://127.0.0.1:{port}")
+        });
+        println!(
+            "  {:<28} {:<16} {process:<10} {} into PostgreSQL (weft logs {}){operations}",
+            format!("event sink {}", sink.name),
+            "",
+            sink.channel_in(&spec),
+            sink.name
+        );
+    }
     println!("{healthy}/{} node(s) healthy", statuses.len());
     if healthy < statuses.len() {
         anyhow::bail!("{} node(s) not healthy", statuses.len() - healthy);
@@ -659,11 +687,18 @@ pub fn logs(dir: NetworkDir, node: &str, lines: usize, follow: bool) -> anyhow::
     let (spec, _) = dir.load_spec()?;
     let path = if node == "supervisor" {
         dir.supervisor_log()
+    } else if spec.event_sinks.iter().any(|s| s.name == node) {
+        dir.sink_log(node)
     } else {
         let names: Vec<String> = nodes(&spec).into_iter().map(|n| n.name).collect();
         if !names.iter().any(|n| n == node) {
+            let sinks: String = spec
+                .event_sinks
+                .iter()
+                .map(|s| format!(", {}", s.name))
+                .collect();
             anyhow::bail!(
-                "no node {node:?} in network {:?} (nodes: {}, supervisor)",
+                "no node {node:?} in network {:?} (nodes: {}{sinks}, supervisor)",
                 spec.name,
                 names.join(", ")
             );

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{WEFT, free_port};
+use support::{WEFT, free_port, one_orderer_spec_with};
 use weft_protos::Message;
 use weft_protos::peer::{ChaincodeEvent, TxValidationCode};
 
@@ -210,31 +210,14 @@ struct Net {
 
 impl Net {
     fn up() -> Net {
+        Net::up_with("")
+    }
+
+    /// A network whose spec ends with `extra` (YAML).
+    fn up_with(extra: &str) -> Net {
         let dir = tempfile::tempdir().expect("temp dir");
         let spec = dir.path().join("spec.yaml");
-        std::fs::write(
-            &spec,
-            format!(
-                "name: sink\n\
-                 organizations:\n\
-                 \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
-                 \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
-                 orderers:\n\
-                 \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
-                 \x20 nodes: 1\n\
-                 \x20 ports: [{}]\n\
-                 \x20 batchTimeout: 200ms\n\
-                 channels:\n\
-                 \x20 - name: mychannel\n\
-                 chaincodes:\n\
-                 \x20 - name: basic\n\
-                 \x20   launcher: {{builtin: basic}}\n",
-                free_port(),
-                free_port(),
-                free_port()
-            ),
-        )
-        .expect("spec");
+        std::fs::write(&spec, one_orderer_spec_with("sink", "200ms", extra)).expect("spec");
         let net = Net { dir, spec };
         net.ok(&["up", &net.spec.display().to_string()]);
         net
@@ -731,4 +714,138 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
         pg.number("reporting", "SELECT count(*) FROM blocks"),
         height
     );
+}
+
+/// `eventSinks:` in the spec: `weft up`'s supervisor runs the sink beside the
+/// nodes, restarts it when it dies, `weft status` and `weft logs` show it,
+/// and `weft down` stops it.
+#[test]
+fn weft_up_supervises_the_specs_event_sink() {
+    let pg = Postgres::start();
+    pg.query("postgres", "CREATE DATABASE reporting");
+    let operations = free_port();
+    let net = Net::up_with(&format!(
+        "eventSinks:\n\
+         \x20 - name: reporting\n\
+         \x20   postgres: '{}'\n\
+         \x20   organization: Org2\n\
+         \x20   chaincodes: [basic]\n\
+         \x20   operationsPort: {operations}\n",
+        pg.url("reporting")
+    ));
+    let pid_file = net.path().join("sinks/reporting/pid");
+    let pid = || -> Option<u32> {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|text| text.trim().parse().ok())
+    };
+    let status = net.ok(&["status"]);
+    assert!(status.contains("event sink reporting"), "{status}");
+
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "a1",
+        "blue",
+        "5",
+        "Tom",
+        "100",
+    ]);
+    let assets = || {
+        pg.number(
+            "reporting",
+            "SELECT count(*) FROM state WHERE namespace = 'basic'",
+        )
+    };
+    wait_for(
+        "the first asset in PostgreSQL",
+        Duration::from_secs(60),
+        || assets() == 1,
+    );
+    assert_eq!(
+        pg.number(
+            "reporting",
+            "SELECT count(*) FROM transactions WHERE chaincode IS DISTINCT FROM 'basic'"
+        ),
+        0,
+        "the spec's chaincode filter applies"
+    );
+    let metrics = http_get(operations, "/metrics");
+    assert!(
+        metrics.contains("weft_sink_blocks_written_total"),
+        "{metrics}"
+    );
+
+    // Killed, it is started again and carries on.
+    let first = pid().expect("the sink's pid");
+    let killed = Command::new("kill")
+        .args(["-9", &first.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    wait_for(
+        "the supervisor to restart the sink",
+        Duration::from_secs(30),
+        || pid().is_some_and(|p| p != first),
+    );
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "a2",
+        "red",
+        "5",
+        "Ann",
+        "100",
+    ]);
+    wait_for(
+        "the second asset in PostgreSQL",
+        Duration::from_secs(60),
+        || assets() == 2,
+    );
+    let supervisor = std::fs::read_to_string(net.path().join("supervisor.log")).unwrap_or_default();
+    assert!(
+        supervisor.contains("event sink reporting: exited"),
+        "{supervisor}"
+    );
+    let log = net.ok(&["logs", "reporting"]);
+    assert!(
+        log.contains("following mychannel on peer0.org2.example.com"),
+        "{log}"
+    );
+
+    // A spec without it: `weft up` with it stops the sink, the nodes run
+    // on; the spec with it again starts it again.
+    let second = pid().expect("pid");
+    let with_sink = std::fs::read_to_string(&net.spec).expect("spec");
+    let without = net.dir.path().join("without-sink.yaml");
+    std::fs::write(
+        &without,
+        with_sink.split("eventSinks:").next().expect("spec"),
+    )
+    .expect("spec");
+    net.ok(&["up", &without.display().to_string()]);
+    wait_for("the removed sink to stop", Duration::from_secs(30), || {
+        !alive(second)
+    });
+    assert!(!net.ok(&["status"]).contains("event sink"));
+    net.ok(&["up", &net.spec.display().to_string()]);
+    wait_for("the sink to start again", Duration::from_secs(30), || {
+        pid().is_some_and(alive)
+    });
+    let second = pid().expect("pid");
+
+    // `weft down` stops it with the nodes.
+    net.ok(&["down"]);
+    assert!(!alive(second), "the sink stopped with the network");
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{WEFT, free_port};
+use support::{WEFT, free_port, one_orderer_spec};
 
 /// A network directory that is stopped (`weft down`) when the test ends.
 struct Net {
@@ -800,26 +800,6 @@ fn rust_chaincode_runs_as_a_process_and_as_a_tls_service() {
         let _ = process.kill();
         let _ = process.wait();
     }
-}
-
-/// Two organisations, one Raft orderer (quick to elect), `basic`, free ports.
-fn one_orderer_spec(name: &str) -> String {
-    format!(
-        "name: {name}\n\
-         organizations:\n\
-         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
-         \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
-         orderers:\n\
-         \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
-         \x20 nodes: 1\n\
-         \x20 ports: [{}]\n\
-         chaincodes:\n\
-         \x20 - name: basic\n\
-         \x20   launcher: {{builtin: basic}}\n",
-        free_port(),
-        free_port(),
-        free_port()
-    )
 }
 
 #[test]

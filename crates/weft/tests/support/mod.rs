@@ -46,6 +46,34 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Two organisations, one Raft orderer (quick to elect), `basic`, free ports.
+pub fn one_orderer_spec(name: &str) -> String {
+    one_orderer_spec_with(name, "250ms", "")
+}
+
+/// As [`one_orderer_spec`], cutting blocks after `batch_timeout`, with
+/// `extra` (YAML) at the end.
+pub fn one_orderer_spec_with(name: &str, batch_timeout: &str, extra: &str) -> String {
+    format!(
+        "name: {name}\n\
+         organizations:\n\
+         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
+         \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
+         orderers:\n\
+         \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}\n\
+         \x20 nodes: 1\n\
+         \x20 ports: [{}]\n\
+         \x20 batchTimeout: {batch_timeout}\n\
+         chaincodes:\n\
+         \x20 - name: basic\n\
+         \x20   launcher: {{builtin: basic}}\n\
+         {extra}",
+        free_port(),
+        free_port(),
+        free_port()
+    )
+}
+
 /// A TCP forwarder that can be cut (existing connections dropped, new ones
 /// refused) and healed.
 pub struct Link {
