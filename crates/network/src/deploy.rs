@@ -167,16 +167,36 @@ pub async fn define(
     Ok(lines)
 }
 
+/// What deploying did for one chaincode on one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defined {
+    pub chaincode: String,
+    pub channel: String,
+    /// The definition committed before: (version, sequence).
+    pub before: Option<(String, i64)>,
+    /// The definition committed now: (version, sequence).
+    pub after: (String, i64),
+}
+
+impl Defined {
+    /// Whether a new definition was committed.
+    pub fn committed(&self) -> bool {
+        self.before.as_ref().map(|(_, sequence)| *sequence) != Some(self.after.1)
+    }
+}
+
 /// Deploys every chaincode of the spec on each of its channels, skipping
-/// definitions already committed as the spec describes them.
+/// definitions already committed as the spec describes them; says what it
+/// did for each.
 pub async fn deploy(
     dir: &NetworkDir,
     spec: &NetworkSpec,
     base: &Path,
     timeout: Duration,
     progress: &mut dyn FnMut(&str),
-) -> Result<(), NetworkError> {
+) -> Result<Vec<Defined>, NetworkError> {
     let deadline = Instant::now() + timeout;
+    let mut outcome = Vec::new();
     for chaincode in &spec.chaincodes {
         for channel in spec.chaincode_channels(chaincode) {
             let (_, gateway) = org_gateway(
@@ -212,6 +232,13 @@ pub async fn deploy(
                         "{} {}: already defined (version {}, sequence {})",
                         chaincode.name, channel.name, c.version, c.sequence
                     ));
+                    let now = (c.version.clone(), c.sequence);
+                    outcome.push(Defined {
+                        chaincode: chaincode.name.clone(),
+                        channel: channel.name.clone(),
+                        before: Some(now.clone()),
+                        after: now,
+                    });
                     continue;
                 }
                 Some(c) => c.sequence + 1,
@@ -221,7 +248,13 @@ pub async fn deploy(
             for line in define(dir, spec, channel, &wanted, &chaincode.name, deadline).await? {
                 progress(&line);
             }
+            outcome.push(Defined {
+                chaincode: chaincode.name.clone(),
+                channel: channel.name.clone(),
+                before: committed.map(|c| (c.version, c.sequence)),
+                after: (wanted.version.clone(), sequence),
+            });
         }
     }
-    Ok(())
+    Ok(outcome)
 }

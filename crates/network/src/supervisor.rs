@@ -188,6 +188,9 @@ struct Unit {
     cwd: std::path::PathBuf,
     log: std::path::PathBuf,
     pid_file: std::path::PathBuf,
+    /// Present while a restart was asked for (`restart_node`): the exit
+    /// that follows is not a crash, and the process starts again at once.
+    planned: std::path::PathBuf,
     /// Text of its command line that no other process has.
     marker: String,
 }
@@ -206,6 +209,7 @@ impl Unit {
             cwd: dir.node_dir(&node.name),
             log: dir.node_log(&node.name),
             pid_file: dir.node_pid(&node.name),
+            planned: dir.node_dir(&node.name).join("restart"),
             marker: config.display().to_string(),
         }
     }
@@ -225,6 +229,7 @@ impl Unit {
             cwd: dir.sink_dir(sink),
             log: dir.sink_log(sink),
             pid_file: dir.sink_pid(sink),
+            planned: dir.sink_dir(sink).join("restart"),
             marker: format!("events sink --dir {root} --sink {sink}"),
         }
     }
@@ -338,6 +343,7 @@ fn follow_sinks(
             log(&format!("{name}: changed in the spec; restarting"));
             let process = &mut processes[at];
             if let Some(pid) = process.child.as_ref().map(Child::id).or(process.adopted) {
+                let _ = write_atomic(&process.unit.planned, b"");
                 signal(pid, Signal::TERM);
             }
             process.restarts.now();
@@ -365,10 +371,17 @@ fn check(weft: &Path, process: &mut Process, log: &mut dyn FnMut(&str)) {
         }
         log(&format!("{}: adopted process {pid} is gone", unit.name));
         process.adopted = None;
+        let _ = std::fs::remove_file(&unit.planned);
         process.restarts.now();
     }
     if let Some(child) = &mut process.child {
-        if process
+        if unit.planned.exists() && matches!(child.try_wait(), Ok(Some(_))) {
+            // A restart asked for: at once, and no step of the crash
+            // back-off.
+            let _ = std::fs::remove_file(&unit.planned);
+            log(&format!("{}: stopped for a restart", unit.name));
+            process.restarts.now();
+        } else if process
             .restarts
             .still_running(child, &unit.name, &unit.log, log)
         {
@@ -513,10 +526,13 @@ pub fn claim(dir: &NetworkDir) -> Result<(), NetworkError> {
     )
 }
 
-/// Stops `node` if it runs, so the supervisor starts it again (with its
-/// config file as it is now). Returns the pid stopped.
+/// Stops `node` if it runs, so the supervisor starts it again at once (with
+/// its config file as it is now), not as after a crash. Returns the pid
+/// stopped.
 pub fn restart_node(dir: &NetworkDir, node: &Node) -> Option<u32> {
-    let pid = running_node(dir, node)?;
+    let unit = Unit::node(dir, node);
+    let pid = unit.running()?;
+    let _ = write_atomic(&unit.planned, b"");
     signal(pid, Signal::TERM);
     let deadline = Instant::now() + STOP_GRACE;
     while running_node(dir, node) == Some(pid) {

@@ -36,7 +36,8 @@ pub fn choose_spec(
     };
     let text = std::fs::read_to_string(path).map_err(|e| NetworkError::io(path, e))?;
     let spec = NetworkSpec::from_yaml(&text, &path.display().to_string())?;
-    check_builtins(&spec, builtins, &path.display().to_string())?;
+    let spec_dir = absolute(path.parent().unwrap_or(Path::new(".")));
+    check_references(&spec, &spec_dir, builtins, &path.display().to_string())?;
     if !spec.hosts.is_empty() {
         return Err(NetworkError::Spec(SpecError {
             file: path.display().to_string(),
@@ -125,10 +126,124 @@ pub fn amend_spec(
     let file = dir.spec_file().display().to_string();
     let text = spec.to_yaml();
     let spec = NetworkSpec::from_yaml(&text, &file)?;
-    check_builtins(&spec, builtins, &file)?;
+    check_references(&spec, &base, builtins, &file)?;
     check_change(dir, &existing, &spec, &file)?;
     dir.store_spec(&text, &base)?;
     Ok((spec, base))
+}
+
+/// Everything a spec refers to outside itself, checked before anything is
+/// written or started: built-in names, index and collection files, TLS
+/// roots of chaincode services, process directories and programs, image
+/// sources. Paths are relative to `base` (the spec's directory); errors
+/// name the file, the place in the document and what was expected.
+pub fn check_references(
+    spec: &NetworkSpec,
+    base: &Path,
+    builtins: &[String],
+    file: &str,
+) -> Result<(), SpecError> {
+    check_builtins(spec, builtins, file)?;
+    let fail = |location: String, message: String| SpecError {
+        file: file.to_owned(),
+        location,
+        message,
+    };
+    let read = |location: &str, path: &Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| fail(location.to_owned(), format!("{}: {e}", path.display())))
+    };
+    for (i, chaincode) in spec.chaincodes.iter().enumerate() {
+        for (j, index) in chaincode.indexes.iter().enumerate() {
+            let location = format!("chaincodes[{i}].indexes[{j}]");
+            let path = base.join(index);
+            let text = read(&location, &path)?;
+            if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+                return Err(fail(
+                    location,
+                    format!("{}: expected a JSON index definition: {e}", path.display()),
+                ));
+            }
+        }
+        if let Some(collections) = &chaincode.collections_config {
+            let location = format!("chaincodes[{i}].collectionsConfig");
+            let path = base.join(collections);
+            let text = read(&location, &path)?;
+            weft_client::lifecycle::collections_config(&text, &path.display().to_string())
+                .map_err(|e| fail(location, e.to_string()))?;
+        }
+        match &chaincode.launcher {
+            LauncherSpec::External {
+                tls_root_ca: Some(ca),
+                ..
+            } if !generated_material(ca) => {
+                let location = format!("chaincodes[{i}].launcher.external.tlsRootCa");
+                let path = base.join(ca);
+                if !read(&location, &path)?.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(fail(
+                        location,
+                        format!("{}: expected a PEM certificate", path.display()),
+                    ));
+                }
+            }
+            LauncherSpec::Process { command, dir, .. } => {
+                let workdir = dir.as_ref().map_or(base.to_path_buf(), |d| base.join(d));
+                if !workdir.is_dir() {
+                    return Err(fail(
+                        format!("chaincodes[{i}].launcher.process.dir"),
+                        format!("{}: no such directory", workdir.display()),
+                    ));
+                }
+                if let Some(program) = command.first()
+                    && !program.contains('{')
+                    && !runnable(program, &workdir)
+                {
+                    return Err(fail(
+                        format!("chaincodes[{i}].launcher.process.command[0]"),
+                        if program.contains('/') {
+                            format!("{}: no such program", workdir.join(program).display())
+                        } else {
+                            format!("{program:?}: not found on PATH")
+                        },
+                    ));
+                }
+            }
+            LauncherSpec::Docker {
+                build: Some(source),
+                ..
+            } => {
+                let path = base.join(source);
+                if !path.is_dir() {
+                    return Err(fail(
+                        format!("chaincodes[{i}].launcher.docker.build"),
+                        format!("{}: no such directory", path.display()),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` is crypto material in Fabric's layout
+/// (`…/organizations/peerOrganizations/…`), which the run that reads the
+/// spec may be about to generate (a chaincode service trusting its
+/// organisation's TLS CA). It is read when the peers start; a peer that
+/// cannot read it still runs and reports that chaincode.
+fn generated_material(path: &str) -> bool {
+    path.contains("organizations/peerOrganizations/")
+        || path.contains("organizations/ordererOrganizations/")
+}
+
+/// Whether `program` can be started from `workdir`: a path to a file, or a
+/// name found on PATH.
+fn runnable(program: &str, workdir: &Path) -> bool {
+    if program.contains('/') {
+        return workdir.join(program).is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// Refuses built-in launchers naming a contract the binary lacks.

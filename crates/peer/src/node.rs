@@ -127,43 +127,53 @@ impl Peer {
             config.limits.request_time_window,
         )?;
         let mut launchers: HashMap<String, Arc<dyn Launcher>> = HashMap::new();
+        let mut broken = Vec::new();
         for chaincode in &config.chaincodes {
             let id = chaincode.id().to_owned();
             weft_protoutil::check_package_id(&id)
                 .map_err(|e| format!("chaincode {}: {e}", chaincode.name))?;
-            let launcher: Arc<dyn Launcher> = match &chaincode.launcher {
-                LauncherConfig::Builtin(name) => Arc::new(launcher::InProcess {
-                    id: id.clone(),
-                    chaincode: builtins.get(name).cloned().ok_or_else(|| {
-                        let mut known: Vec<_> = builtins.keys().cloned().collect();
-                        known.sort();
-                        format!(
-                            "chaincode {}: no built-in chaincode {name:?} (built in: {})",
-                            chaincode.name,
-                            known.join(", ")
-                        )
-                    })?,
-                }),
-                LauncherConfig::Process { command, dir, env } => Arc::new(launcher::Process {
-                    id: id.clone(),
-                    command: command.clone(),
-                    dir: dir.clone(),
-                    env: env.clone(),
-                    contact: contact.clone(),
-                    work_dir: chaincode_dir.join(id.replace(':', "_")),
-                    child: Default::default(),
-                }),
-                LauncherConfig::External {
-                    address,
-                    tls_root_ca,
-                } => Arc::new(launcher::External {
-                    id: id.clone(),
-                    address: address.clone(),
-                    tls_root_ca: tls_root_ca.as_deref().map(read).transpose()?,
-                    client_identity: tls.identity(),
-                }),
-                LauncherConfig::Wait => Arc::new(launcher::Wait),
-            };
+            let made: Result<Arc<dyn Launcher>, String> = (|| {
+                Ok::<Arc<dyn Launcher>, String>(match &chaincode.launcher {
+                    LauncherConfig::Builtin(name) => Arc::new(launcher::InProcess {
+                        id: id.clone(),
+                        chaincode: builtins.get(name).cloned().ok_or_else(|| {
+                            let mut known: Vec<_> = builtins.keys().cloned().collect();
+                            known.sort();
+                            format!(
+                                "chaincode {}: no built-in chaincode {name:?} (built in: {})",
+                                chaincode.name,
+                                known.join(", ")
+                            )
+                        })?,
+                    }),
+                    LauncherConfig::Process { command, dir, env } => Arc::new(launcher::Process {
+                        id: id.clone(),
+                        command: command.clone(),
+                        dir: dir.clone(),
+                        env: env.clone(),
+                        contact: contact.clone(),
+                        work_dir: chaincode_dir.join(id.replace(':', "_")),
+                        child: Default::default(),
+                    }),
+                    LauncherConfig::External {
+                        address,
+                        tls_root_ca,
+                    } => Arc::new(launcher::External {
+                        id: id.clone(),
+                        address: address.clone(),
+                        tls_root_ca: tls_root_ca.as_deref().map(read).transpose()?,
+                        client_identity: tls.identity(),
+                    }),
+                    LauncherConfig::Wait => Arc::new(launcher::Wait),
+                })
+            })();
+            // One chaincode's bad config never keeps the peer down: its
+            // transactions fail with the reason, `/healthz` reports it.
+            let launcher = made.unwrap_or_else(|reason| {
+                tracing::error!("chaincode {}: {reason}; its transactions fail until the peer's config is fixed", chaincode.name);
+                broken.push((id.clone(), reason.clone()));
+                Arc::new(launcher::Broken { reason })
+            });
             launchers.insert(id, launcher);
         }
         let operations = weft_node::operations::Operations::for_node(
@@ -192,6 +202,9 @@ impl Peer {
             .collect(crate::metrics::signature_cache_collector(Arc::clone(
                 &channels,
             )));
+        for (id, reason) in &broken {
+            chaincodes.mark_unreachable(id, reason);
+        }
         let support = Arc::clone(&chaincodes);
         operations.check("chaincode", Box::new(move || support.health()));
         let endorsing = Arc::new(Endorsing {

@@ -352,7 +352,7 @@ impl NetworkSpec {
         let spec: NetworkSpec = serde_saphyr::from_str(text).map_err(|e| SpecError {
             file: file.to_owned(),
             location: "document".to_owned(),
-            message: e.to_string().trim().to_owned(),
+            message: plain_yaml_error(e.to_string().trim()),
         })?;
         spec.validate(file)?;
         Ok(spec)
@@ -1099,6 +1099,28 @@ fn is_chaincode_name(s: &str) -> bool {
             .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
+/// The YAML parser's terse words for a wrong type, said as what was
+/// expected.
+fn plain_yaml_error(message: &str) -> String {
+    [
+        ("invalid u32", "expected a whole number (like 2)"),
+        ("invalid u16", "expected a whole number from 0 to 65535"),
+        ("invalid u64", "expected a whole number"),
+        (
+            "expected mapping start",
+            "expected a mapping here (indented `key: value` lines, or `{key: value}`), found none",
+        ),
+        (
+            "expected sequence start",
+            "expected a list here (`- item` lines, or `[a, b]`)",
+        ),
+    ]
+    .iter()
+    .fold(message.to_owned(), |text, (terse, plain)| {
+        text.replace(terse, plain)
+    })
+}
+
 /// `User<n>` with `1 <= n <= users`: the users cryptogen makes.
 fn is_user_name(s: &str, users: u32) -> bool {
     s.strip_prefix("User")
@@ -1169,6 +1191,26 @@ mod tests {
 
     const ORDERERS: &str =
         "orderers:\n  organization: {name: Orderer, mspId: OrdererMSP, domain: example.com}\n";
+
+    #[test]
+    fn type_errors_say_what_was_expected() {
+        let peers = error(&format!(
+            "name: n\norganizations:\n  - {{name: Org1, mspId: Org1MSP, domain: org1.com, peers: two}}\n{ORDERERS}"
+        ));
+        assert!(
+            peers
+                .to_string()
+                .contains("expected a whole number (like 2)"),
+            "{peers}"
+        );
+        let orderers = error(
+            "name: n\norganizations:\n  - {name: Org1, mspId: Org1MSP, domain: org1.com}\norderers:\n",
+        );
+        assert!(
+            orderers.to_string().contains("expected a mapping here"),
+            "{orderers}"
+        );
+    }
 
     #[test]
     fn event_sinks_are_checked_against_channels_organisations_and_ports() {

@@ -397,10 +397,15 @@ struct DeployArgs {
 struct ChaincodeCall {
     /// Chaincode name.
     chaincode: String,
-    /// Function name.
-    function: String,
+    /// Function name (or give the call as `-c`).
+    #[arg(required_unless_present = "ctor")]
+    function: Option<String>,
     /// Arguments, as strings.
     args: Vec<String>,
+    /// The call as Fabric's `peer chaincode invoke|query -c` takes it:
+    /// `{"Args":["CreateAsset","a1","blue"]}`, or `{"function":"CreateAsset","Args":["a1","blue"]}`.
+    #[arg(short = 'c', long = "ctor", conflicts_with_all = ["function", "args"])]
+    ctor: Option<String>,
     /// The organisation (name or MSP ID) whose gateway peer and user to use;
     /// the first organisation of the spec by default.
     #[arg(long)]
@@ -714,22 +719,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Supervise { dir } => network::supervise(weft_network::NetworkDir::new(dir)),
-        Command::Validate { spec } => {
-            let spec = load_spec(Some(&spec))?;
-            println!("network {}: valid", spec.name);
-            for org in &spec.organizations {
-                println!(
-                    "  {} ({}): {} peer(s), {} user(s), domain {}",
-                    org.name, org.msp_id, org.peers, org.users, org.domain
-                );
-            }
-            let orderer = &spec.orderers.organization;
-            println!(
-                "  {} ({}): {} Raft node(s), domain {}",
-                orderer.name, orderer.msp_id, spec.orderers.nodes, orderer.domain
-            );
-            Ok(())
-        }
+        Command::Validate { spec } => network::validate(&spec),
     }
 }
 

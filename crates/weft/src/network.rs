@@ -34,7 +34,7 @@ pub fn up(
     timeout: u64,
 ) -> anyhow::Result<()> {
     let (spec, base) = plan::choose_spec(&dir, spec, &builtin_names())?;
-    bring_up(dir, &spec, &base, foreground, timeout, true)
+    bring_up(dir, &spec, &base, foreground, timeout, true).map(|_| ())
 }
 
 fn builtin_names() -> Vec<String> {
@@ -51,7 +51,7 @@ fn bring_up(
     foreground: bool,
     timeout: u64,
     print_summary: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<weft_network::deploy::Defined>> {
     let mut step = stepper();
     step(&format!(
         "network {:?} in {}",
@@ -94,21 +94,24 @@ fn bring_up(
         admin::converge(&dir, spec, timeout, &mut step).await?;
         weft_network::deploy::deploy(&dir, spec, base, timeout, &mut step).await
     });
-    if let Err(error) = converged {
-        if let Some(thread) = attached {
-            stop.store(true, Ordering::SeqCst);
-            let _ = thread.join();
+    let defined = match converged {
+        Ok(defined) => defined,
+        Err(error) => {
+            if let Some(thread) = attached {
+                stop.store(true, Ordering::SeqCst);
+                let _ = thread.join();
+            }
+            anyhow::bail!(
+                "{error}\nthe nodes keep running under the supervisor; see `weft status` and `weft logs <node>`, then run `weft up` again to finish"
+            );
         }
-        anyhow::bail!(
-            "{error}\nthe nodes keep running under the supervisor; see `weft status` and `weft logs <node>`, then run `weft up` again to finish"
-        );
-    }
+    };
     step("ready");
     if print_summary {
         print!("\n{}", plan::summary(&dir, spec));
     }
     let Some(thread) = attached else {
-        return Ok(());
+        return Ok(defined);
     };
     println!("(attached: Ctrl-C stops the network)");
     runtime.block_on(shutdown_signal());
@@ -118,7 +121,7 @@ fn bring_up(
         Err(_) => anyhow::bail!("the supervisor thread panicked"),
     }
     let _ = std::fs::remove_file(dir.supervisor_pid());
-    Ok(())
+    Ok(defined)
 }
 
 /// `weft up --containers`: the spec's compose project in `dir` (written
@@ -355,7 +358,9 @@ pub fn deploy_init(dir: NetworkDir, timeout: u64) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(timeout);
     runtime()?.block_on(async {
         admin::converge(&dir, &spec, timeout, &mut step).await?;
-        weft_network::deploy::deploy(&dir, &spec, &base, timeout, &mut step).await
+        weft_network::deploy::deploy(&dir, &spec, &base, timeout, &mut step)
+            .await
+            .map(|_| ())
     })?;
     step("ready");
     Ok(())
@@ -516,7 +521,8 @@ pub fn chaincode_deploy(
     chaincode: weft_spec::ChaincodeSpec,
     timeout: u64,
 ) -> anyhow::Result<()> {
-    let mut action = "deployed";
+    let mut changes = Vec::new();
+    let mut chaincode = chaincode;
     let (spec, base) = plan::amend_spec(&dir, &builtin_names(), |spec| {
         match spec
             .chaincodes
@@ -524,30 +530,85 @@ pub fn chaincode_deploy(
             .find(|c| c.name == chaincode.name)
         {
             Some(existing) => {
-                action = if *existing == chaincode {
-                    "unchanged"
-                } else {
-                    "upgraded"
-                };
+                // What the command does not give is kept, as an operator
+                // upgrading a version expects: the policy, collections,
+                // indexes and channels.
+                keep_unspecified(&mut chaincode, existing);
+                changes = spec_changes(existing, &chaincode);
                 *existing = chaincode.clone();
             }
             None => spec.chaincodes.push(chaincode.clone()),
         }
         Ok(())
     })?;
-    bring_up(dir, &spec, &base, false, timeout, false)?;
-    let channels: Vec<&str> = spec
-        .chaincode_channels(&chaincode)
-        .iter()
-        .map(|c| c.name.as_str())
-        .collect();
-    println!(
-        "chaincode {} {action} (version {}) on {}",
-        chaincode.name,
-        chaincode.version,
-        channels.join(", ")
-    );
+    let defined = bring_up(dir, &spec, &base, false, timeout, false)?;
+    if !changes.is_empty() {
+        println!("chaincode {}: {}", chaincode.name, changes.join("; "));
+    }
+    for done in defined.iter().filter(|d| d.chaincode == chaincode.name) {
+        let (version, sequence) = &done.after;
+        let what = match &done.before {
+            None => format!("deployed (version {version}, sequence {sequence})"),
+            Some(before) if !done.committed() => {
+                format!("unchanged (version {}, sequence {})", before.0, before.1)
+            }
+            Some((old_version, old_sequence)) => format!(
+                "upgraded: sequence {old_sequence} → {sequence}, version {old_version} → {version}"
+            ),
+        };
+        println!("chaincode {} on {}: {what}", chaincode.name, done.channel);
+    }
     Ok(())
+}
+
+/// Fills what `weft chaincode deploy` was not given from the definition in
+/// the spec.
+fn keep_unspecified(chaincode: &mut weft_spec::ChaincodeSpec, existing: &weft_spec::ChaincodeSpec) {
+    if chaincode.endorsement_policy.is_none() {
+        chaincode.endorsement_policy = existing.endorsement_policy.clone();
+    }
+    if chaincode.collections_config.is_none() {
+        chaincode.collections_config = existing.collections_config.clone();
+    }
+    if chaincode.indexes.is_empty() {
+        chaincode.indexes = existing.indexes.clone();
+    }
+    if chaincode.channels.is_none() {
+        chaincode.channels = existing.channels.clone();
+    }
+}
+
+/// What differs between two definitions of a chaincode in the spec.
+fn spec_changes(old: &weft_spec::ChaincodeSpec, new: &weft_spec::ChaincodeSpec) -> Vec<String> {
+    let show = |value: &Option<String>| value.clone().unwrap_or_else(|| "the default".into());
+    let mut changes = Vec::new();
+    if old.version != new.version {
+        changes.push(format!("version {} → {}", old.version, new.version));
+    }
+    if old.endorsement_policy != new.endorsement_policy {
+        changes.push(format!(
+            "endorsement policy {} → {}",
+            show(&old.endorsement_policy),
+            show(&new.endorsement_policy)
+        ));
+    }
+    if old.collections_config != new.collections_config {
+        changes.push(format!(
+            "collections {} → {}",
+            show(&old.collections_config),
+            show(&new.collections_config)
+        ));
+    }
+    if old.indexes != new.indexes {
+        changes.push("indexes changed".into());
+    }
+    if old.channels != new.channels {
+        changes.push("channels changed".into());
+    }
+    if old.launcher != new.launcher {
+        changes.push("launcher changed".into());
+    }
+    changes
 }
 
 /// A flag SIGTERM or Ctrl-C sets, for a supervisor loop; the runtime
@@ -638,6 +699,8 @@ pub fn status(dir: NetworkDir) -> anyhow::Result<()> {
             (None, Err(_)) => "stopped".to_owned(),
         };
         let detail = match &status.channels {
+            // Nothing runs and nothing answers: no transport error to show.
+            Err(_) if status.pid.is_none() => "not running".to_owned(),
             Ok(channels) if channels.is_empty() => "up, no channels".to_owned(),
             Ok(channels) => {
                 let heights: Vec<String> = channels
@@ -677,6 +740,13 @@ pub fn status(dir: NetworkDir) -> anyhow::Result<()> {
         );
     }
     println!("{healthy}/{} node(s) healthy", statuses.len());
+    print_restarts(&dir);
+    if healthy == 0 && supervisor.is_none() {
+        anyhow::bail!(
+            "the network is stopped; `weft up --dir {}` starts it again with its ledgers",
+            dir.root().display()
+        );
+    }
     if healthy < statuses.len() {
         anyhow::bail!("{} node(s) not healthy", statuses.len() - healthy);
     }
@@ -785,8 +855,14 @@ pub fn chaincode(call: ChaincodeCall, submit: bool) -> anyhow::Result<()> {
         &call.chaincode,
         call.channel.as_deref(),
     )?;
-    let mut args = vec![call.function.into_bytes()];
-    args.extend(call.args.into_iter().map(String::into_bytes));
+    let args = match (&call.ctor, call.function) {
+        (Some(ctor), _) => fabric_ctor(ctor)?,
+        (None, Some(function)) => std::iter::once(function)
+            .chain(call.args)
+            .map(String::into_bytes)
+            .collect(),
+        (None, None) => anyhow::bail!("give the function (or the call as -c '{{\"Args\":[…]}}')"),
+    };
     runtime()?.block_on(async move {
         let (peer, gateway) = org_gateway(&dir, &spec, &msp_id, &call.user)?;
         let payload = if submit {
@@ -894,4 +970,154 @@ pub(crate) fn monitor(command: crate::MonitorCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `weft validate`: the spec parsed, checked and every file it refers to
+/// read (as `weft up` would, before changing anything), then the whole
+/// network it describes printed.
+pub fn validate(path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading network spec {}", path.display()))?;
+    let file = path.display().to_string();
+    let spec = weft_spec::NetworkSpec::from_yaml(&text, &file)?;
+    let base = weft_network::dir::absolute(path.parent().unwrap_or(Path::new(".")));
+    plan::check_references(&spec, &base, &builtin_names(), &file)?;
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "network {}: valid ({file})", spec.name);
+    let _ = writeln!(out, "nodes:");
+    for node in nodes(&spec) {
+        let operations = node
+            .operations_url()
+            .map_or(String::new(), |url| format!(", operations {url}"));
+        let _ = writeln!(
+            out,
+            "  {:<28} {}:{} ({}){operations}",
+            node.name, node.host, node.port, node.msp_id
+        );
+    }
+    let _ = writeln!(
+        out,
+        "ordering: {} Raft node(s) of {}, blocks after {} or {} transactions",
+        spec.orderers.nodes,
+        spec.orderers.organization.msp_id,
+        spec.orderers.batch_timeout,
+        spec.orderers.batch_size.max_message_count
+    );
+    let _ = writeln!(out, "organisations:");
+    for org in &spec.organizations {
+        let _ = writeln!(
+            out,
+            "  {} ({}), domain {}: {} peer(s), users Admin and User1…User{}",
+            org.name, org.msp_id, org.domain, org.peers, org.users
+        );
+    }
+    let _ = writeln!(out, "channels:");
+    for channel in &spec.channels {
+        let members: Vec<&str> = spec
+            .channel_organizations(channel)
+            .iter()
+            .map(|o| o.msp_id.as_str())
+            .collect();
+        let _ = writeln!(out, "  {}: {}", channel.name, members.join(", "));
+    }
+    if !spec.chaincodes.is_empty() {
+        let _ = writeln!(out, "chaincodes:");
+    }
+    for chaincode in &spec.chaincodes {
+        let channels: Vec<&str> = spec
+            .chaincode_channels(chaincode)
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        let launcher = match &chaincode.launcher {
+            weft_spec::LauncherSpec::Builtin(name) => format!("built-in {name}"),
+            weft_spec::LauncherSpec::Process { command, .. } => {
+                format!("process `{}`", command.join(" "))
+            }
+            weft_spec::LauncherSpec::External { address, .. } => format!("service at {address}"),
+            weft_spec::LauncherSpec::Docker { image, build, .. } => match (image, build) {
+                (Some(image), _) => format!("container {image}"),
+                (None, Some(build)) => format!("container built from {build}"),
+                (None, None) => "container".into(),
+            },
+        };
+        let _ = writeln!(
+            out,
+            "  {} {} on {}: {launcher}; endorsement {}{}",
+            chaincode.name,
+            chaincode.version,
+            channels.join(", "),
+            chaincode
+                .endorsement_policy
+                .as_deref()
+                .unwrap_or("a majority of the channel's organisations"),
+            chaincode
+                .collections_config
+                .as_deref()
+                .map(|c| format!("; collections {c}"))
+                .unwrap_or_default()
+        );
+    }
+    for sink in &spec.event_sinks {
+        let _ = writeln!(
+            out,
+            "event sink {}: {} into PostgreSQL as {}",
+            sink.name,
+            sink.channel_in(&spec),
+            sink.organization_in(&spec)
+                .map_or("?", |o| o.msp_id.as_str())
+        );
+    }
+    Ok(())
+}
+
+/// The supervisor's restarts of processes that exited, from its log
+/// (`<time> <name>: exited (<status>); restarting in …`): how many per
+/// process, and the last one.
+fn print_restarts(dir: &NetworkDir) {
+    let log = std::fs::read_to_string(dir.supervisor_log()).unwrap_or_default();
+    let mut restarts: std::collections::BTreeMap<&str, (usize, &str, &str)> = Default::default();
+    for line in log.lines() {
+        let Some((head, rest)) = line.split_once(": exited (") else {
+            continue;
+        };
+        let Some((time, name)) = head.split_once(' ') else {
+            continue;
+        };
+        let status = rest.split_once(')').map_or(rest, |(status, _)| status);
+        let entry = restarts.entry(name).or_insert((0, "", ""));
+        *entry = (entry.0 + 1, time, status);
+    }
+    if restarts.is_empty() {
+        return;
+    }
+    println!("restarted after exiting (weft logs supervisor):");
+    for (name, (count, time, status)) in restarts {
+        println!("  {name}: {count} time(s), last at {time} ({status})");
+    }
+}
+
+/// The arguments of a Fabric CLI call (`-c`): `{"Args":["fn","a"]}`, or
+/// `{"function":"fn","Args":["a"]}`.
+fn fabric_ctor(text: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ctor {
+        #[serde(default, rename = "function", alias = "Function")]
+        function: Option<String>,
+        #[serde(rename = "Args", alias = "args")]
+        args: Vec<String>,
+    }
+    let ctor: Ctor = serde_json::from_str(text)
+        .with_context(|| format!("-c {text}: expected {{\"Args\":[\"function\",\"arg\",…]}}"))?;
+    let args: Vec<Vec<u8>> = ctor
+        .function
+        .into_iter()
+        .chain(ctor.args)
+        .map(String::into_bytes)
+        .collect();
+    if args.is_empty() {
+        anyhow::bail!("-c {text}: names no function");
+    }
+    Ok(args)
 }

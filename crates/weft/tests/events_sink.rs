@@ -740,7 +740,10 @@ fn weft_up_supervises_the_specs_event_sink() {
             .and_then(|text| text.trim().parse().ok())
     };
     let status = net.ok(&["status"]);
-    assert!(status.contains("event sink reporting"), "{status}");
+    assert!(
+        status.contains("event sink reporting") && status.contains("mychannel into PostgreSQL"),
+        "{status}"
+    );
 
     net.ok(&[
         "chaincode",
@@ -831,7 +834,8 @@ fn weft_up_supervises_the_specs_event_sink() {
     wait_for("the removed sink to stop", Duration::from_secs(30), || {
         !alive(second)
     });
-    assert!(!net.ok(&["status"]).contains("event sink"));
+    let status = net.ok(&["status"]);
+    assert!(!status.contains("into PostgreSQL"), "{status}");
     net.ok(&["up", &net.spec.display().to_string()]);
     wait_for("the sink to start again", Duration::from_secs(30), || {
         pid().is_some_and(alive)

@@ -320,10 +320,49 @@ fn up_invoke_status_kill_down_up_keeps_the_ledger() {
         "Org2",
     ]);
 
+    // Fabric's CLI form of a call works too.
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "-c",
+        r#"{"Args":["CreateAsset","c1","green","3","Cy","9"]}"#,
+    ]);
+    let read = net.ok(&[
+        "chaincode",
+        "query",
+        "basic",
+        "-c",
+        r#"{"function":"ReadAsset","Args":["c1"]}"#,
+    ]);
+    assert!(read.contains(r#""Owner":"Cy""#), "{read}");
+    let bad = net.weft(&["chaincode", "query", "basic", "-c", "[ReadAsset]"]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains(r#"expected {"Args":["function","arg",…]}"#),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
     // down keeps the data; up brings the same ledger back.
     net.ok(&["down"]);
     assert!(!alive(orderer));
-    assert!(!net.weft(&["status"]).status.success());
+    let stopped = net.weft(&["status"]);
+    assert!(!stopped.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&stopped.stdout),
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    assert!(
+        said.contains("not running") && said.contains("the network is stopped; `weft up --dir"),
+        "a stopped network is said plainly: {said}"
+    );
+    assert!(!said.contains("transport"), "{said}");
+    assert!(
+        said.contains("restarted after exiting")
+            && said.contains("peer0.org2.example.com: 1 time(s)"),
+        "the crash restart earlier is counted: {said}"
+    );
     net.ok(&["up"]);
     let asset = net.ok(&["chaincode", "query", "basic", "ReadAsset", "asset1"]);
     assert!(asset.contains("\"Owner\":\"Jerry\""), "{asset}");
@@ -578,6 +617,107 @@ fn broken_specs_are_refused_before_anything_starts() {
             "nothing may be started for a broken spec"
         );
     }
+    // Files the spec refers to are read before anything starts: the
+    // README's own example spec without the files beside it, an index that
+    // is not JSON, a collections file that is not Fabric's format, a
+    // program that is not there, an image source that is not there.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .expect("README");
+    let example = readme
+        .split("## Your own network")
+        .nth(1)
+        .and_then(|rest| rest.split("```yaml\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README's example spec");
+    let work = net.dir.path();
+    std::fs::create_dir_all(work.join("chaincode/assets")).expect("dir");
+    std::fs::create_dir_all(work.join("indexes")).expect("dir");
+    let with_files = |index: &str, collections: &str| {
+        std::fs::write(work.join("indexes/indexOwner.json"), index).expect("index");
+        std::fs::write(work.join("collections_config.json"), collections).expect("collections");
+    };
+    let index = r#"{"index":{"fields":["owner"]},"ddoc":"indexOwnerDoc","name":"indexOwner","type":"json"}"#;
+    let collections = r#"[{"name":"c1","policy":"OR('Org1MSP.member')","requiredPeerCount":0,"maxPeerCount":1,"blockToLive":0,"memberOnlyRead":true}]"#;
+    let references = [
+        (
+            "not json",
+            collections,
+            example.to_owned(),
+            "chaincodes[1].indexes[0]: ",
+        ),
+        (
+            index,
+            "[{]",
+            example.to_owned(),
+            "chaincodes[1].collectionsConfig: ",
+        ),
+        (
+            index,
+            collections,
+            example.to_owned(),
+            "chaincodes[2].launcher.external.tlsRootCa: ",
+        ),
+        (
+            index,
+            collections,
+            example.replace("command: [npx,", "command: [no-such-program-here,"),
+            "chaincodes[1].launcher.process.command[0]: \"no-such-program-here\": not found on PATH",
+        ),
+        (
+            index,
+            collections,
+            example.replace(
+                "launcher: { builtin: basic }",
+                "launcher: {docker: {build: nowhere}}",
+            ),
+            "chaincodes[0].launcher.docker.build: ",
+        ),
+    ];
+    for (index, collections, text, expected) in references {
+        with_files(index, collections);
+        let spec = net.write_spec(&text);
+        for command in ["validate", "up"] {
+            let output = if command == "validate" {
+                validate(&spec)
+            } else {
+                net.weft(&["up", spec.to_str().expect("utf8")])
+            };
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{command}: {text}");
+            assert!(
+                stderr.contains(expected),
+                "{command}: {stderr}\n  expected: {expected}"
+            );
+        }
+        assert!(
+            !net.path().exists(),
+            "nothing may be written for a spec whose files are missing"
+        );
+    }
+    // With its files, the README's example validates and shows the network.
+    with_files(index, collections);
+    std::fs::create_dir_all(work.join("certs")).expect("dir");
+    let ca = rcgen::CertificateParams::new(vec!["ca".to_owned()])
+        .and_then(|params| params.self_signed(&rcgen::KeyPair::generate()?))
+        .expect("certificate");
+    std::fs::write(work.join("certs/ca.pem"), ca.pem()).expect("ca.pem");
+    let spec = net.write_spec(example);
+    let output = validate(&spec);
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "network my-network: valid",
+        "  peer1.org1.example.com       127.0.0.1:7151 (Org1MSP)",
+        "  private: Org1MSP",
+        "  basic 1.0 on mychannel: built-in basic; endorsement OR('Org1MSP.peer','Org2MSP.peer')",
+        "  remote 1.0 on mychannel, private: service at 127.0.0.1:9999",
+    ] {
+        assert!(shown.contains(line), "{line:?} in:\n{shown}");
+    }
     // A duplicate port between two nodes names both.
     let port = free_port();
     let spec = net.write_spec(&spec_on_ports(port, port));
@@ -589,6 +729,16 @@ fn broken_specs_are_refused_before_anything_starts() {
         )),
         "{stderr}"
     );
+}
+
+/// `weft validate SPEC`, run beside the spec.
+fn validate(spec: &Path) -> Output {
+    Command::new(WEFT)
+        .arg("validate")
+        .arg(spec)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run weft validate")
 }
 
 /// The README's Node snippet, unchanged but for the peer's port, run with the
@@ -903,7 +1053,7 @@ fn channels_and_chaincodes_are_added_to_a_running_network() {
         "OR('Org1MSP.peer','Org2MSP.peer')",
     ]);
     assert!(
-        out.contains("chaincode ledger2 deployed (version 1.0) on mychannel"),
+        out.contains("chaincode ledger2 on mychannel: deployed (version 1.0, sequence 1)"),
         "{out}"
     );
     assert!(
@@ -933,23 +1083,44 @@ fn channels_and_chaincodes_are_added_to_a_running_network() {
         "Org1",
     ]);
     assert!(read.contains(r#""Owner":"Bo""#), "{read}");
-    // Deployed again with a new version: the next sequence.
-    let (out, progress) = net.ok_with_progress(&[
+    // Deployed again with a new version: the next sequence, and what the
+    // command did not give (the policy, the channel) is kept.
+    let upgrade = [
         "chaincode",
         "deploy",
         "ledger2",
         "--builtin",
         "basic",
-        "-C",
-        "mychannel",
         "-v",
         "2.0",
-    ]);
+    ];
+    let (out, progress) = net.ok_with_progress(&upgrade);
     assert!(
-        out.contains("chaincode ledger2 upgraded (version 2.0)"),
+        out.contains("chaincode ledger2: version 1.0 → 2.0\n"),
         "{out}"
     );
+    assert!(
+        out.contains("chaincode ledger2 on mychannel: upgraded: sequence 1 → 2, version 1.0 → 2.0"),
+        "{out}"
+    );
+    assert!(!out.contains(" on solo"), "the channel is kept: {out}");
     assert!(progress.contains("sequence 2"), "{progress}");
+    let stored = std::fs::read_to_string(net.path().join("network.yaml")).expect("spec");
+    let ledger2 = &stored[stored.find("name: ledger2").expect("ledger2")..];
+    assert!(
+        ledger2.contains("OR('Org1MSP.peer','Org2MSP.peer')"),
+        "the policy is kept: {stored}"
+    );
+    let (out, _) = net.ok_with_progress(&upgrade);
+    assert!(
+        out.contains("chaincode ledger2 on mychannel: unchanged (version 2.0, sequence 2)"),
+        "{out}"
+    );
+    // The peers restarted for those deploys were planned restarts: started
+    // again at once, never through the crash back-off.
+    let supervisor = std::fs::read_to_string(net.path().join("supervisor.log")).expect("log");
+    assert!(supervisor.contains("stopped for a restart"), "{supervisor}");
+    assert!(!supervisor.contains("restarting in"), "{supervisor}");
     let read = net.ok(&["chaincode", "query", "ledger2", "ReadAsset", "l1"]);
     assert!(
         read.contains(r#""Owner":"Bo""#),
@@ -972,7 +1143,7 @@ fn channels_and_chaincodes_are_added_to_a_running_network() {
         "{peer_address}",
     ]);
     assert!(
-        out.contains("chaincode proc deployed (version 1.0) on solo"),
+        out.contains("chaincode proc on solo: deployed (version 1.0, sequence 1)"),
         "{out}"
     );
     net.ok(&["chaincode", "invoke", "proc", "InitLedger", "-C", "solo"]);
@@ -1894,4 +2065,65 @@ fn monitoring_scrapes_every_node_and_alerts_once_when_a_peer_freezes() {
             "process {pid} still runs after monitor down"
         );
     }
+}
+
+/// A chaincode whose file vanished after `weft up` checked it (here the TLS
+/// root of a chaincode service) does not keep its peer down: the peer
+/// restarts and serves, and only that chaincode's transactions fail, naming
+/// the file.
+#[test]
+fn a_chaincode_whose_files_vanish_does_not_take_its_peer_down() {
+    let net = Net::new();
+    let ca = rcgen::CertificateParams::new(vec!["ca".to_owned()])
+        .and_then(|params| params.self_signed(&rcgen::KeyPair::generate()?))
+        .expect("certificate");
+    let ca_file = net.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("ca.pem");
+    let spec = one_orderer_spec("vanishing").replace(
+        "chaincodes:\n",
+        &format!(
+            "chaincodes:\n  - name: remote\n    launcher: {{external: {{address: '127.0.0.1:{}', tlsRootCa: ca.pem}}}}\n",
+            free_port()
+        ),
+    );
+    let spec = net.write_spec(&spec);
+    net.ok(&["up", spec.to_str().expect("utf8")]);
+
+    std::fs::remove_file(&ca_file).expect("remove ca.pem");
+    let peer = net.pid("nodes/peer0.org1.example.com/pid");
+    kill(peer);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let restarted = loop {
+        let now = std::fs::read_to_string(net.path().join("nodes/peer0.org1.example.com/pid"))
+            .ok()
+            .and_then(|text| text.trim().parse::<u32>().ok());
+        if let Some(pid) = now.filter(|&pid| pid != peer && alive(pid)) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "peer0.org1 was not restarted");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    net.wait_healthy();
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "v1",
+        "red",
+        "1",
+        "Al",
+        "2",
+    ]);
+    let failed = net.weft(&["chaincode", "query", "remote", "Anything"]);
+    let message = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(message.contains("ca.pem"), "{message}");
+    assert!(alive(restarted), "the peer stays up");
+    let log = std::fs::read_to_string(net.path().join("nodes/peer0.org1.example.com/node.log"))
+        .expect("log");
+    assert!(
+        log.contains("chaincode remote:") && log.contains("its transactions fail"),
+        "{log}"
+    );
 }

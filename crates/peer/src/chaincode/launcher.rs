@@ -285,6 +285,24 @@ impl Launcher for Process {
 /// Dev mode: the user starts the chaincode; the peer only waits for it.
 pub struct Wait;
 
+/// A chaincode whose launcher could not be made from the peer's config (an
+/// unreadable TLS root, an unknown built-in): the peer runs on, and every
+/// transaction to this chaincode fails with the reason.
+pub struct Broken {
+    pub reason: String,
+}
+
+impl Launcher for Broken {
+    fn launch(&self, _support: Arc<ChaincodeSupport>) -> LaunchFuture {
+        let reason = self.reason.clone();
+        Box::pin(async move { Err(reason) })
+    }
+
+    fn gone(&self) -> Option<String> {
+        Some(self.reason.clone())
+    }
+}
+
 impl Launcher for Wait {
     fn launch(&self, _support: Arc<ChaincodeSupport>) -> LaunchFuture {
         Box::pin(async { Ok(()) })

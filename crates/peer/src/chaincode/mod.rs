@@ -167,6 +167,12 @@ impl ChaincodeSupport {
         self.handlers().get(id).filter(|h| h.is_open()).cloned()
     }
 
+    /// Reports package `id` unreachable for `reason` until it registers
+    /// (`/healthz` fails with component `chaincode`).
+    pub fn mark_unreachable(&self, id: &str, reason: &str) {
+        self.unreachable().insert(id.to_owned(), reason.to_owned());
+    }
+
     fn unreachable(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.unreachable.lock().unwrap_or_else(|p| p.into_inner())
     }

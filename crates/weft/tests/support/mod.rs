@@ -515,7 +515,8 @@ pub fn envelopes(
         .collect()
 }
 
-/// The tx ids of a block's envelopes.
+/// The tx ids of a block's endorser transactions (not its config
+/// transaction).
 pub fn tx_ids(block: &[u8]) -> Vec<String> {
     let block = Block::decode(block).expect("block");
     block
@@ -524,6 +525,7 @@ pub fn tx_ids(block: &[u8]) -> Vec<String> {
         .unwrap_or_default()
         .iter()
         .filter_map(|e| weft_protoutil::parse_envelope(e).ok())
+        .filter(|t| !t.is_config())
         .map(|t| t.tx_id().to_owned())
         .collect()
 }
