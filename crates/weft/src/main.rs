@@ -501,9 +501,10 @@ enum ChannelCommand {
         #[command(flatten)]
         dir: NetworkDirArg,
     },
-    /// Write a channel's genesis block (the default network's Org1MSP and
-    /// Org2MSP, orderer org OrdererMSP, Raft consenters) for `weft osnadmin
-    /// channel join`.
+    /// Write a channel's genesis block for `weft osnadmin channel join`,
+    /// as configtxgen does from a profile: the organisations, orderer
+    /// organisation, Raft consenters and batch settings of a spec
+    /// (`--spec`), or the default network's Org1MSP, Org2MSP and OrdererMSP.
     Genesis(GenesisArgs),
 }
 
@@ -514,16 +515,23 @@ struct GenesisArgs {
     /// The `organizations/` directory written by `weft cryptogen`.
     #[arg(long, default_value = "organizations")]
     organizations: PathBuf,
+    /// The network spec whose organisations (the channel's members when
+    /// the spec has the channel, else every one), orderer organisation,
+    /// Raft nodes and batch settings the block carries, as configtxgen's
+    /// profile would; without it, the default network's Org1MSP and Org2MSP.
+    #[arg(long)]
+    spec: Option<PathBuf>,
     /// A consenter `host:port`, once per Raft node, in orderer order
-    /// (orderer.example.com, orderer2.example.com, ...).
-    #[arg(long = "consenter", required = true)]
+    /// (orderer.example.com, orderer2.example.com, ...); with --spec, its
+    /// orderers' ports on 127.0.0.1 by default.
+    #[arg(long = "consenter", required_unless_present = "spec")]
     consenters: Vec<String>,
-    /// BatchTimeout (Go duration).
-    #[arg(long, default_value = "2s")]
-    batch_timeout: String,
-    /// BatchSize.MaxMessageCount.
-    #[arg(long, default_value_t = 10)]
-    max_message_count: u32,
+    /// BatchTimeout (Go duration); with --spec, the spec's.
+    #[arg(long)]
+    batch_timeout: Option<String>,
+    /// BatchSize.MaxMessageCount; with --spec, the spec's.
+    #[arg(long)]
+    max_message_count: Option<u32>,
     /// Where to write the block.
     #[arg(long = "outputBlock")]
     output_block: PathBuf,
@@ -805,6 +813,7 @@ fn channel(command: ChannelCommand) -> anyhow::Result<()> {
     let GenesisArgs {
         channel_id,
         organizations,
+        spec,
         consenters,
         batch_timeout,
         max_message_count,
@@ -820,6 +829,15 @@ fn channel(command: ChannelCommand) -> anyhow::Result<()> {
             return network::channel_join(dir.open(), &name, peers);
         }
         ChannelCommand::Genesis(args) => args,
+    };
+    let spec = spec.map(|path| load_spec(Some(&path))).transpose()?;
+    let consenters = match (&spec, consenters.is_empty()) {
+        (Some(spec), true) => weft_network::nodes::nodes(spec)
+            .into_iter()
+            .filter(|node| matches!(node.role, weft_network::nodes::Role::Orderer { .. }))
+            .map(|node| node.address())
+            .collect(),
+        _ => consenters,
     };
     let consenters = consenters
         .iter()
@@ -837,23 +855,61 @@ fn channel(command: ChannelCommand) -> anyhow::Result<()> {
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let batch = weft_channel::BatchSettings {
-        max_message_count,
-        timeout: weft_channel::parse_duration(&batch_timeout)
-            .map_err(|e| anyhow::anyhow!("--batch-timeout: {e}"))?,
+    let mut batch = weft_channel::BatchSettings {
+        max_message_count: 10,
+        timeout: std::time::Duration::from_secs(2),
         ..Default::default()
     };
+    if let Some(spec) = &spec {
+        let size = &spec.orderers.batch_size;
+        batch = weft_channel::BatchSettings {
+            max_message_count: size.max_message_count,
+            absolute_max_bytes: size.absolute_max_bytes,
+            preferred_max_bytes: size.preferred_max_bytes,
+            timeout: spec.batch_timeout(),
+        };
+    }
+    if let Some(count) = max_message_count {
+        batch.max_message_count = count;
+    }
+    if let Some(timeout) = batch_timeout {
+        batch.timeout = weft_channel::parse_duration(&timeout)
+            .map_err(|e| anyhow::anyhow!("--batch-timeout: {e}"))?;
+    }
+    let (members, orderer): (Vec<(String, String)>, (String, String)) = match &spec {
+        Some(spec) => {
+            let orgs = match spec.channels.iter().find(|c| c.name == channel_id) {
+                Some(channel) => spec.channel_organizations(channel),
+                None => spec.organizations.iter().collect(),
+            };
+            let orderer = &spec.orderers.organization;
+            (
+                orgs.iter()
+                    .map(|o| (o.domain.clone(), o.msp_id.clone()))
+                    .collect(),
+                (orderer.domain.clone(), orderer.msp_id.clone()),
+            )
+        }
+        None => (
+            vec![
+                ("org1.example.com".into(), "Org1MSP".into()),
+                ("org2.example.com".into(), "Org2MSP".into()),
+            ],
+            ("example.com".into(), "OrdererMSP".into()),
+        ),
+    };
+    let members: Vec<(&str, &str)> = members
+        .iter()
+        .map(|(domain, msp)| (domain.as_str(), msp.as_str()))
+        .collect();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
     let profile = weft_material::channel::channel_profile(
         &organizations,
         &channel_id,
-        &[
-            ("org1.example.com", "Org1MSP"),
-            ("org2.example.com", "Org2MSP"),
-        ],
-        ("example.com", "OrdererMSP"),
+        &members,
+        (&orderer.0, &orderer.1),
         &consenters,
         batch,
         now,
@@ -862,7 +918,12 @@ fn channel(command: ChannelCommand) -> anyhow::Result<()> {
     std::fs::write(&output_block, weft_protos::Message::encode_to_vec(&block))
         .with_context(|| format!("writing {}", output_block.display()))?;
     println!(
-        "wrote the genesis block of {channel_id} ({} consenters) to {}",
+        "wrote the genesis block of {channel_id} ({}; {} consenters) to {}",
+        members
+            .iter()
+            .map(|(_, msp)| *msp)
+            .collect::<Vec<_>>()
+            .join(", "),
         consenters.len(),
         output_block.display()
     );

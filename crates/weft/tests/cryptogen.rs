@@ -192,3 +192,72 @@ fn a_broken_spec_is_reported_with_file_and_path() {
         "nothing is written for a broken spec"
     );
 }
+
+/// `weft channel genesis --spec`: a genesis block for any organisations, as
+/// configtxgen makes one from a profile — the channel's members, the orderer
+/// organisation, a consenter per Raft node and the batch settings of the
+/// spec.
+#[test]
+fn channel_genesis_follows_a_spec_with_any_organisations() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = dir.path().join("network.yaml");
+    std::fs::write(
+        &spec,
+        "name: three\n\
+         organizations:\n\
+         \x20 - {name: Org1, mspId: Org1MSP, domain: org1.example.com}\n\
+         \x20 - {name: Org2, mspId: Org2MSP, domain: org2.example.com}\n\
+         \x20 - {name: Org3, mspId: Org3MSP, domain: org3.example.com}\n\
+         orderers:\n\
+         \x20 organization: {name: Orderer, mspId: OrdererMSP, domain: example.com}\n\
+         \x20 nodes: 3\n\
+         \x20 ports: [7050, 8050, 9050]\n\
+         \x20 batchTimeout: 500ms\n\
+         channels:\n\
+         \x20 - name: mychannel\n\
+         \x20 - {name: trade, organizations: [Org1, Org3]}\n",
+    )
+    .expect("spec");
+    let organizations = dir.path().join("organizations");
+    let spec_arg = spec.to_str().expect("utf-8");
+    let orgs_arg = organizations.to_str().expect("utf-8");
+    let made = weft(&["cryptogen", "--spec", spec_arg, "--output", orgs_arg]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let block_file = dir.path().join("trade.block");
+    let written = weft(&[
+        "channel",
+        "genesis",
+        "--spec",
+        spec_arg,
+        "--channelID",
+        "trade",
+        "--organizations",
+        orgs_arg,
+        "--outputBlock",
+        block_file.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&written.stdout);
+    assert!(
+        stdout.contains("Org1MSP, Org3MSP; 3 consenters"),
+        "{stdout}"
+    );
+    let bytes = std::fs::read(&block_file).expect("block");
+    let block = <weft_protos::common::Block as weft_protos::Message>::decode(bytes.as_slice())
+        .expect("a block");
+    let config = weft_channel::ChannelConfig::from_block(&block).expect("channel config");
+    assert_eq!(config.channel_id, "trade");
+    let mut members = config.application_orgs.clone();
+    members.sort();
+    assert_eq!(members, vec!["Org1MSP", "Org3MSP"]);
+    assert_eq!(config.consenters.len(), 3);
+    assert_eq!(config.batch_timeout, std::time::Duration::from_millis(500));
+}
