@@ -123,6 +123,9 @@ pub struct Gateway {
     client: GatewayClient<Channel>,
     identity: std::sync::Arc<SigningIdentity>,
     creator: Vec<u8>,
+    /// Private inputs sent with every proposal (`GetTransient` in the
+    /// chaincode); kept out of the transaction.
+    transient: std::sync::Arc<std::collections::BTreeMap<String, Vec<u8>>>,
     /// Deadline of each call (commit status waits up to this long).
     pub timeout: Duration,
 }
@@ -161,8 +164,20 @@ impl Gateway {
                 .max_encoding_message_size(128 * 1024 * 1024),
             identity: std::sync::Arc::new(identity),
             creator,
+            transient: Default::default(),
             timeout: Duration::from_secs(30),
         })
+    }
+
+    /// This gateway sending `transient` with each proposal (Fabric's
+    /// transient map: private inputs the chaincode reads with
+    /// `GetTransient`, never written to the ledger).
+    pub fn with_transient(
+        mut self,
+        transient: std::collections::BTreeMap<String, Vec<u8>>,
+    ) -> Self {
+        self.transient = std::sync::Arc::new(transient);
+        self
     }
 
     fn builder(&self, channel: &str, chaincode: &str, args: &[Vec<u8>]) -> TransactionBuilder {
@@ -179,6 +194,7 @@ impl Gateway {
                 nanos: now.subsec_nanos() as i32,
             },
             args: args.to_vec(),
+            transient: (*self.transient).clone(),
             rwsets: Vec::new(),
             response: Response::default(),
         }

@@ -345,6 +345,9 @@ pub struct TransactionBuilder {
     pub nonce: Vec<u8>,
     pub timestamp: Timestamp,
     pub args: Vec<Vec<u8>>,
+    /// Private inputs for the endorsers (`GetTransient`): in the signed
+    /// proposal, never in the transaction or the proposal hash.
+    pub transient: std::collections::BTreeMap<String, Vec<u8>>,
     pub rwsets: Vec<NamespaceRwSet>,
     pub response: Response,
 }
@@ -357,7 +360,7 @@ impl TransactionBuilder {
     /// The bytes each endorsement covers (before the endorser is appended).
     pub fn proposal_response_payload(&self) -> Vec<u8> {
         let (channel_header, signature_header) = self.headers();
-        let proposal_payload = self.proposal_payload();
+        let proposal_payload = self.proposal_payload(false);
         let results = TxReadWriteSet {
             data_model: 0,
             ns_rwset: self.rwsets.iter().map(NamespaceRwSet::to_proto).collect(),
@@ -409,7 +412,7 @@ impl TransactionBuilder {
                 signature_header,
             }
             .encode_to_vec(),
-            payload: self.proposal_payload(),
+            payload: self.proposal_payload(true),
             extension: Vec::new(),
         }
         .encode_to_vec();
@@ -429,7 +432,7 @@ impl TransactionBuilder {
     ) -> Result<Vec<u8>, SignError> {
         let (channel_header, signature_header) = self.headers();
         let action_payload = ChaincodeActionPayload {
-            chaincode_proposal_payload: self.proposal_payload(),
+            chaincode_proposal_payload: self.proposal_payload(false),
             action: Some(ChaincodeEndorsedAction {
                 proposal_response_payload,
                 endorsements,
@@ -480,7 +483,9 @@ impl TransactionBuilder {
         )
     }
 
-    fn proposal_payload(&self) -> Vec<u8> {
+    /// The proposal's payload; with `transient`, its transient map (only the
+    /// signed proposal carries it, as Fabric's clients send it).
+    fn proposal_payload(&self, transient: bool) -> Vec<u8> {
         let spec = ChaincodeInvocationSpec {
             chaincode_spec: Some(ChaincodeSpec {
                 r#type: 0,
@@ -497,7 +502,14 @@ impl TransactionBuilder {
         };
         ChaincodeProposalPayload {
             input: spec.encode_to_vec(),
-            transient_map: Default::default(),
+            transient_map: if transient {
+                self.transient
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            } else {
+                Default::default()
+            },
         }
         .encode_to_vec()
     }

@@ -48,6 +48,7 @@ impl Submitter {
                 nanos: 0,
             },
             args: vec![b"invoke".to_vec()],
+            transient: Default::default(),
             rwsets,
             response: Response {
                 status: 200,

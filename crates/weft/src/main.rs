@@ -406,6 +406,11 @@ struct ChaincodeCall {
     /// `{"Args":["CreateAsset","a1","blue"]}`, or `{"function":"CreateAsset","Args":["a1","blue"]}`.
     #[arg(short = 'c', long = "ctor", conflicts_with_all = ["function", "args"])]
     ctor: Option<String>,
+    /// Private inputs, as Fabric's `--transient`: a JSON object of base64
+    /// values (`{"asset_properties":"eyJ…"}`), read with `GetTransient` and
+    /// never written to the ledger.
+    #[arg(long)]
+    transient: Option<String>,
     /// The organisation (name or MSP ID) whose gateway peer and user to use;
     /// the first organisation of the spec by default.
     #[arg(long)]

@@ -863,8 +863,17 @@ pub fn chaincode(call: ChaincodeCall, submit: bool) -> anyhow::Result<()> {
             .collect(),
         (None, None) => anyhow::bail!("give the function (or the call as -c '{{\"Args\":[…]}}')"),
     };
+    let transient = call
+        .transient
+        .as_deref()
+        .map(fabric_transient)
+        .transpose()?;
     runtime()?.block_on(async move {
         let (peer, gateway) = org_gateway(&dir, &spec, &msp_id, &call.user)?;
+        let gateway = match transient {
+            Some(transient) => gateway.with_transient(transient),
+            None => gateway,
+        };
         let payload = if submit {
             let done = gateway.submit(&channel, &call.chaincode, &args).await?;
             eprintln!(
@@ -1120,4 +1129,17 @@ fn fabric_ctor(text: &str) -> anyhow::Result<Vec<Vec<u8>>> {
         anyhow::bail!("-c {text}: names no function");
     }
     Ok(args)
+}
+
+/// Fabric's `--transient`: a JSON object whose values are base64.
+fn fabric_transient(text: &str) -> anyhow::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let map: std::collections::BTreeMap<String, String> = serde_json::from_str(text)
+        .with_context(|| format!("--transient {text}: expected a JSON object of base64 strings"))?;
+    map.into_iter()
+        .map(|(key, value)| {
+            let bytes = weft_crypto::pem::unbase64(&value)
+                .map_err(|e| anyhow::anyhow!("--transient: {key}: {e}"))?;
+            Ok((key, bytes))
+        })
+        .collect()
 }

@@ -2127,3 +2127,115 @@ fn a_chaincode_whose_files_vanish_does_not_take_its_peer_down() {
         "{log}"
     );
 }
+
+/// `--transient`, as Fabric's CLI takes it: the private value reaches a
+/// `fabric-contract-api` chaincode (`getTransient`) and its collection, and
+/// never the blocks.
+#[test]
+fn transient_data_reaches_the_chaincode_and_not_the_ledger() {
+    let compat = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
+    let net = Net::new();
+    std::fs::write(
+        net.dir.path().join("collections.json"),
+        r#"[{"name":"shared","policy":"OR('Org1MSP.member','Org2MSP.member')","requiredPeerCount":0,"maxPeerCount":1,"blockToLive":0,"memberOnlyRead":true}]"#,
+    )
+    .expect("collections");
+    let spec = one_orderer_spec("transient").replace(
+        "chaincodes:\n",
+        &format!(
+            "chaincodes:\n\
+             \x20 - name: assets\n\
+             \x20   endorsementPolicy: \"OR('Org1MSP.peer','Org2MSP.peer')\"\n\
+             \x20   collectionsConfig: collections.json\n\
+             \x20   launcher:\n\
+             \x20     process:\n\
+             \x20       command: [{:?}, start, --peer.address, \"{{peer_address}}\"]\n\
+             \x20       dir: {:?}\n",
+            compat
+                .join("node_modules/.bin/fabric-chaincode-node")
+                .display()
+                .to_string(),
+            compat.join("node/chaincode").display().to_string(),
+        ),
+    );
+    let spec = net.write_spec(&spec);
+    net.ok(&["up", spec.to_str().expect("utf8")]);
+
+    let secret = "secret-42-never-in-a-block";
+    let encoded = weft_crypto::pem::base64(secret.as_bytes());
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "assets",
+        "PutPrivate",
+        "shared",
+        "p1",
+        "--transient",
+        &format!(r#"{{"value":"{encoded}"}}"#),
+    ]);
+    let read = net.ok(&["chaincode", "query", "assets", "GetPrivate", "shared", "p1"]);
+    assert_eq!(read.trim(), secret);
+    let without = net.weft(&[
+        "chaincode",
+        "invoke",
+        "assets",
+        "PutPrivate",
+        "shared",
+        "p2",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&without.stderr)
+            .contains("the transient field \"value\" is required"),
+        "{}",
+        String::from_utf8_lossy(&without.stderr)
+    );
+    let bad = net.weft(&[
+        "chaincode",
+        "query",
+        "assets",
+        "GetPrivate",
+        "shared",
+        "p1",
+        "--transient",
+        "{\"value\": 1}",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("expected a JSON object of base64 strings"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+
+    // Every block of the channel, read through the peer: the value is in
+    // none of them (only its hash is).
+    let dir = weft_network::NetworkDir::new(net.path());
+    let msp = weft_network::admin::user_msp(&dir, "org1.example.com", "User1");
+    let (_, _, ca) = weft_network::admin::user_files(&dir, "org1.example.com", "User1");
+    let identity = weft_material::SigningIdentity::load(&msp, "Org1MSP").expect("identity");
+    let (spec, _) = dir.load_spec().expect("spec");
+    let peer = dir
+        .nodes(&spec)
+        .into_iter()
+        .find(|n| n.name == "peer0.org1.example.com")
+        .expect("peer");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let blocks = runtime.block_on(async {
+        let deliverer = weft_client::deliver::Deliverer::connect(&peer.address(), &ca, identity)
+            .expect("deliver client");
+        let mut stream = deliverer
+            .blocks("mychannel", 0, false)
+            .await
+            .expect("blocks");
+        let mut blocks = Vec::new();
+        while let Some(block) = stream.next().await.expect("block") {
+            blocks.push(weft_protos::Message::encode_to_vec(&block.block));
+        }
+        blocks
+    });
+    assert!(blocks.len() > 3, "{} blocks", blocks.len());
+    for block in &blocks {
+        assert!(
+            !block.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the transient value leaked into a block"
+        );
+    }
+}
