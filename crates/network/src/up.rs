@@ -114,7 +114,9 @@ fn check_change(
 
 /// Changes the stored spec of an existing network with `edit` (what `weft
 /// channel create` and `weft chaincode deploy` do), validates the result as
-/// `weft up` would a file, stores it and returns it with its base directory.
+/// `weft up` would a file and returns it with its base directory. It is not
+/// stored: the caller stores it ([`NetworkDir::store_spec`]) once the
+/// network has taken the change, so a change that failed is not kept.
 pub fn amend_spec(
     dir: &NetworkDir,
     builtins: &[String],
@@ -128,7 +130,6 @@ pub fn amend_spec(
     let spec = NetworkSpec::from_yaml(&text, &file)?;
     check_references(&spec, &base, builtins, &file)?;
     check_change(dir, &existing, &spec, &file)?;
-    dir.store_spec(&text, &base)?;
     Ok((spec, base))
 }
 

@@ -434,7 +434,9 @@ pub fn channel_create(
         });
         Ok(())
     })?;
-    bring_up(dir, &spec, &base, false, timeout, false)?;
+    bring_up(dir.clone(), &spec, &base, false, timeout, false)?;
+    // Stored once the network has the channel: a failed create is not kept.
+    dir.store_spec(&spec.to_yaml(), &base)?;
     println!("channel {name} created");
     Ok(())
 }
@@ -541,7 +543,9 @@ pub fn chaincode_deploy(
         }
         Ok(())
     })?;
-    let defined = bring_up(dir, &spec, &base, false, timeout, false)?;
+    let defined = bring_up(dir.clone(), &spec, &base, false, timeout, false)?;
+    // Stored once deployed: a deploy that failed is not kept.
+    dir.store_spec(&spec.to_yaml(), &base)?;
     if !changes.is_empty() {
         println!("chaincode {}: {}", chaincode.name, changes.join("; "));
     }

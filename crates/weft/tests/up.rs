@@ -1116,6 +1116,41 @@ fn channels_and_chaincodes_are_added_to_a_running_network() {
         out.contains("chaincode ledger2 on mychannel: unchanged (version 2.0, sequence 2)"),
         "{out}"
     );
+    // A deploy the network refuses (a collection policy naming an
+    // organisation outside the channel passes the file check, and fails at
+    // approval) is not kept in the stored spec.
+    let outside = net.dir.path().join("outside.json");
+    std::fs::write(
+        &outside,
+        r#"[{"name":"c","policy":"OR('Org9MSP.member')","requiredPeerCount":0,"maxPeerCount":1,"blockToLive":0}]"#,
+    )
+    .expect("collections");
+    let before = std::fs::read_to_string(net.path().join("network.yaml")).expect("spec");
+    let refused = net.weft(&[
+        "chaincode",
+        "deploy",
+        "refused",
+        "--builtin",
+        "basic",
+        "-C",
+        "mychannel",
+        "--collections-config",
+        outside.to_str().expect("utf8"),
+        "--timeout",
+        "20",
+    ]);
+    assert!(
+        !refused.status.success(),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(net.path().join("network.yaml")).expect("spec"),
+        before,
+        "a failed deploy leaves the stored spec as it was: {}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
     // The peers restarted for those deploys were planned restarts: started
     // again at once, never through the crash back-off.
     let supervisor = std::fs::read_to_string(net.path().join("supervisor.log")).expect("log");
