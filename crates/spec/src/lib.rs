@@ -33,9 +33,23 @@ pub const PEERS_PER_ORGANIZATION_MAX: u32 = 32;
 pub const USERS_PER_ORGANIZATION_MAX: u32 = 1000;
 pub const ORDERER_NODES_MAX: u32 = 9;
 
+/// The top-level keys of a spec; besides them, only `x-…` extension blocks
+/// (ignored, a place for YAML anchors) are allowed. [`NetworkSpec::from_yaml`]
+/// refuses any other key, so typos are caught as everywhere else.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "organizations",
+    "orderers",
+    "channels",
+    "chaincodes",
+    "operations",
+    "hosts",
+    "eventSinks",
+];
+
 /// A network spec that parsed and passed validation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct NetworkSpec {
     /// A name for the network, used in generated files.
     pub name: String,
@@ -348,12 +362,31 @@ impl NetworkSpec {
     }
 
     /// Parses and validates a spec. `file` names the source in error messages.
+    /// Top-level `x-…` keys are extension blocks, ignored (as in
+    /// docker-compose files): a place for anchors (`x-org: &org`) that the
+    /// organisations merge (`<<: *org`).
     pub fn from_yaml(text: &str, file: &str) -> Result<Self, SpecError> {
-        let spec: NetworkSpec = serde_saphyr::from_str(text).map_err(|e| SpecError {
+        let fail = |location: &str, message: String| SpecError {
             file: file.to_owned(),
-            location: "document".to_owned(),
-            message: plain_yaml_error(e.to_string().trim()),
-        })?;
+            location: location.to_owned(),
+            message,
+        };
+        let keys: BTreeMap<String, serde::de::IgnoredAny> = serde_saphyr::from_str(text)
+            .map_err(|e| fail("document", plain_yaml_error(e.to_string().trim())))?;
+        if let Some(unknown) = keys
+            .keys()
+            .find(|key| !TOP_LEVEL_KEYS.contains(&key.as_str()) && !key.starts_with("x-"))
+        {
+            return Err(fail(
+                unknown,
+                format!(
+                    "unknown key; expected one of {} (or an `x-…` block, which is ignored)",
+                    TOP_LEVEL_KEYS.join(", ")
+                ),
+            ));
+        }
+        let spec: NetworkSpec = serde_saphyr::from_str(text)
+            .map_err(|e| fail("document", plain_yaml_error(e.to_string().trim())))?;
         spec.validate(file)?;
         Ok(spec)
     }
@@ -1191,6 +1224,41 @@ mod tests {
 
     const ORDERERS: &str =
         "orderers:\n  organization: {name: Orderer, mspId: OrdererMSP, domain: example.com}\n";
+
+    #[test]
+    fn x_blocks_hold_anchors_and_other_keys_are_refused() {
+        let spec = NetworkSpec::from_yaml(
+            &format!(
+                "x-org: &org\n  peers: 2\n  users: 3\nx-unused: [1, 2]\nname: n\norganizations:\n  - <<: *org\n    name: Org1\n    mspId: Org1MSP\n    domain: org1.com\n{ORDERERS}chaincodes:\n  - name: cc\n    version: 1.0\n    launcher: {{builtin: basic}}\n"
+            ),
+            "net.yaml",
+        )
+        .expect("x- blocks are ignored, their anchors used");
+        assert_eq!(spec.organizations[0].peers, 2);
+        assert_eq!(spec.organizations[0].users, 3);
+        assert_eq!(spec.chaincodes[0].version, "1.0", "typed as before");
+        let typo = error(&format!("name: n\norganisations: []\n{ORDERERS}"));
+        assert_eq!(
+            typo.to_string(),
+            format!(
+                "net.yaml: organisations: unknown key; expected one of {} (or an `x-…` block, which is ignored)",
+                TOP_LEVEL_KEYS.join(", ")
+            )
+        );
+        // Every key the spec serializes is a known one.
+        let mut full = NetworkSpec::default_network();
+        full.hosts.push(HostSpec {
+            name: "h".into(),
+            address: "10.0.0.1".into(),
+        });
+        full.operations.tls = true;
+        let yaml = full.to_yaml();
+        let keys: BTreeMap<String, serde::de::IgnoredAny> =
+            serde_saphyr::from_str(&yaml).expect("yaml");
+        for key in keys.keys() {
+            assert!(TOP_LEVEL_KEYS.contains(&key.as_str()), "{key}");
+        }
+    }
 
     #[test]
     fn type_errors_say_what_was_expected() {
