@@ -602,11 +602,30 @@ fn deploy(args: DeployArgs) -> anyhow::Result<()> {
         collections_config: args.collections_config.as_deref().map(path),
         launcher,
     };
-    // A broken collections file is refused before the network is touched.
+    // Files given on the command line are read before the network is
+    // touched, and named by their flag.
     if let Some(file) = &chaincode.collections_config {
         let text = std::fs::read_to_string(file)
             .map_err(|e| anyhow::anyhow!("--collections-config {file}: {e}"))?;
         weft_client::lifecycle::collections_config(&text, file)?;
+    }
+    if let LauncherSpec::External {
+        tls_root_ca: Some(file),
+        ..
+    } = &chaincode.launcher
+    {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("--tls-root-ca {file}: {e}"))?;
+        if !text.contains("-----BEGIN CERTIFICATE-----") {
+            anyhow::bail!("--tls-root-ca {file}: expected a PEM certificate");
+        }
+    }
+    for file in &chaincode.indexes {
+        let text =
+            std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("--index {file}: {e}"))?;
+        serde_json::from_str::<serde_json::Value>(&text).map_err(|e| {
+            anyhow::anyhow!("--index {file}: expected a JSON index definition: {e}")
+        })?;
     }
     network::chaincode_deploy(args.dir.open(), chaincode, args.timeout)
 }

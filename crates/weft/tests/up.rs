@@ -1126,6 +1126,21 @@ fn channels_and_chaincodes_are_added_to_a_running_network() {
     )
     .expect("collections");
     let before = std::fs::read_to_string(net.path().join("network.yaml")).expect("spec");
+    // A file named on the command line that is not there: refused by its flag.
+    let missing = net.weft(&[
+        "chaincode",
+        "deploy",
+        "assets",
+        "--address",
+        "127.0.0.1:9",
+        "--tls-root-ca",
+        "missing-ca.pem",
+    ]);
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        message.contains("--tls-root-ca") && message.contains("missing-ca.pem: No such file"),
+        "{message}"
+    );
     let refused = net.weft(&[
         "chaincode",
         "deploy",
