@@ -2,6 +2,7 @@
 //! PostgreSQL (weft-sink), as a user of one of its organisations.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -43,6 +44,22 @@ pub struct SinkArgs {
     /// by default.
     #[arg(long)]
     peer: Option<String>,
+    /// Follow this peer (host:port) of any Fabric network instead of one
+    /// of a weft network directory; with `--tlsRootCertFiles`,
+    /// `--mspConfigPath` and `--localMspId` (or Fabric's `CORE_PEER_*`
+    /// variables) and `-C`.
+    #[arg(long = "peerAddresses", conflicts_with_all = ["peer", "org", "sink"], requires = "channel")]
+    peer_address: Option<String>,
+    /// The peer's TLS CA certificate; CORE_PEER_TLS_ROOTCERT_FILE by default.
+    #[arg(long = "tlsRootCertFiles", requires = "peer_address")]
+    tls_root_cert: Option<PathBuf>,
+    /// The MSP directory of the identity that reads the channel;
+    /// CORE_PEER_MSPCONFIGPATH by default.
+    #[arg(long = "mspConfigPath", requires = "peer_address")]
+    msp_config_path: Option<PathBuf>,
+    /// Its MSP ID; CORE_PEER_LOCALMSPID by default.
+    #[arg(long = "localMspId", requires = "peer_address")]
+    local_msp_id: Option<String>,
     /// The first block, for a channel that has no checkpoint yet (a
     /// checkpoint always wins: nothing is written twice).
     #[arg(long = "from-block", default_value_t = 0)]
@@ -80,10 +97,65 @@ pub fn events(command: EventsCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Where the blocks come from: a peer, and who reads them.
+struct Source {
+    address: String,
+    tls_ca: PathBuf,
+    identity: weft_material::SigningIdentity,
+    /// For progress lines: the peer and the reader.
+    peer: String,
+    reader: String,
+}
+
 fn sink(mut args: SinkArgs) -> anyhow::Result<()> {
     if args.batch_blocks == 0 || args.batch_rows == 0 {
         anyhow::bail!("--batch-blocks and --batch-rows must be at least 1");
     }
+    let (source, channel) = match args.peer_address.take() {
+        Some(address) => fabric_source(&mut args, address)?,
+        None => network_source(&mut args)?,
+    };
+    run(args, source, channel)
+}
+
+/// A peer of any Fabric network, as Fabric's CLI names it.
+fn fabric_source(args: &mut SinkArgs, address: String) -> anyhow::Result<(Source, String)> {
+    use crate::lifecycle::flag_or_env;
+    let tls_ca: PathBuf = flag_or_env(
+        args.tls_root_cert.take(),
+        "CORE_PEER_TLS_ROOTCERT_FILE",
+        "tlsRootCertFiles",
+    )?;
+    let msp_dir: PathBuf = flag_or_env(
+        args.msp_config_path.take(),
+        "CORE_PEER_MSPCONFIGPATH",
+        "mspConfigPath",
+    )?;
+    let msp_id: String = flag_or_env(
+        args.local_msp_id.take(),
+        "CORE_PEER_LOCALMSPID",
+        "localMspId",
+    )?;
+    let identity = weft_material::SigningIdentity::load(&msp_dir, &msp_id)
+        .map_err(|e| anyhow::anyhow!("loading the identity in {}: {e}", msp_dir.display()))?;
+    let channel = args
+        .channel
+        .clone()
+        .context("-C/--channel is needed with --peerAddresses")?;
+    Ok((
+        Source {
+            peer: address.clone(),
+            reader: format!("{msp_id} ({})", msp_dir.display()),
+            address,
+            tls_ca,
+            identity,
+        },
+        channel,
+    ))
+}
+
+/// A peer and user of a weft network directory (or the spec's event sink).
+fn network_source(args: &mut SinkArgs) -> anyhow::Result<(Source, String)> {
     let dir = args.dir.open();
     let (spec, _) = dir.load_spec()?;
     if let Some(name) = &args.sink {
@@ -111,10 +183,6 @@ fn sink(mut args: SinkArgs) -> anyhow::Result<()> {
         args.no_writes = !sink.writes;
         args.operations = sink.operations_port.map(|port| format!("127.0.0.1:{port}"));
     }
-    let postgres = args
-        .postgres
-        .clone()
-        .context("--postgres or --sink is needed")?;
     let org = match &args.org {
         Some(name) => spec
             .organization(name)
@@ -161,11 +229,28 @@ fn sink(mut args: SinkArgs) -> anyhow::Result<()> {
     let (_, _, tls_ca) = weft_network::admin::user_files(&dir, &org.domain, &args.user);
     let identity = weft_material::SigningIdentity::load(&msp, &org.msp_id)
         .map_err(|e| anyhow::anyhow!("{}@{}: {e}", args.user, org.domain))?;
+    Ok((
+        Source {
+            address: peer.address(),
+            tls_ca,
+            identity,
+            peer: format!("{} ({})", peer.name, peer.address()),
+            reader: format!("{}@{}", args.user, org.domain),
+        },
+        channel,
+    ))
+}
+
+fn run(args: SinkArgs, source: Source, channel: String) -> anyhow::Result<()> {
+    let postgres = args
+        .postgres
+        .clone()
+        .context("--postgres or --sink is needed")?;
     let runtime = crate::runtime()?;
     // The client's channel needs the runtime to exist.
     let deliverer = {
         let _entered = runtime.enter();
-        weft_client::deliver::Deliverer::connect(&peer.address(), &tls_ca, identity)?
+        weft_client::deliver::Deliverer::connect(&source.address, &source.tls_ca, source.identity)?
     };
     let sink = weft_sink::Sink {
         postgres,
@@ -185,12 +270,8 @@ fn sink(mut args: SinkArgs) -> anyhow::Result<()> {
     let mut progress =
         move |line: &str| eprintln!("[{:>7.1}s] {line}", start.elapsed().as_secs_f64());
     progress(&format!(
-        "following {} on {} ({}) as {}@{}",
-        sink.channel,
-        peer.name,
-        peer.address(),
-        args.user,
-        org.domain
+        "following {} on {} as {}",
+        sink.channel, source.peer, source.reader
     ));
     runtime.block_on(async move {
         let metrics = match &args.operations {

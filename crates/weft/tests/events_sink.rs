@@ -634,10 +634,35 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
         );
     }
 
-    // Filters: basic's transactions, UpdateAsset events, no writes.
+    // Filters: basic's transactions, UpdateAsset events, no writes; and the
+    // peer and identity named as Fabric's CLI names them, as for a peer of
+    // any Fabric network.
+    let org1 = net
+        .path()
+        .join("organizations/peerOrganizations/org1.example.com");
+    let dir = weft_network::NetworkDir::new(net.path());
+    let (spec, _) = dir.load_spec().expect("spec");
+    let peer = dir
+        .nodes(&spec)
+        .into_iter()
+        .find(|n| n.name == "peer0.org1.example.com")
+        .expect("peer")
+        .address();
+    let tls_ca = org1.join("tlsca/tlsca.org1.example.com-cert.pem");
+    let msp = org1.join("users/User1@org1.example.com/msp");
     let filtered = net.catch_up(
         &pg.url("filtered"),
         &[
+            "--peerAddresses",
+            &peer,
+            "--tlsRootCertFiles",
+            tls_ca.to_str().expect("utf8"),
+            "--mspConfigPath",
+            msp.to_str().expect("utf8"),
+            "--localMspId",
+            "Org1MSP",
+            "-C",
+            "mychannel",
             "--chaincode",
             "basic",
             "--event",
@@ -646,6 +671,11 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
         ],
     );
     assert!(filtered.status.success(), "{}", text(&filtered));
+    assert!(
+        text(&filtered).contains(&format!("following mychannel on {peer} as Org1MSP")),
+        "{}",
+        text(&filtered)
+    );
     assert_eq!(
         pg.number("filtered", "SELECT count(*) FROM writes")
             + pg.number("filtered", "SELECT count(*) FROM state"),
