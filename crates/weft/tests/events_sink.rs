@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{WEFT, free_port, one_orderer_spec_with};
+use support::{WEFT, free_port, network_blocks, one_orderer_spec_with};
 use weft_protos::Message;
 use weft_protos::peer::{ChaincodeEvent, TxValidationCode};
 
@@ -269,31 +269,7 @@ impl Net {
 
     /// Every block of mychannel, read through Org1's peer as User1.
     fn blocks(&self) -> Vec<weft_protos::common::Block> {
-        let dir = weft_network::NetworkDir::new(self.path());
-        let (spec, _) = dir.load_spec().expect("spec");
-        let peer = dir
-            .nodes(&spec)
-            .into_iter()
-            .find(|n| n.name == "peer0.org1.example.com")
-            .expect("peer");
-        let msp = weft_network::admin::user_msp(&dir, "org1.example.com", "User1");
-        let (_, _, ca) = weft_network::admin::user_files(&dir, "org1.example.com", "User1");
-        let identity = weft_material::SigningIdentity::load(&msp, "Org1MSP").expect("identity");
-        let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        runtime.block_on(async move {
-            let deliverer =
-                weft_client::deliver::Deliverer::connect(&peer.address(), &ca, identity)
-                    .expect("deliver client");
-            let mut stream = deliverer
-                .blocks("mychannel", 0, false)
-                .await
-                .expect("blocks");
-            let mut blocks = Vec::new();
-            while let Some(block) = stream.next().await.expect("block") {
-                blocks.push(block.block);
-            }
-            blocks
-        })
+        network_blocks(&self.path(), "mychannel")
     }
 }
 

@@ -2257,30 +2257,10 @@ fn transient_data_reaches_the_chaincode_and_not_the_ledger() {
 
     // Every block of the channel, read through the peer: the value is in
     // none of them (only its hash is).
-    let dir = weft_network::NetworkDir::new(net.path());
-    let msp = weft_network::admin::user_msp(&dir, "org1.example.com", "User1");
-    let (_, _, ca) = weft_network::admin::user_files(&dir, "org1.example.com", "User1");
-    let identity = weft_material::SigningIdentity::load(&msp, "Org1MSP").expect("identity");
-    let (spec, _) = dir.load_spec().expect("spec");
-    let peer = dir
-        .nodes(&spec)
-        .into_iter()
-        .find(|n| n.name == "peer0.org1.example.com")
-        .expect("peer");
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let blocks = runtime.block_on(async {
-        let deliverer = weft_client::deliver::Deliverer::connect(&peer.address(), &ca, identity)
-            .expect("deliver client");
-        let mut stream = deliverer
-            .blocks("mychannel", 0, false)
-            .await
-            .expect("blocks");
-        let mut blocks = Vec::new();
-        while let Some(block) = stream.next().await.expect("block") {
-            blocks.push(weft_protos::Message::encode_to_vec(&block.block));
-        }
-        blocks
-    });
+    let blocks: Vec<Vec<u8>> = support::network_blocks(&net.path(), "mychannel")
+        .iter()
+        .map(weft_protos::Message::encode_to_vec)
+        .collect();
     assert!(blocks.len() > 3, "{} blocks", blocks.len());
     for block in &blocks {
         assert!(

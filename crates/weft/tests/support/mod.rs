@@ -74,6 +74,32 @@ pub fn one_orderer_spec_with(name: &str, batch_timeout: &str, extra: &str) -> St
     )
 }
 
+/// Every block of `channel` of the `weft up` network in `network_dir`,
+/// read through peer0.org1 as User1 (`DeliverWithPrivateData`).
+pub fn network_blocks(network_dir: &Path, channel: &str) -> Vec<Block> {
+    let dir = weft_network::NetworkDir::new(network_dir);
+    let (spec, _) = dir.load_spec().expect("spec");
+    let peer = dir
+        .nodes(&spec)
+        .into_iter()
+        .find(|n| n.name == "peer0.org1.example.com")
+        .expect("peer");
+    let msp = weft_network::admin::user_msp(&dir, "org1.example.com", "User1");
+    let (_, _, ca) = weft_network::admin::user_files(&dir, "org1.example.com", "User1");
+    let identity = weft_material::SigningIdentity::load(&msp, "Org1MSP").expect("identity");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async move {
+        let deliverer = weft_client::deliver::Deliverer::connect(&peer.address(), &ca, identity)
+            .expect("deliver client");
+        let mut stream = deliverer.blocks(channel, 0, false).await.expect("blocks");
+        let mut blocks = Vec::new();
+        while let Some(block) = stream.next().await.expect("block") {
+            blocks.push(block.block);
+        }
+        blocks
+    })
+}
+
 /// A TCP forwarder that can be cut (existing connections dropped, new ones
 /// refused) and healed.
 pub struct Link {
