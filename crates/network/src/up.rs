@@ -224,6 +224,18 @@ pub fn check_references(
             _ => {}
         }
     }
+    for (i, sink) in spec.event_sinks.iter().enumerate() {
+        if let Some(ca) = &sink.postgres_ca {
+            let location = format!("eventSinks[{i}].postgresCa");
+            let path = base.join(ca);
+            if !read(&location, &path)?.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(fail(
+                    location,
+                    format!("{}: expected a PEM certificate", path.display()),
+                ));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 pub mod decode;
 pub mod schema;
 pub mod store;
+pub mod tls;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +36,8 @@ pub enum SinkError {
     Deliver(#[from] DeliverError),
     #[error("schema: {0}")]
     Schema(String),
+    #[error("TLS to PostgreSQL: {0}")]
+    Tls(String),
     #[error("channel {channel}: another sink moved the checkpoint; resuming from it")]
     Moved { channel: String },
     #[error("the peer sent block {got} where block {expected} was due")]
@@ -77,6 +80,14 @@ impl SinkError {
     pub fn is_retryable(&self) -> bool {
         match self {
             SinkError::Postgres(error) => match error.code() {
+                // A TLS handshake that failed (a certificate not trusted, a
+                // server without TLS where it is required) fails again.
+                None if error
+                    .to_string()
+                    .starts_with("error performing TLS handshake") =>
+                {
+                    false
+                }
                 // Connection refused or lost (no SQLSTATE), or the server
                 // going down, busy, or a transaction conflicting.
                 None => true,
@@ -97,7 +108,10 @@ impl SinkError {
             }
             SinkError::Deliver(DeliverError::Client(_)) => false,
             SinkError::Moved { .. } | SinkError::Gap { .. } => true,
-            SinkError::Schema(_) | SinkError::OtherChain { .. } | SinkError::Behind { .. } => false,
+            SinkError::Schema(_)
+            | SinkError::Tls(_)
+            | SinkError::OtherChain { .. }
+            | SinkError::Behind { .. } => false,
         }
     }
 }
@@ -107,6 +121,10 @@ impl SinkError {
 pub struct Sink {
     /// A libpq-style URL or key=value string (`postgres://user@host:port/db`).
     pub postgres: String,
+    /// TLS to PostgreSQL, verifying the server against a CA; the URL's
+    /// `sslmode` (`prefer` by default, `require`) says whether it must be
+    /// used. Without it, no TLS.
+    pub postgres_tls: Option<tls::PostgresTls>,
     pub channel: String,
     pub deliverer: Deliverer,
     /// The first block when the channel has no checkpoint yet.
@@ -275,9 +293,7 @@ async fn session(
     summary: &mut Summary,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), SinkError> {
-    let (mut client, connection) =
-        tokio_postgres::connect(&sink.postgres, tokio_postgres::NoTls).await?;
-    let connection = tokio::spawn(connection);
+    let (mut client, connection) = connect(sink).await?;
     let _stop_connection = AbortOnDrop(connection);
     let applied = schema::migrate(&mut client).await?;
     if !applied.is_empty() {
@@ -435,6 +451,33 @@ async fn session(
             return Ok(());
         }
     }
+}
+
+/// A client, and the task that drives its connection.
+async fn connect(
+    sink: &Sink,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), SinkError> {
+    Ok(match &sink.postgres_tls {
+        Some(tls) => {
+            let (client, connection) = tokio_postgres::connect(&sink.postgres, tls.clone()).await?;
+            (
+                client,
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                }),
+            )
+        }
+        None => {
+            let (client, connection) =
+                tokio_postgres::connect(&sink.postgres, tokio_postgres::NoTls).await?;
+            (
+                client,
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                }),
+            )
+        }
+    })
 }
 
 /// Aborts a task when dropped (a session's reader and connection).

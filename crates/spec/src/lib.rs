@@ -85,6 +85,10 @@ pub struct EventSinkSpec {
     pub name: String,
     /// The database: `postgres://user:password@host:port/database`.
     pub postgres: String,
+    /// TLS to the database, trusting this CA certificate (PEM, relative to
+    /// the spec) for the server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres_ca: Option<String>,
     /// The channel; the spec's first by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,

@@ -27,8 +27,13 @@ pub struct SinkArgs {
     postgres: Option<String>,
     /// Run the spec's event sink of this name (`eventSinks:`), with its
     /// settings; what `weft up`'s supervisor runs.
-    #[arg(long, conflicts_with_all = ["postgres", "channel", "org", "user", "chaincodes", "events", "no_writes", "operations"])]
+    #[arg(long, conflicts_with_all = ["postgres", "postgres_ca", "channel", "org", "user", "chaincodes", "events", "no_writes", "operations"])]
     sink: Option<String>,
+    /// Speak TLS to PostgreSQL, trusting this CA certificate (PEM) for the
+    /// server's; add `sslmode=require` to the URL to refuse a server
+    /// without TLS.
+    #[arg(long = "postgres-ca")]
+    postgres_ca: Option<PathBuf>,
     /// The channel; the spec's first by default.
     #[arg(short = 'C', long = "channel")]
     channel: Option<String>,
@@ -157,7 +162,7 @@ fn fabric_source(args: &mut SinkArgs, address: String) -> anyhow::Result<(Source
 /// A peer and user of a weft network directory (or the spec's event sink).
 fn network_source(args: &mut SinkArgs) -> anyhow::Result<(Source, String)> {
     let dir = args.dir.open();
-    let (spec, _) = dir.load_spec()?;
+    let (spec, base) = dir.load_spec()?;
     if let Some(name) = &args.sink {
         let sink = spec
             .event_sinks
@@ -175,6 +180,7 @@ fn network_source(args: &mut SinkArgs) -> anyhow::Result<(Source, String)> {
                 )
             })?;
         args.postgres = Some(sink.postgres.clone());
+        args.postgres_ca = sink.postgres_ca.as_ref().map(|ca| base.join(ca));
         args.channel = Some(sink.channel_in(&spec).to_owned());
         args.org = sink.organization.clone();
         args.user = sink.user.clone().unwrap_or_else(|| "User1".into());
@@ -252,8 +258,14 @@ fn run(args: SinkArgs, source: Source, channel: String) -> anyhow::Result<()> {
         let _entered = runtime.enter();
         weft_client::deliver::Deliverer::connect(&source.address, &source.tls_ca, source.identity)?
     };
+    let postgres_tls = args
+        .postgres_ca
+        .as_deref()
+        .map(weft_sink::tls::PostgresTls::from_ca_file)
+        .transpose()?;
     let sink = weft_sink::Sink {
         postgres,
+        postgres_tls,
         channel,
         deliverer,
         from_block: args.from_block,

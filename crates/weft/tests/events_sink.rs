@@ -26,10 +26,60 @@ struct Postgres {
     port: u16,
     /// Root runs the server as the `postgres` user: initdb refuses root.
     as_user: Option<&'static str>,
+    /// TLS on, with `server.crt`/`server.key` in the data directory.
+    ssl: bool,
 }
 
 impl Postgres {
     fn start() -> Postgres {
+        let pg = Postgres::initialized();
+        pg.pg_ctl_start();
+        pg
+    }
+
+    /// A server that takes TCP connections over TLS only, its certificate
+    /// (for 127.0.0.1) issued by a CA of the test's; returns the CA's PEM.
+    fn start_tls() -> (Postgres, String) {
+        let mut pg = Postgres::initialized();
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).expect("ca");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .signed_by(&key, &issuer)
+            .expect("server certificate");
+        let data = PathBuf::from(pg.data());
+        std::fs::write(data.join("server.crt"), server.pem()).expect("server.crt");
+        std::fs::write(data.join("server.key"), key.serialize_pem()).expect("server.key");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .expect("pg_hba.conf");
+        let mut perms = std::fs::metadata(data.join("server.key"))
+            .expect("key")
+            .permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+        std::fs::set_permissions(data.join("server.key"), perms).expect("chmod");
+        if pg.as_user.is_some() {
+            let status = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .arg(data.join("pg_hba.conf"))
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+        pg.ssl = true;
+        pg.pg_ctl_start();
+        (pg, ca.pem())
+    }
+
+    fn initialized() -> Postgres {
         let bin = postgres_bin().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL is not installed (no pg_ctl in /usr/lib/postgresql/*/bin or on PATH): \
@@ -54,6 +104,7 @@ impl Postgres {
             bin,
             port: free_port(),
             as_user,
+            ssl: false,
         };
         let data = pg.data();
         let out = pg.run(
@@ -70,7 +121,6 @@ impl Postgres {
             ],
         );
         assert!(out.status.success(), "initdb: {}", text(&out));
-        pg.pg_ctl_start();
         pg
     }
 
@@ -97,11 +147,14 @@ impl Postgres {
     }
 
     fn pg_ctl_start(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
             self.dir.path().display()
         );
+        if self.ssl {
+            options.push_str(" -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key");
+        }
         let log = self.dir.path().join("postgres.log").display().to_string();
         let out = self.run(
             "pg_ctl",
@@ -858,4 +911,47 @@ fn alive(pid: u32) -> bool {
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .unwrap_or_default()
             .contains(") Z ")
+}
+
+/// TLS to PostgreSQL: a server that refuses unencrypted connections is
+/// written to with `--postgres-ca` (its certificate verified); without it
+/// the server's refusal is named; a CA that did not issue the server's
+/// certificate fails the handshake, and neither is retried.
+#[test]
+fn the_sink_speaks_tls_to_postgresql() {
+    let (pg, ca) = Postgres::start_tls();
+    pg.query("postgres", "CREATE DATABASE reporting");
+    let net = Net::up();
+    let ca_file = net.dir.path().join("pg-ca.pem");
+    std::fs::write(&ca_file, &ca).expect("ca");
+    let url = format!("{}?sslmode=require", pg.url("reporting"));
+
+    let plain = net.catch_up(&pg.url("reporting"), &[]);
+    assert!(!plain.status.success());
+    assert!(
+        text(&plain).contains("no encryption") && !text(&plain).contains("retrying"),
+        "{}",
+        text(&plain)
+    );
+
+    let other = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|p| p.self_signed(&rcgen::KeyPair::generate()?))
+        .expect("another CA");
+    let other_file = net.dir.path().join("other-ca.pem");
+    std::fs::write(&other_file, other.pem()).expect("ca");
+    let untrusted = net.catch_up(&url, &["--postgres-ca", other_file.to_str().expect("utf8")]);
+    assert!(!untrusted.status.success());
+    assert!(
+        text(&untrusted).contains("TLS handshake") && !text(&untrusted).contains("retrying"),
+        "{}",
+        text(&untrusted)
+    );
+
+    let done = net.catch_up(&url, &["--postgres-ca", ca_file.to_str().expect("utf8")]);
+    assert!(done.status.success(), "{}", text(&done));
+    let height = network_blocks(&net.path(), "mychannel").len() as i64;
+    assert_eq!(
+        pg.number("reporting", "SELECT count(*) FROM blocks"),
+        height
+    );
 }
