@@ -230,7 +230,9 @@ impl Unit {
             log: dir.sink_log(sink),
             pid_file: dir.sink_pid(sink),
             planned: dir.sink_dir(sink).join("restart"),
-            marker: format!("events sink --dir {root} --sink {sink}"),
+            // The command line ends with a NUL, read as a space: the
+            // trailing space keeps sink `a` from matching sink `ab`.
+            marker: format!("events sink --dir {root} --sink {sink} "),
         }
     }
 

@@ -101,8 +101,16 @@ fn bring_up(
                 stop.store(true, Ordering::SeqCst);
                 let _ = thread.join();
             }
+            // `weft up` stored its spec and finishes it when run again; a
+            // change (`weft chaincode deploy`, `weft channel create`) is
+            // stored only once it succeeds, so it is that command to re-run.
+            let again = if print_summary {
+                "run `weft up` again to finish"
+            } else {
+                "run the same command again once the cause is fixed (the network's spec is unchanged)"
+            };
             anyhow::bail!(
-                "{error}\nthe nodes keep running under the supervisor; see `weft status` and `weft logs <node>`, then run `weft up` again to finish"
+                "{error}\nthe nodes keep running under the supervisor; see `weft status` and `weft logs <node>`, then {again}"
             );
         }
     };

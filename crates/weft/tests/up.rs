@@ -1159,6 +1159,11 @@ fn channels_and_chaincodes_are_added_to_a_running_network() {
         "{}",
         String::from_utf8_lossy(&refused.stdout)
     );
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("run the same command again"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     assert_eq!(
         std::fs::read_to_string(net.path().join("network.yaml")).expect("spec"),
         before,
