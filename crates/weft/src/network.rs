@@ -741,7 +741,10 @@ pub fn status(dir: NetworkDir) -> anyhow::Result<()> {
         let process = supervisor::running_sink(&dir, &sink.name)
             .map_or("stopped".to_owned(), |pid| format!("pid {pid}"));
         let operations = sink.operations_port.map_or(String::new(), |port| {
-            format!("; operations http://127.0.0.1:{port}")
+            format!(
+                "{}; operations http://127.0.0.1:{port}",
+                sink_progress(port)
+            )
         });
         println!(
             "  {:<28} {:<16} {process:<10} {} into PostgreSQL (weft logs {}){operations}",
@@ -1154,4 +1157,28 @@ fn fabric_transient(text: &str) -> anyhow::Result<std::collections::BTreeMap<Str
             Ok((key, bytes))
         })
         .collect()
+}
+
+/// A sink's progress from its `/metrics`: `, block N written, M behind`
+/// (nothing when it does not answer).
+fn sink_progress(port: u16) -> String {
+    let Ok((200, metrics)) =
+        weft_network::monitor::http_get(&format!("127.0.0.1:{port}"), "/metrics")
+    else {
+        return String::new();
+    };
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name) && !line.starts_with('#'))
+            .and_then(|line| line.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    match (
+        value("weft_sink_checkpoint_block"),
+        value("weft_sink_blocks_behind"),
+    ) {
+        (Some(block), Some(behind)) => format!(", block {block} written, {behind} behind"),
+        _ => String::new(),
+    }
 }

@@ -839,6 +839,11 @@ fn weft_up_supervises_the_specs_event_sink() {
         metrics.contains("weft_sink_blocks_written_total"),
         "{metrics}"
     );
+    let status = net.ok(&["status"]);
+    assert!(
+        status.contains("written, 0 behind; operations http://127.0.0.1:"),
+        "weft status shows the sink's progress: {status}"
+    );
 
     // Killed, it is started again and carries on.
     let first = pid().expect("the sink's pid");
