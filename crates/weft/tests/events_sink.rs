@@ -298,7 +298,7 @@ impl Net {
     }
 
     /// The sink as a child process, its output in `log`.
-    fn sink(&self, url: &str, extra: &[&str], log: &Path) -> Child {
+    fn sink(&self, url: &str, extra: &[&str], log: &Path) -> SinkProcess {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -306,11 +306,13 @@ impl Net {
             .expect("sink log");
         let mut args = vec!["events", "sink", "--postgres", url];
         args.extend_from_slice(extra);
-        self.command(&args)
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the sink")
+        SinkProcess(
+            self.command(&args)
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("start the sink"),
+        )
     }
 
     /// Runs the sink to the head (`--until-caught-up`).
@@ -329,6 +331,27 @@ impl Net {
 impl Drop for Net {
     fn drop(&mut self) {
         let _ = self.command(&["down"]).output();
+    }
+}
+
+/// A sink process, killed (SIGKILL) when dropped: a failing test leaves
+/// none behind.
+struct SinkProcess(Child);
+
+impl SinkProcess {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for SinkProcess {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -448,7 +471,7 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
             pg.crash();
             std::thread::sleep(Duration::from_secs(3));
             assert!(
-                sink.try_wait().expect("sink").is_none(),
+                sink.running(),
                 "the sink keeps running while PostgreSQL is down:\n{}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
@@ -466,8 +489,7 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
             crashed = true;
             std::thread::sleep(Duration::from_millis(random.below(2000)));
         }
-        sink.kill().expect("kill -9");
-        let _ = sink.wait();
+        sink.kill();
         kills += 1;
     }
     let bench = traffic.join().expect("traffic");
@@ -492,8 +514,7 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
             && metric(&metrics, "weft_sink_blocks_behind{channel=\"mychannel\"}") == Some(0.0)
     });
     assert!(http_get(operations, "/healthz").starts_with("HTTP/1.1 200"));
-    sink.kill().expect("kill");
-    let _ = sink.wait();
+    sink.kill();
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(said.contains("resuming after block"), "{said}");
 
