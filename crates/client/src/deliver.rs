@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use weft_material::SigningIdentity;
-use weft_protos::common::{Block, Status};
+use weft_protos::common::{Block, Envelope, Status};
 use weft_protos::orderer::seek_info::SeekBehavior;
 use weft_protos::orderer::{SeekNewest, SeekPosition, seek_position};
 use weft_protos::peer::deliver_client::DeliverClient;
@@ -82,6 +82,21 @@ impl Deliverer {
         })
     }
 
+    /// The request stream of one signed seek (the peer answers it, then the
+    /// stream ends).
+    fn seek(
+        &self,
+        channel: &str,
+        start: SeekPosition,
+        stop: SeekPosition,
+        behavior: SeekBehavior,
+    ) -> Result<tokio_stream::Iter<std::array::IntoIter<Envelope, 1>>, DeliverError> {
+        let envelope =
+            weft_node::seek::seek_envelope(&self.identity, channel, start, stop, behavior)
+                .map_err(ClientError::from)?;
+        Ok(tokio_stream::iter([envelope]))
+    }
+
     /// Blocks of `channel` from `start` on. With `follow` the stream waits
     /// for blocks still to be committed; without, it ends at the channel's
     /// current height (see [`BlockStream::next`]).
@@ -96,20 +111,18 @@ impl Deliverer {
         } else {
             SeekBehavior::FailIfNotReady
         };
-        let envelope = weft_node::seek::seek_envelope(
-            &self.identity,
+        let request = self.seek(
             channel,
             weft_node::seek::specified(start),
             weft_node::seek::specified(u64::MAX),
             behavior,
-        )
-        .map_err(ClientError::from)?;
+        )?;
         let stream = self
             .client
             .clone()
-            .deliver_with_private_data(tokio_stream::iter([envelope]))
+            .deliver_with_private_data(request)
             .await
-            .map_err(|status| DeliverError::Transport(status.message().to_owned()))?
+            .map_err(transport)?
             .into_inner();
         Ok(BlockStream {
             stream,
@@ -121,20 +134,18 @@ impl Deliverer {
     /// Block `number` of `channel` (committed already: the peer does not
     /// wait for it).
     pub async fn block(&self, channel: &str, number: u64) -> Result<Block, DeliverError> {
-        let envelope = weft_node::seek::seek_envelope(
-            &self.identity,
+        let request = self.seek(
             channel,
             weft_node::seek::specified(number),
             weft_node::seek::specified(number),
             SeekBehavior::FailIfNotReady,
-        )
-        .map_err(ClientError::from)?;
+        )?;
         let stream = self
             .client
             .clone()
-            .deliver(tokio_stream::iter([envelope]))
+            .deliver(request)
             .await
-            .map_err(|status| DeliverError::Transport(status.message().to_owned()))?
+            .map_err(transport)?
             .into_inner();
         let mut blocks = BlockStream {
             stream,
@@ -153,26 +164,19 @@ impl Deliverer {
         let newest = || SeekPosition {
             r#type: Some(seek_position::Type::Newest(SeekNewest {})),
         };
-        let envelope = weft_node::seek::seek_envelope(
-            &self.identity,
-            channel,
-            newest(),
-            newest(),
-            SeekBehavior::FailIfNotReady,
-        )
-        .map_err(ClientError::from)?;
+        let request = self.seek(channel, newest(), newest(), SeekBehavior::FailIfNotReady)?;
         let mut stream = self
             .client
             .clone()
-            .deliver_filtered(tokio_stream::iter([envelope]))
+            .deliver_filtered(request)
             .await
-            .map_err(|status| DeliverError::Transport(status.message().to_owned()))?
+            .map_err(transport)?
             .into_inner();
         loop {
             let response = stream
                 .message()
                 .await
-                .map_err(|status| DeliverError::Transport(status.message().to_owned()))?
+                .map_err(transport)?
                 .ok_or_else(|| DeliverError::Transport("the stream ended early".into()))?;
             match response.r#type {
                 Some(deliver_response::Type::FilteredBlock(block)) => return Ok(block.number + 1),
@@ -185,6 +189,11 @@ impl Deliverer {
             }
         }
     }
+}
+
+/// A gRPC failure of the stream: worth retrying.
+fn transport(status: tonic::Status) -> DeliverError {
+    DeliverError::Transport(status.message().to_owned())
 }
 
 /// A stream of blocks in order.
@@ -210,11 +219,7 @@ impl BlockStream {
             return Ok(None);
         }
         loop {
-            let response = self
-                .stream
-                .message()
-                .await
-                .map_err(|status| DeliverError::Transport(status.message().to_owned()))?;
+            let response = self.stream.message().await.map_err(transport)?;
             let Some(response) = response else {
                 return Err(DeliverError::Transport(
                     "the peer closed the block stream".into(),

@@ -118,7 +118,7 @@ impl Restarts {
             Ok(Some(status)) => {
                 let wait = self.failed();
                 log(&format!(
-                    "{name}: exited ({status}); restarting in {:.1}s (see {})",
+                    "{name}{EXITED}{status}); restarting in {:.1}s (see {})",
                     wait.as_secs_f64(),
                     log_file.display()
                 ));
@@ -131,6 +131,35 @@ impl Restarts {
             }
         }
     }
+}
+
+/// What a supervisor's log says after a process's name when it exited
+/// (read back by [`restarts`]).
+const EXITED: &str = ": exited (";
+
+/// How often a process of the network exited and was started again:
+/// (name, times, time and exit status of the last), from the supervisor's
+/// log, whose lines `weft supervise` writes as `<UTC time> <line>`.
+pub fn restarts(dir: &NetworkDir) -> Vec<(String, usize, String, String)> {
+    let log = std::fs::read_to_string(dir.supervisor_log()).unwrap_or_default();
+    let mut restarts: std::collections::BTreeMap<&str, (usize, &str, &str)> = Default::default();
+    for line in log.lines() {
+        let Some((head, rest)) = line.split_once(EXITED) else {
+            continue;
+        };
+        let Some((time, name)) = head.split_once(' ') else {
+            continue;
+        };
+        let status = rest.split_once(')').map_or(rest, |(status, _)| status);
+        let entry = restarts.entry(name).or_insert((0, "", ""));
+        *entry = (entry.0 + 1, time, status);
+    }
+    restarts
+        .into_iter()
+        .map(|(name, (count, time, status))| {
+            (name.to_owned(), count, time.to_owned(), status.to_owned())
+        })
+        .collect()
 }
 
 fn pid_of(raw: u32) -> Option<Pid> {
@@ -597,6 +626,42 @@ pub fn stop_network(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restarts_are_read_back_from_the_log_it_writes() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = NetworkDir::new(tmp.path());
+        let mut lines = Vec::new();
+        let mut log = |line: &str| lines.push(line.to_owned());
+        let mut backoff = Restarts::new();
+        for status in [1, 9] {
+            let mut child = Command::new("sh")
+                .args(["-c", &format!("exit {status}")])
+                .spawn()
+                .expect("sh");
+            let _ = child.wait();
+            backoff.still_running(&mut child, "event sink r", Path::new("x.log"), &mut log);
+        }
+        let text: String = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| format!("2026-01-0{}T00:00:00Z {line}\n", i + 1))
+            .collect();
+        std::fs::write(
+            dir.supervisor_log(),
+            format!("2026 peer0: started (pid 3)\n{text}"),
+        )
+        .expect("log");
+        assert_eq!(
+            restarts(&dir),
+            vec![(
+                "event sink r".to_owned(),
+                2,
+                "2026-01-02T00:00:00Z".to_owned(),
+                "exit status: 9".to_owned()
+            )]
+        );
+    }
 
     #[test]
     fn restarts_back_off_doubling_up_to_the_maximum() {

@@ -1095,28 +1095,14 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The supervisor's restarts of processes that exited, from its log
-/// (`<time> <name>: exited (<status>); restarting in …`): how many per
-/// process, and the last one.
+/// The supervisor's restarts of processes that exited.
 fn print_restarts(dir: &NetworkDir) {
-    let log = std::fs::read_to_string(dir.supervisor_log()).unwrap_or_default();
-    let mut restarts: std::collections::BTreeMap<&str, (usize, &str, &str)> = Default::default();
-    for line in log.lines() {
-        let Some((head, rest)) = line.split_once(": exited (") else {
-            continue;
-        };
-        let Some((time, name)) = head.split_once(' ') else {
-            continue;
-        };
-        let status = rest.split_once(')').map_or(rest, |(status, _)| status);
-        let entry = restarts.entry(name).or_insert((0, "", ""));
-        *entry = (entry.0 + 1, time, status);
-    }
+    let restarts = supervisor::restarts(dir);
     if restarts.is_empty() {
         return;
     }
     println!("restarted after exiting (weft logs supervisor):");
-    for (name, (count, time, status)) in restarts {
+    for (name, count, time, status) in restarts {
         println!("  {name}: {count} time(s), last at {time} ({status})");
     }
 }

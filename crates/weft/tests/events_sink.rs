@@ -7,13 +7,12 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{WEFT, free_port, network_blocks, one_orderer_spec_with};
+use support::{WEFT, alive, free_port, metric, network_blocks, one_orderer_spec_with};
 use weft_protos::Message;
 use weft_protos::peer::{ChaincodeEvent, TxValidationCode};
 
@@ -367,22 +366,9 @@ impl Random {
     }
 }
 
-fn http_get(port: u16, path: &str) -> String {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response");
-    response
-}
-
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|rest| rest.trim().parse().ok())
+/// GET on the sink's operations port: (status, body).
+fn operations_get(port: u16, path: &str) -> (u16, String) {
+    weft_network::monitor::http_get(&format!("127.0.0.1:{port}"), path).expect("operations")
 }
 
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
@@ -480,11 +466,8 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
                 said.contains("retrying in"),
                 "the sink says it retries:\n{said}"
             );
-            let health = http_get(operations, "/healthz");
-            assert!(
-                health.starts_with("HTTP/1.1 503") && health.contains("postgres"),
-                "{health}"
-            );
+            let (status, health) = operations_get(operations, "/healthz");
+            assert!(status == 503 && health.contains("postgres"), "{health}");
             pg.pg_ctl_start();
             crashed = true;
             std::thread::sleep(Duration::from_millis(random.below(2000)));
@@ -506,14 +489,14 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
             .is_some_and(|row| row[0] == (height - 1).to_string())
     });
     wait_for("the metrics", Duration::from_secs(10), || {
-        let metrics = http_get(operations, "/metrics");
+        let (_, metrics) = operations_get(operations, "/metrics");
         metric(
             &metrics,
             "weft_sink_checkpoint_block{channel=\"mychannel\"}",
         ) == Some((height - 1) as f64)
             && metric(&metrics, "weft_sink_blocks_behind{channel=\"mychannel\"}") == Some(0.0)
     });
-    assert!(http_get(operations, "/healthz").starts_with("HTTP/1.1 200"));
+    assert_eq!(operations_get(operations, "/healthz").0, 200);
     sink.kill();
     let said = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(said.contains("resuming after block"), "{said}");
@@ -855,7 +838,7 @@ fn weft_up_supervises_the_specs_event_sink() {
         0,
         "the spec's chaincode filter applies"
     );
-    let metrics = http_get(operations, "/metrics");
+    let (_, metrics) = operations_get(operations, "/metrics");
     assert!(
         metrics.contains("weft_sink_blocks_written_total"),
         "{metrics}"
@@ -930,13 +913,6 @@ fn weft_up_supervises_the_specs_event_sink() {
     // `weft down` stops it with the nodes.
     net.ok(&["down"]);
     assert!(!alive(second), "the sink stopped with the network");
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ")
 }
 
 /// TLS to PostgreSQL: a server that refuses unencrypted connections is

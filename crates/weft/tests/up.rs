@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{WEFT, free_port, one_orderer_spec};
+use support::{WEFT, alive, free_port, metric, one_orderer_spec};
 
 /// A network directory that is stopped (`weft down`) when the test ends.
 struct Net {
@@ -107,13 +107,6 @@ fn kill(pid: u32) {
         .status()
         .expect("kill");
     assert!(status.success());
-}
-
-fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ")
 }
 
 /// Resident memory of a process, in KiB.
@@ -1540,13 +1533,6 @@ fn http(address: &str, method: &str, path: &str, body: &str) -> (u16, String) {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
     (status, body)
-}
-
-/// The value of the metric line `series` (name and labels exactly) in `text`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|value| value.trim().parse().ok())
 }
 
 /// Every node of a `weft up` network serves Fabric's operations endpoints:

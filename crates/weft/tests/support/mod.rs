@@ -74,6 +74,21 @@ pub fn one_orderer_spec_with(name: &str, batch_timeout: &str, extra: &str) -> St
     )
 }
 
+/// Whether process `pid` runs (exists and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+/// The value of the metric line `series` (name and labels exactly) in `text`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 /// Every block of `channel` of the `weft up` network in `network_dir`,
 /// read through peer0.org1 as User1 (`DeliverWithPrivateData`).
 pub fn network_blocks(network_dir: &Path, channel: &str) -> Vec<Block> {
