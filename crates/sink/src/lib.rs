@@ -431,12 +431,21 @@ async fn session(
             // At the head, one line on arriving, then at most one per 5 s.
             if (at_head && !was_at_head) || last_said.elapsed() >= Duration::from_secs(5) {
                 let seconds = last_said.elapsed().as_secs_f64().max(1e-3);
+                let blocks = summary.blocks - said_blocks;
+                // A rate only where blocks came faster than they were made
+                // (catching up); one block at the head says nothing.
+                let rate = if blocks > 1 {
+                    format!(
+                        " ({blocks} block(s) since the last line, {:.0} blocks/s)",
+                        blocks as f64 / seconds
+                    )
+                } else {
+                    String::new()
+                };
                 progress(&format!(
-                    "channel {}: block {} written ({} block(s) since the last line, {:.0} blocks/s){}",
+                    "channel {}: block {} written{rate}{}",
                     sink.channel,
                     last.number,
-                    summary.blocks - said_blocks,
-                    (summary.blocks - said_blocks) as f64 / seconds,
                     if at_head { "; at the head" } else { "" }
                 ));
                 last_said = Instant::now();
