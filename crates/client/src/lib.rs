@@ -44,6 +44,9 @@ pub enum ClientError {
         message: String,
         details: Vec<ErrorDetail>,
     },
+    /// The peer answered the proposal with an error response.
+    #[error("{status} - {message}")]
+    Refused { status: i32, message: String },
     #[error("transaction {tx_id} committed as {code:?} in block {block}")]
     Invalid {
         tx_id: String,
@@ -121,7 +124,7 @@ pub struct Endorsed {
 #[derive(Clone)]
 pub struct Gateway {
     client: GatewayClient<Channel>,
-    identity: std::sync::Arc<SigningIdentity>,
+    pub(crate) identity: std::sync::Arc<SigningIdentity>,
     creator: Vec<u8>,
     /// Private inputs sent with every proposal (`GetTransient` in the
     /// chaincode); kept out of the transaction.
@@ -180,7 +183,12 @@ impl Gateway {
         self
     }
 
-    fn builder(&self, channel: &str, chaincode: &str, args: &[Vec<u8>]) -> TransactionBuilder {
+    pub(crate) fn builder(
+        &self,
+        channel: &str,
+        chaincode: &str,
+        args: &[Vec<u8>],
+    ) -> TransactionBuilder {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();

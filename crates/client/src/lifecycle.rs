@@ -269,3 +269,125 @@ impl Gateway {
         Ok(result.chaincode_definitions)
     }
 }
+
+/// A peer's Endorser, as an admin of its organisation: the channel-less
+/// `_lifecycle` functions `peer lifecycle chaincode install|queryinstalled|
+/// getinstalledpackage` call (not through the gateway: they act on that
+/// one peer).
+#[derive(Clone)]
+pub struct PeerAdmin {
+    client: weft_protos::peer::endorser_client::EndorserClient<tonic::transport::Channel>,
+    gateway: Gateway,
+}
+
+impl std::fmt::Debug for PeerAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerAdmin").finish()
+    }
+}
+
+/// An installed package: its id and label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledPackage {
+    pub package_id: String,
+    pub label: String,
+}
+
+impl PeerAdmin {
+    /// A lazily connecting client for the peer at `host:port`, trusting the
+    /// PEM `ca` for its TLS certificate, signing as `identity`.
+    pub fn connect(
+        endpoint: &str,
+        ca: Vec<u8>,
+        identity: weft_material::SigningIdentity,
+    ) -> Result<Self, ClientError> {
+        let channel = crate::tls_channel(endpoint, ca.clone())?;
+        Ok(PeerAdmin {
+            client: weft_protos::peer::endorser_client::EndorserClient::new(channel)
+                .max_decoding_message_size(128 * 1024 * 1024)
+                .max_encoding_message_size(128 * 1024 * 1024),
+            gateway: Gateway::connect_with_ca(endpoint, ca, identity)?,
+        })
+    }
+
+    async fn call(&self, function: &str, argument: Vec<u8>) -> Result<Vec<u8>, ClientError> {
+        let args = vec![function.as_bytes().to_vec(), argument];
+        let builder = self.gateway.builder("", LIFECYCLE, &args);
+        let proposal = builder.signed_proposal(self.gateway.identity.as_ref())?;
+        let mut request = tonic::Request::new(proposal);
+        // Installing a Node package runs `npm install` on the peer.
+        request.set_timeout(std::time::Duration::from_secs(600));
+        let response = self
+            .client
+            .clone()
+            .process_proposal(request)
+            .await
+            .map_err(|s| ClientError::from_status(function_step(function), s))?
+            .into_inner()
+            .response
+            .unwrap_or_default();
+        if response.status != 200 {
+            return Err(ClientError::Refused {
+                status: response.status,
+                message: response.message,
+            });
+        }
+        Ok(response.payload)
+    }
+
+    /// Installs an install package (`.tar.gz`); returns its package id and label.
+    pub async fn install(&self, package: Vec<u8>) -> Result<InstalledPackage, ClientError> {
+        let args = weft_protos::lifecycle::InstallChaincodeArgs {
+            chaincode_install_package: package,
+        };
+        let result: weft_protos::lifecycle::InstallChaincodeResult = decode(
+            &self.call("InstallChaincode", args.encode_to_vec()).await?,
+            "InstallChaincodeResult",
+        )?;
+        Ok(InstalledPackage {
+            package_id: result.package_id,
+            label: result.label,
+        })
+    }
+
+    /// The packages installed on the peer.
+    pub async fn installed(&self) -> Result<Vec<InstalledPackage>, ClientError> {
+        let args = weft_protos::lifecycle::QueryInstalledChaincodesArgs {};
+        let result: weft_protos::lifecycle::QueryInstalledChaincodesResult = decode(
+            &self
+                .call("QueryInstalledChaincodes", args.encode_to_vec())
+                .await?,
+            "QueryInstalledChaincodesResult",
+        )?;
+        Ok(result
+            .installed_chaincodes
+            .into_iter()
+            .map(|c| InstalledPackage {
+                package_id: c.package_id,
+                label: c.label,
+            })
+            .collect())
+    }
+
+    /// The bytes of an installed package.
+    pub async fn installed_package(&self, package_id: &str) -> Result<Vec<u8>, ClientError> {
+        let args = weft_protos::lifecycle::GetInstalledChaincodePackageArgs {
+            package_id: package_id.to_owned(),
+        };
+        let result: weft_protos::lifecycle::GetInstalledChaincodePackageResult = decode(
+            &self
+                .call("GetInstalledChaincodePackage", args.encode_to_vec())
+                .await?,
+            "GetInstalledChaincodePackageResult",
+        )?;
+        Ok(result.chaincode_install_package)
+    }
+}
+
+fn function_step(function: &str) -> &'static str {
+    match function {
+        "InstallChaincode" => "install",
+        "QueryInstalledChaincodes" => "query installed",
+        _ => "get installed package",
+    }
+}

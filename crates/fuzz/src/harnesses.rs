@@ -84,6 +84,16 @@ pub fn all() -> Vec<Harness> {
             }),
         },
         Harness {
+            name: "chaincode install package (_lifecycle InstallChaincode)",
+            seeds: install_packages(),
+            run: Box::new(|bytes| {
+                if let Ok(package) = weft_peer::package::Package::parse(bytes) {
+                    let _ = package.runtime();
+                    let _ = package.indexes();
+                }
+            }),
+        },
+        Harness {
             name: "config block (channel join on peers and orderers)",
             seeds: vec![genesis.clone()],
             run: Box::new(|bytes| {
@@ -215,6 +225,34 @@ fn oldest_to_newest(user: &SigningIdentity, behavior: SeekBehavior) -> Result<Ve
 }
 
 /// `basic`'s writes (and a read) of `key`.
+/// A `ccaas` package with an index and a `node` package.
+fn install_packages() -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().expect("dir");
+    let root = dir.path();
+    let indexes = root.join("ccaas/META-INF/statedb/couchdb/indexes");
+    std::fs::create_dir_all(&indexes).expect("dir");
+    std::fs::write(
+        root.join("ccaas/connection.json"),
+        r#"{"address":"127.0.0.1:9999","tls_required":false}"#,
+    )
+    .expect("connection.json");
+    std::fs::write(
+        indexes.join("owner.json"),
+        r#"{"index":{"fields":["owner"]},"name":"owner"}"#,
+    )
+    .expect("index");
+    std::fs::create_dir_all(root.join("node")).expect("dir");
+    std::fs::write(
+        root.join("node/package.json"),
+        r#"{"scripts":{"start":"fabric-chaincode-node start"}}"#,
+    )
+    .expect("package.json");
+    vec![
+        weft_peer::package::build("ccaas", "cc_1", &root.join("ccaas")).expect("ccaas package"),
+        weft_peer::package::build("node", "node_1", &root.join("node")).expect("node package"),
+    ]
+}
+
 fn rwset(key: &str, read: bool) -> NamespaceRwSet {
     NamespaceRwSet {
         namespace: "basic".into(),

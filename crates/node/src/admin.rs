@@ -92,6 +92,36 @@ impl AdminAuthority {
             })
     }
 
+    /// Checks that `creator` (a serialized identity) is an admin of this
+    /// node's organisation and signed `message` with `signature`, and that
+    /// `timestamp_seconds` is within the request window: the local-admin
+    /// check of Fabric's channel-less proposals (installing chaincode).
+    pub fn check_signed_by_admin(
+        &self,
+        creator: &[u8],
+        message: &[u8],
+        signature: &[u8],
+        timestamp_seconds: i64,
+    ) -> Result<Arc<Identity>, String> {
+        let now_ms = self.clock.now_unix_ms();
+        check_window(timestamp_seconds.saturating_mul(1000), now_ms, self.window)?;
+        let admin = self
+            .msps
+            .validate(creator, now_ms / 1000)
+            .map_err(|e| format!("the creator is not an identity of {}: {e}", self.msp_id))?;
+        if !admin.is_admin() {
+            return Err(format!(
+                "{} is not an admin of {}, the organisation of this peer",
+                admin.subject(),
+                self.msp_id
+            ));
+        }
+        admin
+            .verify(message, signature)
+            .map_err(|e| format!("the proposal's signature: {e}"))?;
+        Ok(admin)
+    }
+
     /// `presented`: SHA-256 of the TLS client certificate the request came with.
     fn check(
         &self,

@@ -24,6 +24,7 @@ use weft_protos::peer::endorser_server::Endorser as EndorserRpc;
 use crate::chaincode::{ChaincodeSupport, ExecError, Executed, Invocation};
 use crate::channel::{Channels, PeerChannel, now_seconds};
 use crate::dissemination::Distributor;
+use crate::install::Packages;
 use crate::lifecycle;
 use crate::simulator::Simulator;
 
@@ -37,6 +38,10 @@ pub struct Endorsing {
     pub chaincodes: Arc<ChaincodeSupport>,
     pub private: Arc<Distributor>,
     pub metrics: Arc<crate::metrics::PeerMetrics>,
+    /// Installed chaincode packages (`peer lifecycle chaincode install`).
+    pub packages: Arc<Packages>,
+    /// The admins of the peer's organisation: who may install chaincode.
+    pub admin: Arc<weft_node::AdminAuthority>,
 }
 
 /// The `protos.Endorser` service.
@@ -205,6 +210,9 @@ async fn endorse(
     purpose: Purpose,
 ) -> Result<ProposalResponse, EndorseError> {
     let channel_id = unpacked.channel_header.channel_id.clone();
+    if channel_id.is_empty() && purpose == Purpose::Endorse {
+        return local_lifecycle(peer, signed, &unpacked).await;
+    }
     let channel: Arc<PeerChannel> = peer
         .channels
         .get(&channel_id)
@@ -264,6 +272,13 @@ async fn endorse(
                     channel: channel_id.clone(),
                 })?;
         let version = definition.version.clone();
+        if let Some(package_id) = &definition.package_id {
+            tokio::task::block_in_place(|| {
+                peer.packages
+                    .declare_indexes(&channel, &unpacked.chaincode, package_id)
+            })
+            .map_err(EndorseError::Internal)?;
+        }
         let executed = peer
             .chaincodes
             .execute(
@@ -368,5 +383,130 @@ async fn endorse(
             signature,
         }),
         interest: None,
+    })
+}
+
+/// A proposal without a channel: `_lifecycle`'s peer-local functions
+/// (install, query installed, get an installed package), for admins of the
+/// peer's organisation only, as Fabric's `Admins` ACL on them.
+async fn local_lifecycle(
+    peer: &Endorsing,
+    signed: &SignedProposal,
+    unpacked: &Unpacked,
+) -> Result<ProposalResponse, EndorseError> {
+    use weft_protos::lifecycle::{
+        GetInstalledChaincodePackageArgs, GetInstalledChaincodePackageResult, InstallChaincodeArgs,
+        InstallChaincodeResult, QueryInstalledChaincodeArgs, QueryInstalledChaincodeResult,
+        QueryInstalledChaincodesResult, query_installed_chaincodes_result::InstalledChaincode,
+    };
+    if unpacked.chaincode != lifecycle::LIFECYCLE {
+        return Err(EndorseError::Malformed(format!(
+            "a proposal without a channel may only call {}, not {}",
+            lifecycle::LIFECYCLE,
+            unpacked.chaincode
+        )));
+    }
+    let timestamp = unpacked
+        .channel_header
+        .timestamp
+        .as_ref()
+        .map_or(0, |t| t.seconds);
+    peer.admin
+        .check_signed_by_admin(
+            &unpacked.creator,
+            &signed.proposal_bytes,
+            &signed.signature,
+            timestamp,
+        )
+        .map_err(|e| EndorseError::Denied(format!("_lifecycle without a channel: {e}")))?;
+    let args = unpacked
+        .spec
+        .chaincode_spec
+        .as_ref()
+        .and_then(|spec| spec.input.as_ref())
+        .map(|input| input.args.clone())
+        .unwrap_or_default();
+    let function = args
+        .first()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .unwrap_or_default();
+    let argument = args.get(1).map(Vec::as_slice).unwrap_or_default();
+    let decode_error = |what: &str, e: prost::DecodeError| format!("failed to decode {what}: {e}");
+    let result: Result<Vec<u8>, String> = match function.as_str() {
+        "InstallChaincode" => match InstallChaincodeArgs::decode(argument) {
+            Err(e) => Err(decode_error("InstallChaincodeArgs", e)),
+            Ok(args) => peer
+                .packages
+                .install(args.chaincode_install_package, &peer.chaincodes)
+                .await
+                .map(|installed| {
+                    InstallChaincodeResult {
+                        package_id: installed.package_id,
+                        label: installed.label,
+                    }
+                    .encode_to_vec()
+                }),
+        },
+        "QueryInstalledChaincodes" => Ok(QueryInstalledChaincodesResult {
+            installed_chaincodes: peer
+                .packages
+                .list()
+                .into_iter()
+                .map(|p| InstalledChaincode {
+                    package_id: p.package_id,
+                    label: p.label,
+                    references: Default::default(),
+                })
+                .collect(),
+        }
+        .encode_to_vec()),
+        "QueryInstalledChaincode" => match QueryInstalledChaincodeArgs::decode(argument) {
+            Err(e) => Err(decode_error("QueryInstalledChaincodeArgs", e)),
+            Ok(args) => peer.packages.find(&args.package_id).map(|p| {
+                QueryInstalledChaincodeResult {
+                    package_id: p.package_id,
+                    label: p.label,
+                    references: Default::default(),
+                }
+                .encode_to_vec()
+            }),
+        },
+        "GetInstalledChaincodePackage" => {
+            match GetInstalledChaincodePackageArgs::decode(argument) {
+                Err(e) => Err(decode_error("GetInstalledChaincodePackageArgs", e)),
+                Ok(args) => peer.packages.get(&args.package_id).map(|bytes| {
+                    GetInstalledChaincodePackageResult {
+                        chaincode_install_package: bytes,
+                    }
+                    .encode_to_vec()
+                }),
+            }
+        }
+        other => Err(format!(
+            "{} function {other:?} needs a channel (only InstallChaincode, QueryInstalledChaincode(s) \
+             and GetInstalledChaincodePackage run without one)",
+            lifecycle::LIFECYCLE
+        )),
+    };
+    let response = match result {
+        Ok(payload) => Response {
+            status: 200,
+            message: String::new(),
+            payload,
+        },
+        Err(message) => {
+            tracing::warn!("_lifecycle {function} refused: {message}");
+            Response {
+                status: 500,
+                message,
+                payload: Vec::new(),
+            }
+        }
+    };
+    Ok(ProposalResponse {
+        version: 1,
+        timestamp: unpacked.channel_header.timestamp,
+        response: Some(response),
+        ..Default::default()
     })
 }

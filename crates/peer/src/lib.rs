@@ -12,6 +12,8 @@
 //! - [`dissemination`]: private data between peers (push at endorsement,
 //!   pull at commit);
 //! - [`private`]: private data collections and the transient store;
+//! - [`install`]: packages installed with `_lifecycle.InstallChaincode`;
+//! - [`package`]: Fabric's chaincode install packages (`.tar.gz`);
 //! - [`snapshot`]: the `protos.Snapshot` service (ledger snapshots);
 //! - [`metrics`]: ledger, endorser and gateway metrics, named as Fabric's;
 //! - [`node`]: the node and its listener.
@@ -23,9 +25,11 @@ pub mod deliver;
 pub mod dissemination;
 pub mod endorser;
 pub mod gateway;
+pub mod install;
 pub mod lifecycle;
 pub mod metrics;
 pub mod node;
+pub mod package;
 pub mod private;
 pub mod simulator;
 pub mod snapshot;

@@ -75,7 +75,7 @@ pub struct Peer {
     config: PeerConfig,
     tls: Tls,
     /// Who may join channels, list them and ask for chaincode credentials.
-    admin: weft_node::AdminAuthority,
+    admin: Arc<weft_node::AdminAuthority>,
     channels: Arc<Channels>,
     /// Identity, channels, chaincodes and private data, for endorsing.
     endorsing: Arc<Endorsing>,
@@ -120,12 +120,12 @@ impl Peer {
             msp_id: config.msp_id.clone(),
             tls_root_cert: roots_path,
         };
-        let admin = weft_node::AdminAuthority::load(
+        let admin = Arc::new(weft_node::AdminAuthority::load(
             &config.msp_dir,
             &config.msp_id,
             Arc::new(weft_node::SystemClock),
             config.limits.request_time_window,
-        )?;
+        )?);
         let mut launchers: HashMap<String, Arc<dyn Launcher>> = HashMap::new();
         let mut broken = Vec::new();
         for chaincode in &config.chaincodes {
@@ -205,6 +205,15 @@ impl Peer {
         for (id, reason) in &broken {
             chaincodes.mark_unreachable(id, reason);
         }
+        let packages = Arc::new(crate::install::Packages::open(
+            &config.data_dir,
+            crate::install::LaunchContext {
+                contact: contact.clone(),
+                tls_identity: tls.identity(),
+                chaincode_dir: chaincode_dir.clone(),
+            },
+            &chaincodes,
+        )?);
         let support = Arc::clone(&chaincodes);
         operations.check("chaincode", Box::new(move || support.health()));
         let endorsing = Arc::new(Endorsing {
@@ -214,6 +223,8 @@ impl Peer {
             chaincodes,
             private,
             metrics,
+            packages,
+            admin: Arc::clone(&admin),
         });
         let peer = Arc::new(Peer {
             tls,

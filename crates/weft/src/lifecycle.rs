@@ -1,6 +1,8 @@
-//! `weft peer lifecycle chaincode approveformyorg|checkcommitreadiness|commit|querycommitted`:
+//! `weft peer lifecycle chaincode package|calculatepackageid|install|queryinstalled|
+//! getinstalledpackage|approveformyorg|checkcommitreadiness|commit|querycommitted`:
 //! Fabric's `peer lifecycle chaincode` commands with Fabric's flags and
-//! `CORE_PEER_*` environment, sent through the peer's gateway.
+//! `CORE_PEER_*` environment. Definitions go through the peer's gateway;
+//! installs go to the named peer's endorser.
 
 use std::path::PathBuf;
 
@@ -95,6 +97,62 @@ impl DefinitionArgs {
 
 #[derive(Subcommand)]
 pub enum Command {
+    #[command(flatten)]
+    Peer(PeerCommand),
+    #[command(flatten)]
+    Channel(ChannelCommand),
+}
+
+/// Commands on one peer's installed packages (or none: packaging).
+#[derive(Subcommand)]
+pub enum PeerCommand {
+    /// Make an install package (`.tar.gz`) from a chaincode's directory.
+    Package {
+        /// The package file to write.
+        output: PathBuf,
+        /// The chaincode's directory (node: with package.json; ccaas and
+        /// external: with connection.json; META-INF/ is included).
+        #[arg(short = 'p', long = "path")]
+        path: PathBuf,
+        /// node, ccaas or external (golang and java are not built by weft
+        /// peers: run them as a service).
+        #[arg(short = 'l', long = "lang", default_value = "golang")]
+        lang: String,
+        /// The package's label (a package id is `<label>:<hash>`).
+        #[arg(long = "label")]
+        label: String,
+    },
+    /// Print the package id of an install package.
+    #[command(name = "calculatepackageid")]
+    CalculatePackageId {
+        package: PathBuf,
+        /// `json` for machine-readable output.
+        #[arg(short = 'O', long = "output")]
+        output: Option<String>,
+    },
+    /// Install a package on the peer (as an admin of its organisation).
+    Install { package: PathBuf },
+    /// The packages installed on the peer.
+    #[command(name = "queryinstalled")]
+    QueryInstalled {
+        /// `json` for machine-readable output.
+        #[arg(short = 'O', long = "output")]
+        output: Option<String>,
+    },
+    /// Write an installed package to a file (`<package id>.tar.gz`).
+    #[command(name = "getinstalledpackage")]
+    GetInstalledPackage {
+        #[arg(long = "package-id")]
+        package_id: String,
+        /// Where to write it; the current directory by default.
+        #[arg(long = "output-directory", default_value = ".")]
+        output_directory: PathBuf,
+    },
+}
+
+/// Commands on a channel's chaincode definitions.
+#[derive(Subcommand)]
+pub enum ChannelCommand {
     /// Approve a chaincode definition for your organisation.
     #[command(name = "approveformyorg")]
     Approve {
@@ -145,7 +203,13 @@ pub(crate) fn flag_or_env<T: From<String>>(
     }
 }
 
-fn gateway(peer: PeerArgs) -> anyhow::Result<(String, Gateway)> {
+struct Target {
+    address: String,
+    tls_ca: PathBuf,
+    identity: weft_material::SigningIdentity,
+}
+
+fn target(peer: PeerArgs) -> anyhow::Result<Target> {
     let address = flag_or_env(
         peer.peer_addresses.into_iter().next(),
         "CORE_PEER_ADDRESS",
@@ -164,8 +228,115 @@ fn gateway(peer: PeerArgs) -> anyhow::Result<(String, Gateway)> {
     let msp_id: String = flag_or_env(peer.local_msp_id, "CORE_PEER_LOCALMSPID", "localMspId")?;
     let identity = weft_material::SigningIdentity::load(&msp_dir, &msp_id)
         .with_context(|| format!("loading the identity in {}", msp_dir.display()))?;
-    let gateway = Gateway::connect(&address, &tls_ca, identity)?;
-    Ok((address, gateway))
+    Ok(Target {
+        address,
+        tls_ca,
+        identity,
+    })
+}
+
+fn gateway(peer: PeerArgs) -> anyhow::Result<(String, Gateway)> {
+    let target = target(peer)?;
+    let gateway = Gateway::connect(&target.address, &target.tls_ca, target.identity)?;
+    Ok((target.address, gateway))
+}
+
+fn read_package(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading the package {}", path.display()))
+}
+
+/// The commands that act on one peer (its endorser), not on a channel.
+fn run_local(command: PeerCommand, peer: PeerArgs) -> anyhow::Result<()> {
+    match command {
+        PeerCommand::Package {
+            output,
+            path,
+            lang,
+            label,
+        } => {
+            let bytes = weft_peer::package::build(&lang.to_ascii_lowercase(), &label, &path)
+                .map_err(anyhow::Error::msg)?;
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+            eprintln!(
+                "packaged {} as {} (package id {})",
+                path.display(),
+                output.display(),
+                weft_peer::package::package_id(&label, &bytes)
+            );
+        }
+        PeerCommand::CalculatePackageId { package, output } => {
+            let json = json_wanted(&output)?;
+            let parsed = weft_peer::package::Package::parse(&read_package(&package)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", package.display()))?;
+            if json {
+                println!("{}", serde_json::json!({ "package_id": parsed.id }));
+            } else {
+                println!("{}", parsed.id);
+            }
+        }
+        PeerCommand::Install { package } => {
+            let bytes = read_package(&package)?;
+            let runtime = runtime()?;
+            let admin = admin(&runtime, peer)?;
+            let installed = runtime
+                .block_on(admin.install(bytes))
+                .map_err(|e| anyhow::anyhow!("chaincode install failed with status: {e}"))?;
+            println!(
+                "Chaincode code package identifier: {}",
+                installed.package_id
+            );
+        }
+        PeerCommand::QueryInstalled { output } => {
+            let json = json_wanted(&output)?;
+            let runtime = runtime()?;
+            let admin = admin(&runtime, peer)?;
+            let installed = runtime
+                .block_on(admin.installed())
+                .map_err(|e| anyhow::anyhow!("query failed with status: {e}"))?;
+            if json {
+                let list: Vec<_> = installed
+                    .iter()
+                    .map(|p| serde_json::json!({"package_id": p.package_id, "label": p.label}))
+                    .collect();
+                println!("{}", serde_json::json!({ "installed_chaincodes": list }));
+            } else {
+                println!("Installed chaincodes on peer:");
+                for p in installed {
+                    println!("Package ID: {}, Label: {}", p.package_id, p.label);
+                }
+            }
+        }
+        PeerCommand::GetInstalledPackage {
+            package_id,
+            output_directory,
+        } => {
+            let runtime = runtime()?;
+            let admin = admin(&runtime, peer)?;
+            let bytes = runtime
+                .block_on(admin.installed_package(&package_id))
+                .map_err(|e| anyhow::anyhow!("query failed with status: {e}"))?;
+            let file = output_directory.join(format!("{package_id}.tar.gz"));
+            std::fs::write(&file, bytes).with_context(|| format!("writing {}", file.display()))?;
+            eprintln!("wrote {}", file.display());
+        }
+    }
+    Ok(())
+}
+
+fn admin(
+    runtime: &tokio::runtime::Runtime,
+    peer: PeerArgs,
+) -> anyhow::Result<weft_client::lifecycle::PeerAdmin> {
+    let _context = runtime.enter();
+    let target = target(peer)?;
+    let ca = std::fs::read(&target.tls_ca)
+        .with_context(|| format!("reading {}", target.tls_ca.display()))?;
+    Ok(weft_client::lifecycle::PeerAdmin::connect(
+        &target.address,
+        ca,
+        target.identity,
+    )?)
 }
 
 fn json_wanted(output: &Option<String>) -> anyhow::Result<bool> {
@@ -177,6 +348,10 @@ fn json_wanted(output: &Option<String>) -> anyhow::Result<bool> {
 }
 
 pub fn run(command: Command, peer: PeerArgs) -> anyhow::Result<()> {
+    let command = match command {
+        Command::Peer(command) => return run_local(command, peer),
+        Command::Channel(command) => command,
+    };
     let runtime = runtime()?;
     let (address, gateway) = {
         let _context = runtime.enter();
@@ -184,7 +359,7 @@ pub fn run(command: Command, peer: PeerArgs) -> anyhow::Result<()> {
     };
     runtime.block_on(async move {
         match command {
-            Command::Approve {
+            ChannelCommand::Approve {
                 definition,
                 package_id,
             } => {
@@ -198,7 +373,7 @@ pub fn run(command: Command, peer: PeerArgs) -> anyhow::Result<()> {
                     done.tx_id, done.block
                 );
             }
-            Command::Commit { definition } => {
+            ChannelCommand::Commit { definition } => {
                 let channel = definition.channel.clone();
                 let definition = definition.definition()?;
                 let done = gateway.commit_definition(&channel, &definition).await?;
@@ -207,7 +382,7 @@ pub fn run(command: Command, peer: PeerArgs) -> anyhow::Result<()> {
                     done.tx_id, done.block
                 );
             }
-            Command::CheckCommitReadiness { definition, output } => {
+            ChannelCommand::CheckCommitReadiness { definition, output } => {
                 let json = json_wanted(&output)?;
                 let channel = definition.channel.clone();
                 let definition = definition.definition()?;
@@ -224,7 +399,7 @@ pub fn run(command: Command, peer: PeerArgs) -> anyhow::Result<()> {
                     }
                 }
             }
-            Command::QueryCommitted {
+            ChannelCommand::QueryCommitted {
                 channel,
                 name: Some(name),
                 output,
@@ -264,7 +439,7 @@ pub fn run(command: Command, peer: PeerArgs) -> anyhow::Result<()> {
                     );
                 }
             }
-            Command::QueryCommitted {
+            ChannelCommand::QueryCommitted {
                 channel,
                 name: None,
                 output,

@@ -95,9 +95,9 @@ pub struct Invocation {
 /// The chaincodes installed on a peer (by package id), their connected
 /// streams and launchers.
 pub struct ChaincodeSupport {
-    installed: HashMap<String, ChaincodeConfig>,
-    launchers: HashMap<String, Arc<dyn Launcher>>,
-    launch_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// By package id: from the peer's config at start, and from install
+    /// packages (at start, and installed while the peer runs).
+    installed: std::sync::RwLock<HashMap<String, Arc<Installed>>>,
     handlers: Mutex<HashMap<String, Arc<Handler>>>,
     /// Package ids whose registration is between REGISTER and READY.
     handshaking: Mutex<std::collections::HashSet<String>>,
@@ -111,10 +111,21 @@ pub struct ChaincodeSupport {
     pub credentials: credentials::ChaincodeCredentials,
 }
 
+/// One installed package.
+struct Installed {
+    /// The chaincode's name in the peer's config, or the package's label:
+    /// what logs call it.
+    name: String,
+    /// None: the chaincode connects by itself (tests).
+    launcher: Option<Arc<dyn Launcher>>,
+    /// Held while launching, so one transaction launches and the others wait.
+    launching: tokio::sync::Mutex<()>,
+}
+
 impl std::fmt::Debug for ChaincodeSupport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChaincodeSupport")
-            .field("installed", &self.installed.keys())
+            .field("installed", &self.installed_ids())
             .finish()
     }
 }
@@ -127,17 +138,21 @@ impl ChaincodeSupport {
         credentials: credentials::ChaincodeCredentials,
         metrics: Arc<crate::metrics::ChaincodeMetrics>,
     ) -> Arc<Self> {
-        let launch_locks = installed
-            .iter()
-            .map(|d| (d.id().to_owned(), Arc::default()))
+        let mut launchers = launchers;
+        let installed = installed
+            .into_iter()
+            .map(|config| {
+                let id = config.id().to_owned();
+                let entry = Installed {
+                    name: config.name,
+                    launcher: launchers.remove(&id),
+                    launching: tokio::sync::Mutex::new(()),
+                };
+                (id, Arc::new(entry))
+            })
             .collect();
         Arc::new(ChaincodeSupport {
-            installed: installed
-                .into_iter()
-                .map(|d| (d.id().to_owned(), d))
-                .collect(),
-            launchers,
-            launch_locks,
+            installed: std::sync::RwLock::new(installed),
             handlers: Mutex::default(),
             handshaking: Mutex::default(),
             registrations: watch::channel(0).0,
@@ -148,11 +163,39 @@ impl ChaincodeSupport {
         })
     }
 
-    /// The installed chaincodes, in package id order.
-    pub fn installed(&self) -> Vec<&ChaincodeConfig> {
-        let mut installed: Vec<_> = self.installed.values().collect();
-        installed.sort_by(|a, b| a.id().cmp(b.id()));
-        installed
+    /// The installed package ids, in order.
+    pub fn installed_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.installed_map().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    fn installed_map(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Installed>>> {
+        self.installed.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry(&self, id: &str) -> Option<Arc<Installed>> {
+        self.installed_map().get(id).cloned()
+    }
+
+    /// Installs package `id` (chaincode `name`) while the peer runs; Err if
+    /// a package with that id is installed already.
+    pub fn install(&self, id: &str, name: &str, launcher: Arc<dyn Launcher>) -> Result<(), String> {
+        let mut installed = self.installed.write().unwrap_or_else(|p| p.into_inner());
+        if installed.contains_key(id) {
+            return Err(format!(
+                "chaincode already successfully installed (package ID '{id}')"
+            ));
+        }
+        installed.insert(
+            id.to_owned(),
+            Arc::new(Installed {
+                name: name.to_owned(),
+                launcher: Some(launcher),
+                launching: tokio::sync::Mutex::new(()),
+            }),
+        );
+        Ok(())
     }
 
     fn handlers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Handler>>> {
@@ -216,20 +259,16 @@ impl ChaincodeSupport {
         if let Some(handler) = self.connected(id) {
             return Ok(handler);
         }
-        let lock = self
-            .launch_locks
-            .get(id)
-            .cloned()
-            .ok_or_else(|| ExecError::NotInstalled {
-                name: name.to_owned(),
-                reason: format!("package {id} is not installed on this peer"),
-            })?;
-        let _launching = lock.lock().await;
+        let installed = self.entry(id).ok_or_else(|| ExecError::NotInstalled {
+            name: name.to_owned(),
+            reason: format!("package {id} is not installed on this peer"),
+        })?;
+        let _launching = installed.launching.lock().await;
         let mut registrations = self.registrations.subscribe();
         if let Some(handler) = self.connected(id) {
             return Ok(handler);
         }
-        let launcher = self.launchers.get(id);
+        let launcher = installed.launcher.as_ref();
         if let Some(launcher) = launcher {
             launcher
                 .launch(Arc::clone(self))
@@ -268,7 +307,7 @@ impl ChaincodeSupport {
 
     /// Whether package `id` is installed here.
     pub fn is_installed(&self, id: &str) -> bool {
-        self.installed.contains_key(id)
+        self.installed_map().contains_key(id)
     }
 
     /// Takes a chaincode's stream through REGISTER → REGISTERED → READY and
@@ -315,7 +354,7 @@ impl ChaincodeSupport {
             ))
             .await;
         }
-        let Some(installed) = self.installed.get(&id).cloned() else {
+        let Some(installed) = self.entry(&id) else {
             return refuse(format!("chaincode id {id:?} is not installed on this peer")).await;
         };
         // Checked and claimed under one lock: of two racing registrations,
