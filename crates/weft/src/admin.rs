@@ -17,9 +17,10 @@ use crate::runtime;
 /// Who signs: the admin's MSP directory and MSP ID.
 #[derive(clap::Args)]
 pub struct AdminIdentity {
-    /// The admin's MSP directory, which signs the request; CORE_PEER_MSPCONFIGPATH
-    /// by default, else the `msp/` beside the client certificate's `tls/`
-    /// directory (Fabric's `users/Admin@<domain>/` layout).
+    /// The admin's MSP directory, which signs the request. By default the
+    /// `msp/` beside a `--client-cert` flag's `tls/` directory (Fabric's
+    /// `users/Admin@<domain>/` layout), else CORE_PEER_MSPCONFIGPATH, else the
+    /// `msp/` beside CORE_PEER_TLS_CLIENTCERT_FILE's `tls/`.
     #[arg(long = "mspConfigPath", visible_alias = "msp-dir", global = true)]
     msp_config_path: Option<PathBuf>,
     /// The admin's MSP ID; CORE_PEER_LOCALMSPID by default.
@@ -27,17 +28,21 @@ pub struct AdminIdentity {
     local_msp_id: Option<String>,
 }
 
-/// An admin connection to `endpoint`.
+/// An admin connection to `endpoint`. `cert_flag`: the client certificate
+/// was given as a flag, so its identity wins over the environment's (flags
+/// win over variables: switching organisations with flags alone works).
 pub fn connect(
     endpoint: &str,
     server_ca: PathBuf,
     client_cert: PathBuf,
     client_key: PathBuf,
     identity: AdminIdentity,
+    cert_flag: bool,
 ) -> anyhow::Result<AdminConnection> {
     // Admin requests are signed by an admin of the node's organisation.
     let msp_dir = identity
         .msp_config_path
+        .or_else(|| cert_flag.then(|| beside_tls(&client_cert)).flatten())
         .or_else(|| std::env::var_os("CORE_PEER_MSPCONFIGPATH").map(PathBuf::from))
         .or_else(|| beside_tls(&client_cert))
         .context("--mspConfigPath is required (or set CORE_PEER_MSPCONFIGPATH)")?;
@@ -87,6 +92,7 @@ pub struct PeerAdminArgs {
 impl PeerAdminArgs {
     fn connect(self) -> anyhow::Result<(String, AdminConnection)> {
         let need = flag_or_env::<PathBuf>;
+        let cert_flag = self.client_cert.is_some();
         let address = flag_or_env(self.peer_address, "CORE_PEER_ADDRESS", "peerAddresses")?;
         let connection = connect(
             &address,
@@ -106,6 +112,7 @@ impl PeerAdminArgs {
                 "client-key",
             )?,
             self.identity,
+            cert_flag,
         )?;
         Ok((address, connection))
     }
@@ -187,11 +194,41 @@ pub enum PeerChaincodeCommand {
         /// Where to write client.crt, client.key (PEM), their .b64 forms and peer-root.crt.
         #[arg(long)]
         output: PathBuf,
+        #[command(flatten)]
+        peer: PeerAdminArgs,
+    },
+    /// Submit a transaction through the peer's gateway and wait for its
+    /// commit (Fabric's `peer chaincode invoke`).
+    Invoke {
+        #[command(flatten)]
+        call: crate::lifecycle::CallArgs,
+        #[command(flatten)]
+        peer: crate::lifecycle::PeerArgs,
+    },
+    /// Evaluate a transaction on the peer; prints the chaincode's payload
+    /// (Fabric's `peer chaincode query`).
+    Query {
+        #[command(flatten)]
+        call: crate::lifecycle::CallArgs,
+        #[command(flatten)]
+        peer: crate::lifecycle::PeerArgs,
     },
 }
 
-pub fn peer_chaincode(command: PeerChaincodeCommand, args: PeerAdminArgs) -> anyhow::Result<()> {
-    let PeerChaincodeCommand::DevCredentials { package_id, output } = command;
+pub fn peer_chaincode(command: PeerChaincodeCommand) -> anyhow::Result<()> {
+    let (package_id, output, args) = match command {
+        PeerChaincodeCommand::DevCredentials {
+            package_id,
+            output,
+            peer,
+        } => (package_id, output, peer),
+        PeerChaincodeCommand::Invoke { call, peer } => {
+            return crate::lifecycle::call(call, peer, true);
+        }
+        PeerChaincodeCommand::Query { call, peer } => {
+            return crate::lifecycle::call(call, peer, false);
+        }
+    };
     let runtime = runtime()?;
     let (_, client) = {
         let _context = runtime.enter();
@@ -306,6 +343,7 @@ pub fn osnadmin_channel(command: ChannelAdmin, args: OrdererAdminArgs) -> anyhow
             need(args.client_cert, "client-cert")?,
             need(args.client_key, "client-key")?,
             args.identity,
+            true,
         )?
     };
     runtime.block_on(async move {

@@ -241,6 +241,71 @@ fn gateway(peer: PeerArgs) -> anyhow::Result<(String, Gateway)> {
     Ok((target.address, gateway))
 }
 
+/// A chaincode call as Fabric's `peer chaincode invoke|query` takes it.
+#[derive(clap::Args)]
+pub struct CallArgs {
+    #[arg(short = 'C', long = "channelID")]
+    channel: String,
+    #[arg(short = 'n', long = "name")]
+    name: String,
+    /// The call: `{"Args":["CreateAsset","a1","blue"]}` or
+    /// `{"function":"CreateAsset","Args":["a1","blue"]}`.
+    #[arg(short = 'c', long = "ctor")]
+    ctor: String,
+    /// Private inputs: a JSON object of base64 values (`GetTransient`).
+    #[arg(long = "transient")]
+    transient: Option<String>,
+    /// Accepted for Fabric scripts: weft's invoke always waits for the commit.
+    #[arg(long = "waitForEvent", hide = true)]
+    _wait_for_event: bool,
+    /// Fabric's init call; weft refuses `init_required` definitions, so
+    /// this is refused too.
+    #[arg(short = 'I', long = "isInit", hide = true)]
+    is_init: bool,
+}
+
+/// `peer chaincode invoke` (`submit`) or `query`, through the peer's gateway.
+pub fn call(call: CallArgs, peer: PeerArgs, submit: bool) -> anyhow::Result<()> {
+    if call.is_init {
+        anyhow::bail!(
+            "--isInit: weft does not support init_required definitions; call the function directly"
+        );
+    }
+    let args = crate::network::fabric_ctor(&call.ctor)?;
+    let transient = call
+        .transient
+        .as_deref()
+        .map(crate::network::fabric_transient)
+        .transpose()?;
+    let runtime = runtime()?;
+    let (_, gateway) = {
+        let _context = runtime.enter();
+        gateway(peer)?
+    };
+    let gateway = match transient {
+        Some(transient) => gateway.with_transient(transient),
+        None => gateway,
+    };
+    runtime.block_on(async move {
+        if submit {
+            let done = gateway.submit(&call.channel, &call.name, &args).await?;
+            eprintln!(
+                "Chaincode invoke successful. result: status:200 payload:{:?} (txid {}, block {})",
+                String::from_utf8_lossy(&done.result),
+                done.tx_id,
+                done.block
+            );
+        } else {
+            let payload = gateway.evaluate(&call.channel, &call.name, &args).await?;
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            out.write_all(&payload)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    })
+}
+
 fn read_package(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading the package {}", path.display()))
 }
@@ -316,6 +381,8 @@ fn run_local(command: PeerCommand, peer: PeerArgs) -> anyhow::Result<()> {
             let bytes = runtime
                 .block_on(admin.installed_package(&package_id))
                 .map_err(|e| anyhow::anyhow!("query failed with status: {e}"))?;
+            std::fs::create_dir_all(&output_directory)
+                .with_context(|| format!("creating {}", output_directory.display()))?;
             let file = output_directory.join(format!("{package_id}.tar.gz"));
             std::fs::write(&file, bytes).with_context(|| format!("writing {}", file.display()))?;
             eprintln!("wrote {}", file.display());

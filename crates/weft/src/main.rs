@@ -455,12 +455,12 @@ enum PeerCommand {
         #[command(flatten)]
         peer: admin::PeerAdminArgs,
     },
-    /// Chaincodes on one peer, as an admin of its organisation.
+    /// Invoke or query a chaincode with Fabric's `peer chaincode` flags and
+    /// CORE_PEER_* variables; dev credentials for a chaincode you start
+    /// yourself (as an admin of the peer's organisation).
     Chaincode {
         #[command(subcommand)]
         command: admin::PeerChaincodeCommand,
-        #[command(flatten)]
-        peer: admin::PeerAdminArgs,
     },
 }
 
@@ -990,7 +990,7 @@ fn peer(command: PeerCommand) -> anyhow::Result<()> {
             lifecycle::run(command, peer)
         }
         PeerCommand::Channel { command, peer } => admin::peer_channel(command, peer),
-        PeerCommand::Chaincode { command, peer } => admin::peer_chaincode(command, peer),
+        PeerCommand::Chaincode { command } => admin::peer_chaincode(command),
     }
 }
 

@@ -1109,7 +1109,7 @@ fn print_restarts(dir: &NetworkDir) {
 
 /// The arguments of a Fabric CLI call (`-c`): `{"Args":["fn","a"]}`, or
 /// `{"function":"fn","Args":["a"]}`.
-fn fabric_ctor(text: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+pub(crate) fn fabric_ctor(text: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Ctor {
@@ -1133,7 +1133,9 @@ fn fabric_ctor(text: &str) -> anyhow::Result<Vec<Vec<u8>>> {
 }
 
 /// Fabric's `--transient`: a JSON object whose values are base64.
-fn fabric_transient(text: &str) -> anyhow::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+pub(crate) fn fabric_transient(
+    text: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, Vec<u8>>> {
     let map: std::collections::BTreeMap<String, String> = serde_json::from_str(text)
         .with_context(|| format!("--transient {text}: expected a JSON object of base64 strings"))?;
     map.into_iter()

@@ -4,8 +4,9 @@
 //! environment. A chaincode-as-a-service package (test-network's `-ccaas`
 //! style) and a Node package (built by the peer with `npm install`) are
 //! installed on both peers, approved by their package ids, committed and
-//! run; installs survive a peer restart; bad packages, repeated installs and
-//! installs by non-admins are refused with Fabric's messages.
+//! run (the first through `weft peer chaincode invoke|query`, Fabric's
+//! flags); installs survive a peer restart; bad packages, repeated installs
+//! and installs by non-admins are refused with Fabric's messages.
 
 mod support;
 
@@ -77,6 +78,18 @@ impl Drop for ChaincodeServer {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Waits until something listens on 127.0.0.1:`port` (the chaincode server).
+fn wait_for_port(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -195,16 +208,52 @@ fn fabric_install_packages_are_installed_listed_and_run() {
             .spawn()
             .expect("start the chaincode server"),
     );
+    wait_for_port(port);
     define(&network, "basic", &package_id);
+    // Fabric's `peer chaincode invoke|query`, as test-network's scripts call them.
     let org1 = network.gateway(0, "User1");
-    let created = runtime
-        .block_on(org1.submit(
-            CHANNEL,
-            "basic",
-            &args(&["CreateAsset", "p1", "blue", "5", "Tom", "100"]),
-        ))
-        .unwrap_or_else(|e| panic!("CreateAsset: {e}\n{}", network.log(0)));
-    network.wait_for_height(1, created.block + 1);
+    network
+        .peer_command_as(
+            0,
+            "User1",
+            &[
+                "chaincode",
+                "invoke",
+                "-o",
+                "localhost:7050",
+                "--tls",
+                "-C",
+                CHANNEL,
+                "-n",
+                "basic",
+                "--peerAddresses",
+                &network.endpoint(0),
+                "--tlsRootCertFiles",
+                network.tls_ca(0).to_str().expect("utf-8"),
+                "-c",
+                r#"{"function":"CreateAsset","Args":["p1","blue","5","Tom","100"]}"#,
+            ],
+        )
+        .unwrap_or_else(|e| panic!("peer chaincode invoke: {e}\n{}", network.log(0)));
+    let height = network.height(0).expect("height");
+    network.wait_for_height(1, height);
+    let read = network
+        .peer_command_as(
+            1,
+            "User1",
+            &[
+                "chaincode",
+                "query",
+                "-C",
+                CHANNEL,
+                "-n",
+                "basic",
+                "-c",
+                r#"{"Args":["ReadAsset","p1"]}"#,
+            ],
+        )
+        .expect("peer chaincode query");
+    assert!(read.contains(r#""Owner":"Tom""#), "{read}");
     // The package's index is declared in the chaincode's namespace.
     assert!(
         network
@@ -288,6 +337,23 @@ fn fabric_install_packages_are_installed_listed_and_run() {
         ))
         .unwrap_or_else(|e| panic!("CreateAsset on the node package: {e}\n{}", network.log(0)));
     network.wait_for_height(1, created.block + 1);
+
+    // Flags win over the environment: Org2's admin flags with Org1's admin
+    // still in CORE_PEER_MSPCONFIGPATH (as after test-network's setGlobals 1).
+    let listed = Command::new(support::WEFT)
+        .args(["peer", "channel", "list"])
+        .args(network.admin_args(1))
+        .env(
+            "CORE_PEER_MSPCONFIGPATH",
+            network.org_dir(0).join("users/Admin@org1.example.com/msp"),
+        )
+        .output()
+        .expect("weft peer channel list");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
 
     // Installs survive a restart: listed, and both chaincodes run again.
     network.kill_peer(0);

@@ -267,7 +267,8 @@ impl Network {
         (msp.join("signcerts/cert.pem"), msp.join("keystore/priv_sk"))
     }
 
-    fn admin_args(&self, i: usize) -> Vec<String> {
+    /// Flags naming peer `i` and its org admin's TLS files (Fabric's `peer channel` flags).
+    pub fn admin_args(&self, i: usize) -> Vec<String> {
         let domain = self.peers[i].domain;
         let tls = self.org_dir(i).join(format!("users/Admin@{domain}/tls"));
         vec![
