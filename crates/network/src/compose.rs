@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! <output>/docker-compose.yaml   one service per node, an `init` service, a named volume per node
-//! <output>/.env                  COMPOSE_PROJECT_NAME (the spec's name)
+//! <output>/.env                  COMPOSE_PROJECT_NAME (the spec's name and a tag of the
+//!                                 network's identities, so two directories holding the same spec
+//!                                 never share ledger volumes)
 //! <output>/network/              the network directory, prepared for containers: material,
 //!                                genesis blocks, node configs (mounted read-only at /network)
 //! ```
@@ -188,8 +190,10 @@ pub fn write(
         image: &options.image,
         spec_dir: references_files(&spec).then_some(base.as_path()),
     };
+    let tag = identity_tag(&dir, &spec)?;
     if !options.per_host {
-        let written = project.write(&output, &project_name(&spec.name), &all, true, progress)?;
+        let name = project_name(&format!("{}-{tag}", spec.name));
+        let written = project.write(&output, &name, &all, true, progress)?;
         return Ok(vec![written]);
     }
     // The init service needs every organisation's admin: it goes with the
@@ -208,7 +212,7 @@ pub fn write(
         }
         let root = output.join(&host.name);
         copy_tree(dir.root(), &root.join("network"))?;
-        let name = project_name(&format!("{}-{}", spec.name, host.name));
+        let name = project_name(&format!("{}-{tag}-{}", spec.name, host.name));
         let init = init_host.as_deref() == Some(host.name.as_str());
         projects.push(project.write(&root, &name, &nodes, init, progress)?);
     }
@@ -326,6 +330,22 @@ fn chown_tree(path: &Path, id: u32) -> Result<(), NetworkError> {
         }
     }
     Ok(())
+}
+
+/// Eight hex digits of the SHA-256 of the orderer organisation's CA
+/// certificate: the same while a network directory keeps its identities,
+/// different for a network generated elsewhere from the same spec (whose
+/// ledgers must never be mixed with this one's in the engine's volumes).
+fn identity_tag(dir: &NetworkDir, spec: &NetworkSpec) -> Result<String, NetworkError> {
+    let domain = &spec.orderers.organization.domain;
+    let ca = dir.organizations().join(format!(
+        "ordererOrganizations/{domain}/ca/ca.{domain}-cert.pem"
+    ));
+    let bytes = std::fs::read(&ca).map_err(|e| NetworkError::io(&ca, e))?;
+    Ok(weft_crypto::sha256(&bytes)[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Compose project names are lower-case letters, digits, `-` and `_`.

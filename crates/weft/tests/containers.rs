@@ -274,6 +274,15 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The compose project name written into `dir/.env`.
+fn compose_project_name(dir: &Path) -> String {
+    let env = std::fs::read_to_string(dir.join(".env")).expect(".env");
+    env.lines()
+        .find_map(|line| line.strip_prefix("COMPOSE_PROJECT_NAME="))
+        .expect("COMPOSE_PROJECT_NAME")
+        .to_owned()
+}
+
 /// A compose project on the test engine.
 struct Project<'a> {
     engine: &'a Engine,
@@ -388,8 +397,31 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
     let project = Project {
         engine: &engine,
         dir: output.clone(),
-        name: "compose-test".into(),
+        name: compose_project_name(&output),
     };
+    // The same spec written elsewhere is another network (other identities):
+    // another project name, so the two never share ledger volumes; written
+    // again into the same place, it keeps its name.
+    let elsewhere = work.path().join("compose-elsewhere");
+    for out in [&elsewhere, &output] {
+        let again = engine.weft(&[
+            "deploy",
+            "compose",
+            spec.to_str().expect("utf8"),
+            "--output",
+            out.to_str().expect("utf8"),
+            "--image",
+            "weft:test",
+        ]);
+        assert!(again.status.success(), "{}", text(&again));
+    }
+    assert!(
+        project.name.starts_with("compose-test-"),
+        "{}",
+        project.name
+    );
+    assert_ne!(compose_project_name(&elsewhere), project.name);
+    assert_eq!(compose_project_name(&output), project.name);
 
     project.validate();
 
@@ -440,7 +472,7 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
     let volumes = engine.docker(&["volume", "ls", "-q"]);
     assert_eq!(
         String::from_utf8_lossy(&volumes.stdout)
-            .matches("compose-test_")
+            .matches(&format!("{}_", project.name))
             .count(),
         3,
         "{}",
@@ -554,12 +586,12 @@ fn per_host_projects_spread_a_network_over_two_hosts() {
     let first = Project {
         engine: &engine,
         dir: output.join("host1"),
-        name: "spread-host1".into(),
+        name: compose_project_name(&output.join("host1")),
     };
     let second = Project {
         engine: &engine,
         dir: output.join("host2"),
-        name: "spread-host2".into(),
+        name: compose_project_name(&output.join("host2")),
     };
     first.validate();
     second.validate();
@@ -948,9 +980,12 @@ fn weft_up_containers_runs_the_spec_in_containers() {
             let opened = scope.spawn(|| {
                 let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
-                    let found = engine.docker(&["network", "inspect", "boxed-up_weft"]);
-                    if found.status.success() {
-                        return Forwarding::allow(&engine, "boxed-up_weft");
+                    if dir.join(".env").exists() {
+                        let network = format!("{}_weft", compose_project_name(&dir));
+                        let found = engine.docker(&["network", "inspect", &network]);
+                        if found.status.success() {
+                            return Forwarding::allow(&engine, &network);
+                        }
                     }
                     assert!(Instant::now() < deadline, "no project network");
                     std::thread::sleep(Duration::from_millis(100));
@@ -1012,12 +1047,13 @@ fn weft_up_containers_runs_the_spec_in_containers() {
         text(&status)
     );
 
+    let name = compose_project_name(&dir);
     let purged = engine.weft(&["down", "--dir", dir_arg, "--purge"]);
     assert!(purged.status.success(), "{}", text(&purged));
     assert!(!dir.exists());
     let volumes = engine.docker(&["volume", "ls", "-q"]);
     assert!(
-        !String::from_utf8_lossy(&volumes.stdout).contains("boxed-up_"),
+        !String::from_utf8_lossy(&volumes.stdout).contains(&format!("{name}_")),
         "{}",
         text(&volumes)
     );
