@@ -1,6 +1,14 @@
 //! One channel on one orderer: its config, chain, Raft group, and the leader's
 //! block cutting loop.
 //!
+//! Blocks are cut at the channel's MaxMessageCount and PreferredMaxBytes,
+//! and at the latest BatchTimeout after their first envelope, as Fabric
+//! does. With [`Cutting::Adaptive`] (the default) the leader also cuts as
+//! soon as no block of its own is waiting for Raft: an idle orderer orders
+//! an envelope at once instead of waiting out the timeout, while under load
+//! envelopes gather during each Raft round, so blocks stay large (group
+//! commit). [`Cutting::Timeout`] is Fabric's behaviour exactly.
+//!
 //! Only the leader cuts blocks. On winning an election it first waits until
 //! everything committed before its term is applied (`ensure_linearizable`), so
 //! its first block extends the chain every node agrees on. A submission is
@@ -65,6 +73,33 @@ pub struct Submission {
 /// Blocks proposed but not yet committed, per leader (Fabric's MaxInflightBlocks).
 const MAX_INFLIGHT_BLOCKS: usize = 5;
 
+/// The least time between an adaptive cut and the block before it. Peers
+/// pay a fixed cost per block (validation setup, two fsyncs); without a
+/// floor, a busy channel whose Raft rounds are quick would be cut into
+/// blocks of a few transactions that the peers commit more slowly than
+/// large ones.
+const MIN_ADAPTIVE_GAP: Duration = Duration::from_millis(20);
+
+/// How this node's leader loop cuts blocks of a channel, and where it
+/// records how long blocks took to fill.
+pub struct CuttingSetup {
+    pub mode: Cutting,
+    /// `blockcutter_block_fill_duration` of the channel.
+    pub block_fill: Arc<weft_node::metrics::Histogram>,
+}
+
+/// When the leader cuts a block besides the channel's size limits and
+/// BatchTimeout (local tuning, not part of the channel config).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cutting {
+    /// Also as soon as none of its blocks is waiting for Raft (group commit).
+    #[default]
+    Adaptive,
+    /// Only at the size limits or BatchTimeout, as Fabric.
+    Timeout,
+}
+
 pub struct ChannelRuntime {
     pub config: Arc<ChannelConfig>,
     pub chain: Arc<Chain>,
@@ -86,8 +121,12 @@ impl ChannelRuntime {
         store: RaftStore,
         node_id: u64,
         signer: Arc<SigningIdentity>,
-        block_fill: Arc<weft_node::metrics::Histogram>,
+        cutting: CuttingSetup,
     ) -> Self {
+        let CuttingSetup {
+            mode: cutting,
+            block_fill,
+        } = cutting;
         let (submit, submissions) = mpsc::channel(10_000);
         let leader = Leader {
             config: Arc::clone(&config),
@@ -97,6 +136,9 @@ impl ChannelRuntime {
             signer,
             block_fill,
             inflight: Arc::new(Semaphore::new(MAX_INFLIGHT_BLOCKS)),
+            committed: Arc::new(tokio::sync::Notify::new()),
+            cutting,
+            epoch: Instant::now(),
         };
         let cutter = tokio::spawn(leader.run(submissions));
         Self {
@@ -162,6 +204,11 @@ struct Leader {
     node_id: u64,
     signer: Arc<SigningIdentity>,
     inflight: Arc<Semaphore>,
+    /// Signalled when one of this leader's blocks is committed (or failed).
+    committed: Arc<tokio::sync::Notify>,
+    cutting: Cutting,
+    /// What the cutter's times count from.
+    epoch: Instant,
     /// `blockcutter_block_fill_duration` of this channel.
     block_fill: Arc<weft_node::metrics::Histogram>,
 }
@@ -172,6 +219,8 @@ struct Term {
     next_number: u64,
     previous_hash: Vec<u8>,
     cutter: BlockCutter<Submission>,
+    /// When the last block was cut (since the loop's epoch).
+    last_cut: Duration,
 }
 
 impl Leader {
@@ -183,7 +232,7 @@ impl Leader {
     }
 
     async fn run(self, mut submissions: mpsc::Receiver<Submission>) {
-        let epoch = Instant::now();
+        let epoch = self.epoch;
         let mut metrics = self.raft.metrics();
         let mut term: Option<Term> = None;
         loop {
@@ -200,7 +249,12 @@ impl Leader {
             }
             let deadline = term
                 .as_ref()
-                .and_then(|t| t.cutter.deadline())
+                .and_then(|t| {
+                    let timeout = t.cutter.deadline();
+                    let adaptive = (self.cutting == Cutting::Adaptive && t.cutter.pending() > 0)
+                        .then(|| t.last_cut + MIN_ADAPTIVE_GAP);
+                    timeout.into_iter().chain(adaptive).min()
+                })
                 .map(|d| tokio::time::Instant::from_std(epoch + d));
             tokio::select! {
                 changed = metrics.changed() => {
@@ -220,12 +274,18 @@ impl Leader {
                                 self.filled(since, now);
                                 self.propose(current, batch).await;
                             }
+                            self.cut_if_idle(current, &mut submissions, epoch).await;
                         }
                         None => {
                             let _ = submission.respond.send(Err(SubmitError::not_ordered(
                                 "this orderer is not the leader",
                             )));
                         }
+                    }
+                }
+                _ = self.committed.notified() => {
+                    if let Some(current) = term.as_mut() {
+                        self.cut_if_idle(current, &mut submissions, epoch).await;
                     }
                 }
                 _ = sleep_until(deadline) => {
@@ -236,9 +296,45 @@ impl Leader {
                             self.filled(since, now);
                             self.propose(current, batch).await;
                         }
+                        self.cut_if_idle(current, &mut submissions, epoch).await;
                     }
                 }
             }
+        }
+    }
+
+    /// With adaptive cutting, cuts what is pending when none of this
+    /// leader's blocks waits for Raft. Envelopes already queued are taken
+    /// first (up to the size limits), so a burst becomes one block.
+    async fn cut_if_idle(
+        &self,
+        term: &mut Term,
+        submissions: &mut mpsc::Receiver<Submission>,
+        epoch: Instant,
+    ) {
+        if self.cutting != Cutting::Adaptive
+            || self.inflight.available_permits() < MAX_INFLIGHT_BLOCKS
+            || epoch.elapsed() < term.last_cut + MIN_ADAPTIVE_GAP
+        {
+            return;
+        }
+        while let Ok(submission) = submissions.try_recv() {
+            let size = submission.envelope.len() as u64;
+            let now = epoch.elapsed();
+            let since = term.cutter.filling_since();
+            for batch in term.cutter.ordered(submission, size, now) {
+                self.filled(since, now);
+                self.propose(term, batch).await;
+            }
+            if self.inflight.available_permits() < MAX_INFLIGHT_BLOCKS {
+                return;
+            }
+        }
+        let now = epoch.elapsed();
+        let since = term.cutter.filling_since();
+        if let Some(batch) = term.cutter.cut() {
+            self.filled(since, now);
+            self.propose(term, batch).await;
         }
     }
 
@@ -283,6 +379,7 @@ impl Leader {
                 preferred_max_bytes: batch.preferred_max_bytes,
                 timeout: self.config.batch_timeout,
             }),
+            last_cut: Duration::ZERO,
         })
     }
 
@@ -355,6 +452,8 @@ impl Leader {
         };
         term.next_number += 1;
         term.previous_hash = header_hash.to_vec();
+        term.last_cut = self.epoch.elapsed();
+        let committed = Arc::clone(&self.committed);
         tokio::spawn(async move {
             let outcome = match receiver.await {
                 Ok(Ok(response)) if response.data.number == Some(number) => Ok(()),
@@ -372,6 +471,7 @@ impl Leader {
                 )),
             };
             drop(permit);
+            committed.notify_one();
             respond_all(responders, outcome);
         });
     }

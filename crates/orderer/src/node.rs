@@ -36,6 +36,10 @@ pub struct OrdererConfig {
     pub tls: TlsFiles,
     #[serde(default)]
     pub raft: RaftTiming,
+    /// `adaptive` (default): also cut a block as soon as none waits for
+    /// Raft; `timeout`: only at the batch size limits or BatchTimeout, as Fabric.
+    #[serde(default)]
+    pub block_cutting: crate::channel::Cutting,
     /// Where to dial consenter endpoints that are not reachable as named.
     #[serde(default)]
     pub endpoint_overrides: weft_node::tls::EndpointOverrides,
@@ -353,7 +357,10 @@ impl Orderer {
             raft_store,
             node_id,
             Arc::clone(&self.signer),
-            block_fill,
+            crate::channel::CuttingSetup {
+                mode: self.config.block_cutting,
+                block_fill,
+            },
         )))
     }
 }

@@ -101,6 +101,88 @@ async fn gather_private_data(
     gathered
 }
 
+/// Calls waiting for transactions to commit, by tx id. The committer answers
+/// each from the block's outcomes, so a block costs one lookup per
+/// transaction it holds, however many calls wait.
+#[derive(Default)]
+pub struct CommitWaiters {
+    waiting: std::sync::Mutex<std::collections::HashMap<String, Vec<(u64, Notice)>>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+type Notice = tokio::sync::oneshot::Sender<(weft_protos::peer::TxValidationCode, u64)>;
+
+/// One registered wait; dropping it unregisters.
+pub struct CommitWaiter<'a> {
+    waiters: &'a CommitWaiters,
+    tx_id: String,
+    id: u64,
+    /// The transaction's validation code and block, once committed.
+    pub committed: tokio::sync::oneshot::Receiver<(weft_protos::peer::TxValidationCode, u64)>,
+}
+
+impl CommitWaiters {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Vec<(u64, Notice)>>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for `tx_id`. Register before looking in the ledger, so a
+    /// commit between the two is not missed.
+    pub fn register(&self, tx_id: &str) -> CommitWaiter<'_> {
+        let (notice, committed) = tokio::sync::oneshot::channel();
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock()
+            .entry(tx_id.to_owned())
+            .or_default()
+            .push((id, notice));
+        CommitWaiter {
+            waiters: self,
+            tx_id: tx_id.to_owned(),
+            id,
+            committed,
+        }
+    }
+
+    /// Answers the waiters of a committed block's transactions (the first
+    /// occurrence of a tx id is its outcome, as the ledger records it).
+    fn notify(&self, block: u64, transactions: &[weft_ledger::TxOutcome]) {
+        let mut waiting = self.lock();
+        if waiting.is_empty() {
+            return;
+        }
+        for tx in transactions {
+            if let Some(notices) = waiting.remove(&tx.tx_id) {
+                for (_, notice) in notices {
+                    let _ = notice.send((tx.code, block));
+                }
+            }
+        }
+    }
+
+    /// How many transactions are waited for.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for CommitWaiter<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.waiters.lock();
+        if let Some(notices) = waiting.get_mut(&self.tx_id) {
+            notices.retain(|(id, _)| *id != self.id);
+            if notices.is_empty() {
+                waiting.remove(&self.tx_id);
+            }
+        }
+    }
+}
+
 /// One joined channel.
 pub struct PeerChannel {
     pub id: String,
@@ -108,6 +190,8 @@ pub struct PeerChannel {
     pub config: Arc<ChannelConfig>,
     /// The ledger height, updated after every commit.
     pub height: watch::Sender<u64>,
+    /// Gateway CommitStatus calls waiting for their transaction.
+    pub commit_waiters: CommitWaiters,
     /// The committed chaincode definitions, re-read after a block that
     /// wrote `_lifecycle`.
     definitions: std::sync::RwLock<Arc<Definitions>>,
@@ -246,6 +330,7 @@ impl PeerChannel {
             ledger: Arc::new(ledger),
             config: Arc::new(config),
             height: watch::channel(height).0,
+            commit_waiters: CommitWaiters::default(),
             definitions: std::sync::RwLock::new(Arc::new(definitions)),
             msp_id: msp_id.to_owned(),
             signatures,
@@ -359,6 +444,9 @@ impl PeerChannel {
                     .write()
                     .unwrap_or_else(|p| p.into_inner()) = Arc::new(refreshed);
             }
+            channel
+                .commit_waiters
+                .notify(outcome.number, &outcome.transactions);
             channel.height.send_replace(outcome.number + 1);
             Ok(())
         })
@@ -446,5 +534,47 @@ impl PeerChannel {
             }
         }
         Err("the orderer closed the stream".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_protos::peer::TxValidationCode;
+
+    fn outcome(tx_id: &str, code: TxValidationCode) -> weft_ledger::TxOutcome {
+        weft_ledger::TxOutcome {
+            tx_id: tx_id.into(),
+            header_type: 3,
+            chaincode: "basic".into(),
+            code,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn commit_waiters_hear_their_transaction_once_and_unregister_when_dropped() {
+        let waiters = CommitWaiters::default();
+        let mut first = waiters.register("t1");
+        let mut second = waiters.register("t1");
+        let gone = waiters.register("t2");
+        drop(gone);
+        assert_eq!(waiters.len(), 1, "a dropped wait is forgotten");
+        waiters.notify(
+            7,
+            &[
+                outcome("other", TxValidationCode::Valid),
+                outcome("t1", TxValidationCode::MvccReadConflict),
+                // A duplicate later in the block is not its outcome.
+                outcome("t1", TxValidationCode::DuplicateTxid),
+            ],
+        );
+        for waiter in [&mut first, &mut second] {
+            assert_eq!(
+                waiter.committed.try_recv().expect("answered"),
+                (TxValidationCode::MvccReadConflict, 7)
+            );
+        }
+        assert!(waiters.is_empty());
     }
 }

@@ -532,32 +532,31 @@ impl Gateway for GatewayService {
                     &signed.signature,
                     |r: &CommitStatusRequest| (r.channel_id.clone(), r.identity.clone()),
                 )?;
-                let mut height = channel.height.subscribe();
+                // Registered first: a commit between the lookup and the
+                // wait still answers it.
+                let mut waiter = channel.commit_waiters.register(&inner.transaction_id);
+                if let Some(location) = channel
+                    .ledger
+                    .transaction(&inner.transaction_id)
+                    .map_err(|e| Status::internal(e.to_string()))?
+                {
+                    return Ok(Response::new(CommitStatusResponse {
+                        result: location.code as i32,
+                        block_number: location.block,
+                    }));
+                }
                 let until = tokio::time::Instant::now() + wait;
-                loop {
-                    if let Some(location) = channel
-                        .ledger
-                        .transaction(&inner.transaction_id)
-                        .map_err(|e| Status::internal(e.to_string()))?
-                    {
-                        return Ok(Response::new(CommitStatusResponse {
-                            result: location.code as i32,
-                            block_number: location.block,
-                        }));
-                    }
-                    match tokio::time::timeout_at(until, height.changed()).await.ok() {
-                        Some(Ok(())) => {}
-                        Some(Err(_)) => {
-                            return Err(Status::unavailable("the peer is shutting down"));
-                        }
-                        None => {
-                            return Err(Status::deadline_exceeded(format!(
-                                "transaction {} was not committed within {} s",
-                                inner.transaction_id,
-                                wait.as_secs()
-                            )));
-                        }
-                    }
+                match tokio::time::timeout_at(until, &mut waiter.committed).await {
+                    Ok(Ok((code, block))) => Ok(Response::new(CommitStatusResponse {
+                        result: code as i32,
+                        block_number: block,
+                    })),
+                    Ok(Err(_)) => Err(Status::unavailable("the peer is shutting down")),
+                    Err(_) => Err(Status::deadline_exceeded(format!(
+                        "transaction {} was not committed within {} s",
+                        inner.transaction_id,
+                        wait.as_secs()
+                    ))),
                 }
             }
             .await,

@@ -24,8 +24,10 @@ const BAD_REQUEST: i32 = 400;
 const FORBIDDEN: i32 = 403;
 const NOT_FOUND: i32 = 404;
 
+/// One orderer cutting blocks as Fabric does (MaxMessageCount 5, or the
+/// 50 ms BatchTimeout), so block boundaries are known.
 fn single_node() -> Cluster {
-    let cluster = Cluster::start(1, "");
+    let cluster = Cluster::start_with(1, "", "block_cutting: timeout\n");
     cluster.join_all(
         CHANNEL,
         BatchSettings {
@@ -436,4 +438,52 @@ fn weft_channel_genesis_writes_a_joinable_block() {
         .expect("run");
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected host:port"));
+}
+
+/// An idle leader cuts a block as soon as an envelope arrives instead of
+/// waiting out BatchTimeout (adaptive cutting, the default), and a burst
+/// still becomes blocks within MaxMessageCount; with Fabric's cutting the
+/// same burst fills blocks of exactly MaxMessageCount (see
+/// `deliver_follows_seek_positions_behaviours_and_the_readers_policy`).
+#[test]
+fn an_idle_leader_cuts_at_once_and_a_burst_still_fills_blocks() {
+    let cluster = Cluster::start(3, "");
+    cluster.join_all(
+        CHANNEL,
+        BatchSettings {
+            max_message_count: 5,
+            absolute_max_bytes: 64 << 10,
+            preferred_max_bytes: 32 << 10,
+            // Longer than broadcast's 30 s bound: only an adaptive cut
+            // answers within it.
+            timeout: Duration::from_secs(120),
+        },
+    );
+    let leader = cluster.wait_for_leader(CHANNEL, &[0, 1, 2]);
+    let mut submitter = cluster.network.submitter(CHANNEL);
+    let one: Vec<Vec<u8>> = envelopes(&mut submitter, 7, 1, 512)
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert_eq!(cluster.broadcast(leader, one), vec![SUCCESS]);
+    assert_eq!(cluster.height(leader, CHANNEL), Some(2));
+
+    let burst: Vec<Vec<u8>> = envelopes(&mut submitter, 8, 23, 512)
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    assert!(
+        cluster
+            .broadcast(leader, burst)
+            .iter()
+            .all(|&s| s == SUCCESS)
+    );
+    let height = cluster.height(leader, CHANNEL).expect("height");
+    let blocks = cluster.blocks(leader, CHANNEL, height).expect("blocks");
+    let sizes: Vec<usize> = blocks[1..]
+        .iter()
+        .map(|b| support::tx_ids(b).len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 24, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| (1..=5).contains(&n)), "{sizes:?}");
 }

@@ -208,6 +208,11 @@ impl Drop for Cluster {
 impl Cluster {
     /// `n` orderer processes; `raft` is extra YAML for the `raft:` section.
     pub fn start(n: usize, raft: &str) -> Self {
+        Self::start_with(n, raft, "")
+    }
+
+    /// As [`Cluster::start`], with `extra` top-level YAML in each node's config.
+    pub fn start_with(n: usize, raft: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let network = TestNetwork::in_dir(&dir.path().join("organizations"));
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -233,7 +238,7 @@ impl Cluster {
                  msp_dir: {node}/msp\n\
                  msp_id: OrdererMSP\n\
                  tls:\n  cert: {node}/tls/server.crt\n  key: {node}/tls/server.key\n  root_cas: [{node}/tls/ca.crt, {orgs}/org1.example.com/tlsca/tlsca.org1.example.com-cert.pem, {orgs}/org2.example.com/tlsca/tlsca.org2.example.com-cert.pem]\n\
-                 {raft}{overrides}",
+                 {extra}{raft}{overrides}",
                 raft = if raft.is_empty() {
                     String::new()
                 } else {
