@@ -124,14 +124,21 @@ pub async fn define(
                 .map(|done| (msp_id, done.block))
         });
     }
+    let mut approved_in = None;
     while let Some(joined) = approving.join_next().await {
         let (msp_id, block) = joined
             .map_err(|e| NetworkError::Material(e.to_string()))?
             .map_err(failed)?;
+        approved_in = approved_in.max(Some(block));
         lines.push(format!(
             "{} {}: approved by {msp_id} (block {block})",
             definition.name, channel.name
         ));
+    }
+    // The commit is endorsed by every organisation's peer, and each reads
+    // every approval: all of them must have the approvals' blocks first.
+    if let Some(block) = approved_in {
+        wait_for_block(dir, spec, channel, block, deadline).await?;
     }
     let done = first
         .commit_definition(&channel.name, definition)
@@ -143,6 +150,19 @@ pub async fn define(
     ));
     // Every peer of the channel has the definition before anyone is told
     // the chaincode is ready.
+    wait_for_block(dir, spec, channel, done.block, deadline).await?;
+    Ok(lines)
+}
+
+/// Waits until every peer of `channel`'s organisations has committed `block`.
+async fn wait_for_block(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    channel: &ChannelSpec,
+    block: u64,
+    deadline: Instant,
+) -> Result<(), NetworkError> {
+    let orgs = spec.channel_organizations(channel);
     for node in dir.nodes(spec) {
         if !matches!(node.role, Role::Peer { .. }) || !orgs.iter().any(|o| o.msp_id == node.msp_id)
         {
@@ -151,12 +171,12 @@ pub async fn define(
         let admin = NodeAdmin::new(dir, &node)?;
         retry(deadline, || async {
             let info = admin.info(&channel.name).await?;
-            if info.height <= done.block {
+            if info.height <= block {
                 return Err(NetworkError::Node {
                     node: node.name.clone(),
                     message: format!(
-                        "channel {}: at height {}, waiting for block {}",
-                        channel.name, info.height, done.block
+                        "channel {}: at height {}, waiting for block {block}",
+                        channel.name, info.height
                     ),
                 });
             }
@@ -164,7 +184,7 @@ pub async fn define(
         })
         .await?;
     }
-    Ok(lines)
+    Ok(())
 }
 
 /// What deploying did for one chaincode on one channel.

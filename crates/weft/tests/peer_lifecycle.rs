@@ -116,6 +116,7 @@ fn a_chaincode_runs_once_its_definition_is_approved_and_committed() {
     );
 
     network.lifecycle(1, &approve).expect("Org2 approves");
+    network.settle();
     network
         .lifecycle(0, &["commit", "-n", "basic", "--signature-policy", AND])
         .expect("commit");
@@ -189,6 +190,7 @@ fn a_chaincode_runs_once_its_definition_is_approved_and_committed() {
         approve.extend(["--package-id", "basic"]);
         network.lifecycle(i, &approve).expect("approve sequence 2");
     }
+    network.settle();
     network
         .lifecycle(1, &upgrade("commit"))
         .expect("commit sequence 2");

@@ -65,6 +65,7 @@ fn define(network: &Network, name: &str, package_id: &str) {
             )
             .unwrap_or_else(|e| panic!("approve {name} for org {i}: {e}"));
     }
+    network.settle();
     network
         .lifecycle(0, &["commit", "-n", name, "--signature-policy", AND])
         .unwrap_or_else(|e| panic!("commit {name}: {e}"));

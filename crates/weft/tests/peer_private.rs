@@ -144,6 +144,7 @@ fn private_data_reaches_member_peers_only_through_official_clients() {
             .lifecycle(i, &args)
             .unwrap_or_else(|e| panic!("approve for org {i}: {e}"));
     }
+    network.settle();
     // Committing without the collections does not match the approvals.
     let mismatch = network
         .lifecycle(0, &["commit", "-n", "pdc", "--signature-policy", POLICY])

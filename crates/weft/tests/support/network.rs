@@ -132,6 +132,7 @@ impl Network {
                 );
                 approve.unwrap_or_else(|e| panic!("approve {name} for org {i}: {e}"));
             }
+            network.settle();
             let commit =
                 network.lifecycle(0, &["commit", "-n", name, "--signature-policy", policy]);
             commit.unwrap_or_else(|e| panic!("commit {name}: {e}"));
@@ -319,6 +320,19 @@ impl Network {
         text.lines()
             .find_map(|line| line.strip_prefix(&format!("{CHANNEL} (height ")))
             .and_then(|rest| rest.trim_end_matches(')').parse().ok())
+    }
+
+    /// Waits until every peer has every block any of them has: a commit's
+    /// endorsers each read every organisation's approval, so all must have
+    /// the approvals' blocks.
+    pub fn settle(&self) {
+        let heights: Vec<u64> = (0..self.peers.len())
+            .map(|i| self.height(i).expect("height"))
+            .collect();
+        let top = heights.into_iter().max().unwrap_or(0);
+        for i in 0..self.peers.len() {
+            self.wait_for_height(i, top);
+        }
     }
 
     pub fn wait_for_height(&self, i: usize, height: u64) {
