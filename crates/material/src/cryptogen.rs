@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519,
 };
 use time::{Duration, OffsetDateTime};
-use weft_spec::NetworkSpec;
+use weft_spec::{NetworkSpec, SignatureAlgorithm};
 
 use crate::MaterialError;
 use crate::files::{write, write_private_key};
@@ -83,6 +83,8 @@ struct Org<'a> {
     tls_ca: Ca,
     /// Whether a CA was created in this run (then every identity is re-issued).
     fresh_ca: bool,
+    /// The key type of new signing identities.
+    signatures: SignatureAlgorithm,
 }
 
 /// Writes the material for every organisation of `spec` under `output`
@@ -96,7 +98,13 @@ pub fn generate(
     let mut report = CryptogenReport::default();
     for (org_index, org) in spec.organizations.iter().enumerate() {
         let dir = layout::peer_org_dir(output, &org.domain);
-        let mut state = open_org(&org.domain, dir, config, &mut report)?;
+        let mut state = open_org(
+            &org.domain,
+            dir,
+            spec.signature_algorithm,
+            config,
+            &mut report,
+        )?;
         progress(&format!(
             "{} ({}): CA ca.{}",
             org.name, org.msp_id, org.domain
@@ -122,7 +130,13 @@ pub fn generate(
     }
     let orderer = &spec.orderers.organization;
     let dir = layout::orderer_org_dir(output, &orderer.domain);
-    let mut state = open_org(&orderer.domain, dir, config, &mut report)?;
+    let mut state = open_org(
+        &orderer.domain,
+        dir,
+        spec.signature_algorithm,
+        config,
+        &mut report,
+    )?;
     progress(&format!(
         "{} ({}): CA ca.{}",
         orderer.name, orderer.msp_id, orderer.domain
@@ -173,9 +187,12 @@ fn users(
     Ok(())
 }
 
+/// `signatures`: the key type of the signing CA and its identities (TLS is
+/// always ECDSA P-256).
 fn open_org<'a>(
     domain: &'a str,
     dir: PathBuf,
+    signatures: SignatureAlgorithm,
     config: &CryptogenConfig,
     report: &mut CryptogenReport,
 ) -> Result<Org<'a>, MaterialError> {
@@ -183,6 +200,7 @@ fn open_org<'a>(
         &dir.join("ca"),
         &format!("ca.{domain}"),
         domain,
+        signatures,
         config,
         report,
     )?;
@@ -190,6 +208,7 @@ fn open_org<'a>(
         &dir.join("tlsca"),
         &format!("tlsca.{domain}"),
         domain,
+        SignatureAlgorithm::Ecdsa,
         config,
         report,
     )?;
@@ -209,6 +228,7 @@ fn open_org<'a>(
         ca,
         tls_ca,
         fresh_ca: ca_fresh || tls_fresh,
+        signatures,
     })
 }
 
@@ -216,6 +236,7 @@ fn open_ca(
     dir: &Path,
     name: &str,
     domain: &str,
+    algorithm: SignatureAlgorithm,
     config: &CryptogenConfig,
     report: &mut CryptogenReport,
 ) -> Result<(Ca, bool), MaterialError> {
@@ -239,7 +260,7 @@ fn open_ca(
         ));
     }
 
-    let key = new_key(name)?;
+    let key = new_key(name, algorithm)?;
     let mut params = base_params(vec![], config);
     params.distinguished_name = dn(domain, None, name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -310,14 +331,14 @@ fn identity(
     }
 
     // Signing identity, with its NodeOU.
-    let key = new_key(name)?;
+    let key = new_key(name, org.signatures)?;
     let mut params = base_params(vec![], config);
     params.distinguished_name = dn(org.domain, Some(kind.organizational_unit()), name);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let cert = params
         .signed_by(&key, &org.ca.issuer)
         .map_err(cert_error(name))?;
-    write_private_key(&msp.join(KEY_FILE), key.serialize_pem().as_bytes())?;
+    write_private_key(&msp.join(KEY_FILE), identity_key_pem(&key).as_bytes())?;
     write(
         &msp.join("cacerts").join(ca_cert_file(&org.ca.name)),
         org.ca.cert_pem.as_bytes(),
@@ -334,7 +355,7 @@ fn identity(
 
     // TLS: servers answer to their full name, short name and loopback, so a
     // network started on one machine verifies without extra settings.
-    let key = new_key(name)?;
+    let key = new_key(name, SignatureAlgorithm::Ecdsa)?;
     let mut sans = vec![name.to_owned(), short_host.to_owned()];
     if kind.is_node() {
         sans.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
@@ -383,8 +404,36 @@ fn dn(domain: &str, organizational_unit: Option<&str>, common_name: &str) -> Dis
     dn
 }
 
-fn new_key(name: &str) -> Result<KeyPair, MaterialError> {
-    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(cert_error(name))
+/// An identity's private key as PEM PKCS#8. Ed25519 keys are written in
+/// RFC 8410's version-1 form (the seed alone): OpenSSL 3.0, Node.js and Go
+/// read it, while the version-2 form (with the public key) that key
+/// generation yields is refused by OpenSSL 3.0.
+fn identity_key_pem(key: &KeyPair) -> String {
+    const V2_PREFIX: [u8; 16] = [
+        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    const V1_PREFIX: [u8; 16] = [
+        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
+        0x20,
+    ];
+    let der = key.serialize_der();
+    match der.strip_prefix(&V2_PREFIX[..]) {
+        Some(rest) if rest.len() >= 32 => {
+            let mut v1 = V1_PREFIX.to_vec();
+            v1.extend_from_slice(&rest[..32]);
+            weft_crypto::pem::encode("PRIVATE KEY", &v1)
+        }
+        _ => key.serialize_pem(),
+    }
+}
+
+fn new_key(name: &str, algorithm: SignatureAlgorithm) -> Result<KeyPair, MaterialError> {
+    let algorithm = match algorithm {
+        SignatureAlgorithm::Ecdsa => &PKCS_ECDSA_P256_SHA256,
+        SignatureAlgorithm::Ed25519 => &PKCS_ED25519,
+    };
+    KeyPair::generate_for(algorithm).map_err(cert_error(name))
 }
 
 fn cert_error(name: &str) -> impl FnOnce(rcgen::Error) -> MaterialError + '_ {

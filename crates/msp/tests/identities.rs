@@ -25,12 +25,15 @@ struct Network {
 }
 
 fn network() -> Network {
+    network_with(NetworkSpec::default_network())
+}
+
+fn network_with(spec: NetworkSpec) -> Network {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("organizations");
     let config = CryptogenConfig::default();
     let now = config.now.unix_timestamp();
-    cryptogen::generate(&NetworkSpec::default_network(), &root, &config, &mut |_| {})
-        .expect("cryptogen");
+    cryptogen::generate(&spec, &root, &config, &mut |_| {}).expect("cryptogen");
     Network {
         _dir: dir,
         root,
@@ -163,6 +166,54 @@ fn a_generated_user_is_a_valid_client_of_its_org() {
         !identity.satisfies(&Principal::role("Org2MSP", MspRole::Member)),
         "wrong org"
     );
+}
+
+/// With `signatureAlgorithm: ed25519`, signing CAs and identities are
+/// Ed25519 (TLS stays P-256), and they validate, sign and verify like
+/// P-256 ones; a signature by another key is refused.
+#[test]
+fn ed25519_identities_validate_sign_and_verify() {
+    let mut spec = NetworkSpec::default_network();
+    spec.signature_algorithm = weft_spec::SignatureAlgorithm::Ed25519;
+    let net = network_with(spec);
+    let manager = net.manager();
+    let user = net.user("org1.example.com", "User1", "Org1MSP");
+    assert!(matches!(
+        user.public_key(),
+        weft_crypto::PublicKey::Ed25519(_)
+    ));
+    let tls = read(
+        &net.org_dir("org1.example.com")
+            .join("tlsca/tlsca.org1.example.com-cert.pem"),
+    );
+    let tls = x509_parser::pem::parse_x509_pem(tls.as_bytes())
+        .expect("pem")
+        .1;
+    assert_eq!(
+        tls.parse_x509()
+            .expect("x509")
+            .public_key()
+            .algorithm
+            .algorithm
+            .to_id_string(),
+        "1.2.840.10045.2.1",
+        "TLS stays ECDSA"
+    );
+    let identity = manager
+        .validate(&user.serialized(), net.now)
+        .expect("an Ed25519 identity is valid");
+    assert_eq!(identity.role(), Some(NodeRole::Client));
+    let message = b"a proposal";
+    let signature = user.sign(message).expect("sign");
+    assert_eq!(signature.len(), 64);
+    identity.verify(message, &signature).expect("verifies");
+    let other = net.peer("org1.example.com", "Org1MSP");
+    let forged = other.sign(message).expect("sign");
+    assert!(identity.verify(message, &forged).is_err());
+    let peer = manager
+        .validate(&other.serialized(), net.now)
+        .expect("valid peer");
+    assert_eq!(peer.role(), Some(NodeRole::Peer));
 }
 
 #[test]

@@ -781,6 +781,70 @@ fn the_readme_node_application_runs_against_weft_up() {
     );
 }
 
+/// `signatureAlgorithm: ed25519`: every signing identity is Ed25519 (TLS stays
+/// P-256); the network comes up (orderers sign blocks, peers endorse, the
+/// lifecycle deploys), `weft chaincode` submits, and the official Node
+/// Fabric Gateway client signs with the Ed25519 key, as on Fabric 3.
+#[test]
+fn an_ed25519_network_runs_and_the_node_gateway_client_signs_with_ed25519() {
+    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
+    let net = Net::new();
+    let port = free_port();
+    let spec = spec_on_ports(port, free_port()).replace(
+        "name: default-on-free-ports\n",
+        "name: default-on-free-ports\nsignatureAlgorithm: ed25519\n",
+    );
+    let spec = net.write_spec(&spec);
+    net.ok(&["up", spec.to_str().expect("utf8")]);
+    let org = net
+        .path()
+        .join("organizations/peerOrganizations/org1.example.com");
+    let user = org.join("users/User1@org1.example.com/msp");
+    let cert = std::fs::read_to_string(user.join("signcerts/cert.pem")).expect("cert");
+    let der = weft_crypto::pem::certificates(cert.as_bytes()).expect("pem");
+    assert!(
+        der[0]
+            .windows(5)
+            .any(|w| w == [0x06, 0x03, 0x2b, 0x65, 0x70]),
+        "the identity's key is Ed25519 (OID 1.3.101.112)"
+    );
+    net.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "e1",
+        "red",
+        "1",
+        "Ed",
+        "5",
+    ]);
+    let output = weft_compat::run(
+        Command::new("node")
+            .arg(packages.join("node/gateway-app.mjs"))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(org.join("tlsca/tlsca.org1.example.com-cert.pem"))
+            .arg(user.join("signcerts/cert.pem"))
+            .arg(user.join("keystore/priv_sk"))
+            .arg("Org1MSP")
+            .arg("basic")
+            .arg("events")
+            .current_dir(&packages),
+    )
+    .expect("node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(report.get("unexpected").is_none(), "{report:#}");
+    assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
+    assert_eq!(report["readAfterTransfer"]["Owner"], "Brad", "{report:#}");
+}
+
 /// Rust chaincode built with weft-shim as its own process: launched by each
 /// peer in classic mode (`weft chaincode run`), and as a service over TLS
 /// (`weft chaincode serve`), declared in the spec like any Fabric chaincode.
