@@ -560,6 +560,38 @@ pub fn claim(dir: &NetworkDir) -> Result<(), NetworkError> {
 /// Stops `node` if it runs, so the supervisor starts it again at once (with
 /// its config file as it is now), not as after a crash. Returns the pid
 /// stopped.
+/// Refuses to start a network when a port one of its stopped nodes would
+/// bind is taken (another network, another program): its clients would
+/// otherwise talk to whatever listens there.
+pub fn check_ports_free(
+    dir: &NetworkDir,
+    spec: &weft_spec::NetworkSpec,
+) -> Result<(), NetworkError> {
+    for node in dir.nodes(spec) {
+        if running_node(dir, &node).is_some() {
+            continue;
+        }
+        let addresses = [
+            ("its port", Some(node.listen_address())),
+            ("its operations port", node.operations_listen_address()),
+        ];
+        for (what, address) in addresses {
+            let Some(address) = address else { continue };
+            if let Err(error) = std::net::TcpListener::bind(&address)
+                && error.kind() == std::io::ErrorKind::AddrInUse
+            {
+                return Err(NetworkError::Refused(format!(
+                    "{}: {what}, {address}, is in use by another program (another weft network? \
+                     `weft status --dir DIR` / `weft down --dir DIR` there); stop it or give this \
+                     network other ports in its spec",
+                    node.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn restart_node(dir: &NetworkDir, node: &Node) -> Option<u32> {
     let unit = Unit::node(dir, node);
     let pid = unit.running()?;

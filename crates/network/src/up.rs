@@ -31,6 +31,7 @@ pub fn choose_spec(
         }
         let spec = NetworkSpec::from_yaml(DEFAULT_SPEC_YAML, "<default spec>")?;
         let base = absolute(Path::new("."));
+        crate::supervisor::check_ports_free(dir, &spec)?;
         dir.store_spec(DEFAULT_SPEC_YAML, &base)?;
         return Ok((spec, base));
     };
@@ -49,6 +50,7 @@ pub fn choose_spec(
     if let Some((existing, _)) = stored {
         check_change(dir, &existing, &spec, &path.display().to_string())?;
     }
+    crate::supervisor::check_ports_free(dir, &spec)?;
     dir.store_spec(&text, &base)?;
     Ok((spec, base))
 }

@@ -58,6 +58,8 @@ fn bring_up(
         spec.name,
         dir.root().display()
     ));
+    // Before anything is written or started.
+    supervisor::check_ports_free(&dir, spec)?;
     let services = runtime()?.block_on(chaincode_containers(&dir, spec, base, &mut step))?;
     let changed = weft_network::prepare::prepare(&dir, spec, base, &services, &mut step)?;
     let weft = weft_exe()?;

@@ -781,6 +781,27 @@ fn the_readme_node_application_runs_against_weft_up() {
     );
 }
 
+/// A port of the network already taken by another program: `weft up` says
+/// which node and port before writing or starting anything (it used to
+/// start, and its clients talked to whatever listened there).
+#[test]
+fn a_port_in_use_is_named_before_anything_starts() {
+    let net = Net::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let spec = net.write_spec(&spec_on_ports(port, free_port()));
+    let output = net.weft(&["up", spec.to_str().expect("utf8")]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "peer0.org1.example.com: its port, 127.0.0.1:{port}, is in use by another program"
+        )),
+        "{stderr}"
+    );
+    assert!(!net.path().exists(), "nothing may be written");
+}
+
 /// `signatureAlgorithm: ed25519`: every signing identity is Ed25519 (TLS stays
 /// P-256); the network comes up (orderers sign blocks, peers endorse, the
 /// lifecycle deploys), `weft chaincode` submits, and the official Node
