@@ -267,13 +267,7 @@ impl Leader {
                     let Some(submission) = submission else { return };
                     match term.as_mut() {
                         Some(current) => {
-                            let size = submission.envelope.len() as u64;
-                            let now = epoch.elapsed();
-                            let since = current.cutter.filling_since();
-                            for batch in current.cutter.ordered(submission, size, now) {
-                                self.filled(since, now);
-                                self.propose(current, batch).await;
-                            }
+                            self.order(current, submission).await;
                             self.cut_if_idle(current, &mut submissions, epoch).await;
                         }
                         None => {
@@ -303,6 +297,18 @@ impl Leader {
         }
     }
 
+    /// Adds `submission` to the pending batch, proposing every batch the
+    /// size limits cut.
+    async fn order(&self, term: &mut Term, submission: Submission) {
+        let size = submission.envelope.len() as u64;
+        let now = self.epoch.elapsed();
+        let since = term.cutter.filling_since();
+        for batch in term.cutter.ordered(submission, size, now) {
+            self.filled(since, now);
+            self.propose(term, batch).await;
+        }
+    }
+
     /// With adaptive cutting, cuts what is pending when none of this
     /// leader's blocks waits for Raft. Envelopes already queued are taken
     /// first (up to the size limits), so a burst becomes one block.
@@ -319,13 +325,7 @@ impl Leader {
             return;
         }
         while let Ok(submission) = submissions.try_recv() {
-            let size = submission.envelope.len() as u64;
-            let now = epoch.elapsed();
-            let since = term.cutter.filling_since();
-            for batch in term.cutter.ordered(submission, size, now) {
-                self.filled(since, now);
-                self.propose(term, batch).await;
-            }
+            self.order(term, submission).await;
             if self.inflight.available_permits() < MAX_INFLIGHT_BLOCKS {
                 return;
             }

@@ -407,9 +407,10 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
     let early_checkpoint = pg.number("early", "SELECT block_number FROM checkpoints");
     assert!(early_checkpoint >= 2, "{}", text(&early));
 
-    // Traffic: the sample's assets, then hot keys from 16 clients (MVCC
-    // conflicts: invalid transactions in the blocks), while the sink is
-    // killed and PostgreSQL crashes.
+    // Traffic: the sample's assets, then hot keys at a steady 60 a second
+    // for about as long as the kills take (MVCC conflicts: invalid
+    // transactions in the blocks), while the sink is killed and PostgreSQL
+    // crashes.
     net.ok(&["chaincode", "invoke", "basic", "InitLedger"]);
     let traffic = {
         let mut command = net.command(&[
@@ -420,9 +421,9 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
             "--keys",
             "4",
             "--count",
-            "400",
-            "--concurrency",
-            "16",
+            "900",
+            "--rate",
+            "60",
             "--warmup",
             "0s",
         ]);
@@ -455,6 +456,18 @@ fn the_sink_writes_each_block_once_through_kills_and_a_postgres_crash() {
             // PostgreSQL crashes under a running sink, stays down for a
             // while, and comes back: the sink waits, says so, resumes.
             pg.crash();
+            // A block the sink must write, whatever the traffic is doing.
+            net.ok(&[
+                "chaincode",
+                "invoke",
+                "basic",
+                "CreateAsset",
+                "during-crash",
+                "red",
+                "1",
+                "Ann",
+                "1",
+            ]);
             std::thread::sleep(Duration::from_secs(3));
             assert!(
                 sink.running(),
