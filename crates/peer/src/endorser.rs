@@ -272,7 +272,12 @@ async fn endorse(
                     channel: channel_id.clone(),
                 })?;
         let version = definition.version.clone();
-        if let Some(package_id) = &definition.package_id {
+        if let Some(package_id) = &definition.package_id
+            && peer
+                .packages
+                .has_undeclared_indexes(&channel, &unpacked.chaincode, package_id)
+        {
+            // Once per channel, namespace and package: index files are synced.
             tokio::task::block_in_place(|| {
                 peer.packages
                     .declare_indexes(&channel, &unpacked.chaincode, package_id)

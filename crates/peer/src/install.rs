@@ -274,6 +274,29 @@ impl Packages {
             .ok_or_else(|| not_installed(package_id))
     }
 
+    /// Whether package `package_id` has indexes not yet declared in
+    /// `namespace` on `channel` (a quick check, without I/O).
+    pub fn has_undeclared_indexes(
+        &self,
+        channel: &PeerChannel,
+        namespace: &str,
+        package_id: &str,
+    ) -> bool {
+        let has = self
+            .entries()
+            .get(package_id)
+            .is_some_and(|entry| !entry.indexes.is_empty());
+        has && !self
+            .indexed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&(
+                channel.id.clone(),
+                namespace.to_owned(),
+                package_id.to_owned(),
+            ))
+    }
+
     /// Declares package `package_id`'s indexes in `namespace` on `channel`
     /// (once per channel, namespace and package).
     pub fn declare_indexes(
