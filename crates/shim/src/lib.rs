@@ -525,6 +525,46 @@ pub fn forward<E: Send + 'static>(
     rx
 }
 
+/// Runs one TRANSACTION or INIT `message` of `chaincode` on this (blocking)
+/// thread: ledger requests go to `out`, their answers come from `replies`.
+/// Returns the COMPLETED message (the response and the event). The stream
+/// loop of [`run`] uses it, and so does a peer calling a linked-in contract
+/// directly.
+pub fn execute_transaction(
+    chaincode: &dyn Chaincode,
+    message: ChaincodeMessage,
+    out: mpsc::Sender<ChaincodeMessage>,
+    replies: mpsc::Receiver<ChaincodeMessage>,
+) -> ChaincodeMessage {
+    let init = message.r#type == Type::Init as i32;
+    let input = ChaincodeInput::decode(message.payload.as_slice()).unwrap_or_default();
+    let (creator, transient) = proposal_parts(message.proposal.as_ref());
+    let mut stub = Stub {
+        channel_id: message.channel_id.clone(),
+        tx_id: message.txid.clone(),
+        args: input.args,
+        proposal: message.proposal,
+        creator,
+        transient,
+        event: None,
+        out,
+        replies,
+    };
+    let response = if init {
+        chaincode.init(&mut stub)
+    } else {
+        chaincode.invoke(&mut stub)
+    };
+    ChaincodeMessage {
+        r#type: Type::Completed as i32,
+        payload: response.encode_to_vec(),
+        txid: message.txid,
+        channel_id: message.channel_id,
+        chaincode_event: stub.event.take(),
+        ..Default::default()
+    }
+}
+
 pub async fn run(
     chaincode: Arc<dyn Chaincode>,
     id: &str,
@@ -563,34 +603,9 @@ pub async fn run(
                 let out = out.clone();
                 let routes = Arc::clone(&routes);
                 tokio::task::spawn_blocking(move || {
-                    let input =
-                        ChaincodeInput::decode(message.payload.as_slice()).unwrap_or_default();
-                    let (creator, transient) = proposal_parts(message.proposal.as_ref());
-                    let mut stub = Stub {
-                        channel_id: message.channel_id.clone(),
-                        tx_id: message.txid.clone(),
-                        args: input.args,
-                        proposal: message.proposal,
-                        creator,
-                        transient,
-                        event: None,
-                        out: out.clone(),
-                        replies: reply_rx,
-                    };
-                    let response = if kind == Type::Init {
-                        chaincode.init(&mut stub)
-                    } else {
-                        chaincode.invoke(&mut stub)
-                    };
+                    let done =
+                        execute_transaction(chaincode.as_ref(), message, out.clone(), reply_rx);
                     lock(&routes).remove(&key);
-                    let done = ChaincodeMessage {
-                        r#type: Type::Completed as i32,
-                        payload: response.encode_to_vec(),
-                        txid: message.txid,
-                        channel_id: message.channel_id,
-                        chaincode_event: stub.event.take(),
-                        ..Default::default()
-                    };
                     let _ = out.blocking_send(done);
                 });
             }

@@ -33,6 +33,10 @@ pub struct Handler {
     out: mpsc::Sender<ChaincodeMessage>,
     transactions: Mutex<HashMap<TxKey, mpsc::Sender<ChaincodeMessage>>>,
     open: AtomicBool,
+    /// A contract linked into the binary, called directly: each transaction
+    /// runs on a blocking thread whose ledger requests come straight to the
+    /// transaction's loop, with no stream in between.
+    direct: Option<Arc<dyn weft_shim::Chaincode>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -150,6 +154,18 @@ impl Handler {
             out,
             transactions: Mutex::default(),
             open: AtomicBool::new(true),
+            direct: None,
+        }
+    }
+
+    /// A handler calling the linked-in `chaincode` directly.
+    pub fn in_process(name: String, chaincode: Arc<dyn weft_shim::Chaincode>) -> Self {
+        // No stream: `out` is never used, and stays open with its receiver
+        // dropped only when the handler is.
+        let (out, _) = mpsc::channel(1);
+        Handler {
+            direct: Some(chaincode),
+            ..Handler::new(name, out)
         }
     }
 
@@ -160,7 +176,7 @@ impl Handler {
     }
 
     pub fn is_open(&self) -> bool {
-        self.open.load(Ordering::Acquire) && !self.out.is_closed()
+        self.open.load(Ordering::Acquire) && (self.direct.is_some() || !self.out.is_closed())
     }
 
     /// The stream ended: every transaction in flight fails as terminated.
@@ -208,8 +224,11 @@ impl Handler {
                     tx_id: invocation.tx_id,
                 });
             }
-            transactions.insert(key.clone(), route_tx);
+            transactions.insert(key.clone(), route_tx.clone());
         }
+        // A direct contract sends its requests on the route itself; a
+        // stream's messages come through `route`.
+        let requests = self.direct.is_some().then_some(route_tx);
         let _route = Route { handler: self, key };
         let terminated = || ExecError::Terminated {
             name: name.clone(),
@@ -227,7 +246,28 @@ impl Handler {
             proposal: invocation.proposal.clone(),
             ..Default::default()
         };
-        self.out.send(start).await.map_err(|_| terminated())?;
+        // Where answers to the chaincode's requests go.
+        let answers = match &self.direct {
+            None => {
+                self.out.send(start).await.map_err(|_| terminated())?;
+                self.out.clone()
+            }
+            Some(chaincode) => {
+                let (answers, replies) = mpsc::channel(1);
+                let chaincode = Arc::clone(chaincode);
+                let requests = requests.ok_or_else(terminated)?;
+                tokio::task::spawn_blocking(move || {
+                    let done = weft_shim::execute_transaction(
+                        chaincode.as_ref(),
+                        start,
+                        requests.clone(),
+                        replies,
+                    );
+                    let _ = requests.blocking_send(done);
+                });
+                answers
+            }
+        };
         let timeout = support.limits.execute_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -276,7 +316,7 @@ impl Handler {
                         Ok(payload) => reply(&message, Type::Response, payload),
                         Err(Refused(reason)) => reply(&message, Type::Error, reason.into_bytes()),
                     };
-                    self.out.send(answer).await.map_err(|_| terminated())?;
+                    answers.send(answer).await.map_err(|_| terminated())?;
                 }
             }
         }

@@ -32,31 +32,9 @@ pub trait Launcher: Send + Sync {
 /// Depth of the message queues between the peer and a chaincode stream.
 const QUEUE: usize = 256;
 
-/// Runs `chaincode` on an in-memory stream pair.
-pub fn connect_in_process(
-    support: Arc<ChaincodeSupport>,
-    chaincode: Arc<dyn Chaincode>,
-    id: String,
-) {
-    let (to_chaincode, from_peer) = mpsc::channel(QUEUE);
-    let (to_peer, from_chaincode) = mpsc::channel(QUEUE);
-    let bound = id.clone();
-    tokio::spawn(async move {
-        if let Err(error) = weft_shim::run(chaincode, &id, to_peer, from_peer).await {
-            tracing::warn!("built-in chaincode {id}: {error}");
-        }
-    });
-    tokio::spawn(async move {
-        if let Err(error) = support
-            .serve_stream(to_chaincode, from_chaincode, bound)
-            .await
-        {
-            tracing::warn!("built-in chaincode stream: {error}");
-        }
-    });
-}
-
-/// A Rust contract linked into the binary (Fabric's in-process VM).
+/// A Rust contract linked into the binary (Fabric's in-process VM), called
+/// directly: no stream, each transaction on a blocking thread whose ledger
+/// requests go straight to the transaction's loop.
 pub struct InProcess {
     pub id: String,
     pub chaincode: Arc<dyn Chaincode>,
@@ -64,8 +42,8 @@ pub struct InProcess {
 
 impl Launcher for InProcess {
     fn launch(&self, support: Arc<ChaincodeSupport>) -> LaunchFuture {
-        connect_in_process(support, Arc::clone(&self.chaincode), self.id.clone());
-        Box::pin(async { Ok(()) })
+        let registered = support.register_in_process(&self.id, Arc::clone(&self.chaincode));
+        Box::pin(async { registered })
     }
 }
 

@@ -403,6 +403,31 @@ impl ChaincodeSupport {
         Ok(())
     }
 
+    /// Registers the linked-in contract `chaincode` as package `id`, called
+    /// directly (no stream, no handshake: it is part of the peer).
+    pub fn register_in_process(
+        &self,
+        id: &str,
+        chaincode: Arc<dyn weft_shim::Chaincode>,
+    ) -> Result<(), String> {
+        let installed = self
+            .entry(id)
+            .ok_or_else(|| format!("chaincode id {id:?} is not installed on this peer"))?;
+        {
+            let mut handlers = self.handlers();
+            if handlers.get(id).is_some_and(|h| h.is_open()) {
+                return Ok(());
+            }
+            let handler = Handler::in_process(installed.name.clone(), chaincode);
+            handlers.insert(id.to_owned(), Arc::new(handler));
+            self.unreachable().remove(id);
+        }
+        self.registrations
+            .send_modify(|generation| *generation += 1);
+        tracing::info!("chaincode {} registered as {id}", installed.name);
+        Ok(())
+    }
+
     /// Forgets `handler` as package `id`'s stream, if it still is.
     fn release(&self, id: &str, handler: &Arc<Handler>) {
         let mut handlers = self.handlers();
