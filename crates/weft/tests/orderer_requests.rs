@@ -24,19 +24,22 @@ const BAD_REQUEST: i32 = 400;
 const FORBIDDEN: i32 = 403;
 const NOT_FOUND: i32 = 404;
 
+/// Blocks of at most 5 envelopes (32 KiB preferred, 64 KiB at most),
+/// cut after `timeout` at the latest.
+fn five_per_block(timeout: Duration) -> BatchSettings {
+    BatchSettings {
+        max_message_count: 5,
+        absolute_max_bytes: 64 << 10,
+        preferred_max_bytes: 32 << 10,
+        timeout,
+    }
+}
+
 /// One orderer cutting blocks as Fabric does (MaxMessageCount 5, or the
 /// 50 ms BatchTimeout), so block boundaries are known.
 fn single_node() -> Cluster {
     let cluster = Cluster::start_with(1, "", "block_cutting: timeout\n");
-    cluster.join_all(
-        CHANNEL,
-        BatchSettings {
-            max_message_count: 5,
-            absolute_max_bytes: 64 << 10,
-            preferred_max_bytes: 32 << 10,
-            timeout: Duration::from_millis(50),
-        },
-    );
+    cluster.join_all(CHANNEL, five_per_block(Duration::from_millis(50)));
     cluster.wait_for_leader(CHANNEL, &[0]);
     cluster
 }
@@ -448,17 +451,9 @@ fn weft_channel_genesis_writes_a_joinable_block() {
 #[test]
 fn an_idle_leader_cuts_at_once_and_a_burst_still_fills_blocks() {
     let cluster = Cluster::start(3, "");
-    cluster.join_all(
-        CHANNEL,
-        BatchSettings {
-            max_message_count: 5,
-            absolute_max_bytes: 64 << 10,
-            preferred_max_bytes: 32 << 10,
-            // Longer than broadcast's 30 s bound: only an adaptive cut
-            // answers within it.
-            timeout: Duration::from_secs(120),
-        },
-    );
+    // BatchTimeout longer than broadcast's 30 s bound: only an adaptive cut
+    // answers within it.
+    cluster.join_all(CHANNEL, five_per_block(Duration::from_secs(120)));
     let leader = cluster.wait_for_leader(CHANNEL, &[0, 1, 2]);
     let mut submitter = cluster.network.submitter(CHANNEL);
     let one: Vec<Vec<u8>> = envelopes(&mut submitter, 7, 1, 512)
