@@ -160,8 +160,8 @@ impl Handler {
 
     /// A handler calling the linked-in `chaincode` directly.
     pub fn in_process(name: String, chaincode: Arc<dyn weft_shim::Chaincode>) -> Self {
-        // No stream: `out` is never used, and stays open with its receiver
-        // dropped only when the handler is.
+        // No stream: `out` is never used (its receiver is dropped at once),
+        // and `is_open` does not look at it for a direct handler.
         let (out, _) = mpsc::channel(1);
         Handler {
             direct: Some(chaincode),
