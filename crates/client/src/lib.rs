@@ -124,6 +124,8 @@ pub struct Endorsed {
 #[derive(Clone)]
 pub struct Gateway {
     client: GatewayClient<Channel>,
+    /// The connection to the peer, for its other services.
+    pub(crate) channel: Channel,
     pub(crate) identity: std::sync::Arc<SigningIdentity>,
     creator: Vec<u8>,
     /// Private inputs sent with every proposal (`GetTransient` in the
@@ -162,6 +164,7 @@ impl Gateway {
         let channel = tls_channel(endpoint, ca)?;
         let creator = identity.serialized();
         Ok(Gateway {
+            channel: channel.clone(),
             client: GatewayClient::new(channel)
                 .max_decoding_message_size(128 * 1024 * 1024)
                 .max_encoding_message_size(128 * 1024 * 1024),

@@ -301,12 +301,15 @@ impl PeerAdmin {
         ca: Vec<u8>,
         identity: weft_material::SigningIdentity,
     ) -> Result<Self, ClientError> {
-        let channel = crate::tls_channel(endpoint, ca.clone())?;
+        // One connection: the gateway's signing, the peer's endorser.
+        let gateway = Gateway::connect_with_ca(endpoint, ca, identity)?;
         Ok(PeerAdmin {
-            client: weft_protos::peer::endorser_client::EndorserClient::new(channel)
-                .max_decoding_message_size(128 * 1024 * 1024)
-                .max_encoding_message_size(128 * 1024 * 1024),
-            gateway: Gateway::connect_with_ca(endpoint, ca, identity)?,
+            client: weft_protos::peer::endorser_client::EndorserClient::new(
+                gateway.channel.clone(),
+            )
+            .max_decoding_message_size(128 * 1024 * 1024)
+            .max_encoding_message_size(128 * 1024 * 1024),
+            gateway,
         })
     }
 

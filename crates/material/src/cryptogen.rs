@@ -338,7 +338,8 @@ fn identity(
     let cert = params
         .signed_by(&key, &org.ca.issuer)
         .map_err(cert_error(name))?;
-    write_private_key(&msp.join(KEY_FILE), identity_key_pem(&key).as_bytes())?;
+    let key_file = msp.join(KEY_FILE);
+    write_private_key(&key_file, identity_key_pem(&key_file, &key)?.as_bytes())?;
     write(
         &msp.join("cacerts").join(ca_cert_file(&org.ca.name)),
         org.ca.cert_pem.as_bytes(),
@@ -404,28 +405,14 @@ fn dn(domain: &str, organizational_unit: Option<&str>, common_name: &str) -> Dis
     dn
 }
 
-/// An identity's private key as PEM PKCS#8. Ed25519 keys are written in
-/// RFC 8410's version-1 form (the seed alone): OpenSSL 3.0, Node.js and Go
-/// read it, while the version-2 form (with the public key) that key
-/// generation yields is refused by OpenSSL 3.0.
-fn identity_key_pem(key: &KeyPair) -> String {
-    const V2_PREFIX: [u8; 16] = [
-        0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    const V1_PREFIX: [u8; 16] = [
-        0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04,
-        0x20,
-    ];
-    let der = key.serialize_der();
-    match der.strip_prefix(&V2_PREFIX[..]) {
-        Some(rest) if rest.len() >= 32 => {
-            let mut v1 = V1_PREFIX.to_vec();
-            v1.extend_from_slice(&rest[..32]);
-            weft_crypto::pem::encode("PRIVATE KEY", &v1)
-        }
-        _ => key.serialize_pem(),
-    }
+/// An identity's private key as PEM PKCS#8 version 1 (for Ed25519, the seed
+/// alone): OpenSSL 3.0, Node.js and Go read it, while the version-2 form
+/// (with the public key) that key generation yields for Ed25519 is refused
+/// by OpenSSL 3.0.
+fn identity_key_pem(path: &Path, key: &KeyPair) -> Result<String, MaterialError> {
+    weft_crypto::SigningKey::from_der(&key.serialize_der())
+        .and_then(|key| key.to_pkcs8_pem())
+        .map_err(|e| MaterialError::invalid(path, format!("a new key as PKCS#8: {e}")))
 }
 
 fn new_key(name: &str, algorithm: SignatureAlgorithm) -> Result<KeyPair, MaterialError> {

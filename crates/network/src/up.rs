@@ -132,6 +132,7 @@ pub fn amend_spec(
     let spec = NetworkSpec::from_yaml(&text, &file)?;
     check_references(&spec, &base, builtins, &file)?;
     check_change(dir, &existing, &spec, &file)?;
+    crate::supervisor::check_ports_free(dir, &spec)?;
     Ok((spec, base))
 }
 

@@ -160,15 +160,6 @@ impl CommitWaiters {
             }
         }
     }
-
-    /// How many transactions are waited for.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Drop for CommitWaiter<'_> {
@@ -559,7 +550,7 @@ mod tests {
         let mut second = waiters.register("t1");
         let gone = waiters.register("t2");
         drop(gone);
-        assert_eq!(waiters.len(), 1, "a dropped wait is forgotten");
+        assert_eq!(waiters.lock().len(), 1, "a dropped wait is forgotten");
         waiters.notify(
             7,
             &[
@@ -575,6 +566,6 @@ mod tests {
                 (TxValidationCode::MvccReadConflict, 7)
             );
         }
-        assert!(waiters.is_empty());
+        assert!(waiters.lock().is_empty());
     }
 }

@@ -116,13 +116,12 @@ impl Packages {
                 Arc::new(launcher::Broken { reason })
             });
             support.install(&package.id, &package.metadata.label, launcher)?;
-            packages.remember(&package, file)?;
+            packages.remember(&package, file, package.indexes()?);
         }
         Ok(packages)
     }
 
-    fn remember(&self, package: &Package, file: PathBuf) -> Result<(), String> {
-        let indexes = package.indexes()?;
+    fn remember(&self, package: &Package, file: PathBuf, indexes: Vec<(String, String)>) {
         self.entries().insert(
             package.id.clone(),
             Entry {
@@ -131,7 +130,6 @@ impl Packages {
                 indexes,
             },
         );
-        Ok(())
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
@@ -155,22 +153,24 @@ impl Packages {
             ));
         }
         let runtime = package.runtime()?;
-        for (file, definition) in package.indexes()? {
-            weft_ledger::IndexDefinition::parse(&definition)
+        let indexes = package.indexes()?;
+        for (file, definition) in &indexes {
+            weft_ledger::IndexDefinition::parse(definition)
                 .map_err(|e| format!("index META-INF/statedb/couchdb/indexes/{file}: {e}"))?;
         }
-        if let Runtime::Node = runtime {
+        let package = if let Runtime::Node = runtime {
             let builds = self.builds.clone();
-            let package = package.clone();
-            tokio::task::spawn_blocking(move || build_node(&package, &builds))
+            tokio::task::spawn_blocking(move || build_node(&package, &builds).map(|()| package))
                 .await
-                .map_err(|e| e.to_string())??;
-        }
+                .map_err(|e| e.to_string())??
+        } else {
+            package
+        };
         let launcher = self.launcher(&package, runtime, true)?;
         let file = self.dir.join(format!("{}.tar.gz", file_stem(&package.id)));
         write_durably(&file, &bytes)?;
         support.install(&package.id, &package.metadata.label, launcher)?;
-        self.remember(&package, file)?;
+        self.remember(&package, file, indexes);
         tracing::info!(
             "installed chaincode package {} (type {})",
             package.id,
@@ -352,7 +352,7 @@ const BUILT: &str = ".weft-built";
 fn build_node(package: &Package, builds: &Path) -> Result<(), String> {
     let target = builds.join(file_stem(&package.id));
     let staging = builds.join(format!("{}.staging", file_stem(&package.id)));
-    crate::package::unpack(&package.code()?, &staging)?;
+    crate::package::unpack(package.code(), &staging)?;
     let src = staging.join("src");
     if !src.join("node_modules").is_dir() {
         let log = staging.join("npm-install.log");

@@ -31,8 +31,8 @@ pub struct Metadata {
 pub struct Package {
     pub id: String,
     pub metadata: Metadata,
-    /// `code.tar.gz`, still compressed.
-    code: Vec<u8>,
+    /// The files of `code.tar.gz` (decoded once, at parse).
+    code: Vec<(String, Vec<u8>)>,
 }
 
 /// `connection.json` of a chaincode-as-a-service package (Fabric's `ccaas`
@@ -164,24 +164,24 @@ impl Package {
         Ok(Package {
             id: package_id(&metadata.label, bytes),
             metadata,
-            code: code.unwrap_or_default(),
+            code: match code {
+                Some(code) if !code.is_empty() => entries(&code, "code.tar.gz")?,
+                _ => Vec::new(),
+            },
         })
     }
 
     /// The files of `code.tar.gz`.
-    pub fn code(&self) -> Result<Vec<(String, Vec<u8>)>, String> {
-        if self.code.is_empty() {
-            return Ok(Vec::new());
-        }
-        entries(&self.code, "code.tar.gz")
+    pub fn code(&self) -> &[(String, Vec<u8>)] {
+        &self.code
     }
 
     /// How a weft peer runs this package, or why it cannot.
     pub fn runtime(&self) -> Result<Runtime, String> {
         match self.metadata.kind.to_ascii_lowercase().as_str() {
             "ccaas" | "external" => {
-                let files = self.code()?;
-                let (_, json) = files
+                let (_, json) = self
+                    .code
                     .iter()
                     .find(|(name, _)| name == "connection.json")
                     .ok_or_else(|| {
@@ -209,8 +209,7 @@ impl Package {
                 Ok(Runtime::Service(connection))
             }
             "node" => {
-                let files = self.code()?;
-                if !files.iter().any(|(name, _)| name == "src/package.json") {
+                if !self.code.iter().any(|(name, _)| name == "src/package.json") {
                     return Err("a node package needs src/package.json in code.tar.gz".into());
                 }
                 Ok(Runtime::Node)
@@ -227,12 +226,12 @@ impl Package {
     /// (file name, definition).
     pub fn indexes(&self) -> Result<Vec<(String, String)>, String> {
         let mut indexes = Vec::new();
-        for (name, bytes) in self.code()? {
-            let Some(file) = index_file(&name) else {
+        for (name, bytes) in &self.code {
+            let Some(file) = index_file(name) else {
                 continue;
             };
-            let text =
-                String::from_utf8(bytes).map_err(|_| format!("index {name}: not UTF-8 text"))?;
+            let text = String::from_utf8(bytes.clone())
+                .map_err(|_| format!("index {name}: not UTF-8 text"))?;
             indexes.push((file.to_owned(), text));
         }
         Ok(indexes)
@@ -378,8 +377,8 @@ mod tests {
     use super::*;
 
     fn ccaas_dir(connection: &str) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("connection.json"), connection).unwrap();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("connection.json"), connection).expect("write");
         dir
     }
 
@@ -387,29 +386,32 @@ mod tests {
     fn a_built_package_parses_back_with_fabrics_package_id() {
         let dir =
             ccaas_dir(r#"{"address":"127.0.0.1:9999","dial_timeout":"10s","tls_required":false}"#);
-        std::fs::create_dir_all(dir.path().join("META-INF/statedb/couchdb/indexes")).unwrap();
+        std::fs::create_dir_all(dir.path().join("META-INF/statedb/couchdb/indexes")).expect("dir");
         std::fs::write(
             dir.path()
                 .join("META-INF/statedb/couchdb/indexes/owner.json"),
             r#"{"index":{"fields":["owner"]},"name":"owner"}"#,
         )
-        .unwrap();
-        let bytes = build("ccaas", "basic_1.0", dir.path()).unwrap();
+        .expect("write");
+        let bytes = build("ccaas", "basic_1.0", dir.path()).expect("package");
         // The same files give the same bytes, so the same id.
-        assert_eq!(bytes, build("ccaas", "basic_1.0", dir.path()).unwrap());
-        let package = Package::parse(&bytes).unwrap();
+        assert_eq!(
+            bytes,
+            build("ccaas", "basic_1.0", dir.path()).expect("package")
+        );
+        let package = Package::parse(&bytes).expect("parse");
         assert_eq!(package.metadata.label, "basic_1.0");
         assert_eq!(package.metadata.kind, "ccaas");
         assert_eq!(
             package.id,
             format!("basic_1.0:{}", hex(&weft_crypto::sha256(&bytes)))
         );
-        let Runtime::Service(connection) = package.runtime().unwrap() else {
+        let Runtime::Service(connection) = package.runtime().expect("runtime") else {
             panic!("a ccaas package is a service");
         };
         assert_eq!(connection.address, "127.0.0.1:9999");
         assert_eq!(
-            package.indexes().unwrap(),
+            package.indexes().expect("indexes"),
             vec![(
                 "owner.json".to_owned(),
                 r#"{"index":{"fields":["owner"]},"name":"owner"}"#.to_owned()
@@ -419,13 +421,14 @@ mod tests {
 
     #[test]
     fn node_packages_put_the_code_under_src_without_node_modules() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("package.json"), "{}").unwrap();
-        std::fs::write(dir.path().join("index.js"), "").unwrap();
-        std::fs::create_dir_all(dir.path().join("node_modules/x")).unwrap();
-        std::fs::write(dir.path().join("node_modules/x/y.js"), "").unwrap();
-        let package = Package::parse(&build("node", "n", dir.path()).unwrap()).unwrap();
-        let names: Vec<String> = package.code().unwrap().into_iter().map(|f| f.0).collect();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("package.json"), "{}").expect("write");
+        std::fs::write(dir.path().join("index.js"), "").expect("write");
+        std::fs::create_dir_all(dir.path().join("node_modules/x")).expect("dir");
+        std::fs::write(dir.path().join("node_modules/x/y.js"), "").expect("write");
+        let package =
+            Package::parse(&build("node", "n", dir.path()).expect("package")).expect("parse");
+        let names: Vec<&str> = package.code().iter().map(|f| f.0.as_str()).collect();
         assert_eq!(names, ["src/index.js", "src/package.json"]);
         assert!(matches!(package.runtime(), Ok(Runtime::Node)));
     }
@@ -444,7 +447,7 @@ mod tests {
                 .unwrap_err()
                 .contains("not a gzipped tar archive")
         );
-        let no_metadata = tar_gz(&[("code.tar.gz".into(), vec![])]).unwrap();
+        let no_metadata = tar_gz(&[("code.tar.gz".into(), vec![])]).expect("tar");
         assert_eq!(
             Package::parse(&no_metadata).unwrap_err(),
             "did not find any package metadata (missing metadata.json)"
@@ -453,24 +456,37 @@ mod tests {
             "metadata.json".into(),
             br#"{"type":"golang","label":"go_1","path":"x"}"#.to_vec(),
         )])
-        .unwrap();
-        let error = Package::parse(&golang).unwrap().runtime().unwrap_err();
+        .expect("tar");
+        let error = Package::parse(&golang)
+            .expect("parse")
+            .runtime()
+            .unwrap_err();
         assert!(error.contains("\"golang\""), "{error}");
         let no_connection = tar_gz(&[(
             "metadata.json".into(),
             br#"{"type":"ccaas","label":"c"}"#.to_vec(),
         )])
-        .unwrap();
+        .expect("tar");
         assert!(
             Package::parse(&no_connection)
-                .unwrap()
+                .expect("parse")
                 .runtime()
                 .unwrap_err()
                 .contains("connection.json")
         );
-        let escaping = tar_gz(&[("../x".into(), vec![])]);
-        // The tar writer itself refuses `..`; a crafted archive is refused on read.
-        assert!(escaping.is_err() || entries(&escaping.unwrap(), "p").is_err());
+        // A crafted entry named `../x` (the tar writer refuses to make one).
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..4].copy_from_slice(b"../x");
+        header.set_size(0);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        let mut raw = header.as_bytes().to_vec();
+        raw.extend_from_slice(&[0; 1024]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &raw).expect("gzip");
+        let escaping = gz.finish().expect("gzip");
+        let refused = entries(&escaping, "p").expect_err("leaves the archive");
+        assert!(refused.contains("leaves the archive"), "{refused}");
         assert!(
             build("golang", "go_1", Path::new("."))
                 .unwrap_err()

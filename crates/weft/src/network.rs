@@ -58,8 +58,6 @@ fn bring_up(
         spec.name,
         dir.root().display()
     ));
-    // Before anything is written or started.
-    supervisor::check_ports_free(&dir, spec)?;
     let services = runtime()?.block_on(chaincode_containers(&dir, spec, base, &mut step))?;
     let changed = weft_network::prepare::prepare(&dir, spec, base, &services, &mut step)?;
     let weft = weft_exe()?;
@@ -1023,11 +1021,11 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
     }
     let _ = writeln!(
         out,
-        "ordering: {} Raft node(s) of {}, blocks after {} or {} transactions",
+        "ordering: {} Raft node(s) of {}, blocks of at most {} transactions, cut within {}",
         spec.orderers.nodes,
         spec.orderers.organization.msp_id,
-        spec.orderers.batch_timeout,
-        spec.orderers.batch_size.max_message_count
+        spec.orderers.batch_size.max_message_count,
+        spec.orderers.batch_timeout
     );
     let _ = writeln!(out, "organisations:");
     for org in &spec.organizations {

@@ -30,13 +30,19 @@ type TxKey = (String, String);
 /// A registered chaincode stream.
 pub struct Handler {
     name: String,
-    out: mpsc::Sender<ChaincodeMessage>,
+    to: Link,
     transactions: Mutex<HashMap<TxKey, mpsc::Sender<ChaincodeMessage>>>,
     open: AtomicBool,
+}
+
+/// How a handler reaches its chaincode.
+enum Link {
+    /// A message stream (classic, chaincode-as-a-service).
+    Stream(mpsc::Sender<ChaincodeMessage>),
     /// A contract linked into the binary, called directly: each transaction
     /// runs on a blocking thread whose ledger requests come straight to the
     /// transaction's loop, with no stream in between.
-    direct: Option<Arc<dyn weft_shim::Chaincode>>,
+    Direct(Arc<dyn weft_shim::Chaincode>),
 }
 
 impl std::fmt::Debug for Handler {
@@ -149,24 +155,21 @@ fn kv_bytes(namespace: &str, results: Vec<(String, Vec<u8>)>) -> Vec<Vec<u8>> {
 
 impl Handler {
     pub fn new(name: String, out: mpsc::Sender<ChaincodeMessage>) -> Self {
+        Handler::reaching(name, Link::Stream(out))
+    }
+
+    fn reaching(name: String, to: Link) -> Self {
         Handler {
             name,
-            out,
+            to,
             transactions: Mutex::default(),
             open: AtomicBool::new(true),
-            direct: None,
         }
     }
 
     /// A handler calling the linked-in `chaincode` directly.
     pub fn in_process(name: String, chaincode: Arc<dyn weft_shim::Chaincode>) -> Self {
-        // No stream: `out` is never used (its receiver is dropped at once),
-        // and `is_open` does not look at it for a direct handler.
-        let (out, _) = mpsc::channel(1);
-        Handler {
-            direct: Some(chaincode),
-            ..Handler::new(name, out)
-        }
+        Handler::reaching(name, Link::Direct(chaincode))
     }
 
     fn transactions(
@@ -176,7 +179,11 @@ impl Handler {
     }
 
     pub fn is_open(&self) -> bool {
-        self.open.load(Ordering::Acquire) && (self.direct.is_some() || !self.out.is_closed())
+        self.open.load(Ordering::Acquire)
+            && match &self.to {
+                Link::Stream(out) => !out.is_closed(),
+                Link::Direct(_) => true,
+            }
     }
 
     /// The stream ended: every transaction in flight fails as terminated.
@@ -228,7 +235,7 @@ impl Handler {
         }
         // A direct contract sends its requests on the route itself; a
         // stream's messages come through `route`.
-        let requests = self.direct.is_some().then_some(route_tx);
+        let requests = matches!(self.to, Link::Direct(_)).then_some(route_tx);
         let _route = Route { handler: self, key };
         let terminated = || ExecError::Terminated {
             name: name.clone(),
@@ -247,12 +254,12 @@ impl Handler {
             ..Default::default()
         };
         // Where answers to the chaincode's requests go.
-        let answers = match &self.direct {
-            None => {
-                self.out.send(start).await.map_err(|_| terminated())?;
-                self.out.clone()
+        let answers = match &self.to {
+            Link::Stream(out) => {
+                out.send(start).await.map_err(|_| terminated())?;
+                out.clone()
             }
-            Some(chaincode) => {
+            Link::Direct(chaincode) => {
                 let (answers, replies) = mpsc::channel(1);
                 let chaincode = Arc::clone(chaincode);
                 let requests = requests.ok_or_else(terminated)?;
