@@ -161,6 +161,57 @@ enum Command {
         #[command(subcommand)]
         command: PeerCommand,
     },
+    /// A certificate authority that Fabric CA's clients (fabric-ca-client,
+    /// the SDKs) use unchanged: enrol, register, revoke, CRLs.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaCommand {
+    /// Create a CA home: a root key and certificate (ca-cert.pem), a TLS
+    /// certificate (tls-cert.pem) and ca.yaml with a bootstrap registrar.
+    Init {
+        /// The CA's directory.
+        #[arg(long, short = 'H', default_value = ".")]
+        home: PathBuf,
+        /// The CA's name, which clients may address it by.
+        #[arg(long = "ca.name", default_value = "ca")]
+        name: String,
+        /// The bootstrap identity, user:password.
+        #[arg(long, short = 'b', default_value = "admin:adminpw")]
+        boot: String,
+        /// The port of the REST API.
+        #[arg(long, short = 'p', default_value_t = 7054)]
+        port: u16,
+        /// The address the REST API listens on.
+        #[arg(long, default_value = "127.0.0.1")]
+        address: String,
+        /// Host names and addresses for the TLS certificate.
+        #[arg(
+            long = "csr.hosts",
+            value_delimiter = ',',
+            default_value = "localhost,127.0.0.1"
+        )]
+        hosts: Vec<String>,
+        /// The CA certificate's common name (default: the CA's name).
+        #[arg(long = "csr.cn")]
+        common_name: Option<String>,
+        /// Serve plain HTTP instead of HTTPS.
+        #[arg(long)]
+        no_tls: bool,
+    },
+    /// Run the CA.
+    Start {
+        /// The CA's directory (its ca.yaml).
+        #[arg(long, short = 'H', default_value = ".", conflicts_with = "config")]
+        home: PathBuf,
+        /// A configuration file elsewhere.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -661,6 +712,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Orderer { command } => orderer(command),
         Command::Osnadmin { command } => osnadmin(command),
         Command::Peer { command } => peer(command),
+        Command::Ca { command } => ca(command),
         Command::Bench { command } => match command {
             BenchCommand::Submit(args) => bench::bench(weft_bench::Mode::Submit, *args),
             BenchCommand::Evaluate(args) => bench::bench(weft_bench::Mode::Evaluate, *args),
@@ -807,6 +859,58 @@ fn serve_operations(
             eprintln!("{e}");
         }
     });
+}
+
+fn ca(command: CaCommand) -> anyhow::Result<()> {
+    match command {
+        CaCommand::Init {
+            home,
+            name,
+            boot,
+            port,
+            address,
+            hosts,
+            common_name,
+            no_tls,
+        } => {
+            let (user, password) = boot
+                .split_once(':')
+                .context("-b is written user:password")?;
+            let mut options = weft_ca::InitOptions::new(&name, port);
+            options.bootstrap = (user.to_owned(), password.to_owned());
+            options.address = address;
+            options.hosts = hosts;
+            options.common_name = common_name.unwrap_or(name);
+            options.tls = !no_tls;
+            let path = weft_ca::config::init(&home, &options).map_err(anyhow::Error::msg)?;
+            println!("CA initialised: {}", path.display());
+            println!(
+                "  root certificate: {}",
+                home.join(weft_ca::config::CA_CERT_FILE).display()
+            );
+            println!("  start it with: weft ca start --home {}", home.display());
+            Ok(())
+        }
+        CaCommand::Start { home, config } => {
+            weft_node::logging::init().map_err(anyhow::Error::msg)?;
+            let path = config.unwrap_or_else(|| home.join(weft_ca::config::CONFIG_FILE));
+            let config = weft_ca::CaConfig::load(&path).map_err(anyhow::Error::msg)?;
+            let name = config.ca.name.clone();
+            runtime()?.block_on(async move {
+                let bound = weft_ca::BoundCa::bind(config)
+                    .await
+                    .map_err(anyhow::Error::msg)?;
+                eprintln!("CA {name} listening on {}", bound.url());
+                if let Some(url) = bound.operations_url() {
+                    eprintln!("operations service on {url}");
+                }
+                bound
+                    .serve(weft_shim_host::shutdown_signal())
+                    .await
+                    .map_err(anyhow::Error::msg)
+            })
+        }
+    }
 }
 
 fn orderer(command: OrdererCommand) -> anyhow::Result<()> {

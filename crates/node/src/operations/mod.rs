@@ -30,8 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-pub use https::{Client, OperationsTls};
-use https::{PlainListener, TlsListener};
+pub use https::{Client, OperationsTls, PlainListener, TlsListener};
 
 use crate::metrics::Registry;
 

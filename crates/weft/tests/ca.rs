@@ -1,0 +1,349 @@
+//! `weft ca` against the official npm `fabric-ca-client`: enrolment,
+//! registration with attributes, attribute requests, reenrolment,
+//! revocation, CRLs, the identity, affiliation and certificate services,
+//! Fabric CA's refusals — and nothing written for a refused request; and a
+//! CA killed with SIGKILL in a burst of enrolments loses no acknowledged
+//! certificate and hands out no serial twice.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{WEFT, free_port};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+struct Ca {
+    home: tempfile::TempDir,
+    port: u16,
+    process: Option<Child>,
+}
+
+impl Ca {
+    fn init() -> Self {
+        let home = tempfile::tempdir().expect("home");
+        let port = free_port();
+        let out = Command::new(WEFT)
+            .args([
+                "ca",
+                "init",
+                "--ca.name",
+                "ca-org1",
+                "-p",
+                &port.to_string(),
+                "--home",
+            ])
+            .arg(home.path())
+            .output()
+            .expect("weft ca init");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut ca = Ca {
+            home,
+            port,
+            process: None,
+        };
+        ca.start();
+        ca
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.home.path().join("ca.log")).expect("log");
+        let child = Command::new(WEFT)
+            .args(["ca", "start", "--home"])
+            .arg(self.home.path())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("weft ca start");
+        self.process = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "CA did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            child.kill().expect("kill");
+            child.wait().expect("wait");
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path().join("ca.log")).unwrap_or_default()
+    }
+
+    fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.home.path().join("ca-cert.pem")
+    }
+
+    fn client(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("node");
+        command
+            .current_dir(weft_compat::compat_dir())
+            .arg(weft_compat::compat_dir().join("node/ca-client.mjs"))
+            .arg(args[0])
+            .arg(self.url())
+            .arg(self.root())
+            .arg("ca-org1")
+            .args(&args[1..]);
+        command
+    }
+
+    /// The registry as it is on disk (the CA stopped).
+    fn store(&self) -> weft_ca::store::Store {
+        weft_ca::store::Store::open(&self.home.path().join("ca-db")).expect("store")
+    }
+}
+
+impl Drop for Ca {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    weft_crypto::pem::certificates(pem.as_bytes())
+        .expect("pem")
+        .remove(0)
+}
+
+fn attributes(pem: &str) -> serde_json::Value {
+    let der = der(pem);
+    let (_, cert) = X509Certificate::from_der(&der).expect("certificate");
+    cert.extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == "1.2.3.4.5.6.7.8.1")
+        .map(|e| serde_json::from_slice(e.value).expect("attribute JSON"))
+        .unwrap_or(serde_json::Value::Null)
+}
+
+fn serial(pem: &str) -> String {
+    let der = der(pem);
+    let (_, cert) = X509Certificate::from_der(&der).expect("certificate");
+    weft_ca::cert::fabric_hex(cert.raw_serial())
+}
+
+fn code(refusal: &serde_json::Value) -> i64 {
+    assert_eq!(refusal["refused"], true, "{refusal}");
+    refusal["errors"][0]["code"].as_i64().expect("code")
+}
+
+#[test]
+fn fabric_ca_client_enrols_registers_revokes_and_is_refused_as_by_fabric_ca() {
+    let mut ca = Ca::init();
+    let out = ca.client(&["flow"]).output().expect("node");
+    assert!(
+        out.status.success(),
+        "{}\nCA log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        ca.log()
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let text = |key: &str| {
+        result[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: {result}"))
+            .to_owned()
+    };
+
+    assert_eq!(result["caName"], "ca-org1");
+    assert_eq!(
+        text("chain"),
+        std::fs::read_to_string(ca.root()).expect("root")
+    );
+
+    // The subject carries Fabric CA's OUs (type, then affiliation levels);
+    // the attribute extension exactly what was asked for.
+    let user1 = der(&text("user1Cert"));
+    let (_, cert) = X509Certificate::from_der(&user1).expect("user1");
+    let units: Vec<&str> = cert
+        .subject()
+        .iter_organizational_unit()
+        .map(|ou| ou.as_str().expect("ou"))
+        .collect();
+    assert_eq!(units, ["client", "org1", "department1"]);
+    assert_eq!(
+        attributes(&text("user1Cert")),
+        serde_json::json!({"attrs": {"app.role": "auditor"}})
+    );
+    let msp_root = weft_crypto::pem::certificates(&std::fs::read(ca.root()).expect("root"))
+        .expect("root pem")
+        .remove(0);
+    let (_, root) = X509Certificate::from_der(&msp_root).expect("root");
+    cert.verify_signature(Some(root.public_key()))
+        .expect("issued by the CA's root");
+    // Without attribute requests: the attributes registered for certificates.
+    assert_eq!(
+        attributes(&text("user2Cert")),
+        serde_json::json!({"attrs": {
+            "email": "user2@org1",
+            "hf.Affiliation": "org1",
+            "hf.EnrollmentID": "user2",
+            "hf.Type": "client",
+        }})
+    );
+
+    let first = serial(&text("user1Cert"));
+    let second = serial(&text("user1Reenrolled"));
+    assert_ne!(first, second, "reenrolment issues a new certificate");
+    let mut both = vec![first, second];
+    both.sort();
+    assert_eq!(result["user1Certificates"], serde_json::json!(both));
+
+    let user2_serial = serial(&text("user2Cert"));
+    assert_eq!(
+        result["revoked"]["RevokedCerts"][0]["Serial"],
+        user2_serial.as_str()
+    );
+    for crl_pem in [
+        String::from_utf8(
+            weft_crypto::pem::unbase64(result["revoked"]["CRL"].as_str().expect("crl"))
+                .expect("base64"),
+        )
+        .expect("utf8"),
+        text("crl"),
+    ] {
+        let crl_der = weft_crypto::pem::blocks(crl_pem.as_bytes())
+            .expect("crl pem")
+            .remove(0)
+            .der;
+        let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&crl_der)
+            .expect("crl");
+        crl.verify_signature(root.public_key())
+            .expect("CRL signed by the CA");
+        let listed: Vec<String> = crl
+            .iter_revoked_certificates()
+            .map(|r| weft_ca::cert::fabric_hex(r.raw_serial()))
+            .collect();
+        assert_eq!(listed, std::slice::from_ref(&user2_serial));
+    }
+
+    assert_eq!(
+        result["identities"],
+        serde_json::json!(["admin", "user1", "user2"])
+    );
+    assert_eq!(result["user1Info"]["affiliation"], "org1.department1");
+    assert_eq!(result["createdSecret"], "user3pw");
+    assert_eq!(result["updated"]["max_enrollments"], 5);
+    assert_eq!(
+        result["affiliationsBefore"]["affiliations"][0]["name"],
+        "org1"
+    );
+    assert_eq!(
+        result["org3"]["affiliations"][0]["name"],
+        "org3.department1"
+    );
+
+    // Fabric CA's codes: 20 authentication, 71 authorisation, 31 bad CSR,
+    // 52 duplicate identity, 19 unknown CA.
+    for (case, expected) in [
+        ("wrongSecret", 20),
+        ("unknownUser", 20),
+        ("overLimit", 20),
+        ("forgedToken", 20),
+        ("revokedCaller", 20),
+        ("notRegistrar", 71),
+        ("unregistrableAttribute", 71),
+        ("noGenCrl", 71),
+        ("noRevoker", 71),
+        ("malformedCsr", 31),
+        ("duplicate", 52),
+        ("wrongCa", 19),
+        ("missingAttribute", 0),
+    ] {
+        assert_eq!(code(&result[case]), expected, "{case}: {}", result[case]);
+    }
+
+    // Nothing was written for the refused requests: four certificates
+    // (admin, user1, user2, user1 again), no user4/5/6, user1 enrolled once.
+    ca.kill();
+    let store = ca.store();
+    assert_eq!(store.certificates().expect("certs").len(), 4);
+    let names: Vec<String> = store
+        .identities()
+        .expect("identities")
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    assert_eq!(names, ["admin", "user1", "user2", "user3"]);
+    let user1 = store.identity("user1").expect("read").expect("user1");
+    assert_eq!(user1.enrollments, 1);
+    assert!(!user1.secret.contains("user1"), "secrets are stored hashed");
+    assert!(
+        store
+            .identity("user2")
+            .expect("read")
+            .expect("user2")
+            .revoked
+    );
+}
+
+fn burst(ca: &Ca, count: usize, stop_after: Option<usize>) -> (Vec<String>, Child) {
+    let mut child = ca
+        .client(&["burst", &count.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut acknowledged = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        acknowledged.push(line);
+        if stop_after.is_some_and(|n| acknowledged.len() >= n) {
+            break;
+        }
+    }
+    (acknowledged, child)
+}
+
+#[test]
+fn a_ca_killed_during_an_enrolment_burst_loses_nothing_acknowledged_and_repeats_no_serial() {
+    let mut ca = Ca::init();
+    let (mut acknowledged, mut client) = burst(&ca, 400, Some(60));
+    ca.kill();
+    let _ = client.kill();
+    let _ = client.wait();
+    assert_eq!(acknowledged.len(), 60);
+
+    ca.start();
+    let (after, mut client) = burst(&ca, 40, None);
+    assert!(client.wait().expect("node").success(), "{}", ca.log());
+    assert_eq!(after.len(), 40);
+    acknowledged.extend(after);
+    ca.kill();
+
+    let distinct: BTreeSet<&String> = acknowledged.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        acknowledged.len(),
+        "a serial was handed out twice"
+    );
+    let stored: BTreeSet<String> = ca
+        .store()
+        .certificates()
+        .expect("certificates")
+        .into_iter()
+        .map(|c| c.serial)
+        .collect();
+    let lost: Vec<&&String> = distinct.iter().filter(|s| !stored.contains(**s)).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+}
