@@ -131,6 +131,17 @@ class AssetTransfer extends Contract {
         return '';
     }
 
+    // The caller as fabric-shim's ClientIdentity sees it: attribute-based
+    // access control reads Fabric CA's attributes this way.
+    async ClientAttribute(ctx, name) {
+        const identity = ctx.clientIdentity;
+        return JSON.stringify({
+            mspId: identity.getMSPID(),
+            id: identity.getID(),
+            value: identity.getAttributeValue(name),
+        });
+    }
+
     // Writes a key, then the process dies before completing the transaction.
     async CrashMidTransaction(ctx, id) {
         await ctx.stub.putState(id, Buffer.from('never committed'));

@@ -484,6 +484,54 @@ impl Authority {
     ) -> Result<Reply, CaError> {
         let body: EnrollBody = body(request, true)?;
         self.check_ca_name(request, &body.caname)?;
+        let pem = self.issue(&caller, &body, counts)?;
+        ok(json!({
+            "Cert": weft_crypto::pem::base64(pem.as_bytes()),
+            "ServerInfo": self.server_info(),
+        }))
+    }
+
+    /// Registers `name` with type `kind` at the root affiliation (unless it
+    /// is registered) and issues it a certificate for `csr_pem`: how
+    /// `weft up` enrols a network's nodes, admins and users through their
+    /// organisation's CA before the CA serves. The identity gets a random
+    /// secret nobody learns: its key and certificate are its credential.
+    pub fn enrol_locally(&self, name: &str, kind: &str, csr_pem: &str) -> Result<String, CaError> {
+        let identity = match self.store.identity(name)? {
+            Some(identity) => identity,
+            None => {
+                let mut attrs = Vec::new();
+                add_fixed_attributes(&mut attrs, name, kind, "");
+                let identity = IdentityRecord {
+                    name: name.to_owned(),
+                    secret: secret::hash(&secret::generate()),
+                    kind: kind.to_owned(),
+                    affiliation: String::new(),
+                    attrs,
+                    max_enrollments: -1,
+                    enrollments: 0,
+                    revoked: false,
+                };
+                let mut write = self.store.write();
+                write.put_identity(&identity);
+                write.commit()?;
+                identity
+            }
+        };
+        let body = EnrollBody {
+            certificate_request: csr_pem.to_owned(),
+            ..EnrollBody::default()
+        };
+        self.issue(&identity, &body, true)
+    }
+
+    /// Issues `caller` a certificate as `body` asks; its PEM.
+    fn issue(
+        &self,
+        caller: &IdentityRecord,
+        body: &EnrollBody,
+        counts: bool,
+    ) -> Result<String, CaError> {
         let csr = cert::parse_csr(&body.certificate_request)
             .map_err(|e| CaError::bad_request(codes::BAD_CSR, e))?;
         if csr.common_name != caller.name {
@@ -508,7 +556,7 @@ impl Authority {
                 ));
             }
         };
-        let attributes = attribute_extension(&caller, body.attr_reqs.as_deref())?;
+        let attributes = attribute_extension(caller, body.attr_reqs.as_deref())?;
         let validity = self
             .config
             .certificate_validity(tls.then_some("tls"))
@@ -568,10 +616,7 @@ impl Authority {
         });
         write.commit()?;
         tracing::info!(id = %current.name, serial = %issued.serial, "certificate issued");
-        ok(json!({
-            "Cert": weft_crypto::pem::base64(issued.pem.as_bytes()),
-            "ServerInfo": self.server_info(),
-        }))
+        Ok(issued.pem)
     }
 
     /// `POST /register`: a new identity; answers its secret.

@@ -6,7 +6,9 @@
 //! to be created anew, every identity of that organisation is re-issued, since
 //! the old ones would no longer chain to it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -26,6 +28,9 @@ pub struct CryptogenConfig {
     pub now: OffsetDateTime,
     /// How long CA and identity certificates stay valid.
     pub validity_days: i64,
+    /// Organisations (by domain) whose signing identities a certificate
+    /// authority issues instead of a CA of cryptogen's own.
+    pub issuers: BTreeMap<String, Arc<dyn IdentityIssuer>>,
 }
 
 impl Default for CryptogenConfig {
@@ -33,8 +38,22 @@ impl Default for CryptogenConfig {
         Self {
             now: OffsetDateTime::now_utc(),
             validity_days: 3650,
+            issuers: BTreeMap::new(),
         }
     }
+}
+
+/// A certificate authority that issues an organisation's signing identities
+/// (`weft ca`): cryptogen makes each key and a CSR for it, the CA registers
+/// the identity and enrols it.
+pub trait IdentityIssuer: Send + Sync + std::fmt::Debug {
+    /// The CA certificate (PEM) the identities chain to: the root of the
+    /// organisation's MSP.
+    fn ca_cert_pem(&self) -> String;
+    /// Registers `name` with type `node_ou` (`peer`, `orderer`, `admin`,
+    /// `client`) unless it is registered, and enrols it with `csr_pem`;
+    /// answers the certificate (PEM).
+    fn enrol(&self, name: &str, node_ou: &str, csr_pem: &str) -> Result<String, String>;
 }
 
 /// What a run did.
@@ -73,7 +92,25 @@ impl Kind {
 struct Ca {
     name: String,
     cert_pem: String,
-    issuer: Issuer<'static, KeyPair>,
+    issuer: CaIssuer,
+}
+
+/// Who signs a CA's certificates: its own key, or a certificate authority.
+enum CaIssuer {
+    Own(Box<Issuer<'static, KeyPair>>),
+    External(Arc<dyn IdentityIssuer>),
+}
+
+impl CaIssuer {
+    fn own(&self, name: &str) -> Result<&Issuer<'static, KeyPair>, MaterialError> {
+        match self {
+            CaIssuer::Own(issuer) => Ok(issuer),
+            CaIssuer::External(_) => Err(MaterialError::invalid(
+                name,
+                "a certificate authority's CA cannot sign TLS certificates here",
+            )),
+        }
+    }
 }
 
 struct Org<'a> {
@@ -196,14 +233,37 @@ fn open_org<'a>(
     config: &CryptogenConfig,
     report: &mut CryptogenReport,
 ) -> Result<Org<'a>, MaterialError> {
-    let (ca, ca_fresh) = open_ca(
-        &dir.join("ca"),
-        &format!("ca.{domain}"),
-        domain,
-        signatures,
-        config,
-        report,
-    )?;
+    let (ca, ca_fresh) = match config.issuers.get(domain) {
+        Some(external) => {
+            let name = format!("ca.{domain}");
+            let cert_pem = external.ca_cert_pem();
+            let cert_path = dir.join("ca").join(ca_cert_file(&name));
+            // The CA's key stays with the CA; `ca/` holds its certificate.
+            let fresh = std::fs::read_to_string(&cert_path).ok().as_deref() != Some(&cert_pem);
+            write(&cert_path, cert_pem.as_bytes())?;
+            if fresh {
+                report.cas_written += 1;
+            } else {
+                report.cas_kept += 1;
+            }
+            (
+                Ca {
+                    name,
+                    cert_pem,
+                    issuer: CaIssuer::External(Arc::clone(external)),
+                },
+                fresh,
+            )
+        }
+        None => open_ca(
+            &dir.join("ca"),
+            &format!("ca.{domain}"),
+            domain,
+            signatures,
+            config,
+            report,
+        )?,
+    };
     let (tls_ca, tls_fresh) = open_ca(
         &dir.join("tlsca"),
         &format!("tlsca.{domain}"),
@@ -254,7 +314,7 @@ fn open_ca(
             Ca {
                 name: name.to_owned(),
                 cert_pem,
-                issuer,
+                issuer: CaIssuer::Own(Box::new(issuer)),
             },
             false,
         ));
@@ -283,7 +343,7 @@ fn open_ca(
         Ca {
             name: name.to_owned(),
             cert_pem: cert.pem(),
-            issuer: Issuer::new(params, key),
+            issuer: CaIssuer::Own(Box::new(Issuer::new(params, key))),
         },
         true,
     ))
@@ -335,9 +395,24 @@ fn identity(
     let mut params = base_params(vec![], config);
     params.distinguished_name = dn(org.domain, Some(kind.organizational_unit()), name);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    let cert = params
-        .signed_by(&key, &org.ca.issuer)
-        .map_err(cert_error(name))?;
+    let cert_pem = match &org.ca.issuer {
+        CaIssuer::Own(issuer) => params
+            .signed_by(&key, issuer)
+            .map_err(cert_error(name))?
+            .pem(),
+        CaIssuer::External(external) => {
+            // A CSR carries the subject only; the CA decides the rest.
+            let mut request = CertificateParams::default();
+            request.distinguished_name = params.distinguished_name.clone();
+            let csr = request
+                .serialize_request(&key)
+                .and_then(|csr| csr.pem())
+                .map_err(cert_error(name))?;
+            external
+                .enrol(name, kind.organizational_unit(), &csr)
+                .map_err(|e| MaterialError::invalid(&msp, format!("enrolling {name}: {e}")))?
+        }
+    };
     let key_file = msp.join(KEY_FILE);
     write_private_key(&key_file, identity_key_pem(&key_file, &key)?.as_bytes())?;
     write(
@@ -352,7 +427,7 @@ fn identity(
         &msp.join("config.yaml"),
         node_ous_yaml(&org.ca.name).as_bytes(),
     )?;
-    write(&msp.join(SIGNCERT_FILE), cert.pem().as_bytes())?;
+    write(&msp.join(SIGNCERT_FILE), cert_pem.as_bytes())?;
 
     // TLS: servers answer to their full name, short name and loopback, so a
     // network started on one machine verifies without extra settings.
@@ -374,7 +449,7 @@ fn identity(
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
     let cert = params
-        .signed_by(&key, &org.tls_ca.issuer)
+        .signed_by(&key, org.tls_ca.issuer.own(name)?)
         .map_err(cert_error(name))?;
     write_private_key(&tls.join(tls_key), key.serialize_pem().as_bytes())?;
     write(&tls.join("ca.crt"), org.tls_ca.cert_pem.as_bytes())?;

@@ -23,6 +23,6 @@ mod time;
 
 pub use error::{IdentityError, MspError, PrincipalError};
 pub use identity::{Identity, NodeRole};
-pub use manager::{MspManager, MspManagerConfig};
+pub use manager::{LocalRevocations, MspManager, MspManagerConfig};
 pub use msp::Msp;
 pub use principal::{MspRole, Principal};

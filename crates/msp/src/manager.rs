@@ -1,8 +1,9 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use weft_protos::Message;
 use weft_protos::msp::SerializedIdentity;
+use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
 
 use crate::{Identity, IdentityError, Msp};
 
@@ -32,6 +33,21 @@ pub struct MspManager {
     msps: BTreeMap<String, Msp>,
     cache: RwLock<HashMap<Vec<u8>, Arc<Identity>>>,
     config: MspManagerConfig,
+    /// Revocation lists from outside the channel configuration (a node's
+    /// local MSP `crls/`): per issuer name, the serials it revoked.
+    local_revocations: RwLock<BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>>>,
+}
+
+/// What [`MspManager::set_local_revocation_lists`] did with each list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalRevocations {
+    /// Lists signed by a CA of one of the channel's MSPs, now enforced.
+    pub applied: usize,
+    /// Serials they revoke.
+    pub serials: usize,
+    /// Lists not signed by any of the channel's CAs (another channel's
+    /// organisation, say), or malformed: why each was left out.
+    pub skipped: Vec<String>,
 }
 
 impl MspManager {
@@ -43,7 +59,88 @@ impl MspManager {
                 .collect(),
             cache: RwLock::new(HashMap::new()),
             config,
+            local_revocations: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// Enforces the revocation lists (PEM, `X509 CRL` blocks) a node keeps
+    /// in its local MSP's `crls/`, besides those of the channel
+    /// configuration: a list counts for the channel when one of its MSPs'
+    /// CAs signed it. Replaces the lists set before, and forgets the
+    /// identities validated so far, so a revoked one is refused from the
+    /// next request on.
+    pub fn set_local_revocation_lists(&self, pems: &[Vec<u8>]) -> LocalRevocations {
+        let mut outcome = LocalRevocations::default();
+        let mut revoked: BTreeMap<Vec<u8>, BTreeSet<Vec<u8>>> = BTreeMap::new();
+        for pem in pems {
+            let blocks = match weft_crypto::pem::blocks(pem) {
+                Ok(blocks) => blocks,
+                Err(e) => {
+                    outcome.skipped.push(format!("not PEM: {e}"));
+                    continue;
+                }
+            };
+            for block in blocks.into_iter().filter(|b| b.label == "X509 CRL") {
+                let crl = match CertificateRevocationList::from_der(&block.der) {
+                    Ok((_, crl)) => crl,
+                    Err(e) => {
+                        outcome.skipped.push(format!("malformed CRL: {e}"));
+                        continue;
+                    }
+                };
+                if !self
+                    .msps
+                    .values()
+                    .any(|msp| msp.signed_revocation_list(&crl))
+                {
+                    outcome.skipped.push(format!(
+                        "CRL of {} is not signed by a CA of this channel",
+                        crl.issuer()
+                    ));
+                    continue;
+                }
+                let serials = revoked.entry(crl.issuer().as_raw().to_vec()).or_default();
+                for entry in crl.iter_revoked_certificates() {
+                    serials.insert(entry.raw_serial().to_vec());
+                }
+                outcome.applied += 1;
+            }
+        }
+        outcome.serials = revoked.values().map(BTreeSet::len).sum();
+        *self
+            .local_revocations
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = revoked;
+        self.cache
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+        outcome
+    }
+
+    fn check_local_revocations(&self, identity: &Identity) -> Result<(), IdentityError> {
+        let revoked = self
+            .local_revocations
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if revoked.is_empty() {
+            return Ok(());
+        }
+        let Ok((_, cert)) = X509Certificate::from_der(identity.certificate_der()) else {
+            return Ok(());
+        };
+        let serial = cert.raw_serial();
+        if revoked
+            .get(cert.issuer().as_raw())
+            .is_some_and(|serials| serials.contains(serial))
+        {
+            return Err(IdentityError::Revoked {
+                msp_id: identity.msp_id().to_owned(),
+                subject: identity.subject().to_owned(),
+                serial: serial.iter().map(|b| format!("{b:02x}")).collect(),
+            });
+        }
+        Ok(())
     }
 
     pub fn msp(&self, msp_id: &str) -> Option<&Msp> {
@@ -115,7 +212,9 @@ impl MspManager {
                 certs.len()
             )));
         }
-        msp.validate_certificate(&certs.swap_remove(0), now_unix_seconds)
+        let identity = msp.validate_certificate(&certs.swap_remove(0), now_unix_seconds)?;
+        self.check_local_revocations(&identity)?;
+        Ok(identity)
     }
 
     /// Number of cached identities.

@@ -227,6 +227,16 @@ impl Msp {
         }))
     }
 
+    /// Whether one of this MSP's CAs signed `crl` (its issuer name and signature).
+    pub(crate) fn signed_revocation_list(&self, crl: &CertificateRevocationList<'_>) -> bool {
+        self.cas.iter().any(|ca| {
+            ca.subject_raw == crl.issuer().as_raw()
+                && SubjectPublicKeyInfo::from_der(&ca.spki_raw)
+                    .map(|(_, spki)| crl.verify_signature(&spki).is_ok())
+                    .unwrap_or(false)
+        })
+    }
+
     fn add_revocation_list(&mut self, pem: &[u8]) -> Result<(), MspError> {
         let bad = |reason: String| MspError::BadRevocationList {
             msp_id: self.id.clone(),

@@ -391,6 +391,52 @@ fn a_revoked_certificate_is_refused() {
 }
 
 #[test]
+fn local_revocation_lists_refuse_an_identity_validated_before_and_can_be_lifted() {
+    let net = network();
+    let ca = net.ca("org1.example.com");
+    let now = OffsetDateTime::now_utc();
+    let cert = client_cert(&ca, now - Duration::hours(1), now + Duration::days(1), 4343);
+    let manager = net.manager();
+    let identity = serialized("Org1MSP", &cert);
+    manager.validate(&identity, net.now).expect("valid before");
+    assert_eq!(manager.cached_identities(), 1);
+
+    // A list of org1's CA applies; one of a CA outside the channel does not.
+    let outsider = {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+        let mut params = CertificateParams::new(vec![]).expect("params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "elsewhere");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Issuer::new(params, key)
+    };
+    let outcome = manager.set_local_revocation_lists(&[
+        crl_pem(&ca, &[4343]),
+        crl_pem(&outsider, &[4343]),
+        b"not a crl".to_vec(),
+    ]);
+    assert_eq!(outcome.applied, 1);
+    assert_eq!(outcome.serials, 1);
+    assert_eq!(outcome.skipped.len(), 1, "{:?}", outcome.skipped);
+    let error = manager
+        .validate(&identity, net.now)
+        .expect_err("revoked, though cached before");
+    assert!(matches!(error, IdentityError::Revoked { .. }), "{error:?}");
+    manager
+        .validate(
+            &net.user("org1.example.com", "User1", "Org1MSP")
+                .serialized(),
+            net.now,
+        )
+        .expect("others unaffected");
+
+    // Taking the list away lifts the revocation.
+    manager.set_local_revocation_lists(&[]);
+    manager.validate(&identity, net.now).expect("valid again");
+}
+
+#[test]
 fn a_revocation_list_from_a_foreign_ca_is_refused() {
     let net = network();
     let mut config =

@@ -121,6 +121,12 @@ pub fn write(
     let spec = NetworkSpec::from_yaml(spec_text, origin)?;
     crate::up::check_builtins(&spec, builtins, origin)?;
     check(&spec, origin)?;
+    if spec.certificate_authorities {
+        return Err(NetworkError::Refused(format!(
+            "{origin}: `certificateAuthorities: true` is not yet deployed as containers; \
+             run the network with `weft up`, or remove it to use cryptogen-style material"
+        )));
+    }
     match (options.per_host, spec.hosts.is_empty()) {
         (true, true) => {
             return Err(NetworkError::Refused(format!(

@@ -1,6 +1,7 @@
 //! A whole weft network on one host, from one spec: what `weft up`,
 //! `weft down`, `weft status` and `weft logs` do.
 //!
+//! - [`cas`]: the organisations' certificate authorities (`certificateAuthorities: true`);
 //! - [`dir`]: the network directory's layout;
 //! - [`nodes`]: the nodes a spec describes and their config files;
 //! - [`prepare`]: crypto material, genesis blocks, configs, connection profiles;
@@ -16,6 +17,7 @@
 //! what is missing and restarts what is down.
 
 pub mod admin;
+pub mod cas;
 pub mod compose;
 pub mod deploy;
 pub mod dir;

@@ -38,13 +38,14 @@ pub fn prepare(
         }
     }
     let organizations = dir.organizations();
-    let report = cryptogen::generate(
-        spec,
-        &organizations,
-        &CryptogenConfig::default(),
-        &mut |_| {},
-    )
-    .map_err(|e| NetworkError::Material(e.to_string()))?;
+    let config = CryptogenConfig {
+        issuers: crate::cas::prepare(spec, &organizations, progress)?,
+        ..CryptogenConfig::default()
+    };
+    let report = cryptogen::generate(spec, &organizations, &config, &mut |_| {})
+        .map_err(|e| NetworkError::Material(e.to_string()))?;
+    // The CAs' stores are released before the CAs start.
+    drop(config);
     progress(&format!(
         "crypto material: {} identities written, {} kept",
         report.identities_written, report.identities_kept

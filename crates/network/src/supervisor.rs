@@ -209,6 +209,10 @@ pub fn running_sink(dir: &NetworkDir, sink: &str) -> Option<u32> {
     Unit::sink(dir, sink).running()
 }
 
+pub fn running_ca(dir: &NetworkDir, ca: &weft_spec::CertificateAuthoritySpec) -> Option<u32> {
+    Unit::ca(dir, ca).running()
+}
+
 /// One process the supervisor keeps running: a node or an event sink.
 #[derive(Debug, Clone)]
 struct Unit {
@@ -265,11 +269,32 @@ impl Unit {
         }
     }
 
-    /// Every node of the spec, then its event sinks.
+    /// A certificate authority (`weft ca start --home organizations/fabric-ca/<org>`).
+    fn ca(dir: &NetworkDir, ca: &weft_spec::CertificateAuthoritySpec) -> Unit {
+        let home = crate::cas::home(&dir.organizations(), ca);
+        Unit {
+            name: ca.name.clone(),
+            args: vec![
+                "ca".into(),
+                "start".into(),
+                "--home".into(),
+                home.clone().into(),
+            ],
+            cwd: dir.node_dir(&ca.name),
+            log: dir.node_log(&ca.name),
+            pid_file: dir.node_pid(&ca.name),
+            planned: dir.node_dir(&ca.name).join("restart"),
+            // Trailing space: `…/org1` must not match `…/org10`.
+            marker: format!("ca start --home {} ", home.display()),
+        }
+    }
+
+    /// The certificate authorities, every node of the spec, then its event sinks.
     fn all(dir: &NetworkDir, spec: &weft_spec::NetworkSpec) -> Vec<Unit> {
-        nodes(spec)
+        spec.certificate_authorities()
             .iter()
-            .map(|node| Unit::node(dir, node))
+            .map(|ca| Unit::ca(dir, ca))
+            .chain(nodes(spec).iter().map(|node| Unit::node(dir, node)))
             .chain(
                 spec.event_sinks
                     .iter()
@@ -587,6 +612,20 @@ pub fn check_ports_free(
                     node.name
                 )));
             }
+        }
+    }
+    for ca in spec.certificate_authorities() {
+        if Unit::ca(dir, &ca).running().is_some() {
+            continue;
+        }
+        if let Err(error) = std::net::TcpListener::bind(("127.0.0.1", ca.port))
+            && error.kind() == std::io::ErrorKind::AddrInUse
+        {
+            return Err(NetworkError::Refused(format!(
+                "{}: its port, {}, is in use by another program (another weft network, a \
+                 Fabric CA?); stop it or give the organisation another `caPort` in the spec",
+                ca.name, ca.port
+            )));
         }
     }
     Ok(())

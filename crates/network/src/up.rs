@@ -313,6 +313,20 @@ pub fn summary(dir: &NetworkDir, spec: &NetworkSpec) -> String {
             node.address()
         ));
     }
+    let cas = spec.certificate_authorities();
+    if !cas.is_empty() {
+        out.push_str("\ncertificate authorities (Fabric CA clients; registrar admin:adminpw):\n");
+        for ca in &cas {
+            let home = crate::cas::home(&dir.organizations(), ca);
+            out.push_str(&format!(
+                "  {:<12} https://localhost:{:<6} of {}; root {}\n",
+                ca.name,
+                ca.port,
+                ca.msp_id,
+                shown(&home.join(weft_ca::config::CA_CERT_FILE))
+            ));
+        }
+    }
     out.push_str("\nchannels:\n");
     for channel in &spec.channels {
         let orgs: Vec<&str> = spec

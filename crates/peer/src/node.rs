@@ -83,6 +83,8 @@ pub struct Peer {
     operations: Arc<weft_node::operations::Operations>,
     stop: watch::Sender<bool>,
     join_lock: tokio::sync::Mutex<()>,
+    /// Revocation lists of the local MSP, enforced on every channel.
+    crls: crate::revocation::LocalCrls,
 }
 
 impl std::fmt::Debug for Peer {
@@ -234,8 +236,10 @@ impl Peer {
             operations,
             stop: watch::channel(false).0,
             join_lock: tokio::sync::Mutex::new(()),
+            crls: crate::revocation::LocalCrls::new(&config.msp_dir),
             config,
         });
+        peer.crls.reload();
         let ledgers = peer.config.data_dir.join("ledgers");
         std::fs::create_dir_all(&ledgers).map_err(|e| format!("{}: {e}", ledgers.display()))?;
         let mut dirs: Vec<_> = std::fs::read_dir(&ledgers)
@@ -277,10 +281,36 @@ impl Peer {
             );
             peer.activate(Arc::new(channel));
         }
+        tokio::spawn(Arc::clone(&peer).watch_revocation_lists());
         Ok(peer)
     }
 
+    /// Reads the local MSP's `crls/` again every few seconds and enforces
+    /// what changed on every channel.
+    async fn watch_revocation_lists(self: Arc<Self>) {
+        let mut stop = self.stop.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(crate::revocation::POLL) => {}
+                _ = stop.changed() => return,
+            }
+            let peer = Arc::clone(&self);
+            let changed = tokio::task::spawn_blocking(move || {
+                if peer.crls.reload().is_some() {
+                    for channel in peer.channels() {
+                        peer.crls.apply(&channel);
+                    }
+                }
+            })
+            .await;
+            if changed.is_err() {
+                return;
+            }
+        }
+    }
+
     fn activate(&self, channel: Arc<PeerChannel>) {
+        self.crls.apply(&channel);
         self.channels.insert(Arc::clone(&channel));
         tokio::spawn(channel.run_committer(
             self.tls.clone(),

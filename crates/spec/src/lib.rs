@@ -14,6 +14,13 @@
 //! `operationsPorts` is given, on the listen port + 10000 (17051, 17050, …);
 //! a node with explicit `ports` but no `operationsPorts` has none.
 //!
+//! Certificate authorities (`certificateAuthorities: true`): one CA per
+//! organisation, as Fabric's test-network with `-ca` runs them —
+//! `ca-<org name in lower case>` for peer organisations and `ca-orderer`,
+//! listening on `caPort` of the organisation, by default 7054 for the first
+//! peer organisation, 8054 for the second, 9054 for the orderers', and
+//! `9054 + 1000·k` for peer organisation `k ≥ 2` (10054, 11054, …).
+//!
 //! Hosts: a spec may place its nodes on machines (`hosts:` with names and
 //! addresses; `hosts: [...]` under each organisation and the orderers, a
 //! host per node, like `ports`) for `weft deploy compose --per-host`.
@@ -46,6 +53,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "hosts",
     "eventSinks",
     "signatureAlgorithm",
+    "certificateAuthorities",
 ];
 
 /// A network spec that parsed and passed validation.
@@ -80,6 +88,30 @@ pub struct NetworkSpec {
     /// TLS keys stay ECDSA P-256.
     #[serde(default, skip_serializing_if = "SignatureAlgorithm::is_default")]
     pub signature_algorithm: SignatureAlgorithm,
+    /// Identities come from a certificate authority per organisation
+    /// (`weft ca`), which `weft up` runs beside the nodes.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub certificate_authorities: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// An organisation's certificate authority (`certificateAuthorities: true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateAuthoritySpec {
+    /// `ca-org1`, `ca-orderer`: the CA's name, which clients address it by.
+    pub name: String,
+    /// Its directory under `organizations/fabric-ca/` (`org1`, `ordererOrg`).
+    pub directory: String,
+    pub port: u16,
+    /// The organisation's domain and MSP ID.
+    pub domain: String,
+    pub msp_id: String,
+    /// The organisation's name in lower case (`org1`): the affiliation its
+    /// identities are registered under.
+    pub affiliation: String,
 }
 
 /// The key type of MSP identities.
@@ -285,6 +317,9 @@ pub struct OrganizationSpec {
     /// The host (of the spec's `hosts`) of each peer, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<String>>,
+    /// The port of the organisation's CA (`certificateAuthorities: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_port: Option<u16>,
 }
 
 /// The ordering service.
@@ -338,6 +373,9 @@ pub struct OrdererOrganizationSpec {
     pub name: String,
     pub msp_id: String,
     pub domain: String,
+    /// The port of the organisation's CA (`certificateAuthorities: true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_port: Option<u16>,
 }
 
 fn one() -> u32 {
@@ -520,6 +558,14 @@ impl NetworkSpec {
                 ),
             ));
         }
+        if self.certificate_authorities && !self.hosts.is_empty() {
+            return Err(fail(
+                "certificateAuthorities".into(),
+                "certificate authorities are not yet placed on hosts: remove `hosts:` or \
+                 run `weft ca` yourself on each host"
+                    .into(),
+            ));
+        }
         self.validate_ports()
             .map_err(|(path, message)| fail(path, message))?;
         self.validate_hosts()
@@ -689,6 +735,47 @@ impl NetworkSpec {
         u16::try_from(self.orderer_port_wide(index).0).unwrap_or(u16::MAX)
     }
 
+    /// The certificate authorities `weft up` runs: one per peer
+    /// organisation, then the orderers' (none without `certificateAuthorities`).
+    pub fn certificate_authorities(&self) -> Vec<CertificateAuthoritySpec> {
+        if !self.certificate_authorities {
+            return Vec::new();
+        }
+        let mut cas: Vec<CertificateAuthoritySpec> = self
+            .organizations
+            .iter()
+            .enumerate()
+            .map(|(k, org)| {
+                let lower = org.name.to_ascii_lowercase();
+                let default = match k {
+                    0 => 7054,
+                    1 => 8054,
+                    k => 9054 + 1000 * u32::try_from(k - 1).unwrap_or(u32::MAX),
+                };
+                CertificateAuthoritySpec {
+                    name: format!("ca-{lower}"),
+                    directory: lower.clone(),
+                    port: org
+                        .ca_port
+                        .unwrap_or_else(|| u16::try_from(default).unwrap_or(u16::MAX)),
+                    domain: org.domain.clone(),
+                    msp_id: org.msp_id.clone(),
+                    affiliation: lower,
+                }
+            })
+            .collect();
+        let orderer = &self.orderers.organization;
+        cas.push(CertificateAuthoritySpec {
+            name: "ca-orderer".into(),
+            directory: "ordererOrg".into(),
+            port: orderer.ca_port.unwrap_or(9054),
+            domain: orderer.domain.clone(),
+            msp_id: orderer.msp_id.clone(),
+            affiliation: orderer.name.to_ascii_lowercase(),
+        });
+        cas
+    }
+
     /// The organisation a channel or chaincode names, by name or MSP ID.
     pub fn organization(&self, name: &str) -> Option<&OrganizationSpec> {
         self.organizations
@@ -794,7 +881,21 @@ impl NetworkSpec {
                 )
             })
         });
-        for (node, (port, path)) in peers.chain(orderers).chain(sinks) {
+        let cas = self.certificate_authorities().into_iter().map(|ca| {
+            let path = match self
+                .organizations
+                .iter()
+                .position(|o| o.msp_id == ca.msp_id)
+            {
+                Some(k) => format!("organizations[{k}].caPort"),
+                None => "orderers.organization.caPort".into(),
+            };
+            (
+                format!("certificate authority {}", ca.name),
+                (u32::from(ca.port), path),
+            )
+        });
+        for (node, (port, path)) in peers.chain(orderers).chain(sinks).chain(cas) {
             if port == 0 || port > u32::from(u16::MAX) {
                 return Err((
                     path,

@@ -94,6 +94,10 @@ fn bring_up(
         admin::converge(&dir, spec, timeout, &mut step).await?;
         weft_network::deploy::deploy(&dir, spec, base, timeout, &mut step).await
     });
+    let converged = converged.and_then(|defined| {
+        weft_network::cas::wait_ready(&dir, spec, Duration::from_secs(timeout), &mut step)
+            .map(|()| defined)
+    });
     let defined = match converged {
         Ok(defined) => defined,
         Err(error) => {
@@ -737,6 +741,18 @@ pub fn status(dir: NetworkDir) -> anyhow::Result<()> {
             process
         );
     }
+    for ca in spec.certificate_authorities() {
+        let process = supervisor::running_ca(&dir, &ca)
+            .map_or("stopped".to_owned(), |pid| format!("pid {pid}"));
+        let listening = std::net::TcpStream::connect(("127.0.0.1", ca.port)).is_ok();
+        println!(
+            "  {:<28} {:<16} {process:<10} {} (CA of {})",
+            ca.name,
+            format!("127.0.0.1:{}", ca.port),
+            if listening { "up" } else { "not listening" },
+            ca.msp_id
+        );
+    }
     for sink in &spec.event_sinks {
         let process = supervisor::running_sink(&dir, &sink.name)
             .map_or("stopped".to_owned(), |pid| format!("pid {pid}"));
@@ -775,7 +791,12 @@ pub fn logs(dir: NetworkDir, node: &str, lines: usize, follow: bool) -> anyhow::
     } else if spec.event_sinks.iter().any(|s| s.name == node) {
         dir.sink_log(node)
     } else {
-        let names: Vec<String> = nodes(&spec).into_iter().map(|n| n.name).collect();
+        let names: Vec<String> = spec
+            .certificate_authorities()
+            .into_iter()
+            .map(|ca| ca.name)
+            .chain(nodes(&spec).into_iter().map(|n| n.name))
+            .collect();
         if !names.iter().any(|n| n == node) {
             let sinks: String = spec
                 .event_sinks
@@ -1034,6 +1055,20 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
             "  {} ({}), domain {}: {} peer(s), users Admin and User1…User{}",
             org.name, org.msp_id, org.domain, org.peers, org.users
         );
+    }
+    let cas = spec.certificate_authorities();
+    if !cas.is_empty() {
+        let _ = writeln!(
+            out,
+            "certificate authorities (identities enrolled through them):"
+        );
+        for ca in &cas {
+            let _ = writeln!(
+                out,
+                "  {:<12} https://localhost:{} ({}), organizations/fabric-ca/{}",
+                ca.name, ca.port, ca.msp_id, ca.directory
+            );
+        }
     }
     let _ = writeln!(out, "channels:");
     for channel in &spec.channels {

@@ -347,3 +347,238 @@ fn a_ca_killed_during_an_enrolment_burst_loses_nothing_acknowledged_and_repeats_
     let lost: Vec<&&String> = distinct.iter().filter(|s| !stored.contains(**s)).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
+
+/// A `weft up` network directory, stopped when the test ends.
+struct Network {
+    dir: tempfile::TempDir,
+}
+
+impl Network {
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("net")
+    }
+
+    fn weft(&self, args: &[&str]) -> std::process::Output {
+        Command::new(WEFT)
+            .args(args)
+            .arg("--dir")
+            .arg(self.path())
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("weft")
+    }
+
+    fn organizations(&self) -> PathBuf {
+        self.path().join("organizations")
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = self.weft(&["down"]);
+    }
+}
+
+fn node_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let out = Command::new("node")
+        .current_dir(weft_compat::compat_dir())
+        .arg(weft_compat::compat_dir().join("node/ca-gateway.mjs"))
+        .args(args)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "ca-gateway.mjs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// `certificateAuthorities: true`: `weft up` runs a CA per organisation and
+/// enrols every node, admin and user through it; a user registered and
+/// enrolled later with fabric-ca-client submits through the official
+/// gateway client at once, and the chaincode (fabric-shim's
+/// `ClientIdentity`) reads the attribute the CA put in its certificate;
+/// once revoked and the CRL in the peers' MSPs, the user is refused.
+#[test]
+fn a_network_of_ca_issued_identities_admits_new_users_and_refuses_revoked_ones() {
+    let network = Network {
+        dir: tempfile::tempdir().expect("dir"),
+    };
+    let compat = weft_compat::compat_dir();
+    let (peer1, peer2, orderer) = (free_port(), free_port(), free_port());
+    let (ca1, ca2, ca_orderer) = (free_port(), free_port(), free_port());
+    let spec = format!(
+        "name: with-cas\n\
+         certificateAuthorities: true\n\
+         organizations:\n\
+         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{peer1}], caPort: {ca1}}}\n\
+         \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{peer2}], caPort: {ca2}}}\n\
+         orderers:\n\
+         \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com, caPort: {ca_orderer}}}\n\
+         \x20 nodes: 1\n\
+         \x20 ports: [{orderer}]\n\
+         chaincodes:\n\
+         \x20 - name: assets\n\
+         \x20   launcher:\n\
+         \x20     process:\n\
+         \x20       command: [{cli}, start, --peer.address, \"{{peer_address}}\"]\n\
+         \x20       dir: {dir}\n",
+        cli = compat
+            .join("node_modules/.bin/fabric-chaincode-node")
+            .display(),
+        dir = compat.join("node/chaincode").display(),
+    );
+    let spec_path = network.dir.path().join("spec.yaml");
+    std::fs::write(&spec_path, spec).expect("spec");
+    let up = network.weft(&["up", spec_path.to_str().expect("utf8")]);
+    assert!(
+        up.status.success(),
+        "weft up: {}\n{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let summary = String::from_utf8_lossy(&up.stdout);
+    assert!(
+        summary.contains(&format!("ca-org1      https://localhost:{ca1}")),
+        "{summary}"
+    );
+
+    // The MSPs are rooted in the CAs: Fabric's files, and every identity on
+    // the CA's record.
+    let organizations = network.organizations();
+    let ca_root =
+        std::fs::read_to_string(organizations.join("fabric-ca/org1/ca-cert.pem")).expect("CA root");
+    assert!(organizations.join("fabric-ca/org1/tls-cert.pem").is_file());
+    let org1 = organizations.join("peerOrganizations/org1.example.com");
+    assert_eq!(
+        std::fs::read_to_string(org1.join("msp/cacerts/ca.org1.example.com-cert.pem"))
+            .expect("org MSP root"),
+        ca_root
+    );
+    let peer_cert =
+        std::fs::read_to_string(org1.join("peers/peer0.org1.example.com/msp/signcerts/cert.pem"))
+            .expect("peer cert");
+    let root_der = der(&ca_root);
+    let (_, root) = X509Certificate::from_der(&root_der).expect("root");
+    let peer_der = der(&peer_cert);
+    let (_, peer) = X509Certificate::from_der(&peer_der).expect("peer");
+    peer.verify_signature(Some(root.public_key()))
+        .expect("the peer's certificate is issued by ca-org1");
+    assert_eq!(
+        attributes(&peer_cert)["attrs"]["hf.Type"],
+        "peer",
+        "enrolled through the CA, with its attributes"
+    );
+
+    let out = network.dir.path().join("appuser");
+    std::fs::create_dir_all(&out).expect("out");
+    let ca_url = format!("https://localhost:{ca1}");
+    let root_path = organizations.join("fabric-ca/org1/ca-cert.pem");
+    let enrolled = node_json(&[
+        "enrol".as_ref(),
+        ca_url.as_ref(),
+        root_path.as_os_str(),
+        "ca-org1".as_ref(),
+        out.as_os_str(),
+    ]);
+    for identity in [
+        "Admin@org1.example.com:admin",
+        "User1@org1.example.com:client",
+        "peer0.org1.example.com:peer",
+        "admin:client",
+        "appuser:client",
+    ] {
+        assert!(
+            enrolled["identities"]
+                .as_array()
+                .expect("identities")
+                .iter()
+                .any(|i| i == identity),
+            "{identity} not on ca-org1's record: {enrolled}"
+        );
+    }
+
+    let endpoint = format!("127.0.0.1:{peer1}");
+    let tls_ca = org1.join("peers/peer0.org1.example.com/tls/ca.crt");
+    let use_it = || {
+        node_json(&[
+            "use".as_ref(),
+            endpoint.as_ref(),
+            tls_ca.as_os_str(),
+            "Org1MSP".as_ref(),
+            out.as_os_str(),
+            "mychannel".as_ref(),
+            "assets".as_ref(),
+        ])
+    };
+    let used = use_it();
+    for phase in ["submitted", "evaluated"] {
+        let answer: serde_json::Value = serde_json::from_str(
+            used[phase]["ok"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{phase}: {used}")),
+        )
+        .expect("chaincode JSON");
+        assert_eq!(answer["mspId"], "Org1MSP");
+        assert_eq!(answer["value"], "auditor", "{phase}: {answer}");
+        assert!(
+            answer["id"].as_str().expect("id").contains("CN=appuser"),
+            "{answer}"
+        );
+    }
+
+    // Revoked at the CA: still admitted until the peers hold the CRL...
+    let revoked = node_json(&[
+        "revoke".as_ref(),
+        ca_url.as_ref(),
+        root_path.as_os_str(),
+        "ca-org1".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert_eq!(
+        revoked["revoked"].as_array().map(Vec::len),
+        Some(1),
+        "{revoked}"
+    );
+    let crl = std::fs::read(out.join("crl.pem")).expect("crl");
+    assert!(use_it()["evaluated"]["ok"].is_string(), "no CRL yet");
+    // ...then refused by every peer whose local MSP has it, with no restart.
+    for peer_msp in [
+        org1.join("peers/peer0.org1.example.com/msp"),
+        organizations.join("peerOrganizations/org2.example.com/peers/peer0.org2.example.com/msp"),
+    ] {
+        std::fs::create_dir_all(peer_msp.join("crls")).expect("crls");
+        std::fs::write(peer_msp.join("crls/ca-org1-crl.pem"), &crl).expect("crl");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        let used = use_it();
+        if used["evaluated"]["error"].is_object() {
+            break used;
+        }
+        assert!(Instant::now() < deadline, "still admitted: {used}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    for phase in ["submitted", "evaluated"] {
+        let message = refused[phase]["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+            + &refused[phase]["error"]["details"].to_string();
+        assert!(message.contains("revoked"), "{phase}: {refused}");
+    }
+    // The CAs are nodes of the network like the others.
+    let status = network.weft(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("ca-org1") && l.contains(" up (CA of Org1MSP)")),
+        "{text}"
+    );
+    let logs = network.weft(&["logs", "ca-org1"]);
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(text.contains("POST /api/v1/revoke 200"), "{text}");
+}
