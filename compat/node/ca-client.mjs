@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
+import https from 'node:https';
 
 const require = createRequire(import.meta.url);
 const FabricCAServices = require('fabric-ca-client');
@@ -25,6 +26,19 @@ async function user(name, enrollment) {
 
 function serial(pem) {
   return new X509Certificate(pem).serialNumber.toLowerCase().replace(/^0+/, '');
+}
+
+// A request without any client library: status and JSON body.
+function raw(method, path) {
+  return new Promise((resolve, reject) => {
+    const request = https.request(url + path, { method, ca: readFileSync(rootPath) }, (response) => {
+      let body = '';
+      response.on('data', (chunk) => { body += chunk; });
+      response.on('end', () => resolve({ status: response.statusCode, body: JSON.parse(body) }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
 }
 
 async function refusal(what) {
@@ -111,6 +125,9 @@ async function flow() {
   out.noRevoker = await refusal(() => ca.revoke({ enrollmentID: 'user3' }, user1));
   out.wrongCa = await refusal(() => new FabricCAServices(url, { trustedRoots: [readFileSync(rootPath)], verify: true }, 'ca-elsewhere')
     .enroll({ enrollmentID: 'admin', enrollmentSecret: 'adminpw' }));
+  out.idemix = await raw('POST', '/api/v1/idemix/credential');
+  out.methodNotAllowed = await raw('GET', '/api/v1/enroll');
+  out.cainfoAtTop = await raw('GET', '/cainfo');
   console.log(JSON.stringify(out));
 }
 

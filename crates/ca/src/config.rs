@@ -344,6 +344,8 @@ pub struct InitOptions {
     /// Affiliations: Fabric CA's defaults when None.
     pub affiliations: Option<BTreeMap<String, Vec<String>>>,
     pub tls: bool,
+    /// Where the operations service listens (`127.0.0.1:17054`), if anywhere.
+    pub operations: Option<String>,
 }
 
 impl InitOptions {
@@ -359,6 +361,7 @@ impl InitOptions {
             organization: None,
             affiliations: None,
             tls: true,
+            operations: None,
         }
     }
 }
@@ -452,6 +455,11 @@ fn config_text(options: &InitOptions) -> String {
     if affiliations.is_empty() {
         affiliations.push_str("  {}\n");
     }
+    let operations = options
+        .operations
+        .as_ref()
+        .map(|address| format!("operations:\n  listen_address: {}\n", yaml_string(address)))
+        .unwrap_or_default();
     format!(
         "# weft CA configuration: Fabric CA's key names where weft has the setting.\n\
          # Paths are relative to this file.\n\
@@ -468,7 +476,8 @@ fn config_text(options: &InitOptions) -> String {
          signing:\n  default:\n    expiry: 8760h\n  profiles:\n    tls:\n      expiry: 8760h\n\
          crl:\n  expiry: 24h\n\
          db:\n  datasource: ca-db\n\
-         cfg:\n  identities:\n    allowremove: false\n  affiliations:\n    allowremove: false\n",
+         cfg:\n  identities:\n    allowremove: false\n  affiliations:\n    allowremove: false\n\
+         {operations}",
         address = yaml_string(&options.address),
         port = options.port,
         name = yaml_string(&options.name),
@@ -479,6 +488,7 @@ fn config_text(options: &InitOptions) -> String {
         tls_key = TLS_KEY_FILE,
         user = yaml_string(user),
         pass = yaml_string(pass),
+        operations = operations,
     )
 }
 

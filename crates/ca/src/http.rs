@@ -363,7 +363,17 @@ pub fn router(ca: &Arc<Authority>, metrics: ApiMetrics) -> Router {
     Router::new()
         .merge(endpoints(&shared, "/api/v1"))
         .merge(endpoints(&shared, ""))
-        .fallback(|| async { error_response(&CaError::http(404, codes::UNKNOWN, "Not found")) })
+        .fallback(not_found)
+}
+
+async fn not_found(uri: Uri) -> Response {
+    let path = uri.path();
+    let message = if path.contains("idemix") {
+        format!("{path}: Idemix credentials are not provided by weft's CA (X.509 only)")
+    } else {
+        format!("{path}: no such endpoint")
+    };
+    error_response(&CaError::http(404, codes::UNKNOWN, message))
 }
 
 /// The listener's TLS configuration (no client certificates: callers

@@ -61,6 +61,7 @@ pub fn prepare(
                 .entry(ca.affiliation.clone())
                 .or_insert_with(|| vec!["department1".to_owned()]);
             options.affiliations = Some(affiliations);
+            options.operations = ca.operations_port.map(|port| format!("127.0.0.1:{port}"));
             weft_ca::config::init(&home, &options).map_err(NetworkError::Material)?;
             progress(&format!(
                 "{}: created on port {} (root {})",

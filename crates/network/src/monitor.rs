@@ -122,6 +122,19 @@ pub fn targets(spec: &NetworkSpec) -> String {
                 },
             }))
         })
+        .chain(spec.certificate_authorities().into_iter().filter_map(|ca| {
+            let port = ca.operations_port?;
+            Some(serde_json::json!({
+                "targets": [format!("127.0.0.1:{port}")],
+                "labels": {
+                    "__scheme__": "http",
+                    "network": spec.name,
+                    "organization": ca.msp_id,
+                    "node": ca.name,
+                    "role": "ca",
+                },
+            }))
+        }))
         .collect();
     serde_json::to_string_pretty(&entries).unwrap_or_default()
 }
@@ -732,6 +745,31 @@ mod tests {
         assert_eq!(peer["targets"][0], "127.0.0.1:17051");
         assert_eq!(peer["labels"]["role"], "peer");
         assert_eq!(peer["labels"]["organization"], "Org1MSP");
+
+        // With CAs: each one on its default port is scraped on port + 10000.
+        let mut spec = NetworkSpec::default_network();
+        spec.certificate_authorities = true;
+        let value: serde_json::Value = serde_json::from_str(&targets(&spec)).expect("json");
+        let cas: Vec<(&str, &str)> = value
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter(|e| e["labels"]["role"] == "ca")
+            .map(|e| {
+                (
+                    e["labels"]["node"].as_str().expect("node"),
+                    e["targets"][0].as_str().expect("target"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            cas,
+            [
+                ("ca-org1", "127.0.0.1:17054"),
+                ("ca-org2", "127.0.0.1:18054"),
+                ("ca-orderer", "127.0.0.1:19054")
+            ]
+        );
     }
 
     #[test]

@@ -618,14 +618,21 @@ pub fn check_ports_free(
         if Unit::ca(dir, &ca).running().is_some() {
             continue;
         }
-        if let Err(error) = std::net::TcpListener::bind(("127.0.0.1", ca.port))
-            && error.kind() == std::io::ErrorKind::AddrInUse
-        {
-            return Err(NetworkError::Refused(format!(
-                "{}: its port, {}, is in use by another program (another weft network, a \
-                 Fabric CA?); stop it or give the organisation another `caPort` in the spec",
-                ca.name, ca.port
-            )));
+        for (what, port) in [
+            ("port", Some(ca.port)),
+            ("operations port", ca.operations_port),
+        ] {
+            let Some(port) = port else { continue };
+            if let Err(error) = std::net::TcpListener::bind(("127.0.0.1", port))
+                && error.kind() == std::io::ErrorKind::AddrInUse
+            {
+                return Err(NetworkError::Refused(format!(
+                    "{}: its {what}, {port}, is in use by another program (another weft \
+                     network, a Fabric CA?); stop it or give the organisation another \
+                     `caPort`/`caOperationsPort` in the spec",
+                    ca.name
+                )));
+            }
         }
     }
     Ok(())

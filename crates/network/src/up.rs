@@ -318,8 +318,11 @@ pub fn summary(dir: &NetworkDir, spec: &NetworkSpec) -> String {
         out.push_str("\ncertificate authorities (Fabric CA clients; registrar admin:adminpw):\n");
         for ca in &cas {
             let home = crate::cas::home(&dir.organizations(), ca);
+            let metrics = ca.operations_port.map_or(String::new(), |port| {
+                format!("; metrics http://127.0.0.1:{port}/metrics")
+            });
             out.push_str(&format!(
-                "  {:<12} https://localhost:{:<6} of {}; root {}\n",
+                "  {:<12} https://localhost:{:<6} of {}; root {}{metrics}\n",
                 ca.name,
                 ca.port,
                 ca.msp_id,

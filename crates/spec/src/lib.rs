@@ -19,7 +19,10 @@
 //! `ca-<org name in lower case>` for peer organisations and `ca-orderer`,
 //! listening on `caPort` of the organisation, by default 7054 for the first
 //! peer organisation, 8054 for the second, 9054 for the orderers', and
-//! `9054 + 1000·k` for peer organisation `k ≥ 2` (10054, 11054, …).
+//! `9054 + 1000·k` for peer organisation `k ≥ 2` (10054, 11054, …). A CA on
+//! a default port has its operations service on that port + 10000 (17054,
+//! as Fabric's test-network); one with an explicit `caPort` only where
+//! `caOperationsPort` is given.
 //!
 //! Hosts: a spec may place its nodes on machines (`hosts:` with names and
 //! addresses; `hosts: [...]` under each organisation and the orderers, a
@@ -98,6 +101,16 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+/// A CA's operations port: the one given, else its default port + 10000
+/// when its port is the default, else none.
+fn ca_operations_port(port: Option<u16>, operations: Option<u16>, default: u32) -> Option<u16> {
+    match (operations, port) {
+        (Some(operations), _) => Some(operations),
+        (None, Some(_)) => None,
+        (None, None) => u16::try_from(default + 10_000).ok(),
+    }
+}
+
 /// An organisation's certificate authority (`certificateAuthorities: true`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateAuthoritySpec {
@@ -106,6 +119,8 @@ pub struct CertificateAuthoritySpec {
     /// Its directory under `organizations/fabric-ca/` (`org1`, `ordererOrg`).
     pub directory: String,
     pub port: u16,
+    /// Its operations service (`/healthz`, `/metrics`), if it has one.
+    pub operations_port: Option<u16>,
     /// The organisation's domain and MSP ID.
     pub domain: String,
     pub msp_id: String,
@@ -320,6 +335,9 @@ pub struct OrganizationSpec {
     /// The port of the organisation's CA (`certificateAuthorities: true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_port: Option<u16>,
+    /// The port of its CA's operations service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_operations_port: Option<u16>,
 }
 
 /// The ordering service.
@@ -376,6 +394,9 @@ pub struct OrdererOrganizationSpec {
     /// The port of the organisation's CA (`certificateAuthorities: true`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_port: Option<u16>,
+    /// The port of its CA's operations service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_operations_port: Option<u16>,
 }
 
 fn one() -> u32 {
@@ -758,6 +779,11 @@ impl NetworkSpec {
                     port: org
                         .ca_port
                         .unwrap_or_else(|| u16::try_from(default).unwrap_or(u16::MAX)),
+                    operations_port: ca_operations_port(
+                        org.ca_port,
+                        org.ca_operations_port,
+                        default,
+                    ),
                     domain: org.domain.clone(),
                     msp_id: org.msp_id.clone(),
                     affiliation: lower,
@@ -769,6 +795,7 @@ impl NetworkSpec {
             name: "ca-orderer".into(),
             directory: "ordererOrg".into(),
             port: orderer.ca_port.unwrap_or(9054),
+            operations_port: ca_operations_port(orderer.ca_port, orderer.ca_operations_port, 9054),
             domain: orderer.domain.clone(),
             msp_id: orderer.msp_id.clone(),
             affiliation: orderer.name.to_ascii_lowercase(),
@@ -890,12 +917,22 @@ impl NetworkSpec {
                 Some(k) => format!("organizations[{k}].caPort"),
                 None => "orderers.organization.caPort".into(),
             };
-            (
+            let operations = ca.operations_port.map(|port| {
+                (
+                    format!(
+                        "the operations service of certificate authority {}",
+                        ca.name
+                    ),
+                    (u32::from(port), path.replace("caPort", "caOperationsPort")),
+                )
+            });
+            std::iter::once((
                 format!("certificate authority {}", ca.name),
                 (u32::from(ca.port), path),
-            )
+            ))
+            .chain(operations)
         });
-        for (node, (port, path)) in peers.chain(orderers).chain(sinks).chain(cas) {
+        for (node, (port, path)) in peers.chain(orderers).chain(sinks).chain(cas.flatten()) {
             if port == 0 || port > u32::from(u16::MAX) {
                 return Err((
                     path,
@@ -1567,6 +1604,39 @@ mod tests {
             error.contains(
                 "organizations[0].operationsPorts: expected 1 port(s), one per peer, got 0"
             ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn certificate_authorities_take_fabrics_ports_and_are_checked() {
+        let mut spec = NetworkSpec::default_network();
+        assert!(spec.certificate_authorities().is_empty());
+        spec.certificate_authorities = true;
+        let cas: Vec<(String, String, u16, Option<u16>)> = spec
+            .certificate_authorities()
+            .into_iter()
+            .map(|ca| (ca.name, ca.directory, ca.port, ca.operations_port))
+            .collect();
+        assert_eq!(
+            cas,
+            [
+                ("ca-org1".into(), "org1".into(), 7054, Some(17054)),
+                ("ca-org2".into(), "org2".into(), 8054, Some(18054)),
+                ("ca-orderer".into(), "ordererOrg".into(), 9054, Some(19054)),
+            ]
+        );
+        let text = "name: n\ncertificateAuthorities: true\norganizations:\n  - {name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [30001], caPort: 30005}\n";
+        let spec = NetworkSpec::from_yaml(&format!("{text}{ORDERERS}"), "net.yaml").expect("valid");
+        assert_eq!(spec.certificate_authorities()[0].port, 30005);
+        assert_eq!(spec.certificate_authorities()[0].operations_port, None);
+        let clash = text.replace("caPort: 30005", "caPort: 30001");
+        let error = NetworkSpec::from_yaml(&format!("{clash}{ORDERERS}"), "net.yaml")
+            .expect_err("a clash")
+            .to_string();
+        assert!(
+            error.contains("organizations[0].caPort")
+                && error.contains("port 30001 of certificate authority ca-org1 is already used by peer0.org1.example.com"),
             "{error}"
         );
     }

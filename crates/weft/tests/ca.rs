@@ -272,6 +272,21 @@ fn fabric_ca_client_enrols_registers_revokes_and_is_refused_as_by_fabric_ca() {
         assert_eq!(code(&result[case]), expected, "{case}: {}", result[case]);
     }
 
+    // Without a client library: what is not provided says so, a wrong
+    // method is Fabric CA's code 1, and the endpoints answer at the top too.
+    assert_eq!(result["idemix"]["status"], 404);
+    assert!(
+        result["idemix"]["body"]["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("Idemix")),
+        "{}",
+        result["idemix"]
+    );
+    assert_eq!(result["methodNotAllowed"]["status"], 405);
+    assert_eq!(result["methodNotAllowed"]["body"]["errors"][0]["code"], 1);
+    assert_eq!(result["cainfoAtTop"]["status"], 200);
+    assert_eq!(result["cainfoAtTop"]["body"]["result"]["CAName"], "ca-org1");
+
     // Nothing was written for the refused requests: four certificates
     // (admin, user1, user2, user1 again), no user4/5/6, user1 enrolled once.
     ca.kill();
@@ -409,11 +424,12 @@ fn a_network_of_ca_issued_identities_admits_new_users_and_refuses_revoked_ones()
     let compat = weft_compat::compat_dir();
     let (peer1, peer2, orderer) = (free_port(), free_port(), free_port());
     let (ca1, ca2, ca_orderer) = (free_port(), free_port(), free_port());
+    let ca1_operations = free_port();
     let spec = format!(
         "name: with-cas\n\
          certificateAuthorities: true\n\
          organizations:\n\
-         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{peer1}], caPort: {ca1}}}\n\
+         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{peer1}], caPort: {ca1}, caOperationsPort: {ca1_operations}}}\n\
          \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{peer2}], caPort: {ca2}}}\n\
          orderers:\n\
          \x20 organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com, caPort: {ca_orderer}}}\n\
@@ -581,4 +597,19 @@ fn a_network_of_ca_issued_identities_admits_new_users_and_refuses_revoked_ones()
     let logs = network.weft(&["logs", "ca-org1"]);
     let text = String::from_utf8_lossy(&logs.stdout);
     assert!(text.contains("POST /api/v1/revoke 200"), "{text}");
+    // ... with an operations service: health and Fabric CA's request metrics.
+    let operations = format!("127.0.0.1:{ca1_operations}");
+    let (status, body) = weft_network::monitor::http_get(&operations, "/healthz").expect("healthz");
+    assert_eq!(status, 200, "{body}");
+    let (status, metrics) =
+        weft_network::monitor::http_get(&operations, "/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let enrolled = support::metric(
+        &metrics,
+        "api_request_count{ca_name=\"ca-org1\",api_name=\"enroll\",status_code=\"200\"}",
+    );
+    assert!(enrolled.is_some_and(|n| n >= 2.0), "{metrics}");
+    assert!(
+        metrics.contains("api_request_duration_bucket{ca_name=\"ca-org1\",api_name=\"revoke\"")
+    );
 }
