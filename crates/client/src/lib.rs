@@ -269,6 +269,19 @@ impl Gateway {
         chaincode: &str,
         args: &[Vec<u8>],
     ) -> Result<Endorsed, ClientError> {
+        self.endorse_by(channel, chaincode, args, &[]).await
+    }
+
+    /// As [`Gateway::endorse`], endorsed by peers of `organizations` (MSP
+    /// ids) only — Fabric's `endorsing_organizations`; empty lets the
+    /// gateway choose from the chaincode's policy.
+    pub async fn endorse_by(
+        &self,
+        channel: &str,
+        chaincode: &str,
+        args: &[Vec<u8>],
+        organizations: &[String],
+    ) -> Result<Endorsed, ClientError> {
         let builder = self.builder(channel, chaincode, args);
         let tx_id = builder.tx_id();
         let proposal = builder.signed_proposal(self.identity.as_ref())?;
@@ -279,7 +292,7 @@ impl Gateway {
                 transaction_id: tx_id.clone(),
                 channel_id: channel.to_owned(),
                 proposed_transaction: Some(proposal),
-                endorsing_organizations: Vec::new(),
+                endorsing_organizations: organizations.to_vec(),
             }))
             .await
             .map_err(|s| ClientError::from_status("endorse", s))?
@@ -320,6 +333,19 @@ impl Gateway {
     /// The last step: waits until `tx_id` is committed and returns its block;
     /// a transaction committed invalid (an MVCC conflict, say) is an error.
     pub async fn commit_status(&self, channel: &str, tx_id: &str) -> Result<u64, ClientError> {
+        self.commit_status_within(channel, tx_id, self.timeout)
+            .await
+    }
+
+    /// As [`Gateway::commit_status`], waiting at most `wait` (a
+    /// `DEADLINE_EXCEEDED` gateway error when the transaction has not
+    /// committed by then).
+    pub async fn commit_status_within(
+        &self,
+        channel: &str,
+        tx_id: &str,
+        wait: Duration,
+    ) -> Result<u64, ClientError> {
         let request = CommitStatusRequest {
             transaction_id: tx_id.to_owned(),
             channel_id: channel.to_owned(),
@@ -330,7 +356,12 @@ impl Gateway {
         let status = self
             .client
             .clone()
-            .commit_status(self.request(SignedCommitStatusRequest { request, signature }))
+            .commit_status({
+                let mut request =
+                    tonic::Request::new(SignedCommitStatusRequest { request, signature });
+                request.set_timeout(wait);
+                request
+            })
             .await
             .map_err(|s| ClientError::from_status("commit status", s))?
             .into_inner();

@@ -148,7 +148,6 @@ impl SigningIdentity {
             .into_iter()
             .next()
             .ok_or_else(|| MaterialError::invalid(&signcerts, "no signing certificate"))?;
-        let certificate_pem = read(&cert_path)?;
         let keystore = msp_dir.join("keystore");
         let keys = files(&keystore)?;
         let key_path = match keys.iter().find(|k| k.to_string_lossy().ends_with("_sk")) {
@@ -161,17 +160,31 @@ impl SigningIdentity {
                 ));
             }
         };
-        let key = SigningKey::from_pem(&read(&key_path)?)
-            .map_err(|e| MaterialError::invalid(&key_path, e.to_string()))?;
+        Self::from_files(&cert_path, &key_path, msp_id)
+    }
+
+    /// The identity of a certificate file and its private key file (PEM),
+    /// as an enrolment with a Fabric CA client leaves them. Fails if the key
+    /// does not match the certificate.
+    pub fn from_files(
+        cert_path: &Path,
+        key_path: &Path,
+        msp_id: &str,
+    ) -> Result<Self, MaterialError> {
+        let certificate_pem = read(cert_path)?;
+        let key = SigningKey::from_pem(&read(key_path)?)
+            .map_err(|e| MaterialError::invalid(key_path, e.to_string()))?;
 
         let cert_der = weft_crypto::pem::certificates(&certificate_pem)
-            .map_err(|e| MaterialError::invalid(&cert_path, e.to_string()))?
-            .swap_remove(0);
+            .map_err(|e| MaterialError::invalid(cert_path, e.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| MaterialError::invalid(cert_path, "no PEM certificate"))?;
         let public = weft_crypto::PublicKey::from_certificate_der(&cert_der)
-            .map_err(|e| MaterialError::invalid(&cert_path, e.to_string()))?;
+            .map_err(|e| MaterialError::invalid(cert_path, e.to_string()))?;
         if public != key.public_key() {
             return Err(MaterialError::invalid(
-                &key_path,
+                key_path,
                 format!("key does not match the certificate {}", cert_path.display()),
             ));
         }

@@ -116,11 +116,15 @@ pub fn network_blocks(network_dir: &Path, channel: &str) -> Vec<Block> {
 }
 
 /// A TCP forwarder that can be cut (existing connections dropped, new ones
-/// refused) and healed.
+/// refused) and healed, or made to lose the answers of a while.
 pub struct Link {
     pub port: u16,
     up: Arc<AtomicBool>,
     streams: Arc<Mutex<Vec<TcpStream>>>,
+    /// While set, what the target sends back is dropped, not forwarded.
+    swallowing: Arc<AtomicBool>,
+    /// Bytes dropped so.
+    pub swallowed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Link {
@@ -129,7 +133,10 @@ impl Link {
         let port = listener.local_addr().expect("addr").port();
         let up = Arc::new(AtomicBool::new(true));
         let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let swallowing = Arc::new(AtomicBool::new(false));
+        let swallowed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (up2, streams2) = (Arc::clone(&up), Arc::clone(&streams));
+        let answers = (Arc::clone(&swallowing), Arc::clone(&swallowed));
         std::thread::spawn(move || {
             for inbound in listener.incoming() {
                 let Ok(inbound) = inbound else { continue };
@@ -150,11 +157,33 @@ impl Link {
                 pipe(
                     inbound.try_clone().expect("clone"),
                     outbound.try_clone().expect("clone"),
+                    None,
                 );
-                pipe(outbound, inbound);
+                pipe(outbound, inbound, Some(answers.clone()));
             }
         });
-        Link { port, up, streams }
+        Link {
+            port,
+            up,
+            streams,
+            swallowing,
+            swallowed,
+        }
+    }
+
+    /// For `window`, requests still reach the target but its answers are
+    /// dropped; then the connections open meanwhile are closed (clients
+    /// connect again and are answered).
+    pub fn swallow_answers(&self, window: Duration) {
+        self.swallowing.store(true, Ordering::SeqCst);
+        let (swallowing, streams) = (Arc::clone(&self.swallowing), Arc::clone(&self.streams));
+        std::thread::spawn(move || {
+            std::thread::sleep(window);
+            for stream in streams.lock().expect("links").drain(..) {
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            swallowing.store(false, Ordering::SeqCst);
+        });
     }
 
     pub fn cut(&self) {
@@ -169,13 +198,21 @@ impl Link {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+type Swallow = (Arc<AtomicBool>, Arc<std::sync::atomic::AtomicUsize>);
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, swallow: Option<Swallow>) {
     std::thread::spawn(move || {
         let mut buffer = [0u8; 16 * 1024];
         loop {
             match from.read(&mut buffer) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    if let Some((swallowing, swallowed)) = &swallow
+                        && swallowing.load(Ordering::SeqCst)
+                    {
+                        swallowed.fetch_add(n, Ordering::SeqCst);
+                        continue;
+                    }
                     if to.write_all(&buffer[..n]).is_err() {
                         break;
                     }
