@@ -2,7 +2,6 @@
 //! as Fabric CA also serves), JSON in and out, answers wrapped as
 //! `{"success","result","errors","messages"}`. HTTPS with `tls.enabled`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -120,52 +119,6 @@ fn run(ca: &Authority, op: Op, request: &Request, target: &str) -> Result<Reply,
     }
 }
 
-fn query_pairs(uri: &Uri) -> BTreeMap<String, String> {
-    uri.query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(name), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-                {
-                    Some(byte) => {
-                        out.push(byte);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn handle(
     ca: Arc<Authority>,
@@ -189,9 +142,9 @@ async fn handle(
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned),
         body: body.to_vec(),
-        query: query_pairs(&uri),
+        query: weft_node::query::pairs(uri.query().unwrap_or("")),
     };
-    let target = percent_decode(&target);
+    let target = weft_node::query::decode(&target);
     let started = std::time::Instant::now();
     let answer = {
         let ca = Arc::clone(&ca);

@@ -123,7 +123,7 @@ impl IdentityIssuer for LocalCa {
     }
 }
 
-/// Waits until every CA accepts connections.
+/// Waits until every CA, and the REST gateway, accept connections.
 pub fn wait_ready(
     dir: &NetworkDir,
     spec: &NetworkSpec,
@@ -147,6 +147,22 @@ pub fn wait_ready(
             std::thread::sleep(Duration::from_millis(50));
         }
         progress(&format!("{}: https://localhost:{}", ca.name, ca.port));
+    }
+    if let Some(port) = spec.rest_port() {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return Err(NetworkError::Node {
+                    node: "rest".into(),
+                    message: format!(
+                        "the REST gateway is not listening on port {port} after {}s; see {}",
+                        timeout.as_secs(),
+                        crate::rest::dir(dir).join("rest.log").display()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        progress(&format!("REST gateway: http://127.0.0.1:{port}/api/v1"));
     }
     Ok(())
 }

@@ -127,6 +127,17 @@ pub fn write(
              run the network with `weft up`, or remove it to use cryptogen-style material"
         )));
     }
+    if spec.rest.as_ref().is_some_and(|rest| rest.enabled) {
+        return Err(NetworkError::Refused(format!(
+            "{origin}: the REST gateway (`rest:`) is not yet part of compose projects; remove \
+             `rest:` and run `weft rest start` beside the project"
+        )));
+    }
+    if spec.rest_port().is_some() {
+        progress(
+            "the REST gateway `weft up` runs is not part of compose projects yet: run `weft rest start` beside it",
+        );
+    }
     match (options.per_host, spec.hosts.is_empty()) {
         (true, true) => {
             return Err(NetworkError::Refused(format!(

@@ -6,6 +6,7 @@
 //! - [`nodes`]: the nodes a spec describes and their config files;
 //! - [`prepare`]: crypto material, genesis blocks, configs, connection profiles;
 //! - [`profile`]: Fabric common connection profiles;
+//! - [`rest`]: the REST gateway's configuration;
 //! - [`supervisor`]: node processes kept running, pid files, stopping;
 //! - [`admin`]: channel joins, Raft leaders, heights;
 //! - [`deploy`]: chaincode definitions approved by every organisation and
@@ -25,6 +26,7 @@ pub mod monitor;
 pub mod nodes;
 pub mod prepare;
 pub mod profile;
+pub mod rest;
 pub mod supervisor;
 pub mod up;
 

@@ -131,5 +131,9 @@ pub fn prepare(
         write_atomic(&paths.1, yaml.as_bytes())?;
     }
     progress("connection profiles written");
+    if let Some(port) = spec.rest_port() {
+        crate::rest::write_config(dir, spec)?;
+        progress(&format!("REST gateway: 127.0.0.1:{port}"));
+    }
     Ok(changed)
 }

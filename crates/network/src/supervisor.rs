@@ -213,6 +213,10 @@ pub fn running_ca(dir: &NetworkDir, ca: &weft_spec::CertificateAuthoritySpec) ->
     Unit::ca(dir, ca).running()
 }
 
+pub fn running_rest(dir: &NetworkDir) -> Option<u32> {
+    Unit::rest(dir).running()
+}
+
 /// One process the supervisor keeps running: a node or an event sink.
 #[derive(Debug, Clone)]
 struct Unit {
@@ -289,7 +293,28 @@ impl Unit {
         }
     }
 
-    /// The certificate authorities, every node of the spec, then its event sinks.
+    /// The REST gateway (`weft rest start --config rest/rest.yaml`).
+    fn rest(dir: &NetworkDir) -> Unit {
+        let config = crate::rest::config(dir);
+        let home = crate::rest::dir(dir);
+        Unit {
+            name: "rest".into(),
+            args: vec![
+                "rest".into(),
+                "start".into(),
+                "--config".into(),
+                config.clone().into(),
+            ],
+            cwd: home.clone(),
+            log: home.join("rest.log"),
+            pid_file: home.join("pid"),
+            planned: home.join("restart"),
+            marker: format!("rest start --config {} ", config.display()),
+        }
+    }
+
+    /// The certificate authorities, every node of the spec, its event
+    /// sinks, then the REST gateway.
     fn all(dir: &NetworkDir, spec: &weft_spec::NetworkSpec) -> Vec<Unit> {
         spec.certificate_authorities()
             .iter()
@@ -300,6 +325,7 @@ impl Unit {
                     .iter()
                     .map(|sink| Unit::sink(dir, &sink.name)),
             )
+            .chain(spec.rest_port().map(|_| Unit::rest(dir)))
             .collect()
     }
 
@@ -613,6 +639,16 @@ pub fn check_ports_free(
                 )));
             }
         }
+    }
+    if let Some(port) = spec.rest_port()
+        && Unit::rest(dir).running().is_none()
+        && let Err(error) = std::net::TcpListener::bind(("127.0.0.1", port))
+        && error.kind() == std::io::ErrorKind::AddrInUse
+    {
+        return Err(NetworkError::Refused(format!(
+            "the REST gateway's port, {port}, is in use by another program (another weft \
+             network?); stop it, or set `rest: {{port: N}}` (or `rest: {{enabled: false}}`) in the spec"
+        )));
     }
     for ca in spec.certificate_authorities() {
         if Unit::ca(dir, &ca).running().is_some() {

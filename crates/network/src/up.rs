@@ -330,6 +330,20 @@ pub fn summary(dir: &NetworkDir, spec: &NetworkSpec) -> String {
             ));
         }
     }
+    if let Some(port) = spec.rest_port() {
+        let org = spec
+            .organizations
+            .first()
+            .map_or("Org1", |o| o.name.as_str());
+        out.push_str(&format!(
+            "\nREST gateway (weft logs rest): http://127.0.0.1:{port}/api/v1, OpenAPI at /api/v1/openapi.json\n  a key: weft rest key create --org {org} --user User1{}\n",
+            if dir.root() == absolute(Path::new(crate::DEFAULT_DIR)) {
+                String::new()
+            } else {
+                format!(" --dir {}", shown(dir.root()))
+            }
+        ));
+    }
     out.push_str("\nchannels:\n");
     for channel in &spec.channels {
         let orgs: Vec<&str> = spec

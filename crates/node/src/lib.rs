@@ -12,6 +12,7 @@
 //! - [`metrics`]: metrics in Prometheus' text format, named as Fabric's;
 //! - [`operations`]: the operations service (`/metrics`, `/healthz`,
 //!   `/logspec`, `/version`) on its own port;
+//! - [`query`]: URL query strings of the HTTP services;
 //! - [`seek`]: signed Deliver seek requests;
 //! - [`serve`]: serving until shutdown with a grace period for long streams.
 //!
@@ -26,6 +27,7 @@ pub mod grpc_metrics;
 pub mod logging;
 pub mod metrics;
 pub mod operations;
+pub mod query;
 pub mod seek;
 pub mod serve;
 pub mod tls;

@@ -279,6 +279,15 @@ impl Client {
         })
     }
 
+    /// The channel's height (the number of the next block to commit).
+    pub async fn height(&self) -> Result<u64, SdkError> {
+        self.inner
+            .deliverer
+            .height(self.channel())
+            .await
+            .map_err(|e| SdkError::Events(e.to_string()))
+    }
+
     /// Blocks of the channel from `start`, following it as it grows.
     pub async fn blocks(&self, start: u64) -> Result<BlockStream, SdkError> {
         self.inner

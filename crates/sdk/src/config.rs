@@ -176,6 +176,11 @@ pub struct Settings {
     pub max_backoff: Duration,
 }
 
+/// A Go duration (`30s`, `250ms`), as Fabric's configuration writes them.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    weft_protoutil::parse_duration(text)
+}
+
 fn duration(field: &str, text: &str) -> Result<Duration, SdkError> {
     weft_protoutil::parse_duration(text)
         .map_err(|e| SdkError::Config(format!("{field}: {text:?}: {e}")))

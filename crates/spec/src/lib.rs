@@ -57,6 +57,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "eventSinks",
     "signatureAlgorithm",
     "certificateAuthorities",
+    "rest",
 ];
 
 /// A network spec that parsed and passed validation.
@@ -95,6 +96,23 @@ pub struct NetworkSpec {
     /// (`weft ca`), which `weft up` runs beside the nodes.
     #[serde(default, skip_serializing_if = "is_false")]
     pub certificate_authorities: bool,
+    /// The REST gateway `weft up` runs (`weft rest`); see [`NetworkSpec::rest_port`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest: Option<RestSpec>,
+}
+
+/// `rest:`: the REST gateway's port, or `enabled: false`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RestSpec {
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 fn is_false(value: &bool) -> bool {
@@ -803,6 +821,25 @@ impl NetworkSpec {
         cas
     }
 
+    /// The port of the REST gateway `weft up` runs, if it runs one: `rest.port`;
+    /// without `rest:`, 8080 when every node is on its default port (a spec
+    /// that chooses its ports chooses this one too); none with `enabled: false`.
+    pub fn rest_port(&self) -> Option<u16> {
+        match &self.rest {
+            Some(RestSpec { enabled: false, .. }) => None,
+            Some(RestSpec {
+                port: Some(port), ..
+            }) => Some(*port),
+            _ if self.organizations.iter().all(|o| o.ports.is_none())
+                && self.orderers.ports.is_none() =>
+            {
+                Some(8080)
+            }
+            Some(_) => Some(8080),
+            None => None,
+        }
+    }
+
     /// The organisation a channel or chaincode names, by name or MSP ID.
     pub fn organization(&self, name: &str) -> Option<&OrganizationSpec> {
         self.organizations
@@ -932,7 +969,18 @@ impl NetworkSpec {
             ))
             .chain(operations)
         });
-        for (node, (port, path)) in peers.chain(orderers).chain(sinks).chain(cas.flatten()) {
+        let rest = self.rest_port().map(|port| {
+            (
+                "the REST gateway".to_owned(),
+                (u32::from(port), "rest.port".to_owned()),
+            )
+        });
+        for (node, (port, path)) in peers
+            .chain(orderers)
+            .chain(sinks)
+            .chain(cas.flatten())
+            .chain(rest)
+        {
             if port == 0 || port > u32::from(u16::MAX) {
                 return Err((
                     path,
@@ -1637,6 +1685,36 @@ mod tests {
         assert!(
             error.contains("organizations[0].caPort")
                 && error.contains("port 30001 of certificate authority ca-org1 is already used by peer0.org1.example.com"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_rest_gateway_is_on_8080_unless_the_spec_chooses_ports() {
+        assert_eq!(NetworkSpec::default_network().rest_port(), Some(8080));
+        let explicit = "name: n\norganizations:\n  - {name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [30001]}\n";
+        let spec =
+            NetworkSpec::from_yaml(&format!("{explicit}{ORDERERS}"), "net.yaml").expect("valid");
+        assert_eq!(spec.rest_port(), None);
+        let chosen = format!("{explicit}{ORDERERS}rest: {{port: 30009}}\n");
+        assert_eq!(
+            NetworkSpec::from_yaml(&chosen, "net.yaml")
+                .expect("valid")
+                .rest_port(),
+            Some(30009)
+        );
+        let mut off = NetworkSpec::default_network();
+        off.rest = Some(RestSpec {
+            enabled: false,
+            port: None,
+        });
+        assert_eq!(off.rest_port(), None);
+        let clash = format!("{explicit}{ORDERERS}rest: {{port: 30001}}\n");
+        let error = NetworkSpec::from_yaml(&clash, "net.yaml")
+            .expect_err("a clash")
+            .to_string();
+        assert!(
+            error.contains("rest.port") && error.contains("port 30001 of the REST gateway"),
             "{error}"
         );
     }

@@ -9,6 +9,7 @@ mod builtin;
 mod events;
 mod lifecycle;
 mod network;
+mod rest;
 mod snapshot;
 
 use std::path::PathBuf;
@@ -166,6 +167,12 @@ enum Command {
     Ca {
         #[command(subcommand)]
         command: CaCommand,
+    },
+    /// The REST gateway: JSON over HTTP for applications in any language,
+    /// with API keys.
+    Rest {
+        #[command(subcommand)]
+        command: rest::RestCommand,
     },
 }
 
@@ -713,6 +720,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Osnadmin { command } => osnadmin(command),
         Command::Peer { command } => peer(command),
         Command::Ca { command } => ca(command),
+        Command::Rest { command } => rest::rest(command),
         Command::Bench { command } => match command {
             BenchCommand::Submit(args) => bench::bench(weft_bench::Mode::Submit, *args),
             BenchCommand::Evaluate(args) => bench::bench(weft_bench::Mode::Evaluate, *args),
@@ -826,7 +834,7 @@ fn health(target: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)

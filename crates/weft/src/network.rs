@@ -753,6 +753,17 @@ pub fn status(dir: NetworkDir) -> anyhow::Result<()> {
             ca.msp_id
         );
     }
+    if let Some(port) = spec.rest_port() {
+        let process =
+            supervisor::running_rest(&dir).map_or("stopped".to_owned(), |pid| format!("pid {pid}"));
+        let listening = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+        println!(
+            "  {:<28} {:<16} {process:<10} {} (REST gateway, weft logs rest)",
+            "rest",
+            format!("127.0.0.1:{port}"),
+            if listening { "up" } else { "not listening" },
+        );
+    }
     for sink in &spec.event_sinks {
         let process = supervisor::running_sink(&dir, &sink.name)
             .map_or("stopped".to_owned(), |pid| format!("pid {pid}"));
@@ -790,6 +801,8 @@ pub fn logs(dir: NetworkDir, node: &str, lines: usize, follow: bool) -> anyhow::
         dir.supervisor_log()
     } else if spec.event_sinks.iter().any(|s| s.name == node) {
         dir.sink_log(node)
+    } else if node == "rest" && spec.rest_port().is_some() {
+        weft_network::rest::dir(&dir).join("rest.log")
     } else {
         let names: Vec<String> = spec
             .certificate_authorities()
