@@ -239,10 +239,12 @@ fn one_line_calls_hot_keys_lost_answers_and_events() {
     let lost = network.writes_of("hot");
     let count = lost.iter().filter(|(_, v)| v["Owner"] == "lost").count();
     assert_eq!(count, 1, "{lost:?}");
-    // The first copy was ordered and so was the copy sent again while the
-    // answers were lost (the status check's answer was lost too): the
-    // second is a duplicate of a committed transaction id and did not count.
-    assert_eq!(network.occurrences(&tx_id), 2);
+    // The first copy was ordered, and so were the copies sent again while
+    // the answers were lost (the status checks' answers were lost too; at
+    // most three sends in all): duplicates of a committed transaction id,
+    // they did not count.
+    let ordered = network.occurrences(&tx_id);
+    assert!((2..=3).contains(&ordered), "ordered {ordered} times");
 
     // Chaincode events, resumed from a checkpoint.
     let events = runtime.block_on(async {
