@@ -315,6 +315,13 @@ fn endorse_error_status(error: EndorseError, detail: ErrorDetail, prefix: &str) 
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<ChaincodeEventsResponse, Status>> + Send>>;
 
+/// The pauses before endorsing again when the endorsers' results differ.
+const MISMATCH_RETRIES: [std::time::Duration; 3] = [
+    std::time::Duration::from_millis(50),
+    std::time::Duration::from_millis(150),
+    std::time::Duration::from_millis(400),
+];
+
 #[tonic::async_trait]
 impl Gateway for GatewayService {
     async fn evaluate(
@@ -364,7 +371,7 @@ impl Gateway for GatewayService {
                 .ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
             let unpacked = unpack(&proposal).map_err(|e| Status::invalid_argument(e.to_string()))?;
             let channel = self.channel(&unpacked.channel_header.channel_id)?;
-            let endorsed = self
+            let mut endorsed = self
                 .gather(
                     &channel,
                     &unpacked.chaincode,
@@ -372,6 +379,25 @@ impl Gateway for GatewayService {
                     &request.endorsing_organizations,
                 )
                 .await?;
+            // Peers a block apart read different versions and so simulate
+            // different results; the one behind catches up within a block.
+            // Asking again a few times spares the client an ABORTED that a
+            // moment's wait cures (a non-deterministic chaincode still fails).
+            for pause in MISMATCH_RETRIES {
+                let first = &endorsed[0].response.payload;
+                if endorsed.iter().all(|e| &e.response.payload == first) {
+                    break;
+                }
+                tokio::time::sleep(pause).await;
+                endorsed = self
+                    .gather(
+                        &channel,
+                        &unpacked.chaincode,
+                        &proposal,
+                        &request.endorsing_organizations,
+                    )
+                    .await?;
+            }
             let payload = &endorsed[0].response.payload;
             if let Some(other) = endorsed.iter().find(|e| &e.response.payload != payload) {
                 return Err(status_with_details(
