@@ -36,6 +36,9 @@ pub struct AdminAuthority {
     window: Duration,
     /// Nonce → when it stops mattering (unix ms).
     seen: Mutex<HashMap<Vec<u8>, i64>>,
+    /// The CAs a caller's TLS client certificate must chain to (the
+    /// node's listener accepts any certificate at the handshake).
+    tls_clients: Option<crate::tls::ClientVerifier>,
 }
 
 /// An admin request that passed every check.
@@ -64,7 +67,14 @@ impl AdminAuthority {
             clock,
             window,
             seen: Mutex::default(),
+            tls_clients: None,
         })
+    }
+
+    /// Requires callers' TLS client certificates to chain to `verifier`'s CAs.
+    pub fn trusting_tls_clients(mut self, verifier: crate::tls::ClientVerifier) -> Self {
+        self.tls_clients = Some(verifier);
+        self
     }
 
     /// Checks a signed admin request; refusals are logged with their reason
@@ -75,10 +85,18 @@ impl AdminAuthority {
         operation: &str,
         request: &Request<SignedAdminRequest>,
     ) -> Result<Authorized, Status> {
-        let presented = request
-            .peer_certs()
-            .and_then(|certs| certs.first().map(|cert| weft_crypto::sha256(cert)));
-        self.check(presented, request.get_ref())
+        let certs = request.peer_certs();
+        let trusted = match (&self.tls_clients, &certs) {
+            (Some(verifier), Some(chain)) => verifier.verify(chain).map_err(|e| {
+                Status::unauthenticated(format!(
+                    "the admin service requires a TLS client certificate issued by a trusted CA: {e}"
+                ))
+            }),
+            _ => Ok(()),
+        };
+        let presented = certs.and_then(|certs| certs.first().map(|cert| weft_crypto::sha256(cert)));
+        trusted
+            .and_then(|()| self.check(presented, request.get_ref()))
             .inspect_err(|status| {
                 let peer = request
                     .remote_addr()

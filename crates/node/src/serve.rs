@@ -135,19 +135,16 @@ pub type NodeLayers = tower_layer::Stack<
 /// Its services, ready to [`run`].
 pub type NodeRouter = tonic::transport::server::Router<NodeLayers>;
 
-/// The server every node starts from: `tls`, at most
+/// The server every node starts from: at most
 /// `limits.streams_per_connection_max` streams per connection, keepalive
 /// pings, Fabric's gRPC server metrics in `metrics`, and the node-wide
-/// in-flight bound.
+/// in-flight bound. TLS is [`run`]'s.
 pub fn server(
-    tls: tonic::transport::ServerTlsConfig,
     limits: &ListenerLimits,
     metrics: &crate::metrics::Registry,
 ) -> Result<NodeServer, String> {
     limits.check()?;
     Ok(tonic::transport::Server::builder()
-        .tls_config(tls)
-        .map_err(|e| format!("TLS configuration: {e}"))?
         .max_concurrent_streams(limits.streams_per_connection_max)
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
@@ -157,16 +154,17 @@ pub fn server(
         .layer(InFlightLimit::new(limits.requests_in_flight_max)))
 }
 
-/// Serves `router` on `listener` (at most `limits.connections_max`
-/// connections) until `shutdown` resolves, then gives long streams
-/// [`SHUTDOWN_GRACE`].
+/// Serves `router` over TLS (`tls`: [`crate::Tls::server`]) on `listener`
+/// (at most `limits.connections_max` connections) until `shutdown`
+/// resolves, then gives long streams [`SHUTDOWN_GRACE`].
 pub async fn run(
     router: NodeRouter,
     listener: TcpListener,
     limits: &ListenerLimits,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
-    let incoming = incoming(listener, limits);
+    let incoming = tls_incoming(incoming(listener, limits), tls);
     with_grace(shutdown, |shutdown| async move {
         router
             .serve_with_incoming_shutdown(incoming, shutdown)
@@ -385,6 +383,57 @@ pub fn incoming(
                 }
             }
         })
+}
+
+/// TLS handshakes of `incoming`'s connections, run side by side (a slow
+/// client holds up nobody; each is bounded by its connection's handshake
+/// timeout); the connections whose handshake succeeded, in the order they
+/// finish. Failed handshakes are logged within the refusal budget.
+pub fn tls_incoming<S>(
+    incoming: S,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+) -> impl tokio_stream::Stream<
+    Item = Result<tokio_rustls::server::TlsStream<LimitedStream>, std::io::Error>,
+> + use<S>
+where
+    S: tokio_stream::Stream<Item = Result<LimitedStream, std::io::Error>> + Send + 'static,
+{
+    use tokio_stream::StreamExt as _;
+    let (ready, receiver) = tokio::sync::mpsc::channel(256);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        let mut incoming = Box::pin(incoming);
+        loop {
+            let next = tokio::select! {
+                next = incoming.next() => next,
+                () = ready.closed() => return,
+            };
+            let Some(accepted) = next else { return };
+            let stream = match accepted {
+                Ok(stream) => stream,
+                Err(error) => {
+                    if ready.send(Err(error)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let acceptor = acceptor.clone();
+            let ready = ready.clone();
+            tokio::spawn(async move {
+                let from = stream.stream.peer_addr().ok();
+                match acceptor.accept(stream).await {
+                    Ok(tls) => {
+                        let _ = ready.send(Ok(tls)).await;
+                    }
+                    Err(error) => {
+                        crate::refusal!("TLS handshake with {from:?} failed: {error}");
+                    }
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(receiver)
 }
 
 /// A tower layer answering RESOURCE_EXHAUSTED once `max` requests are in

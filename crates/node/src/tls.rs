@@ -1,11 +1,22 @@
 //! TLS on every listener and for every dial: the node's certificate and key,
 //! and the CA certificates it trusts (for servers it dials and for clients
 //! that present certificates).
+//!
+//! As Fabric's peers and orderers do, a listener asks clients for a
+//! certificate but requires none and accepts any at the handshake (the
+//! handshake still proves the client holds its key): Fabric's SDKs present
+//! a self-signed one. Services that need a trusted client certificate —
+//! the admin service — check it against the node's TLS roots themselves
+//! ([`ClientVerifier`]); the others bind the presented certificate to
+//! exactly the one they expect (Raft consenters, chaincodes) or need none.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use tokio_rustls::rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use tonic::transport::{
     Certificate, Channel, ClientTlsConfig, Endpoint, Identity, ServerTlsConfig,
 };
@@ -64,22 +75,51 @@ impl Tls {
         self
     }
 
-    /// Server side: our certificate; client certificates are optional at the
-    /// TLS layer (Fabric clients do not send one) but verified against the
-    /// roots when sent, and required by the cluster and admin services.
+    /// tonic's server configuration: our certificate, client certificates
+    /// optional and verified against the roots when sent. For listeners
+    /// that are not a node's (tests); nodes serve with [`Tls::server`].
     pub fn server_config(&self) -> ServerTlsConfig {
-        self.server_config_trusting(&[])
-    }
-
-    /// [`Tls::server_config`], also trusting `extra_client_roots` (PEM) for
-    /// client certificates (a peer's chaincode CA).
-    pub fn server_config_trusting(&self, extra_client_roots: &[u8]) -> ServerTlsConfig {
-        let mut roots = self.roots_pem.clone();
-        roots.extend_from_slice(extra_client_roots);
         ServerTlsConfig::new()
             .identity(self.identity())
-            .client_ca_root(Certificate::from_pem(&roots))
+            .client_ca_root(Certificate::from_pem(&self.roots_pem))
             .client_auth_optional(true)
+    }
+
+    /// A node listener's TLS: our certificate; any client certificate is
+    /// accepted at the handshake, none is required (see the module docs).
+    pub fn server(&self) -> Result<std::sync::Arc<rustls::ServerConfig>, String> {
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let chain: Vec<CertificateDer<'static>> = weft_crypto::pem::certificates(&self.cert_pem)
+            .map_err(|e| format!("TLS certificate: {e}"))?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        if chain.is_empty() {
+            return Err("TLS certificate: no PEM certificate".into());
+        }
+        let key = weft_crypto::pem::blocks(&self.key_pem)
+            .map_err(|e| format!("TLS key: {e}"))?
+            .into_iter()
+            .find(|block| block.label.ends_with("PRIVATE KEY"))
+            .map(|block| block.der)
+            .ok_or("TLS key: no private key")?;
+        let key = PrivateKeyDer::try_from(key).map_err(|e| format!("TLS key: {e}"))?;
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(std::sync::Arc::clone(&provider))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS: {e}"))?
+                .with_client_cert_verifier(std::sync::Arc::new(AnyClientCertificate {
+                    algorithms: provider.signature_verification_algorithms,
+                }))
+                .with_single_cert(chain, key)
+                .map_err(|e| format!("TLS: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Ok(std::sync::Arc::new(config))
+    }
+
+    /// Checks client certificates against this node's TLS roots.
+    pub fn client_verifier(&self) -> Result<ClientVerifier, String> {
+        ClientVerifier::new(&self.roots_pem)
     }
 
     /// This node's certificate and key, to present as a server or a client.
@@ -134,6 +174,98 @@ impl Tls {
             .connect_timeout(Duration::from_secs(2))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10)))
+    }
+}
+
+/// Accepts any client certificate whose holder signs the handshake with
+/// its key (which rustls checks with [`rustls::crypto::verify_tls13_signature`]).
+#[derive(Debug)]
+struct AnyClientCertificate {
+    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Checks a presented client certificate chain against CA certificates,
+/// as a TLS server that requires trusted clients would.
+#[derive(Clone)]
+pub struct ClientVerifier(std::sync::Arc<dyn ClientCertVerifier>);
+
+impl std::fmt::Debug for ClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientVerifier")
+    }
+}
+
+impl ClientVerifier {
+    /// Trusting the CA certificates of the PEM bundle `roots`.
+    pub fn new(roots: &[u8]) -> Result<Self, String> {
+        let mut store = rustls::RootCertStore::empty();
+        for der in weft_crypto::pem::certificates(roots).map_err(|e| format!("TLS roots: {e}"))? {
+            store
+                .add(der.into())
+                .map_err(|e| format!("TLS roots: {e}"))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new(store),
+            provider,
+        )
+        .build()
+        .map_err(|e| format!("TLS roots: {e}"))?;
+        Ok(Self(verifier))
+    }
+
+    /// Ok when `chain` (leaf first) chains to a trusted CA and is valid now.
+    pub fn verify(&self, chain: &[CertificateDer<'_>]) -> Result<(), String> {
+        let (leaf, intermediates) = chain.split_first().ok_or("no certificate")?;
+        self.0
+            .verify_client_cert(leaf, intermediates, UnixTime::now())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 

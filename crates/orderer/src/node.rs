@@ -130,7 +130,8 @@ impl Orderer {
             &config.msp_id,
             Arc::new(weft_node::SystemClock),
             config.time_window(),
-        )?;
+        )?
+        .trusting_tls_clients(tls.client_verifier()?);
         let own_cert_der = pem_ders(&tls.cert_pem)
             .into_iter()
             .next()

@@ -645,11 +645,10 @@ pub async fn serve(
         orderer: Arc::clone(&orderer),
     };
     // Followers forward many envelopes at once over one connection.
-    let mut builder = weft_node::serve::server(
-        orderer.tls.server_config(),
-        &limits,
-        &orderer.operations.metrics,
-    )?;
+    // Any client certificate at the handshake: Raft peers are bound to
+    // their consenter certificates, admins checked by the admin service.
+    let tls = orderer.tls.server()?;
+    let mut builder = weft_node::serve::server(&limits, &orderer.operations.metrics)?;
     let router = builder
         .add_service(
             AtomicBroadcastServer::new(services.clone())
@@ -662,7 +661,7 @@ pub async fn serve(
                 .max_encoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(AdminServer::new(services).max_decoding_message_size(MAX_GRPC_MESSAGE));
-    weft_node::serve::run(router, listener, &limits, shutdown).await
+    weft_node::serve::run(router, listener, &limits, tls, shutdown).await
 }
 
 #[cfg(test)]

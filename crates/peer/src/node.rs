@@ -122,12 +122,15 @@ impl Peer {
             msp_id: config.msp_id.clone(),
             tls_root_cert: roots_path,
         };
-        let admin = Arc::new(weft_node::AdminAuthority::load(
-            &config.msp_dir,
-            &config.msp_id,
-            Arc::new(weft_node::SystemClock),
-            config.limits.request_time_window,
-        )?);
+        let admin = Arc::new(
+            weft_node::AdminAuthority::load(
+                &config.msp_dir,
+                &config.msp_id,
+                Arc::new(weft_node::SystemClock),
+                config.limits.request_time_window,
+            )?
+            .trusting_tls_clients(tls.client_verifier()?),
+        );
         let mut launchers: HashMap<String, Arc<dyn Launcher>> = HashMap::new();
         let mut broken = Vec::new();
         for chaincode in &config.chaincodes {
@@ -583,18 +586,17 @@ pub async fn serve(
     let window = peer.config.limits.request_time_window;
     let max = crate::MAX_GRPC_MESSAGE;
     let chaincodes = &peer.endorsing.chaincodes;
-    let mut builder = weft_node::serve::server(
-        peer.tls
-            .server_config_trusting(chaincodes.credentials.ca_pem().as_bytes()),
-        &limits,
-        &peer.operations.metrics,
-    )?
-    .concurrency_limit_per_connection(peer.config.limits.concurrent_requests)
-    .max_concurrent_streams(
-        u32::try_from(peer.config.limits.concurrent_requests)
-            .unwrap_or(u32::MAX)
-            .min(limits.streams_per_connection_max),
-    );
+    // Any client certificate at the handshake: chaincodes are bound to the
+    // exact certificate this peer issued them, admins checked by the admin
+    // service, Fabric SDKs' self-signed certificates ignored.
+    let tls = peer.tls.server()?;
+    let mut builder = weft_node::serve::server(&limits, &peer.operations.metrics)?
+        .concurrency_limit_per_connection(peer.config.limits.concurrent_requests)
+        .max_concurrent_streams(
+            u32::try_from(peer.config.limits.concurrent_requests)
+                .unwrap_or(u32::MAX)
+                .min(limits.streams_per_connection_max),
+        );
     let gateway = GatewayService::new(
         Arc::clone(&peer.endorsing),
         peer.tls.clone(),
@@ -645,5 +647,5 @@ pub async fn serve(
             })
             .max_decoding_message_size(max),
         );
-    weft_node::serve::run(router, listener, &limits, shutdown).await
+    weft_node::serve::run(router, listener, &limits, tls, shutdown).await
 }

@@ -121,6 +121,34 @@ async fn anonymous(endpoint: &str, server_ca: &Path) -> tonic::transport::Channe
         .expect("connect")
 }
 
+/// A TLS connection to `endpoint` presenting a self-signed client
+/// certificate (as Fabric's Node SDK does); the certificate's PEM.
+async fn self_signed(endpoint: &str, server_ca: &Path) -> (tonic::transport::Channel, Vec<u8>) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["fabric-sdk".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("self-signed");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{endpoint}"))
+        .expect("endpoint")
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(
+                    std::fs::read(server_ca).expect("ca"),
+                ))
+                .identity(tonic::transport::Identity::from_pem(
+                    cert.pem(),
+                    key.serialize_pem(),
+                ))
+                .domain_name("127.0.0.1"),
+        )
+        .expect("tls")
+        .connect()
+        .await
+        .expect("the handshake succeeds with any client certificate");
+    (channel, cert.pem().into_bytes())
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -221,6 +249,17 @@ fn admin_services_admit_only_their_organisations_admins() {
             "TLS client certificate",
         );
 
+        // A self-signed TLS client certificate passes the handshake (Fabric's
+        // SDKs present one), not the admin service: even an admin's
+        // signature bound to it does not make it trusted.
+        let (self_signed_orderer, cert) = self_signed(&orderer, &orderer_ca(&network)).await;
+        let request = crafted(&admin, now_ms(), vec![13; 24], &cert);
+        denied(
+            AdminClient::new(self_signed_orderer).list(request).await,
+            tonic::Code::Unauthenticated,
+            "issued by a trusted CA",
+        );
+
         // The orderer's admin still works, and the channel was never removed.
         let as_admin =
             AdminConnection::new(&admin_tls, &orderer, Arc::clone(&admin)).expect("conn");
@@ -254,6 +293,38 @@ fn admin_services_admit_only_their_organisations_admins() {
             "TLS client certificate",
         );
         let (org1_tls, org1_admin) = org_user(&network, 0, "Admin", &org1_ca);
+        let (self_signed_peer, cert) = self_signed(&peer, &org1_ca).await;
+        let request = crafted(&org1_admin, now_ms(), vec![14; 24], &cert);
+        denied(
+            AdminClient::new(self_signed_peer.clone())
+                .list(request)
+                .await,
+            tonic::Code::Unauthenticated,
+            "issued by a trusted CA",
+        );
+        // The same connection serves what a channel member may ask: blocks.
+        let (_, user) = org_user(&network, 0, "User1", &org1_ca);
+        let seek = weft_node::seek::seek_envelope(
+            &user,
+            CHANNEL,
+            weft_node::seek::specified(0),
+            weft_node::seek::specified(0),
+            SeekBehavior::BlockUntilReady,
+        )
+        .expect("seek");
+        let mut blocks = weft_protos::peer::deliver_client::DeliverClient::new(self_signed_peer)
+            .deliver(tokio_stream::iter([seek]))
+            .await
+            .expect("deliver over a self-signed client certificate")
+            .into_inner();
+        let first = blocks.message().await.expect("answer").expect("a message");
+        assert!(
+            matches!(
+                first.r#type,
+                Some(weft_protos::peer::deliver_response::Type::Block(_))
+            ),
+            "{first:?}"
+        );
         let own = AdminConnection::new(&org1_tls, &peer, Arc::new(org1_admin)).expect("conn");
         assert_eq!(own.list().await.expect("own admin")[0].name, CHANNEL);
     });
