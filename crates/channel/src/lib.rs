@@ -206,6 +206,30 @@ impl ChannelConfig {
         })
     }
 
+    /// Every organisation's MSP definition (application and orderer), by MSP id.
+    pub fn msp_configs(&self) -> BTreeMap<String, FabricMspConfig> {
+        let mut out = BTreeMap::new();
+        let Some(root) = self.config.channel_group.as_ref() else {
+            return out;
+        };
+        for group in [APPLICATION_GROUP, ORDERER_GROUP] {
+            let Some(section) = root.groups.get(group) else {
+                continue;
+            };
+            for org in section.groups.values() {
+                let Some(value) = org.values.get("MSP") else {
+                    continue;
+                };
+                if let Ok(wrapper) = MspConfig::decode(value.value.as_slice())
+                    && let Ok(config) = FabricMspConfig::decode(wrapper.config.as_slice())
+                {
+                    out.insert(config.name.clone(), config);
+                }
+            }
+        }
+        out
+    }
+
     /// Checks that `creator` is a valid identity of one of the channel's MSPs
     /// at `now`, that it signed `data` with `signature`, and that it satisfies
     /// the policy at `path` (`/Channel/Writers`...).

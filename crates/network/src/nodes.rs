@@ -268,10 +268,15 @@ pub fn config_text(
         }
         text.push('\n');
         for other in others {
+            let identity = other
+                .material_dir(&dir.organizations())
+                .join("msp")
+                .join(layout::SIGNCERT_FILE);
             text.push_str(&format!(
-                "  - msp_id: {}\n    address: {}\n",
+                "  - msp_id: {}\n    address: {}\n    identity: {}\n",
                 quote(&other.msp_id),
-                quote(&other.address())
+                quote(&other.address()),
+                from_node(&identity, dir)
             ));
         }
         // Installed: the chaincodes of the channels this peer's org is in,

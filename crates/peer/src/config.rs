@@ -54,6 +54,9 @@ pub struct PeerConfig {
 pub struct GatewayPeer {
     pub msp_id: String,
     pub address: String,
+    /// Its enrolment certificate (PEM), which the discovery service reports.
+    #[serde(default)]
+    pub identity: Option<PathBuf>,
 }
 
 /// A chaincode installed on the peer: how the peer reaches its code. What
@@ -163,6 +166,11 @@ impl PeerConfig {
         resolve(&mut self.msp_dir);
         if let Some(dir) = &mut self.snapshot_import_dir {
             resolve(dir);
+        }
+        for peer in &mut self.gateway_peers {
+            if let Some(identity) = &mut peer.identity {
+                resolve(identity);
+            }
         }
         resolve(&mut self.tls.cert);
         resolve(&mut self.tls.key);

@@ -22,6 +22,7 @@ pub mod chaincode;
 pub mod channel;
 pub mod config;
 pub mod deliver;
+pub mod discovery;
 pub mod dissemination;
 pub mod endorser;
 pub mod gateway;

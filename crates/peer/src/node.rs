@@ -646,6 +646,19 @@ pub async fn serve(
                 peer: Arc::clone(&peer),
             })
             .max_decoding_message_size(max),
+        )
+        .add_service(
+            weft_protos::discovery::discovery_server::DiscoveryServer::new(
+                crate::discovery::DiscoveryService::new(
+                    Arc::clone(&peer.channels),
+                    Arc::clone(&peer.endorsing.signer),
+                    Arc::clone(&peer.admin),
+                    peer.config.external_address(),
+                    &peer.config.gateway_peers,
+                ),
+            )
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
         );
     weft_node::serve::run(router, listener, &limits, tls, shutdown).await
 }

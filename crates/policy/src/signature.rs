@@ -190,6 +190,69 @@ impl SignaturePolicy {
         }
     }
 
+    /// The policy's principal sets, as Fabric's discovery computes them:
+    /// each a minimal combination of principals (indices into
+    /// [`principals`](Self::principals), a principal repeated when the rule
+    /// needs it signed by several) that satisfies the rule, one signer per
+    /// entry. At most `limit` sets; `None` if there are more.
+    pub fn principal_sets(&self, limit: usize) -> Option<Vec<Vec<usize>>> {
+        fn sets(node: &Node, limit: usize) -> Option<Vec<Vec<usize>>> {
+            match node {
+                Node::SignedBy(index) => Some(vec![vec![*index]]),
+                Node::NOutOf { n, rules } => {
+                    let children: Vec<Vec<Vec<usize>>> = rules
+                        .iter()
+                        .map(|rule| sets(rule, limit))
+                        .collect::<Option<_>>()?;
+                    let mut out: Vec<Vec<usize>> = Vec::new();
+                    // Every choice of `n` children, and within it every
+                    // combination of one set per chosen child.
+                    let mut choice: Vec<usize> = (0..*n).collect();
+                    if *n > children.len() {
+                        return Some(Vec::new());
+                    }
+                    loop {
+                        let mut partial: Vec<Vec<usize>> = vec![Vec::new()];
+                        for &child in &choice {
+                            let mut next = Vec::new();
+                            for prefix in &partial {
+                                for set in &children[child] {
+                                    let mut merged = prefix.clone();
+                                    merged.extend_from_slice(set);
+                                    next.push(merged);
+                                    if next.len() > limit {
+                                        return None;
+                                    }
+                                }
+                            }
+                            partial = next;
+                        }
+                        for mut set in partial {
+                            set.sort_unstable();
+                            if !out.contains(&set) {
+                                out.push(set);
+                            }
+                            if out.len() > limit {
+                                return None;
+                            }
+                        }
+                        // The next combination of `n` out of the children.
+                        let Some(i) = (0..*n).rev().find(|&i| choice[i] < children.len() - n + i)
+                        else {
+                            break;
+                        };
+                        choice[i] += 1;
+                        for j in i + 1..*n {
+                            choice[j] = choice[j - 1] + 1;
+                        }
+                    }
+                    Some(out)
+                }
+            }
+        }
+        sets(&self.rule, limit)
+    }
+
     /// Shorthand for `evaluate(..).is_ok()`.
     pub fn is_satisfied_by<S: PolicySigner>(&self, signers: &[S]) -> bool {
         self.evaluate(signers).is_ok()
@@ -310,6 +373,51 @@ impl fmt::Display for SignaturePolicy {
             }
         }
         render(&self.rule, &self.principals, f)
+    }
+}
+
+#[cfg(test)]
+mod principal_set_tests {
+    use super::*;
+
+    fn names(policy: &SignaturePolicy, sets: Vec<Vec<usize>>) -> Vec<Vec<String>> {
+        sets.into_iter()
+            .map(|set| {
+                set.into_iter()
+                    .map(|i| policy.principals()[i].to_string())
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn principal_sets_enumerate_the_minimal_combinations() {
+        let and = SignaturePolicy::parse("AND('Org1MSP.peer','Org2MSP.peer')").expect("policy");
+        assert_eq!(
+            names(&and, and.principal_sets(100).expect("sets")),
+            [["Org1MSP.peer", "Org2MSP.peer"]]
+        );
+        let or = SignaturePolicy::parse("OR('Org1MSP.peer','Org2MSP.peer')").expect("policy");
+        assert_eq!(
+            names(&or, or.principal_sets(100).expect("sets")),
+            [["Org1MSP.peer"], ["Org2MSP.peer"]]
+        );
+        let two_of_three = SignaturePolicy::parse(
+            "OutOf(2, 'Org1MSP.member', 'Org2MSP.member', 'Org3MSP.member')",
+        )
+        .expect("policy");
+        assert_eq!(two_of_three.principal_sets(100).expect("sets").len(), 3);
+        let nested =
+            SignaturePolicy::parse("AND('Org1MSP.peer', OR('Org2MSP.peer','Org3MSP.peer'))")
+                .expect("policy");
+        assert_eq!(nested.principal_sets(100).expect("sets").len(), 2);
+        assert_eq!(two_of_three.principal_sets(2), None, "bounded");
+        assert!(
+            SignaturePolicy::nobody()
+                .principal_sets(10)
+                .expect("sets")
+                .is_empty()
+        );
     }
 }
 

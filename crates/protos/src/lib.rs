@@ -68,6 +68,16 @@ pub mod etcdraft {
     include!(concat!(env!("OUT_DIR"), "/etcdraft.rs"));
 }
 
+/// Fabric's discovery service.
+pub mod discovery {
+    include!(concat!(env!("OUT_DIR"), "/discovery.rs"));
+}
+
+/// The gossip envelope discovery answers carry.
+pub mod gossip {
+    include!(concat!(env!("OUT_DIR"), "/gossip.rs"));
+}
+
 /// `google.rpc.Status`, the rich error carried in `grpc-status-details-bin`.
 pub mod google {
     pub mod rpc {
