@@ -463,6 +463,12 @@ impl Authority {
         Ok(identity)
     }
 
+    /// The caller of a token-authenticated request to this CA.
+    fn caller(&self, request: &Request, caname: &str) -> Result<IdentityRecord, CaError> {
+        self.check_ca_name(request, caname)?;
+        self.token_caller(request)
+    }
+
     /// `POST /enroll`: a certificate for the CSR, for the identity whose
     /// secret is in the basic authentication header.
     pub fn enroll(&self, request: &Request) -> Result<Reply, CaError> {
@@ -622,8 +628,7 @@ impl Authority {
     /// `POST /register`: a new identity; answers its secret.
     pub fn register(&self, request: &Request) -> Result<Reply, CaError> {
         let body: RegisterBody = body(request, true)?;
-        self.check_ca_name(request, &body.caname)?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, &body.caname)?;
         let (_, secret) = self.add_identity(&caller, body)?;
         created(json!({ "secret": secret }))
     }
@@ -699,8 +704,7 @@ impl Authority {
     /// all its certificates; optionally answers a fresh CRL.
     pub fn revoke(&self, request: &Request) -> Result<Reply, CaError> {
         let body: RevokeBody = body(request, true)?;
-        self.check_ca_name(request, &body.caname)?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, &body.caname)?;
         let reason = cert::reason_code(&body.reason).ok_or_else(|| {
             CaError::bad_request(
                 codes::REVOKE_FAILURE,
@@ -810,8 +814,7 @@ impl Authority {
     /// (by default every revoked certificate that has not expired).
     pub fn gencrl(&self, request: &Request) -> Result<Reply, CaError> {
         let body: GenCrlBody = body(request, false)?;
-        self.check_ca_name(request, &body.caname)?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, &body.caname)?;
         if !caller.has_right("hf.GenCRL") {
             return Err(CaError::authorization(
                 codes::NO_GENCRL_AUTH,
@@ -912,8 +915,7 @@ impl Authority {
 
     /// `GET /identities`: the identities the caller, a registrar, may manage.
     pub fn list_identities(&self, request: &Request) -> Result<Reply, CaError> {
-        self.check_ca_name(request, "")?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, "")?;
         rights::registrar_roles(&caller)?;
         let identities: Vec<Value> = self
             .store
@@ -944,8 +946,7 @@ impl Authority {
 
     /// `GET /identities/{id}`.
     pub fn get_identity(&self, request: &Request, id: &str) -> Result<Reply, CaError> {
-        self.check_ca_name(request, "")?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, "")?;
         let identity = self.managed_identity(&caller, id)?;
         let mut info = identity_info(&identity);
         info["caname"] = json!(self.config.ca.name);
@@ -955,8 +956,7 @@ impl Authority {
     /// `POST /identities`: as `register`, answering the identity and its secret.
     pub fn add_identity_request(&self, request: &Request) -> Result<Reply, CaError> {
         let body: RegisterBody = body(request, true)?;
-        self.check_ca_name(request, &body.caname)?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, &body.caname)?;
         let (identity, secret) = self.add_identity(&caller, body)?;
         let mut info = identity_info(&identity);
         info["secret"] = json!(secret);
@@ -968,8 +968,7 @@ impl Authority {
     /// enrolments or secret.
     pub fn modify_identity(&self, request: &Request, id: &str) -> Result<Reply, CaError> {
         let body: ModifyBody = body(request, true)?;
-        self.check_ca_name(request, &body.caname)?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, &body.caname)?;
         self.managed_identity(&caller, id)?;
         let mut write = self.store.write();
         let mut identity = write.store().identity(id)?.ok_or_else(|| {
@@ -1049,8 +1048,7 @@ impl Authority {
     /// `DELETE /identities/{id}`: only with `cfg.identities.allowremove`;
     /// the identity's certificates are revoked.
     pub fn remove_identity(&self, request: &Request, id: &str) -> Result<Reply, CaError> {
-        self.check_ca_name(request, "")?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, "")?;
         if !self.config.cfg.identities.allowremove {
             return Err(CaError::authorization(
                 codes::REMOVE_IDENTITY,
@@ -1096,8 +1094,7 @@ impl Authority {
 
     /// `GET /affiliations`: the tree under the caller's affiliation.
     pub fn list_affiliations(&self, request: &Request) -> Result<Reply, CaError> {
-        self.check_ca_name(request, "")?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, "")?;
         let all = self.store.affiliations()?;
         let mut tree = self.affiliation_tree(&caller.affiliation, &all);
         tree["caname"] = json!(self.config.ca.name);
@@ -1106,8 +1103,7 @@ impl Authority {
 
     /// `GET /affiliations/{name}`.
     pub fn get_affiliation(&self, request: &Request, name: &str) -> Result<Reply, CaError> {
-        self.check_ca_name(request, "")?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, "")?;
         rights::contains_affiliation(&caller, name)?;
         let all = self.store.affiliations()?;
         if !all.contains(name) {
@@ -1125,16 +1121,10 @@ impl Authority {
     /// `POST /affiliations[?force=true]`: `force` creates missing parents.
     pub fn add_affiliation(&self, request: &Request) -> Result<Reply, CaError> {
         let body: AffiliationBody = body(request, true)?;
-        self.check_ca_name(request, &body.caname)?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, &body.caname)?;
         rights::affiliation_manager(&caller)?;
         let name = body.name;
-        if name.is_empty() || name.split('.').any(str::is_empty) {
-            return Err(CaError::bad_request(
-                codes::ADD_AFFILIATION,
-                format!("'{name}' is not an affiliation name (dot-separated, no empty levels)"),
-            ));
-        }
+        check_affiliation_name(&name, codes::ADD_AFFILIATION)?;
         rights::contains_affiliation(&caller, &name)?;
         let force = request.flag("force")?;
         let mut write = self.store.write();
@@ -1187,8 +1177,7 @@ impl Authority {
     /// `cfg.affiliations.allowremove`; `force` also removes sub-affiliations
     /// and the identities in them (which needs `cfg.identities.allowremove`).
     pub fn remove_affiliation(&self, request: &Request, name: &str) -> Result<Reply, CaError> {
-        self.check_ca_name(request, "")?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, "")?;
         if !self.config.cfg.affiliations.allowremove {
             return Err(CaError::authorization(
                 codes::REMOVE_AFFILIATION,
@@ -1252,17 +1241,11 @@ impl Authority {
     /// its subtree; `force` moves the identities in it along.
     pub fn modify_affiliation(&self, request: &Request, name: &str) -> Result<Reply, CaError> {
         let body: AffiliationBody = body(request, true)?;
-        self.check_ca_name(request, &body.caname)?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, &body.caname)?;
         rights::affiliation_manager(&caller)?;
         rights::contains_affiliation(&caller, name)?;
         let new_name = body.name;
-        if new_name.is_empty() || new_name.split('.').any(str::is_empty) {
-            return Err(CaError::bad_request(
-                codes::MODIFY_AFFILIATION,
-                format!("'{new_name}' is not an affiliation name"),
-            ));
-        }
+        check_affiliation_name(&new_name, codes::MODIFY_AFFILIATION)?;
         rights::contains_affiliation(&caller, &new_name)?;
         let force = request.flag("force")?;
         let (subtree, identities) = self.affected(name)?;
@@ -1323,8 +1306,7 @@ impl Authority {
     /// affiliation, filtered by `id`, `serial`, `aki`, `notrevoked`,
     /// `notexpired`, `revoked_start`/`revoked_end`, `expired_start`/`expired_end`.
     pub fn list_certificates(&self, request: &Request) -> Result<Reply, CaError> {
-        self.check_ca_name(request, "")?;
-        let caller = self.token_caller(request)?;
+        let caller = self.caller(request, "")?;
         let query = |name: &str| request.query.get(name).map(String::as_str).unwrap_or("");
         let id = query("id");
         let serial = normalize_hex(query("serial"));
@@ -1365,6 +1347,16 @@ impl Authority {
             .collect();
         ok(json!({ "caname": self.config.ca.name, "certs": certs }))
     }
+}
+
+fn check_affiliation_name(name: &str, code: u32) -> Result<(), CaError> {
+    if name.is_empty() || name.split('.').any(str::is_empty) {
+        return Err(CaError::bad_request(
+            code,
+            format!("'{name}' is not an affiliation name (dot-separated, no empty levels)"),
+        ));
+    }
+    Ok(())
 }
 
 fn revoke_all_of(write: &mut crate::store::Write<'_>, id: &str) -> Result<(), CaError> {

@@ -371,25 +371,13 @@ impl Gateway for GatewayService {
                 .ok_or_else(|| Status::invalid_argument("a proposed transaction is required"))?;
             let unpacked = unpack(&proposal).map_err(|e| Status::invalid_argument(e.to_string()))?;
             let channel = self.channel(&unpacked.channel_header.channel_id)?;
-            let mut endorsed = self
-                .gather(
-                    &channel,
-                    &unpacked.chaincode,
-                    &proposal,
-                    &request.endorsing_organizations,
-                )
-                .await?;
             // Peers a block apart read different versions and so simulate
             // different results; the one behind catches up within a block.
             // Asking again a few times spares the client an ABORTED that a
             // moment's wait cures (a non-deterministic chaincode still fails).
-            for pause in MISMATCH_RETRIES {
-                let first = &endorsed[0].response.payload;
-                if endorsed.iter().all(|e| &e.response.payload == first) {
-                    break;
-                }
-                tokio::time::sleep(pause).await;
-                endorsed = self
+            let mut pauses = MISMATCH_RETRIES.into_iter();
+            let endorsed = loop {
+                let endorsed = self
                     .gather(
                         &channel,
                         &unpacked.chaincode,
@@ -397,7 +385,15 @@ impl Gateway for GatewayService {
                         &request.endorsing_organizations,
                     )
                     .await?;
-            }
+                let first = &endorsed[0].response.payload;
+                if endorsed.iter().all(|e| &e.response.payload == first) {
+                    break endorsed;
+                }
+                match pauses.next() {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => break endorsed,
+                }
+            };
             let payload = &endorsed[0].response.payload;
             if let Some(other) = endorsed.iter().find(|e| &e.response.payload != payload) {
                 return Err(status_with_details(

@@ -111,14 +111,8 @@ impl RestConfig {
         };
         resolve(&mut config.keys);
         for identity in config.identities.values_mut() {
-            match &mut identity.identity {
-                IdentityConfig::Msp { msp } => resolve(msp),
-                IdentityConfig::Files { cert, key } => {
-                    resolve(cert);
-                    resolve(key);
-                }
-            }
-            resolve(&mut identity.gateway.tls_ca_cert);
+            identity.identity.resolve(base);
+            identity.gateway.resolve(base);
         }
         let duration = |field: &str, text: &str| {
             weft_sdk::config::parse_duration(text)

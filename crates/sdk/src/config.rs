@@ -166,6 +166,33 @@ impl Default for RetryConfig {
     }
 }
 
+impl IdentityConfig {
+    /// Makes relative paths relative to `base`.
+    pub fn resolve(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        match self {
+            IdentityConfig::Msp { msp } => resolve(msp),
+            IdentityConfig::Files { cert, key } => {
+                resolve(cert);
+                resolve(key);
+            }
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Makes relative paths relative to `base`.
+    pub fn resolve(&mut self, base: &Path) {
+        if self.tls_ca_cert.is_relative() {
+            self.tls_ca_cert = base.join(&self.tls_ca_cert);
+        }
+    }
+}
+
 /// The settings of one organisation, checked and with paths resolved.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -214,19 +241,8 @@ pub fn load(path: &Path, org: &str) -> Result<Settings, SdkError> {
         ))
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let resolve = |p: &mut PathBuf| {
-        if p.is_relative() {
-            *p = base.join(&*p);
-        }
-    };
-    match &mut org_config.identity {
-        IdentityConfig::Msp { msp } => resolve(msp),
-        IdentityConfig::Files { cert, key } => {
-            resolve(cert);
-            resolve(key);
-        }
-    }
-    resolve(&mut org_config.gateway.tls_ca_cert);
+    org_config.identity.resolve(base);
+    org_config.gateway.resolve(base);
     if org_config.retry.attempts == 0 {
         return Err(fail(format!(
             "clients.{org}.retry.attempts is 0: use 1 for no retries"

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::up::UpNetwork;
 use support::{WEFT, free_port};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -363,38 +364,6 @@ fn a_ca_killed_during_an_enrolment_burst_loses_nothing_acknowledged_and_repeats_
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 }
 
-/// A `weft up` network directory, stopped when the test ends.
-struct Network {
-    dir: tempfile::TempDir,
-}
-
-impl Network {
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("net")
-    }
-
-    fn weft(&self, args: &[&str]) -> std::process::Output {
-        Command::new(WEFT)
-            .args(args)
-            .arg("--dir")
-            .arg(self.path())
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("weft")
-    }
-
-    fn organizations(&self) -> PathBuf {
-        self.path().join("organizations")
-    }
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = self.weft(&["down"]);
-    }
-}
-
 fn node_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
     let out = Command::new("node")
         .current_dir(weft_compat::compat_dir())
@@ -418,9 +387,6 @@ fn node_json(args: &[&std::ffi::OsStr]) -> serde_json::Value {
 /// once revoked and the CRL in the peers' MSPs, the user is refused.
 #[test]
 fn a_network_of_ca_issued_identities_admits_new_users_and_refuses_revoked_ones() {
-    let network = Network {
-        dir: tempfile::tempdir().expect("dir"),
-    };
     let compat = weft_compat::compat_dir();
     let (peer1, peer2, orderer) = (free_port(), free_port(), free_port());
     let (ca1, ca2, ca_orderer) = (free_port(), free_port(), free_port());
@@ -446,24 +412,21 @@ fn a_network_of_ca_issued_identities_admits_new_users_and_refuses_revoked_ones()
             .display(),
         dir = compat.join("node/chaincode").display(),
     );
-    let spec_path = network.dir.path().join("spec.yaml");
-    std::fs::write(&spec_path, spec).expect("spec");
-    let up = network.weft(&["up", spec_path.to_str().expect("utf8")]);
+    let network = UpNetwork::up(&spec, &[]);
+    let described = Command::new(WEFT)
+        .arg("validate")
+        .arg(network.dir.path().join("spec.yaml"))
+        .output()
+        .expect("weft validate");
+    let described = String::from_utf8_lossy(&described.stdout);
     assert!(
-        up.status.success(),
-        "weft up: {}\n{}",
-        String::from_utf8_lossy(&up.stdout),
-        String::from_utf8_lossy(&up.stderr)
-    );
-    let summary = String::from_utf8_lossy(&up.stdout);
-    assert!(
-        summary.contains(&format!("ca-org1      https://localhost:{ca1}")),
-        "{summary}"
+        described.contains(&format!("ca-org1      https://localhost:{ca1}")),
+        "{described}"
     );
 
     // The MSPs are rooted in the CAs: Fabric's files, and every identity on
     // the CA's record.
-    let organizations = network.organizations();
+    let organizations = network.path().join("organizations");
     let ca_root =
         std::fs::read_to_string(organizations.join("fabric-ca/org1/ca-cert.pem")).expect("CA root");
     assert!(organizations.join("fabric-ca/org1/tls-cert.pem").is_file());
@@ -586,16 +549,13 @@ fn a_network_of_ca_issued_identities_admits_new_users_and_refuses_revoked_ones()
         assert!(message.contains("revoked"), "{phase}: {refused}");
     }
     // The CAs are nodes of the network like the others.
-    let status = network.weft(&["status"]);
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "{text}");
+    let text = network.ok(&["status"]);
     assert!(
         text.lines()
             .any(|l| l.contains("ca-org1") && l.contains(" up (CA of Org1MSP)")),
         "{text}"
     );
-    let logs = network.weft(&["logs", "ca-org1"]);
-    let text = String::from_utf8_lossy(&logs.stdout);
+    let text = network.ok(&["logs", "ca-org1"]);
     assert!(text.contains("POST /api/v1/revoke 200"), "{text}");
     // ... with an operations service: health and Fabric CA's request metrics.
     let operations = format!("127.0.0.1:{ca1_operations}");

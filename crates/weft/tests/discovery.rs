@@ -9,10 +9,11 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 
-use support::{WEFT, free_port};
+use support::free_port;
+use support::up::UpNetwork;
 use weft_material::SigningIdentity;
 use weft_protos::Message;
 use weft_protos::discovery::discovery_client::DiscoveryClient;
@@ -25,64 +26,16 @@ use weft_protos::discovery::{
 use weft_protos::msp::SerializedIdentity;
 use weft_protos::peer::{ChaincodeCall, ChaincodeInterest};
 
-struct Network {
-    dir: tempfile::TempDir,
-}
+const COLLECTIONS: &str = r#"[{"name": "pair", "policy": "OR('Org1MSP.member','Org2MSP.member')", "requiredPeerCount": 0, "maxPeerCount": 1, "blockToLive": 0, "memberOnlyRead": true}]"#;
 
-impl Network {
-    fn up(spec: &str) -> Self {
-        let network = Network {
-            dir: tempfile::tempdir().expect("dir"),
-        };
-        let path = network.dir.path().join("spec.yaml");
-        std::fs::write(&path, spec).expect("spec");
-        std::fs::write(
-            network.dir.path().join("collections.json"),
-            r#"[{"name": "pair", "policy": "OR('Org1MSP.member','Org2MSP.member')", "requiredPeerCount": 0, "maxPeerCount": 1, "blockToLive": 0, "memberOnlyRead": true}]"#,
-        )
-        .expect("collections");
-        let out = network.weft(&["up", path.to_str().expect("utf8")]);
-        assert!(
-            out.status.success(),
-            "weft up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        network
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("net")
-    }
-
-    fn weft(&self, args: &[&str]) -> std::process::Output {
-        Command::new(WEFT)
-            .args(args)
-            .arg("--dir")
-            .arg(self.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("weft")
-    }
-
-    fn org(&self, domain: &str) -> PathBuf {
-        self.path()
-            .join("organizations/peerOrganizations")
-            .join(domain)
-    }
-
-    fn user(&self, domain: &str, user: &str, msp_id: &str) -> SigningIdentity {
-        SigningIdentity::load(
-            &self.org(domain).join(format!("users/{user}@{domain}/msp")),
-            msp_id,
-        )
-        .expect("identity")
-    }
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = self.weft(&["down"]);
-    }
+fn user(network: &UpNetwork, domain: &str, user: &str, msp_id: &str) -> SigningIdentity {
+    SigningIdentity::load(
+        &network
+            .org(domain)
+            .join(format!("users/{user}@{domain}/msp")),
+        msp_id,
+    )
+    .expect("identity")
 }
 
 const SPEC: &str = "name: discovery\n\
@@ -190,12 +143,12 @@ fn the_discovery_service_answers_as_fabrics_and_fabric_network_uses_it() {
         .into_iter()
         .map(|name| (name, free_port()))
         .collect();
-    let network = Network::up(&spec(&ports));
+    let network = UpNetwork::up(&spec(&ports), &[("collections.json", COLLECTIONS)]);
     let org1 = network.org("org1.example.com");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let _context = runtime.enter();
-    let user1 = network.user("org1.example.com", "User1", "Org1MSP");
-    let admin1 = network.user("org1.example.com", "Admin", "Org1MSP");
+    let user1 = user(&network, "org1.example.com", "User1", "Org1MSP");
+    let admin1 = user(&network, "org1.example.com", "Admin", "Org1MSP");
     let endpoint = format!("127.0.0.1:{}", ports["P1"]);
     let channel = tls_channel(
         &endpoint,
@@ -379,8 +332,9 @@ fn the_discovery_service_answers_as_fabrics_and_fabric_network_uses_it() {
 
     // And on a network of the default shape (two organisations, three Raft
     // orderers), on free ports.
-    let default = Network::up(&format!(
-        "name: default-shape\n\
+    let default = UpNetwork::up(
+        &format!(
+            "name: default-shape\n\
          organizations:\n\
          \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{}]}}\n\
          \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
@@ -391,12 +345,14 @@ fn the_discovery_service_answers_as_fabrics_and_fabric_network_uses_it() {
          chaincodes:\n\
          \x20 - name: basic\n\
          \x20   launcher: {{builtin: basic}}\n",
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port()
-    ));
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port()
+        ),
+        &[],
+    );
     let endorsers = fabric_network(&default.org("org1.example.com"));
     assert_eq!(endorsers.len(), 2, "{endorsers:?}");
 }

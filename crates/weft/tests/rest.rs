@@ -5,47 +5,11 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::up::UpNetwork;
 use support::{WEFT, free_port};
-
-struct Network {
-    dir: tempfile::TempDir,
-}
-
-impl Network {
-    fn path(&self) -> PathBuf {
-        self.dir.path().join("net")
-    }
-
-    fn weft(&self, args: &[&str]) -> String {
-        let out = Command::new(WEFT)
-            .args(args)
-            .arg("--dir")
-            .arg(self.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("weft");
-        assert!(
-            out.status.success(),
-            "weft {args:?}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = Command::new(WEFT)
-            .args(["down", "--dir"])
-            .arg(self.path())
-            .output();
-    }
-}
 
 fn node(args: &[&str]) -> serde_json::Value {
     let out = Command::new("node")
@@ -77,9 +41,6 @@ fn error_code(answer: &serde_json::Value) -> &str {
 
 #[test]
 fn the_rest_gateway_serves_every_endpoint_and_error_class() {
-    let network = Network {
-        dir: tempfile::tempdir().expect("dir"),
-    };
     let port = free_port();
     let spec = format!(
         "name: rest\n\
@@ -101,24 +62,23 @@ fn the_rest_gateway_serves_every_endpoint_and_error_class() {
         free_port(),
         free_port()
     );
-    let spec_path = network.dir.path().join("spec.yaml");
-    std::fs::write(&spec_path, spec).expect("spec");
-    let up = network.weft(&["up", spec_path.to_str().expect("utf8")]);
+    let network = UpNetwork::up(&spec, &[]);
+    let listed = network.ok(&["status"]);
     assert!(
-        up.contains(&format!("http://127.0.0.1:{port}/api/v1")),
-        "{up}"
+        listed.contains(&format!("127.0.0.1:{port}")) && listed.contains("REST gateway"),
+        "{listed}"
     );
 
     let key = |org: &str| {
         network
-            .weft(&["rest", "key", "create", "--org", org, "--user", "User1"])
+            .ok(&["rest", "key", "create", "--org", org, "--user", "User1"])
             .trim()
             .to_owned()
     };
     let (key1, key2, revoked) = (key("Org1"), key("Org2"), key("Org1"));
     let revoked_id = revoked.split('.').nth(1).expect("key id").to_owned();
-    network.weft(&["rest", "key", "revoke", &revoked_id]);
-    let listed = network.weft(&["rest", "key", "list"]);
+    network.ok(&["rest", "key", "revoke", &revoked_id]);
+    let listed = network.ok(&["rest", "key", "list"]);
     assert!(
         listed
             .lines()
@@ -341,6 +301,6 @@ fn the_rest_gateway_serves_every_endpoint_and_error_class() {
     assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{answers}");
 
     // Request ids reach the log.
-    let log = network.weft(&["logs", "rest", "-n", "400"]);
+    let log = network.ok(&["logs", "rest", "-n", "400"]);
     assert!(log.contains("req-created"), "{log}");
 }

@@ -7,20 +7,19 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Link, WEFT, free_port, network_blocks};
+use support::up::UpNetwork;
+use support::{Link, free_port, network_blocks};
 use weft_protos::peer::TxValidationCode;
 
 struct Network {
-    dir: tempfile::TempDir,
+    net: UpNetwork,
     peer1: u16,
 }
 
 impl Network {
     fn up() -> Self {
-        let dir = tempfile::tempdir().expect("dir");
         let peer1 = free_port();
         let spec = format!(
             "name: sdk\n\
@@ -37,30 +36,14 @@ impl Network {
             free_port(),
             free_port()
         );
-        let spec_path = dir.path().join("spec.yaml");
-        std::fs::write(&spec_path, spec).expect("spec");
-        let network = Network { dir, peer1 };
-        let out = network.weft(&["up", spec_path.to_str().expect("utf8")]);
-        assert!(
-            out.status.success(),
-            "weft up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        network
+        Network {
+            net: UpNetwork::up(&spec, &[]),
+            peer1,
+        }
     }
 
     fn path(&self) -> PathBuf {
-        self.dir.path().join("net")
-    }
-
-    fn weft(&self, args: &[&str]) -> std::process::Output {
-        Command::new(WEFT)
-            .args(args)
-            .arg("--dir")
-            .arg(self.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("weft")
+        self.net.path()
     }
 
     /// A client config for Org1 (User1) through `endpoint`, with `extra` settings.
@@ -82,7 +65,11 @@ impl Network {
              \x20     basic: *basic\n\
              {extra}"
         );
-        let path = self.dir.path().join(format!("client-{}.yaml", free_port()));
+        let path = self
+            .net
+            .dir
+            .path()
+            .join(format!("client-{}.yaml", free_port()));
         std::fs::write(&path, text).expect("config");
         path
     }
@@ -124,12 +111,6 @@ impl Network {
             }
         }
         out
-    }
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = self.weft(&["down"]);
     }
 }
 

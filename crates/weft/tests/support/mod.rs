@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod network;
+pub mod up;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
