@@ -13,6 +13,7 @@
 //! - [`operations`]: the operations service (`/metrics`, `/healthz`,
 //!   `/logspec`, `/version`) on its own port;
 //! - [`query`]: URL query strings of the HTTP services;
+//! - [`revocation`]: revocation lists of the local MSP, enforced on every channel;
 //! - [`seek`]: signed Deliver seek requests;
 //! - [`serve`]: serving until shutdown with a grace period for long streams.
 //!
@@ -28,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod operations;
 pub mod query;
+pub mod revocation;
 pub mod seek;
 pub mod serve;
 pub mod tls;

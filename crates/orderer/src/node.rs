@@ -117,6 +117,8 @@ pub struct Orderer {
     /// Metrics and health checks, for the operations service.
     pub operations: Arc<weft_node::operations::Operations>,
     pub metrics: Arc<OrdererMetrics>,
+    /// Revocation lists of the local MSP, enforced on every channel.
+    crls: weft_node::revocation::LocalCrls,
 }
 
 impl Orderer {
@@ -145,6 +147,7 @@ impl Orderer {
             &config.tls.cert,
         )?;
         let metrics = OrdererMetrics::register(&operations.metrics);
+        let config_msp_dir = config.msp_dir.clone();
         let orderer = Arc::new(Self {
             config,
             tls,
@@ -155,7 +158,9 @@ impl Orderer {
             admin_lock: tokio::sync::Mutex::new(()),
             operations,
             metrics,
+            crls: weft_node::revocation::LocalCrls::new(&config_msp_dir),
         });
+        orderer.crls.reload();
         let weak = Arc::downgrade(&orderer);
         orderer.operations.check(
             "consensus",
@@ -201,11 +206,13 @@ impl Orderer {
             tracing::info!("resumed channel {name} at height {}", runtime.chain.tip().0);
             orderer.insert(runtime);
         }
+        tokio::spawn(watch_revocation_lists(Arc::downgrade(&orderer)));
         Ok(orderer)
     }
 
     fn insert(&self, runtime: Arc<ChannelRuntime>) {
         self.metrics.watch(&runtime);
+        self.crls.apply(runtime.channel_id(), &runtime.config.msps);
         self.channels
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -363,5 +370,29 @@ impl Orderer {
                 block_fill,
             },
         )))
+    }
+}
+
+/// Reads the local MSP's `crls/` again every few seconds and enforces what
+/// changed on every channel, for as long as the orderer lives.
+async fn watch_revocation_lists(orderer: std::sync::Weak<Orderer>) {
+    loop {
+        tokio::time::sleep(weft_node::revocation::POLL).await;
+        let Some(orderer) = orderer.upgrade() else {
+            return;
+        };
+        let changed = tokio::task::spawn_blocking(move || {
+            if orderer.crls.reload().is_some() {
+                for runtime in orderer.channels() {
+                    orderer
+                        .crls
+                        .apply(runtime.channel_id(), &runtime.config.msps);
+                }
+            }
+        })
+        .await;
+        if changed.is_err() {
+            return;
+        }
     }
 }

@@ -32,7 +32,6 @@ pub mod metrics;
 pub mod node;
 pub mod package;
 pub mod private;
-pub mod revocation;
 pub mod simulator;
 pub mod snapshot;
 

@@ -84,7 +84,7 @@ pub struct Peer {
     stop: watch::Sender<bool>,
     join_lock: tokio::sync::Mutex<()>,
     /// Revocation lists of the local MSP, enforced on every channel.
-    crls: crate::revocation::LocalCrls,
+    crls: weft_node::revocation::LocalCrls,
 }
 
 impl std::fmt::Debug for Peer {
@@ -239,7 +239,7 @@ impl Peer {
             operations,
             stop: watch::channel(false).0,
             join_lock: tokio::sync::Mutex::new(()),
-            crls: crate::revocation::LocalCrls::new(&config.msp_dir),
+            crls: weft_node::revocation::LocalCrls::new(&config.msp_dir),
             config,
         });
         peer.crls.reload();
@@ -294,14 +294,14 @@ impl Peer {
         let mut stop = self.stop.subscribe();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(crate::revocation::POLL) => {}
+                _ = tokio::time::sleep(weft_node::revocation::POLL) => {}
                 _ = stop.changed() => return,
             }
             let peer = Arc::clone(&self);
             let changed = tokio::task::spawn_blocking(move || {
                 if peer.crls.reload().is_some() {
                     for channel in peer.channels() {
-                        peer.crls.apply(&channel);
+                        peer.crls.apply(&channel.id, &channel.config.msps);
                     }
                 }
             })
@@ -313,7 +313,7 @@ impl Peer {
     }
 
     fn activate(&self, channel: Arc<PeerChannel>) {
-        self.crls.apply(&channel);
+        self.crls.apply(&channel.id, &channel.config.msps);
         self.channels.insert(Arc::clone(&channel));
         tokio::spawn(channel.run_committer(
             self.tls.clone(),

@@ -523,10 +523,22 @@ fn a_network_of_ca_issued_identities_admits_new_users_and_refuses_revoked_ones()
     );
     let crl = std::fs::read(out.join("crl.pem")).expect("crl");
     assert!(use_it()["evaluated"]["ok"].is_string(), "no CRL yet");
-    // ...then refused by every peer whose local MSP has it, with no restart.
+    let appuser = weft_material::SigningIdentity::from_files(
+        &out.join("cert.pem"),
+        &out.join("key.pem"),
+        "Org1MSP",
+    )
+    .expect("appuser");
+    let orderer_tls =
+        organizations.join("ordererOrganizations/example.com/tlsca/tlsca.example.com-cert.pem");
+    let orderer_endpoint = format!("127.0.0.1:{orderer}");
+    orderer_deliver(&orderer_endpoint, &orderer_tls, &appuser)
+        .expect("the orderer serves the user before it holds the CRL");
+    // ...then refused by every node whose local MSP has it, with no restart.
     for peer_msp in [
         org1.join("peers/peer0.org1.example.com/msp"),
         organizations.join("peerOrganizations/org2.example.com/peers/peer0.org2.example.com/msp"),
+        organizations.join("ordererOrganizations/example.com/orderers/orderer.example.com/msp"),
     ] {
         std::fs::create_dir_all(peer_msp.join("crls")).expect("crls");
         std::fs::write(peer_msp.join("crls/ca-org1-crl.pem"), &crl).expect("crl");
@@ -548,6 +560,20 @@ fn a_network_of_ca_issued_identities_admits_new_users_and_refuses_revoked_ones()
             + &refused[phase]["error"]["details"].to_string();
         assert!(message.contains("revoked"), "{phase}: {refused}");
     }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refusal = loop {
+        match orderer_deliver(&orderer_endpoint, &orderer_tls, &appuser) {
+            Err(refusal) => break refusal,
+            Ok(()) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the orderer still serves the revoked user"
+                );
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    assert!(refusal.contains("Forbidden"), "{refusal}");
     // The CAs are nodes of the network like the others.
     let text = network.ok(&["status"]);
     assert!(
@@ -572,4 +598,54 @@ fn a_network_of_ca_issued_identities_admits_new_users_and_refuses_revoked_ones()
     assert!(
         metrics.contains("api_request_duration_bucket{ca_name=\"ca-org1\",api_name=\"revoke\"")
     );
+}
+
+/// Block 0 of `mychannel` from the orderer at `endpoint`, as `identity`:
+/// Ok if the orderer sends it, the Fabric status it answers otherwise.
+fn orderer_deliver(
+    endpoint: &str,
+    tls_ca: &std::path::Path,
+    identity: &weft_material::SigningIdentity,
+) -> Result<(), String> {
+    use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
+    use weft_protos::orderer::deliver_response::Type;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("https://{endpoint}"))
+            .expect("endpoint")
+            .tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(
+                        std::fs::read(tls_ca).expect("tls ca"),
+                    ))
+                    .domain_name("127.0.0.1"),
+            )
+            .expect("tls")
+            .connect()
+            .await
+            .expect("connect");
+        let seek = weft_node::seek::seek_envelope(
+            identity,
+            "mychannel",
+            weft_node::seek::specified(0),
+            weft_node::seek::specified(0),
+            weft_protos::orderer::seek_info::SeekBehavior::BlockUntilReady,
+        )
+        .expect("seek");
+        let mut stream = AtomicBroadcastClient::new(channel)
+            .deliver(tokio_stream::iter([seek]))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        match stream.message().await.map_err(|e| e.to_string())? {
+            Some(response) => match response.r#type {
+                Some(Type::Block(_)) => Ok(()),
+                Some(Type::Status(code)) => {
+                    Err(format!("{:?}", weft_protos::common::Status::try_from(code)))
+                }
+                other => Err(format!("{other:?}")),
+            },
+            None => Err("the stream ended".into()),
+        }
+    })
 }

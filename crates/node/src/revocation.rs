@@ -1,20 +1,20 @@
-//! Revocation lists in the peer's local MSP (`<msp_dir>/crls/*.pem`,
+//! Revocation lists in a node's local MSP (`<msp_dir>/crls/*.pem`,
 //! Fabric's layout), enforced on every channel besides those of the channel
 //! configuration: a list counts on a channel when one of the channel's CAs
 //! signed it, so a certificate a Fabric CA (or `weft ca`) revoked is
-//! refused by the peers whose MSP holds the CRL. The directory is read
-//! again every [`POLL`], so a CRL copied there takes effect without a
-//! restart (identities validated before are validated again).
+//! refused by the peers and orderers whose MSP holds the CRL. The directory
+//! is read again every [`POLL`], so a CRL copied there takes effect without
+//! a restart (identities validated before are validated again).
 //!
 //! Until channel configuration updates exist, this is how revocation
 //! reaches a running network; the lists are not part of the channel's
-//! configuration, so only the peers holding them refuse the identity.
+//! configuration, so only the nodes holding them refuse the identity.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::channel::PeerChannel;
+use weft_msp::MspManager;
 
 /// How often the directory is read again.
 pub const POLL: Duration = Duration::from_secs(2);
@@ -24,13 +24,13 @@ type Lists = Arc<Vec<Vec<u8>>>;
 
 /// The lists of a local MSP's `crls/`, and a fingerprint of the files they
 /// were read from.
-pub(crate) struct LocalCrls {
+pub struct LocalCrls {
     dir: PathBuf,
     state: Mutex<([u8; 32], Lists)>,
 }
 
 impl LocalCrls {
-    pub(crate) fn new(msp_dir: &std::path::Path) -> Self {
+    pub fn new(msp_dir: &std::path::Path) -> Self {
         Self {
             dir: msp_dir.join("crls"),
             state: Mutex::new(([0; 32], Arc::new(Vec::new()))),
@@ -38,7 +38,7 @@ impl LocalCrls {
     }
 
     /// Reads the directory; the lists if they changed since the last read.
-    pub(crate) fn reload(&self) -> Option<Lists> {
+    pub fn reload(&self) -> Option<Lists> {
         let mut files: Vec<PathBuf> = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries
                 .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -68,25 +68,24 @@ impl LocalCrls {
         Some(Arc::clone(&state.1))
     }
 
-    pub(crate) fn current(&self) -> Lists {
+    pub fn current(&self) -> Lists {
         Arc::clone(&self.state.lock().unwrap_or_else(|p| p.into_inner()).1)
     }
 
-    /// Enforces the current lists on `channel`.
-    pub(crate) fn apply(&self, channel: &PeerChannel) {
+    /// Enforces the current lists on channel `channel`'s MSPs.
+    pub fn apply(&self, channel: &str, msps: &MspManager) {
         let lists = self.current();
-        let outcome = channel.config.msps.set_local_revocation_lists(&lists);
+        let outcome = msps.set_local_revocation_lists(&lists);
         if outcome.applied > 0 {
             tracing::info!(
-                "channel {}: {} revocation list(s) from {} enforced ({} revoked serials)",
-                channel.id,
+                "channel {channel}: {} revocation list(s) from {} enforced ({} revoked serials)",
                 outcome.applied,
                 self.dir.display(),
                 outcome.serials
             );
         }
         for skipped in &outcome.skipped {
-            tracing::debug!("channel {}: {}: {skipped}", channel.id, self.dir.display());
+            tracing::debug!("channel {channel}: {}: {skipped}", self.dir.display());
         }
     }
 }
