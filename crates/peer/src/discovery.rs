@@ -20,12 +20,15 @@
 //! admin of the peer's organisation; a client TLS certificate hash in the
 //! request must be that of the certificate the connection presented.
 //!
-//! weft runs no gossip: the peers' heights are this peer's own (peers of a
-//! weft network commit the same blocks within moments), and only this peer's
+//! weft runs no gossip: this peer asks the other peers of a channel for
+//! their heights (a filtered Deliver of the newest block, signed by this
+//! peer, answered within 500 ms and remembered for 2 s; a peer that does not
+//! answer in time is reported at this peer's height), and only this peer's
 //! own alive and state messages are signed.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prost::Message;
 use tonic::{Request, Response, Status};
@@ -47,6 +50,13 @@ use crate::config::GatewayPeer;
 
 /// Principal sets (policy combinations) considered per chaincode.
 const PRINCIPAL_SETS_MAX: usize = 1024;
+/// How long another peer has to tell its height.
+const HEIGHT_WAIT: Duration = Duration::from_millis(500);
+/// How long a peer's height is remembered.
+const HEIGHT_TTL: Duration = Duration::from_secs(2);
+
+/// Heights of a channel's peers, by endpoint.
+type Heights = HashMap<String, u64>;
 
 // The messages of Fabric's `gossip.GossipMessage` that discovery answers
 // carry (field numbers as Fabric's `gossip/message.proto`).
@@ -146,6 +156,9 @@ pub struct DiscoveryService {
     admin: Arc<weft_node::AdminAuthority>,
     peers: Vec<KnownPeer>,
     started: u64,
+    tls: weft_node::Tls,
+    /// (channel, endpoint) → when asked, the height.
+    heights: Mutex<HashMap<(String, String), (Instant, u64)>>,
 }
 
 impl std::fmt::Debug for DiscoveryService {
@@ -167,6 +180,7 @@ impl DiscoveryService {
         channels: Arc<Channels>,
         signer: Arc<SigningIdentity>,
         admin: Arc<weft_node::AdminAuthority>,
+        tls: weft_node::Tls,
         own_endpoint: &str,
         gateway_peers: &[GatewayPeer],
     ) -> Self {
@@ -204,7 +218,63 @@ impl DiscoveryService {
             started: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64),
+            tls,
+            heights: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The heights of `channel`'s peers: this peer's own, the others asked
+    /// side by side (remembered for [`HEIGHT_TTL`]; this peer's height for
+    /// one that does not answer within [`HEIGHT_WAIT`]).
+    async fn heights(&self, channel: &PeerChannel) -> Heights {
+        let own = *channel.height.borrow();
+        let now = Instant::now();
+        let mut heights = Heights::new();
+        let mut asks = tokio::task::JoinSet::new();
+        for peer in self.channel_peers(channel) {
+            if peer.own {
+                heights.insert(peer.endpoint.clone(), own);
+                continue;
+            }
+            let key = (channel.id.clone(), peer.endpoint.clone());
+            let remembered = self
+                .heights
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .filter(|(at, _)| now.duration_since(*at) < HEIGHT_TTL)
+                .map(|(_, height)| *height);
+            if let Some(height) = remembered {
+                heights.insert(peer.endpoint.clone(), height);
+                continue;
+            }
+            let (tls, signer) = (self.tls.clone(), Arc::clone(&self.signer));
+            let (channel_id, endpoint) = key;
+            asks.spawn(async move {
+                let asker = HeightAsker { tls, signer };
+                let asked =
+                    tokio::time::timeout(HEIGHT_WAIT, asker.ask(&channel_id, &endpoint)).await;
+                (endpoint, asked)
+            });
+        }
+        while let Some(Ok((endpoint, asked))) = asks.join_next().await {
+            let height = match asked {
+                Ok(Ok(height)) => {
+                    self.heights
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert((channel.id.clone(), endpoint.clone()), (now, height));
+                    height
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!("discovery: the height of {endpoint}: {e}");
+                    own
+                }
+                Err(_) => own,
+            };
+            heights.insert(endpoint, height);
+        }
+        heights
     }
 
     fn envelope(&self, peer: &KnownPeer, message: &GossipMessage) -> gossip::Envelope {
@@ -221,7 +291,11 @@ impl DiscoveryService {
         }
     }
 
-    fn describe(&self, peer: &KnownPeer, channel: Option<&PeerChannel>) -> discovery::Peer {
+    fn describe(
+        &self,
+        peer: &KnownPeer,
+        channel: Option<(&PeerChannel, &Heights)>,
+    ) -> discovery::Peer {
         let pki_id = weft_crypto::sha256(&peer.identity).to_vec();
         let timestamp = Some(PeerTime {
             inc_num: self.started,
@@ -240,7 +314,7 @@ impl DiscoveryService {
             }),
             ..GossipMessage::default()
         };
-        let state_info = channel.map(|channel| {
+        let state_info = channel.map(|(channel, heights)| {
             let definitions = channel.definitions();
             let state = GossipMessage {
                 channel: channel.id.as_bytes().to_vec(),
@@ -250,7 +324,10 @@ impl DiscoveryService {
                     pki_id,
                     channel_mac: Vec::new(),
                     properties: Some(Properties {
-                        ledger_height: *channel.height.borrow(),
+                        ledger_height: heights
+                            .get(&peer.endpoint)
+                            .copied()
+                            .unwrap_or_else(|| *channel.height.borrow()),
                         left_channel: false,
                         chaincodes: definitions
                             .chaincodes
@@ -286,7 +363,7 @@ impl DiscoveryService {
     fn by_org(
         &self,
         peers: &[&KnownPeer],
-        channel: Option<&PeerChannel>,
+        channel: Option<(&PeerChannel, &Heights)>,
     ) -> BTreeMap<String, Peers> {
         let mut out: BTreeMap<String, Peers> = BTreeMap::new();
         for peer in peers {
@@ -344,6 +421,7 @@ impl DiscoveryService {
     fn endorsement(
         &self,
         channel: &PeerChannel,
+        heights: &Heights,
         interest: &ChaincodeInterest,
     ) -> Result<EndorsementDescriptor, String> {
         let first = interest
@@ -460,7 +538,7 @@ impl DiscoveryService {
                         Peers {
                             peers: members
                                 .iter()
-                                .map(|peer| self.describe(peer, Some(channel)))
+                                .map(|peer| self.describe(peer, Some((channel, heights))))
                                 .collect(),
                         },
                     )
@@ -470,7 +548,7 @@ impl DiscoveryService {
         })
     }
 
-    fn answer(
+    async fn answer(
         &self,
         query: &discovery::Query,
         auth: &AuthInfo,
@@ -511,6 +589,10 @@ impl DiscoveryService {
                 now_seconds(),
             )
             .map_err(|e| format!("access denied: {e}"))?;
+        let heights = match kind {
+            QueryKind::ConfigQuery(_) => Heights::new(),
+            _ => self.heights(&channel).await,
+        };
         Ok(match kind {
             QueryKind::ConfigQuery(_) => {
                 QueryResultKind::ConfigResult(Self::config_result(&channel))
@@ -518,7 +600,7 @@ impl DiscoveryService {
             QueryKind::PeerQuery(query) => {
                 let mut peers = self.channel_peers(&channel);
                 if let Some(filter) = query.filter.as_ref().filter(|f| !f.chaincodes.is_empty()) {
-                    let descriptor = self.endorsement(&channel, filter)?;
+                    let descriptor = self.endorsement(&channel, &heights, filter)?;
                     let eligible: BTreeSet<Vec<u8>> = descriptor
                         .endorsers_by_groups
                         .values()
@@ -527,14 +609,14 @@ impl DiscoveryService {
                     peers.retain(|p| eligible.contains(&p.identity));
                 }
                 QueryResultKind::Members(PeerMembershipResult {
-                    peers_by_org: self.by_org(&peers, Some(&channel)),
+                    peers_by_org: self.by_org(&peers, Some((&channel, &heights))),
                 })
             }
             QueryKind::CcQuery(query) => QueryResultKind::CcQueryRes(ChaincodeQueryResult {
                 content: query
                     .interests
                     .iter()
-                    .map(|interest| self.endorsement(&channel, interest))
+                    .map(|interest| self.endorsement(&channel, &heights, interest))
                     .collect::<Result<_, _>>()?,
             }),
             QueryKind::LocalPeers(_) => return Err("unreachable".into()),
@@ -580,19 +662,57 @@ impl Discovery for DiscoveryService {
                 "the request names another TLS client certificate than the one it arrived with",
             ));
         }
-        let results = inner
-            .queries
-            .iter()
-            .map(|query| QueryResult {
-                result: Some(match self.answer(query, &auth, &signed) {
+        let mut results = Vec::with_capacity(inner.queries.len());
+        for query in &inner.queries {
+            results.push(QueryResult {
+                result: Some(match self.answer(query, &auth, &signed).await {
                     Ok(result) => result,
                     Err(content) => {
                         weft_node::refusal!("discovery query refused: {}", content.escape_debug());
                         QueryResultKind::Error(discovery::Error { content })
                     }
                 }),
-            })
-            .collect();
+            });
+        }
         Ok(Response::new(discovery::Response { results }))
+    }
+}
+
+/// What asking another peer for its height needs.
+struct HeightAsker {
+    tls: weft_node::Tls,
+    signer: Arc<SigningIdentity>,
+}
+
+impl HeightAsker {
+    /// The height of `channel` at `endpoint`, asked with a filtered Deliver
+    /// of the newest block, signed by this peer.
+    async fn ask(&self, channel: &str, endpoint: &str) -> Result<u64, String> {
+        use weft_protos::orderer::seek_info::SeekBehavior;
+        use weft_protos::orderer::{SeekNewest, SeekPosition, seek_position};
+        use weft_protos::peer::deliver_response::Type;
+        let newest = || SeekPosition {
+            r#type: Some(seek_position::Type::Newest(SeekNewest {})),
+        };
+        let seek = weft_node::seek::seek_envelope(
+            &self.signer,
+            channel,
+            newest(),
+            newest(),
+            SeekBehavior::FailIfNotReady,
+        )
+        .map_err(|e| e.to_string())?;
+        let connection = self.tls.channel(endpoint)?;
+        let mut stream = weft_protos::peer::deliver_client::DeliverClient::new(connection)
+            .deliver_filtered(tokio_stream::iter([seek]))
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        while let Some(response) = stream.message().await.map_err(|e| e.to_string())? {
+            if let Some(Type::FilteredBlock(block)) = response.r#type {
+                return Ok(block.number + 1);
+            }
+        }
+        Err("no block".into())
     }
 }

@@ -653,6 +653,7 @@ pub async fn serve(
                     Arc::clone(&peer.channels),
                     Arc::clone(&peer.endorsing.signer),
                     Arc::clone(&peer.admin),
+                    peer.tls.clone(),
                     peer.config.external_address(),
                     &peer.config.gateway_peers,
                 ),
