@@ -183,7 +183,8 @@ impl Rest {
     }
 
     fn client(&self, identity: &str, channel: &str) -> Result<Client, ApiError> {
-        weft_protos_check_channel(channel)?;
+        weft_protoutil::check_channel_id(channel)
+            .map_err(|e| ApiError::bad_request(format!("`{channel}`: {e}")))?;
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(client) = clients.get(&(identity.to_owned(), channel.to_owned())) {
             return Ok(client.clone());
@@ -244,25 +245,6 @@ impl Rest {
                     ),
                 )
             })
-    }
-}
-
-fn weft_protos_check_channel(channel: &str) -> Result<(), ApiError> {
-    let valid = !channel.is_empty()
-        && channel.len() < 250
-        && channel
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_lowercase())
-        && channel
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-    if valid {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "`{channel}` is not a channel name (lower-case letters, digits, '.', '_', '-', starting with a letter)"
-        )))
     }
 }
 
