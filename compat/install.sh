@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 say() { printf 'compat: %s\n' "$*"; }
 
 # Python: Fabric's published descriptors, in a venv beside this script.
-if ! .venv/bin/python -c 'import fabric_protos, fabric_chaincode_python, openapi_spec_validator' >/dev/null 2>&1; then
+if ! .venv/bin/python -c 'import fabric_protos, fabric_chaincode_python, openapi_spec_validator, kubernetes_validate' >/dev/null 2>&1; then
   say "installing Python packages into compat/.venv"
   if ! python3 -m venv .venv >/dev/null 2>&1; then
     # Debian ships venv separately.
@@ -62,6 +62,14 @@ fi
 if ! command -v docker-compose >/dev/null 2>&1; then
   say "installing docker-compose (Debian package)"
   apt_install docker-compose
+fi
+
+# podman (`podman kube play` runs the objects of `weft deploy k8s --podman`;
+# its tests run their own podman with a private storage root).
+if ! command -v podman >/dev/null 2>&1 || ! command -v catatonit >/dev/null 2>&1 \
+   || ! command -v runc >/dev/null 2>&1 || [ ! -x /usr/lib/podman/netavark ]; then
+  say "installing podman, runc, catatonit, netavark and aardvark-dns (Debian packages)"
+  apt_install podman runc catatonit netavark aardvark-dns
 fi
 
 # PostgreSQL (`weft events sink` and its tests, which run their own server

@@ -31,6 +31,9 @@ pub struct CryptogenConfig {
     /// Organisations (by domain) whose signing identities a certificate
     /// authority issues instead of a CA of cryptogen's own.
     pub issuers: BTreeMap<String, Arc<dyn IdentityIssuer>>,
+    /// Other names nodes are dialled at (a Kubernetes Service's), by node
+    /// name: their TLS certificates carry them too.
+    pub node_hosts: BTreeMap<String, String>,
 }
 
 impl Default for CryptogenConfig {
@@ -39,6 +42,7 @@ impl Default for CryptogenConfig {
             now: OffsetDateTime::now_utc(),
             validity_days: 3650,
             issuers: BTreeMap::new(),
+            node_hosts: BTreeMap::new(),
         }
     }
 }
@@ -437,6 +441,9 @@ fn identity(
         sans.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
         // A node placed on a host of the spec is also dialled at its address.
         sans.extend(address.map(str::to_owned));
+        if let Some(host) = config.node_hosts.get(name).filter(|h| !sans.contains(h)) {
+            sans.push(host.clone());
+        }
     }
     let mut params = base_params(sans, config);
     params.distinguished_name = dn(org.domain, None, name);

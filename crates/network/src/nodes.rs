@@ -54,6 +54,34 @@ pub enum Reach {
     /// network's DNS and in its TLS certificate) — or, where the spec
     /// places nodes on `hosts`, at its host's address.
     Containers,
+    /// In a Kubernetes cluster: each node listening on every interface and
+    /// dialled at its Service's name ([`service_name`]: DNS labels hold no
+    /// dots), which its TLS certificate carries.
+    Kubernetes,
+}
+
+/// The Kubernetes Service (and DNS label) of node `name`:
+/// `peer0.org1.example.com` → `peer0-org1-example-com` (lower case, `-`
+/// for anything else, at most 63 characters ending in a letter or digit).
+pub fn service_name(name: &str) -> String {
+    let mut label = String::new();
+    for c in name.chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_alphanumeric() {
+            label.push(c);
+        } else if !label.ends_with('-') && !label.is_empty() {
+            label.push('-');
+        }
+    }
+    label.truncate(63);
+    while label.ends_with('-') {
+        label.pop();
+    }
+    if label.starts_with(|c: char| c.is_ascii_digit()) || label.is_empty() {
+        label.insert_str(0, "n-");
+        label.truncate(63);
+    }
+    label
 }
 
 impl Node {
@@ -126,13 +154,15 @@ pub fn nodes_at(spec: &NetworkSpec, reach: Reach) -> Vec<Node> {
             Role::Peer { org, index } => spec.peer_host(org, index),
         };
         match (reach, placed) {
+            // The cluster's DNS names its Services (`hosts:` is refused there).
+            (Reach::Kubernetes, _) => node.host = service_name(&node.name),
             // On a host of the spec: dialled at the host's address, from
             // anywhere (its ports are published there).
             (_, Some(host)) => node.host = host.address.clone(),
             (Reach::Containers, None) => node.host = node.name.clone(),
             (Reach::Local, None) => {}
         }
-        if reach == Reach::Containers {
+        if reach != Reach::Local {
             node.listen_host = "0.0.0.0".into();
         }
     }
@@ -231,7 +261,7 @@ pub fn config_text(
         address = quote(&node.listen_address()),
         data = match dir.reach() {
             Reach::Local => "data",
-            Reach::Containers => crate::compose::DATA_MOUNT,
+            Reach::Containers | Reach::Kubernetes => crate::compose::DATA_MOUNT,
         },
         msp = from_node(&material.join("msp"), dir),
         msp_id = quote(&node.msp_id),
@@ -358,4 +388,31 @@ fn chaincode_text(
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_service_name_is_a_dns_label() {
+        assert_eq!(
+            service_name("peer0.org1.example.com"),
+            "peer0-org1-example-com"
+        );
+        assert_eq!(service_name("Orderer..Example_COM."), "orderer-example-com");
+        assert_eq!(service_name("1st.org"), "n-1st-org");
+        let long = service_name(&format!("peer0.{}.com", "a".repeat(80)));
+        assert_eq!(long.len(), 63);
+        assert!(!long.ends_with('-'));
+    }
+
+    #[test]
+    fn in_kubernetes_every_node_is_dialled_at_its_service_and_listens_everywhere() {
+        let spec = NetworkSpec::default_network();
+        for node in nodes_at(&spec, Reach::Kubernetes) {
+            assert_eq!(node.host, service_name(&node.name));
+            assert_eq!(node.listen_host, "0.0.0.0");
+        }
+    }
 }

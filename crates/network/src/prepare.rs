@@ -40,6 +40,12 @@ pub fn prepare(
     let organizations = dir.organizations();
     let config = CryptogenConfig {
         issuers: crate::cas::prepare(spec, &organizations, progress)?,
+        node_hosts: dir
+            .nodes(spec)
+            .into_iter()
+            .filter(|node| node.host != node.name)
+            .map(|node| (node.name, node.host))
+            .collect(),
         ..CryptogenConfig::default()
     };
     let report = cryptogen::generate(spec, &organizations, &config, &mut |_| {})
@@ -131,7 +137,10 @@ pub fn prepare(
         write_atomic(&paths.1, yaml.as_bytes())?;
     }
     progress("connection profiles written");
-    if let Some(port) = spec.rest_port() {
+    // A cluster's network has no REST gateway of `weft up`'s.
+    if let Some(port) = spec.rest_port()
+        && dir.reach() != crate::nodes::Reach::Kubernetes
+    {
         crate::rest::write_config(dir, spec)?;
         progress(&format!("REST gateway: 127.0.0.1:{port}"));
     }

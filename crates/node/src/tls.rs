@@ -55,7 +55,15 @@ impl Tls {
     pub fn load(files: &TlsFiles) -> Result<Self, String> {
         let mut roots_pem = Vec::new();
         for root in &files.root_cas {
-            roots_pem.extend(read(root)?);
+            let pem = read(root)?;
+            // An empty or partly written file would silently trust nobody.
+            if weft_crypto::pem::certificates(&pem).map_or(true, |certs| certs.is_empty()) {
+                return Err(format!(
+                    "{}: no PEM certificate (tls.root_cas)",
+                    root.display()
+                ));
+            }
+            roots_pem.extend(pem);
             roots_pem.push(b'\n');
         }
         if files.root_cas.is_empty() {

@@ -275,16 +275,68 @@ enum DeployCommand {
         #[arg(long)]
         per_host: bool,
     },
+    /// Write Kubernetes objects for the network: per node a Deployment, a
+    /// PersistentVolumeClaim for its ledger and a ClusterIP Service (its
+    /// DNS name, in its TLS certificate); its material as ConfigMaps and
+    /// Secrets; a Job that joins channels and deploys chaincodes; one
+    /// Service exposing the gateway peer outside the cluster.
+    /// Re-running keeps the identities.
+    K8s {
+        /// Network spec file; without it, the default network.
+        spec: Option<PathBuf>,
+        /// The directory to write (OUTPUT/kubernetes/ holds the objects,
+        /// OUTPUT/network/ the material, CA keys and users, off the cluster).
+        #[arg(long)]
+        output: PathBuf,
+        /// The namespace of every object (a Namespace object is written too).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// weft's image, as the cluster pulls it (`weft image build` makes it).
+        #[arg(long, default_value_t = format!("weft:{}", env!("CARGO_PKG_VERSION")))]
+        image: String,
+        /// How the gateway Service is reached from outside the cluster.
+        #[arg(long, value_enum, default_value_t = ExposeArg::NodePort)]
+        expose: ExposeArg,
+        /// The organisation whose peer0 is the exposed gateway (default: the first).
+        #[arg(long)]
+        gateway_org: Option<String>,
+        /// The ledgers' StorageClass (default: the cluster's).
+        #[arg(long)]
+        storage_class: Option<String>,
+        /// Each ledger's volume size.
+        #[arg(long, default_value = "5Gi")]
+        storage: String,
+        /// Write OUTPUT/podman.yaml, the variant `podman kube play` runs
+        /// (pods on one machine; keys in ConfigMaps: for testing only).
+        #[arg(long)]
+        podman: bool,
+    },
     /// Join every node to its channels and deploy the spec's chaincodes on a
     /// network whose nodes run in containers (the compose project's `init`
-    /// service runs it). Idempotent.
+    /// service, the Kubernetes Job). Idempotent.
     Init {
         #[command(flatten)]
         dir: NetworkDirArg,
         /// Give up waiting for the nodes after this many seconds.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// How the nodes are dialled: at their names (compose) or their
+        /// Services' names (Kubernetes).
+        #[arg(long, value_enum, default_value_t = ReachArg::Containers)]
+        reach: ReachArg,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExposeArg {
+    NodePort,
+    LoadBalancer,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReachArg {
+    Containers,
+    Kubernetes,
 }
 
 #[derive(Subcommand)]
@@ -764,7 +816,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     chaincodes: Default::default(),
                 },
             ),
-            DeployCommand::Init { dir, timeout } => network::deploy_init(dir.open(), timeout),
+            DeployCommand::K8s {
+                spec,
+                output,
+                namespace,
+                image,
+                expose,
+                gateway_org,
+                storage_class,
+                storage,
+                podman,
+            } => network::deploy_k8s(
+                spec.as_deref(),
+                weft_network::k8s::KubernetesOptions {
+                    output,
+                    image,
+                    namespace,
+                    exposure: match expose {
+                        ExposeArg::NodePort => weft_network::k8s::Exposure::NodePort,
+                        ExposeArg::LoadBalancer => weft_network::k8s::Exposure::LoadBalancer,
+                    },
+                    gateway_org,
+                    storage_class,
+                    storage,
+                    podman,
+                },
+            ),
+            DeployCommand::Init {
+                dir,
+                timeout,
+                reach,
+            } => network::deploy_init(
+                dir.open(),
+                timeout,
+                match reach {
+                    ReachArg::Containers => weft_network::nodes::Reach::Containers,
+                    ReachArg::Kubernetes => weft_network::nodes::Reach::Kubernetes,
+                },
+            ),
         },
         Command::Health { target } => health(&target),
         Command::Events { command } => events::events(command),

@@ -261,6 +261,59 @@ pub fn deploy_compose(
     Ok(())
 }
 
+/// `weft deploy k8s`: writes the objects and says how to apply them.
+pub fn deploy_k8s(
+    spec: Option<&Path>,
+    options: weft_network::k8s::KubernetesOptions,
+) -> anyhow::Result<()> {
+    let mut step = stepper();
+    let (text, origin) = match spec {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+            path.display().to_string(),
+        ),
+        None => (
+            weft_spec::DEFAULT_SPEC_YAML.to_owned(),
+            "<default spec>".to_owned(),
+        ),
+    };
+    let project = weft_network::k8s::write(&text, &origin, &builtin_names(), &options, &mut step)?;
+    let output = options.output.display();
+    let gateway = &project.gateway;
+    if options.podman {
+        println!(
+            "run it (image {}: `weft image build` into podman's engine makes it):
+  podman kube play {output}/podman.yaml
+the gateway peer {} is on 127.0.0.1:{}",
+            options.image, gateway.name, gateway.port
+        );
+    } else {
+        let ns = options
+            .namespace
+            .as_ref()
+            .map_or_else(String::new, |n| format!(" -n {n}"));
+        println!(
+            "apply (image {}: `weft image build`, then push it where the cluster pulls from):
+  kubectl apply -f {output}/kubernetes/
+  kubectl{ns} wait --for=condition=complete job/{} --timeout=600s
+the gateway peer {} is exposed by Service {} (port {}):
+  kubectl{ns} get service {}",
+            options.image,
+            project.init,
+            gateway.name,
+            project.gateway_service,
+            gateway.port,
+            project.gateway_service,
+        );
+    }
+    println!(
+        "applications use the material in {}/organizations (TLS server name {})",
+        project.network_dir.root().display(),
+        gateway.name
+    );
+    Ok(())
+}
+
 /// Writes the compose project(s) of `spec` (the default one without).
 fn write_compose(
     spec: Option<&Path>,
@@ -363,8 +416,12 @@ async fn docker_image(
 
 /// `weft deploy init`: what `weft up` does after starting the nodes, for
 /// nodes that run in containers beside this one.
-pub fn deploy_init(dir: NetworkDir, timeout: u64) -> anyhow::Result<()> {
-    let dir = dir.reached_from(weft_network::nodes::Reach::Containers);
+pub fn deploy_init(
+    dir: NetworkDir,
+    timeout: u64,
+    reach: weft_network::nodes::Reach,
+) -> anyhow::Result<()> {
+    let dir = dir.reached_from(reach);
     let (spec, base) = dir.load_spec()?;
     let mut step = stepper();
     let timeout = Duration::from_secs(timeout);

@@ -1,0 +1,521 @@
+//! `weft deploy k8s`: its objects checked by `kubernetes-validate --strict`
+//! for Kubernetes 1.30 (PyPI, which `compat/install.sh` installs), and its
+//! podman variant run for real by `podman kube play` (Debian's podman) on a
+//! podman of the test's own: private storage, API socket and network,
+//! removed afterwards.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WEFT: &str = env!("CARGO_BIN_EXE_weft");
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn weft(args: &[&str]) -> Output {
+    Command::new(WEFT)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("weft")
+}
+
+/// `kubernetes-validate --strict -k 1.30.0` on `files`.
+fn validate(files: &[PathBuf]) {
+    let python = weft_compat::python().expect("compat/.venv (compat/install.sh)");
+    let tool = python.with_file_name("kubernetes-validate");
+    let checked = Command::new(tool)
+        .args(["--strict", "-k", "1.30.0", "--no-warn"])
+        .args(files)
+        .output()
+        .expect("kubernetes-validate (compat/install.sh installs it)");
+    let said = text(&checked);
+    assert!(checked.status.success(), "{said}");
+    assert!(
+        said.matches(" passed for resource ").count() > files.len(),
+        "{said}"
+    );
+}
+
+/// Every YAML document of `file`.
+fn documents(file: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(file).expect("manifest");
+    text.split("\n---\n")
+        .skip(1)
+        .map(|doc| serde_saphyr::from_str(doc).expect("a YAML document"))
+        .collect()
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("manifests")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// The objects of the default network validate for Kubernetes 1.30, one
+/// Service is exposed, every object is in the namespace, CA keys stay off
+/// the cluster and each node's pod sees its own keys and nobody else's.
+#[test]
+fn the_objects_validate_expose_one_gateway_and_keep_keys_to_their_nodes() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let output = out.path().join("k8s");
+    let wrote = weft(&[
+        "deploy",
+        "k8s",
+        "--output",
+        output.to_str().expect("utf8"),
+        "--namespace",
+        "weft-test",
+        "--expose",
+        "load-balancer",
+        "--storage-class",
+        "fast",
+        "--storage",
+        "2Gi",
+    ]);
+    let said = text(&wrote);
+    assert!(wrote.status.success(), "{said}");
+    assert!(said.contains("kubectl apply -f"), "{said}");
+    assert!(
+        said.contains("kubectl -n weft-test get service weft-default-gateway"),
+        "{said}"
+    );
+    let files = yaml_files(&output.join("kubernetes"));
+    validate(&files);
+    let docs: Vec<Value> = files.iter().flat_map(|f| documents(f)).collect();
+    let kind = |k: &str| -> Vec<&Value> { docs.iter().filter(|d| d["kind"] == k).collect() };
+
+    for doc in &docs {
+        if doc["kind"] != "Namespace" {
+            assert_eq!(doc["metadata"]["namespace"], "weft-test", "{doc:#}");
+        }
+    }
+    // Exactly one Service reachable from outside: the gateway peer's.
+    let services = kind("Service");
+    assert_eq!(services.len(), 6, "a Service per node and the gateway's");
+    let exposed: Vec<&&Value> = services
+        .iter()
+        .filter(|s| s["spec"]["type"] != "ClusterIP")
+        .collect();
+    assert_eq!(exposed.len(), 1, "{exposed:#?}");
+    assert_eq!(exposed[0]["metadata"]["name"], "weft-default-gateway");
+    assert_eq!(exposed[0]["spec"]["type"], "LoadBalancer");
+    assert_eq!(
+        exposed[0]["spec"]["selector"]["weft.dev/node"],
+        "peer0-org1-example-com"
+    );
+    assert_eq!(exposed[0]["spec"]["ports"][0]["port"], 7051);
+
+    // Each node: a Deployment of one pod on its claim, probed, unprivileged.
+    let deployments = kind("Deployment");
+    assert_eq!(deployments.len(), 5);
+    let peer = deployments
+        .iter()
+        .find(|d| d["metadata"]["name"] == "peer0-org1-example-com")
+        .expect("peer0.org1's Deployment");
+    assert_eq!(peer["spec"]["strategy"]["type"], "Recreate");
+    let pod = &peer["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["args"],
+        serde_json::json!([
+            "peer",
+            "start",
+            "--config",
+            "/network/nodes/peer0.org1.example.com/config.yaml"
+        ])
+    );
+    assert_eq!(container["readinessProbe"]["httpGet"]["port"], 17051);
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    let claims = kind("PersistentVolumeClaim");
+    let claim = claims
+        .iter()
+        .find(|c| c["metadata"]["name"] == "data-peer0-org1-example-com")
+        .expect("peer0.org1's claim");
+    assert_eq!(claim["spec"]["storageClassName"], "fast");
+    assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "2Gi");
+    assert!(kind("Role").is_empty() && kind("ClusterRole").is_empty());
+
+    // Keys: Secrets hold them, each mounted only where it belongs; the CA
+    // keys are nowhere in the objects.
+    let secrets: BTreeSet<String> = kind("Secret")
+        .iter()
+        .map(|s| s["metadata"]["name"].as_str().expect("name").to_owned())
+        .collect();
+    assert!(!secrets.is_empty());
+    for deployment in &deployments {
+        let node = deployment["metadata"]["name"].as_str().expect("name");
+        let sources = deployment["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"]
+            .as_array()
+            .expect("projected sources");
+        let mut own_keys = 0;
+        for source in sources {
+            let Some(secret) = source.get("secret") else {
+                continue;
+            };
+            assert!(secrets.contains(secret["name"].as_str().expect("name")));
+            for item in secret["items"].as_array().expect("items") {
+                let path = item["path"].as_str().expect("path");
+                let parts: Vec<&str> = path.split('/').collect();
+                let host = parts
+                    .iter()
+                    .position(|part| *part == "peers" || *part == "orderers")
+                    .and_then(|i| parts.get(i + 1))
+                    .map(|part| part.replace('.', "-"));
+                assert_eq!(host.as_deref(), Some(node), "{node} mounts {path}");
+                own_keys += usize::from(path.ends_with("_sk") || path.ends_with(".key"));
+            }
+        }
+        assert_eq!(own_keys, 2, "{node}: its signing key and TLS key");
+    }
+    let network = output.join("network/organizations");
+    let everything: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).expect("manifest"))
+        .collect();
+    for ca in [
+        "peerOrganizations/org1.example.com/ca/priv_sk",
+        "peerOrganizations/org1.example.com/tlsca/priv_sk",
+        "ordererOrganizations/example.com/ca/priv_sk",
+    ] {
+        let key = std::fs::read(network.join(ca)).expect("CA key");
+        assert!(
+            !everything.contains(&base64(&key)),
+            "{ca} is in the objects"
+        );
+        let pem = String::from_utf8(key).expect("PEM");
+        let body = pem.lines().nth(1).expect("PEM body");
+        assert!(!everything.contains(body), "{ca} is in the objects");
+    }
+
+    // The TLS certificates carry the Services' names the nodes are dialled at.
+    let cert = std::fs::read(
+        network
+            .join("peerOrganizations/org1.example.com/peers/peer0.org1.example.com/tls/server.crt"),
+    )
+    .expect("TLS certificate");
+    let der = &weft_crypto::pem::certificates(&cert).expect("PEM")[0];
+    assert!(
+        der.windows(22).any(|w| w == b"peer0-org1-example-com"),
+        "the SAN peer0-org1-example-com"
+    );
+    let job = &kind("Job")[0];
+    let args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args");
+    assert!(args.iter().any(|a| a == "kubernetes"), "{args:?}");
+
+    // The podman variant is valid Kubernetes too.
+    let podman = out.path().join("podman");
+    let wrote = weft(&[
+        "deploy",
+        "k8s",
+        "--podman",
+        "--output",
+        podman.to_str().expect("utf8"),
+    ]);
+    assert!(wrote.status.success(), "{}", text(&wrote));
+    validate(&[
+        podman.join("podman-claims.yaml"),
+        podman.join("podman.yaml"),
+    ]);
+}
+
+fn base64(bytes: &[u8]) -> String {
+    weft_crypto::pem::base64(bytes)
+}
+
+/// What cannot be deployed yet, or is wrong, is refused by name before
+/// anything is written.
+#[test]
+fn what_a_cluster_cannot_take_is_refused_by_name() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let refused = |spec: Option<&str>, extra: &[&str], expected: &[&str]| {
+        let output = out.path().join("out");
+        let mut args = vec!["deploy", "k8s", "--output", output.to_str().expect("utf8")];
+        let file = out.path().join("spec.yaml");
+        if let Some(spec) = spec {
+            std::fs::write(&file, spec).expect("spec");
+            args.push(file.to_str().expect("utf8"));
+        }
+        args.extend_from_slice(extra);
+        let result = weft(&args);
+        let said = text(&result);
+        assert!(!result.status.success(), "{said}");
+        for word in expected {
+            assert!(said.contains(word), "{word:?} in {said}");
+        }
+        assert!(!output.exists(), "nothing written: {said}");
+    };
+    refused(None, &["--namespace", "Bad_NS"], &["Bad_NS", "DNS label"]);
+    refused(None, &["--gateway-org", "Org9"], &["Org9", "Org1, Org2"]);
+    let default = weft_spec::DEFAULT_SPEC_YAML;
+    refused(
+        Some(&format!("{default}certificateAuthorities: true\n")),
+        &[],
+        &["certificateAuthorities", "Kubernetes"],
+    );
+    let docker = default.replace(
+        "    launcher:\n      builtin: basic",
+        "    launcher:\n      docker: {image: \"basic:1\"}",
+    );
+    assert_ne!(docker, default, "the default spec's launcher line");
+    refused(Some(&docker), &[], &["chaincode basic", "docker launcher"]);
+}
+
+/// A podman of the test's own.
+struct Podman {
+    dir: tempfile::TempDir,
+    service: Child,
+    network: String,
+}
+
+impl Podman {
+    /// None (after saying why) where this machine cannot run podman (not root).
+    fn start() -> Option<Podman> {
+        if !Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        {
+            eprintln!("skipped: podman's networks need root, and these tests do not run as root");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("pm")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits=[\"nofile=20000:20000\",\"nproc=32768:32768\"]\n[engine]\nruntime=\"runc\"\n",
+        )
+        .expect("containers.conf");
+        let socket = dir.path().join("podman.sock");
+        let log = std::fs::File::create(dir.path().join("service.log")).expect("log");
+        let service = Self::command_in(dir.path())
+            .args(["system", "service", "--time", "0"])
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("podman (Debian; compat/install.sh installs it): {e}"));
+        let network = format!("weft-k8s-{}", std::process::id());
+        let podman = Podman {
+            dir,
+            service,
+            network,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "podman's API socket");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        podman.ok(&["network", "create", &podman.network]);
+        Some(podman)
+    }
+
+    fn command_in(dir: &Path) -> Command {
+        let mut command = Command::new("podman");
+        command
+            .arg("--root")
+            .arg(dir.join("root"))
+            .arg("--runroot")
+            .arg(dir.join("run"))
+            .env("CONTAINERS_CONF", dir.join("containers.conf"));
+        command
+    }
+
+    fn podman(&self, args: &[&str]) -> Output {
+        Self::command_in(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("podman")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.podman(args);
+        assert!(
+            output.status.success(),
+            "podman {args:?}: {}",
+            text(&output)
+        );
+        text(&output)
+    }
+
+    fn weft(&self, args: &[&str]) -> Output {
+        Command::new(WEFT)
+            .args(args)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.dir.path().join("podman.sock").display()),
+            )
+            .stdin(Stdio::null())
+            .output()
+            .expect("weft")
+    }
+
+    /// `podman kube play` of `file` on the test's network.
+    fn play(&self, file: &Path) {
+        self.ok(&[
+            "kube",
+            "play",
+            "--network",
+            &self.network,
+            file.to_str().expect("utf8"),
+        ]);
+    }
+
+    /// Waits for the init pod's `weft deploy init` to print `ready`; its log.
+    fn init_ready(&self, container: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let log = text(&self.podman(&["logs", container]));
+            if log.contains("] ready") {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "init not ready:\n{log}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.podman(&["pod", "rm", "--all", "--force"]);
+        let _ = self.podman(&["volume", "rm", "--all", "--force"]);
+        let _ = self.podman(&["network", "rm", "--force", &self.network]);
+        let _ = self.service.kill();
+        let _ = self.service.wait();
+        let _ = self.podman(&["system", "reset", "--force"]);
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(self.dir.path().join("root/overlay"))
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// Runs `compat/node/gateway-app.mjs` (the official Node gateway client) as
+/// User1 of Org1 through `localhost:peer`; the block its transfer committed in.
+fn run_gateway_app(network: &Path, peer: u16) -> u64 {
+    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
+    let org1 = network.join("organizations/peerOrganizations/org1.example.com");
+    let user = org1.join("users/User1@org1.example.com/msp");
+    let app = weft_compat::run(
+        Command::new("node")
+            .arg(packages.join("node/gateway-app.mjs"))
+            .arg(format!("localhost:{peer}"))
+            .arg(org1.join("tlsca/tlsca.org1.example.com-cert.pem"))
+            .arg(user.join("signcerts/cert.pem"))
+            .arg(user.join("keystore/priv_sk"))
+            .arg("Org1MSP")
+            .arg("basic")
+            .current_dir(&packages),
+    )
+    .expect("node");
+    let report = String::from_utf8_lossy(&app.stdout);
+    assert!(app.status.success(), "{report}\n{}", text(&app));
+    let report: Value = serde_json::from_str(report.trim()).expect("report");
+    assert!(report.get("unexpected").is_none(), "{report:#}");
+    assert_eq!(report["read"]["Owner"], "Tomoko", "{report:#}");
+    assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
+    report["transferStatus"]["blockNumber"]
+        .as_u64()
+        .expect("block number")
+}
+
+/// The podman variant of the objects runs the network: the init pod joins
+/// channels and deploys the chaincode, the official Node gateway client
+/// submits (2-of-2, through both organisations' pods) through the one
+/// published endpoint, and pods played again after `kube down` keep their
+/// ledgers and their channels.
+#[test]
+fn the_network_runs_from_its_objects_under_podman_and_keeps_its_ledgers() {
+    let Some(podman) = Podman::start() else {
+        return;
+    };
+    let built = podman.weft(&["image", "build", "--tag", "localhost/weft:k8s-test"]);
+    assert!(built.status.success(), "{}", text(&built));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let peer = free_port();
+    let spec = format!(
+        "name: kube\n\
+         organizations:\n\
+         \x20 - {{name: Org1, mspId: Org1MSP, domain: org1.example.com, ports: [{peer}], operationsPorts: [{}]}}\n\
+         \x20 - {{name: Org2, mspId: Org2MSP, domain: org2.example.com, ports: [{}]}}\n\
+         orderers: {{organization: {{name: Orderer, mspId: OrdererMSP, domain: example.com}}, nodes: 3, ports: [{}, {}, {}]}}\n\
+         chaincodes:\n  - {{name: basic, launcher: {{builtin: basic}}}}\n",
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let file = dir.path().join("network.yaml");
+    std::fs::write(&file, spec).expect("spec");
+    let output = dir.path().join("out");
+    let wrote = weft(&[
+        "deploy",
+        "k8s",
+        file.to_str().expect("utf8"),
+        "--podman",
+        "--image",
+        "localhost/weft:k8s-test",
+        "--output",
+        output.to_str().expect("utf8"),
+    ]);
+    let said = text(&wrote);
+    assert!(wrote.status.success(), "{said}");
+    assert!(said.contains(&format!("127.0.0.1:{peer}")), "{said}");
+
+    podman.play(&output.join("podman-claims.yaml"));
+    podman.play(&output.join("podman.yaml"));
+    let log = podman.init_ready("kube-init-init");
+    assert!(log.contains("definition committed"), "{log}");
+    let network = output.join("network");
+    let first = run_gateway_app(&network, peer);
+
+    // Every pod down and played again: the claims keep the ledgers.
+    podman.ok(&[
+        "kube",
+        "down",
+        output.join("podman.yaml").to_str().expect("utf8"),
+    ]);
+    podman.play(&output.join("podman.yaml"));
+    let log = podman.init_ready("kube-init-init");
+    assert!(log.contains("already defined"), "{log}");
+    let peer_log = text(&podman.podman(&["logs", "peer0-org2-example-com-peer"]));
+    assert!(
+        peer_log.contains("channel mychannel: opened at height"),
+        "{peer_log}"
+    );
+    let second = run_gateway_app(&network, peer);
+    assert!(
+        second > first + 1,
+        "the ledger went on from block {first}: {second}"
+    );
+}
