@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 say() { printf 'compat: %s\n' "$*"; }
 
 # Python: Fabric's published descriptors, in a venv beside this script.
-if ! .venv/bin/python -c 'import fabric_protos, fabric_chaincode_python, openapi_spec_validator, kubernetes_validate' >/dev/null 2>&1; then
+if ! .venv/bin/python -c 'import fabric_protos, fabric_chaincode_python, openapi_spec_validator, kubernetes_validate, helm_python' >/dev/null 2>&1; then
   say "installing Python packages into compat/.venv"
   if ! python3 -m venv .venv >/dev/null 2>&1; then
     # Debian ships venv separately.

@@ -51,7 +51,7 @@ pub enum Exposure {
 }
 
 impl Exposure {
-    fn service_type(self) -> &'static str {
+    pub(crate) fn service_type(self) -> &'static str {
         match self {
             Exposure::NodePort => "NodePort",
             Exposure::LoadBalancer => "LoadBalancer",
@@ -95,22 +95,22 @@ pub struct KubernetesProject {
 
 /// Names the Kubernetes objects and label values weft writes carry:
 /// lower-case letters, digits and `-`.
-fn label(text: &str) -> String {
+pub(crate) fn label(text: &str) -> String {
     crate::nodes::service_name(text)
 }
 
 /// A directory of the network directory as one ConfigMap or Secret.
 #[derive(Debug, Clone)]
-struct Bundle {
+pub(crate) struct Bundle {
     /// Relative to the network directory, `/`-separated (`""`: its root).
-    dir: String,
-    name: String,
-    files: BTreeMap<String, Vec<u8>>,
-    secret: bool,
+    pub(crate) dir: String,
+    pub(crate) name: String,
+    pub(crate) files: BTreeMap<String, Vec<u8>>,
+    pub(crate) secret: bool,
 }
 
 /// Refuses what the Kubernetes objects cannot carry yet, naming it.
-fn check(spec: &NetworkSpec, origin: &str) -> Result<(), NetworkError> {
+pub(crate) fn check(spec: &NetworkSpec, origin: &str) -> Result<(), NetworkError> {
     crate::compose::check(spec, origin)?;
     let refuse = |what: &str, instead: &str| {
         Err(NetworkError::Refused(format!(
@@ -293,7 +293,7 @@ pub fn write(
 }
 
 /// The first peer of `org` (the spec's first organisation without one).
-fn gateway_node(
+pub(crate) fn gateway_node(
     spec: &NetworkSpec,
     nodes: &[Node],
     org: Option<&str>,
@@ -338,17 +338,17 @@ fn write_documents(file: &Path, docs: &[Value], apply: &str) -> Result<(), Netwo
 }
 
 /// Everything the objects of one network share.
-struct Objects<'a> {
+pub(crate) struct Objects<'a> {
     spec: &'a NetworkSpec,
     dir: &'a NetworkDir,
     options: &'a KubernetesOptions,
     /// `app.kubernetes.io/instance`: the network's name as a label.
-    instance: String,
-    bundles: BTreeMap<String, Bundle>,
+    pub(crate) instance: String,
+    pub(crate) bundles: BTreeMap<String, Bundle>,
 }
 
 impl<'a> Objects<'a> {
-    fn new(
+    pub(crate) fn new(
         spec: &'a NetworkSpec,
         dir: &'a NetworkDir,
         options: &'a KubernetesOptions,
@@ -372,7 +372,7 @@ impl<'a> Objects<'a> {
         Ok(objects)
     }
 
-    fn labels(&self, component: &str, node: Option<&Node>) -> Value {
+    pub(crate) fn labels(&self, component: &str, node: Option<&Node>) -> Value {
         let mut labels = json!({
             "app.kubernetes.io/name": "weft",
             "app.kubernetes.io/instance": self.instance,
@@ -386,7 +386,7 @@ impl<'a> Objects<'a> {
         labels
     }
 
-    fn metadata(&self, name: &str, component: &str, node: Option<&Node>) -> Value {
+    pub(crate) fn metadata(&self, name: &str, component: &str, node: Option<&Node>) -> Value {
         let mut metadata = json!({"name": name, "labels": self.labels(component, node)});
         if let (Some(namespace), false) = (&self.options.namespace, self.options.podman) {
             metadata["namespace"] = json!(namespace);
@@ -396,7 +396,7 @@ impl<'a> Objects<'a> {
 
     /// The directories `node` reads: its own material, its config, every
     /// organisation's TLS CA and (peers) the other peers' certificates.
-    fn node_dirs(&self, node: &Node) -> Result<Vec<String>, NetworkError> {
+    pub(crate) fn node_dirs(&self, node: &Node) -> Result<Vec<String>, NetworkError> {
         let organizations = self.dir.organizations();
         let mut dirs = self.tree(&node.material_dir(&organizations))?;
         dirs.push(self.relative(&self.dir.node_dir(&node.name))?);
@@ -420,7 +420,7 @@ impl<'a> Objects<'a> {
 
     /// What `weft deploy init` reads: the spec, the genesis blocks and each
     /// organisation's MSP, CA certificates and Admin (no node's keys).
-    fn init_dirs(&self) -> Result<Vec<String>, NetworkError> {
+    pub(crate) fn init_dirs(&self) -> Result<Vec<String>, NetworkError> {
         let mut dirs = vec![String::new(), "channel-artifacts".to_owned()];
         for kind in ["peerOrganizations", "ordererOrganizations"] {
             let parent = self.dir.organizations().join(kind);
@@ -519,7 +519,7 @@ impl<'a> Objects<'a> {
     }
 
     /// The ConfigMaps and Secrets.
-    fn bundles(&self) -> Vec<Value> {
+    pub(crate) fn bundles(&self) -> Vec<Value> {
         self.bundles
             .values()
             .map(|bundle| self.bundle_doc(bundle, &bundle.name, false))
@@ -536,7 +536,7 @@ impl<'a> Objects<'a> {
             .collect()
     }
 
-    fn bundle_doc(&self, bundle: &Bundle, name: &str, podman: bool) -> Value {
+    pub(crate) fn bundle_doc(&self, bundle: &Bundle, name: &str, podman: bool) -> Value {
         let mut doc = json!({
             "apiVersion": "v1",
             "metadata": self.metadata(name, "material", None),
@@ -565,7 +565,7 @@ impl<'a> Objects<'a> {
         doc
     }
 
-    fn service_account(&self) -> Value {
+    pub(crate) fn service_account(&self) -> Value {
         json!({
             "apiVersion": "v1",
             "kind": "ServiceAccount",
@@ -574,11 +574,11 @@ impl<'a> Objects<'a> {
         })
     }
 
-    fn claim_name(node: &Node) -> String {
+    pub(crate) fn claim_name(node: &Node) -> String {
         format!("data-{}", node.host)
     }
 
-    fn claim(&self, node: &Node) -> Value {
+    pub(crate) fn claim(&self, node: &Node) -> Value {
         let mut spec = json!({
             "accessModes": ["ReadWriteOnce"],
             "resources": {"requests": {"storage": self.options.storage}},
@@ -600,7 +600,7 @@ impl<'a> Objects<'a> {
         ports
     }
 
-    fn service(&self, node: &Node) -> Value {
+    pub(crate) fn service(&self, node: &Node) -> Value {
         let ports: Vec<Value> = Self::ports(node)
             .into_iter()
             .map(|(name, port)| json!({"name": name, "port": port, "targetPort": port}))
@@ -617,7 +617,7 @@ impl<'a> Objects<'a> {
         })
     }
 
-    fn gateway_service(&self, node: &Node, name: &str) -> Value {
+    pub(crate) fn gateway_service(&self, node: &Node, name: &str) -> Value {
         json!({
             "apiVersion": "v1",
             "kind": "Service",
@@ -790,7 +790,7 @@ impl<'a> Objects<'a> {
         spec
     }
 
-    fn deployment(&self, node: &Node) -> Result<Value, NetworkError> {
+    pub(crate) fn deployment(&self, node: &Node) -> Result<Value, NetworkError> {
         let labels = self.labels(node.kind(), Some(node));
         let spec = self.node_pod_spec(node, false, false)?;
         Ok(json!({
@@ -839,7 +839,7 @@ impl<'a> Objects<'a> {
         Ok(self.pod_spec(vec![container], volumes, podman, "OnFailure"))
     }
 
-    fn init_job(&self, name: &str) -> Result<Value, NetworkError> {
+    pub(crate) fn init_job(&self, name: &str) -> Result<Value, NetworkError> {
         Ok(json!({
             "apiVersion": "batch/v1",
             "kind": "Job",

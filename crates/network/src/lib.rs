@@ -22,6 +22,7 @@ pub mod cas;
 pub mod compose;
 pub mod deploy;
 pub mod dir;
+pub mod helm;
 pub mod k8s;
 pub mod monitor;
 pub mod nodes;

@@ -311,6 +311,37 @@ enum DeployCommand {
         #[arg(long)]
         podman: bool,
     },
+    /// Write a Helm chart of the network: the objects of `weft deploy k8s`,
+    /// templated on values for the image, storage, resources, the gateway's
+    /// exposure and the peers per organisation (`helm upgrade` with more
+    /// adds them, up to --peer-capacity).
+    Helm {
+        /// Network spec file; without it, the default network.
+        spec: Option<PathBuf>,
+        /// The directory to write (OUTPUT/chart/ the chart, OUTPUT/network/
+        /// the material, CA keys and users, off the cluster).
+        #[arg(long)]
+        output: PathBuf,
+        /// Peers per organisation the chart holds identities for (default:
+        /// the spec's).
+        #[arg(long)]
+        peer_capacity: Option<u32>,
+        /// weft's image, as the cluster pulls it (the values' default).
+        #[arg(long, default_value_t = format!("weft:{}", env!("CARGO_PKG_VERSION")))]
+        image: String,
+        /// How the gateway Service is reached from outside (the values' default).
+        #[arg(long, value_enum, default_value_t = ExposeArg::NodePort)]
+        expose: ExposeArg,
+        /// The organisation whose peer0 is the exposed gateway (default: the first).
+        #[arg(long)]
+        gateway_org: Option<String>,
+        /// The ledgers' StorageClass (the values' default; default: the cluster's).
+        #[arg(long)]
+        storage_class: Option<String>,
+        /// Each ledger's volume size (the values' default).
+        #[arg(long, default_value = "5Gi")]
+        storage: String,
+    },
     /// Join every node to its channels and deploy the spec's chaincodes on a
     /// network whose nodes run in containers (the compose project's `init`
     /// service, the Kubernetes Job). Idempotent.
@@ -331,6 +362,15 @@ enum DeployCommand {
 enum ExposeArg {
     NodePort,
     LoadBalancer,
+}
+
+impl From<ExposeArg> for weft_network::k8s::Exposure {
+    fn from(expose: ExposeArg) -> Self {
+        match expose {
+            ExposeArg::NodePort => weft_network::k8s::Exposure::NodePort,
+            ExposeArg::LoadBalancer => weft_network::k8s::Exposure::LoadBalancer,
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -832,14 +872,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     output,
                     image,
                     namespace,
-                    exposure: match expose {
-                        ExposeArg::NodePort => weft_network::k8s::Exposure::NodePort,
-                        ExposeArg::LoadBalancer => weft_network::k8s::Exposure::LoadBalancer,
-                    },
+                    exposure: expose.into(),
                     gateway_org,
                     storage_class,
                     storage,
                     podman,
+                },
+            ),
+            DeployCommand::Helm {
+                spec,
+                output,
+                peer_capacity,
+                image,
+                expose,
+                gateway_org,
+                storage_class,
+                storage,
+            } => network::deploy_helm(
+                spec.as_deref(),
+                weft_network::helm::HelmOptions {
+                    output,
+                    image,
+                    peer_capacity,
+                    storage_class,
+                    storage,
+                    exposure: expose.into(),
+                    gateway_org,
                 },
             ),
             DeployCommand::Init {

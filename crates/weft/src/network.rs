@@ -261,13 +261,9 @@ pub fn deploy_compose(
     Ok(())
 }
 
-/// `weft deploy k8s`: writes the objects and says how to apply them.
-pub fn deploy_k8s(
-    spec: Option<&Path>,
-    options: weft_network::k8s::KubernetesOptions,
-) -> anyhow::Result<()> {
-    let mut step = stepper();
-    let (text, origin) = match spec {
+/// The spec's text and its name in errors (the default spec without one).
+fn spec_text(spec: Option<&Path>) -> anyhow::Result<(String, String)> {
+    Ok(match spec {
         Some(path) => (
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
             path.display().to_string(),
@@ -276,7 +272,38 @@ pub fn deploy_k8s(
             weft_spec::DEFAULT_SPEC_YAML.to_owned(),
             "<default spec>".to_owned(),
         ),
-    };
+    })
+}
+
+/// `weft deploy helm`: writes the chart and says how to install it.
+pub fn deploy_helm(
+    spec: Option<&Path>,
+    options: weft_network::helm::HelmOptions,
+) -> anyhow::Result<()> {
+    let mut step = stepper();
+    let (text, origin) = spec_text(spec)?;
+    let chart = weft_network::helm::write(&text, &origin, &builtin_names(), &options, &mut step)?;
+    println!(
+        "install (image {}: `weft image build`, then push it where the cluster pulls from):\n  helm install {release} {chart} --namespace NS --create-namespace\nmore peers (up to the chart's capacity):\n  helm upgrade {release} {chart} --namespace NS --reuse-values --set organizations.<org>.peers=N\nthe gateway peer {} is exposed by Service {}:\n  kubectl -n NS get service {}\napplications use the material in {}/organizations (TLS server name {})",
+        options.image,
+        chart.gateway.name,
+        chart.gateway_service,
+        chart.gateway_service,
+        chart.network_dir.root().display(),
+        chart.gateway.name,
+        release = "weft",
+        chart = chart.chart.display(),
+    );
+    Ok(())
+}
+
+/// `weft deploy k8s`: writes the objects and says how to apply them.
+pub fn deploy_k8s(
+    spec: Option<&Path>,
+    options: weft_network::k8s::KubernetesOptions,
+) -> anyhow::Result<()> {
+    let mut step = stepper();
+    let (text, origin) = spec_text(spec)?;
     let project = weft_network::k8s::write(&text, &origin, &builtin_names(), &options, &mut step)?;
     let output = options.output.display();
     let gateway = &project.gateway;

@@ -277,6 +277,172 @@ fn what_a_cluster_cannot_take_is_refused_by_name() {
     refused(Some(&docker), &[], &["chaincode basic", "docker launcher"]);
 }
 
+/// Lints (strict, Kubernetes 1.30) and renders `chart` with `values` through
+/// Helm's SDK; the rendered files, or Helm's refusal.
+fn helm_render(chart: &Path, output: &Path, values: &str) -> Result<Vec<PathBuf>, String> {
+    let python = weft_compat::python().expect("compat/.venv (compat/install.sh)");
+    let script = weft_compat::compat_dir().join("python/helm_chart.py");
+    let run = Command::new(&python)
+        .arg(script)
+        .arg(chart)
+        .arg(output)
+        .arg(values)
+        .output()
+        .expect("python");
+    assert!(run.status.success(), "{}", text(&run));
+    let report: Value = serde_json::from_slice(&run.stdout).expect("helm_chart.py's report");
+    if let Some(error) = report.get("error") {
+        return Err(error.as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(
+        report["lint"]["errors"],
+        serde_json::json!([]),
+        "{report:#}"
+    );
+    for message in report["lint"]["messages"].as_array().expect("messages") {
+        assert!(message["severity"].as_u64() < Some(2), "lint: {message}");
+    }
+    Ok(report["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| PathBuf::from(f.as_str().expect("path")))
+        .collect())
+}
+
+fn objects(files: &[PathBuf]) -> Vec<Value> {
+    files
+        .iter()
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).expect("rendered");
+            text.split("\n---").map(str::to_owned).collect::<Vec<_>>()
+        })
+        .filter(|doc| doc.lines().any(|l| l.starts_with("kind:")))
+        .map(|doc| serde_saphyr::from_str(doc.trim_start_matches('\n')).expect("YAML"))
+        .collect()
+}
+
+/// `weft deploy helm`: the chart lints, renders the objects of `weft deploy
+/// k8s` (validated the same way), and an upgrade with more peers adds them
+/// everywhere they must appear, up to the chart's capacity.
+#[test]
+fn the_helm_chart_renders_the_same_objects_and_scales_peers() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let chart_out = out.path().join("helm");
+    let wrote = weft(&[
+        "deploy",
+        "helm",
+        "--output",
+        chart_out.to_str().expect("utf8"),
+        "--peer-capacity",
+        "2",
+    ]);
+    let said = text(&wrote);
+    assert!(wrote.status.success(), "{said}");
+    assert!(said.contains("helm install weft"), "{said}");
+    let chart = chart_out.join("chart");
+
+    let rendered = helm_render(&chart, &out.path().join("r1"), "{}").expect("render");
+    validate(&rendered);
+    let installed = objects(&rendered);
+    let names = |docs: &[Value]| -> BTreeSet<(String, String)> {
+        docs.iter()
+            .map(|d| {
+                (
+                    d["kind"].as_str().expect("kind").to_owned(),
+                    d["metadata"]["name"].as_str().expect("name").to_owned(),
+                )
+            })
+            .collect()
+    };
+    // The same objects as `weft deploy k8s` of the same spec (the chart's
+    // identities are its own: only names are compared).
+    let k8s = out.path().join("k8s");
+    let wrote = weft(&["deploy", "k8s", "--output", k8s.to_str().expect("utf8")]);
+    assert!(wrote.status.success(), "{}", text(&wrote));
+    let plain: Vec<Value> = yaml_files(&k8s.join("kubernetes"))
+        .iter()
+        .flat_map(|f| documents(f))
+        .collect();
+    assert_eq!(names(&installed), names(&plain));
+    let job = installed.iter().find(|d| d["kind"] == "Job").expect("Job");
+    assert_eq!(
+        job["metadata"]["annotations"]["helm.sh/hook"],
+        "post-install,post-upgrade"
+    );
+
+    // Two peers in Org1: peer1's objects appear, peer0 names it as a
+    // gateway peer, and the init Job's spec counts it.
+    let upgraded = helm_render(
+        &chart,
+        &out.path().join("r2"),
+        r#"{"organizations": {"org1": {"peers": 2}, "org2": {"peers": 1}}, "storage": {"className": "fast", "size": "1Gi"}, "gateway": {"type": "LoadBalancer", "perOrganization": true}}"#,
+    )
+    .expect("render with two peers");
+    validate(&upgraded);
+    let docs = objects(&upgraded);
+    let added: BTreeSet<(String, String)> = names(&docs)
+        .difference(&names(&installed))
+        .cloned()
+        .collect();
+    for kind in ["Deployment", "Service", "PersistentVolumeClaim"] {
+        let name = if kind == "PersistentVolumeClaim" {
+            "data-peer1-org1-example-com"
+        } else {
+            "peer1-org1-example-com"
+        };
+        assert!(
+            added.contains(&(kind.to_owned(), name.to_owned())),
+            "{added:?}"
+        );
+    }
+    assert!(
+        added.contains(&(
+            "Service".to_owned(),
+            "weft-default-gateway-org2msp".to_owned()
+        )),
+        "{added:?}"
+    );
+    let config = docs
+        .iter()
+        .find(|d| {
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("weft-default-nodes-peer0-org1-example-com-"))
+        })
+        .and_then(|d| d["data"]["config.yaml"].as_str())
+        .expect("peer0.org1's config");
+    assert!(config.contains("peer1-org1-example-com:7151"), "{config}");
+    let spec = docs
+        .iter()
+        .find_map(|d| d["data"]["network.yaml"].as_str())
+        .expect("the init Job's spec");
+    let parsed = weft_spec::NetworkSpec::from_yaml(spec, "network.yaml").expect("a valid spec");
+    assert_eq!(parsed.organizations[0].peers, 2);
+    assert_eq!(parsed.organizations[1].peers, 1);
+    let claim = docs
+        .iter()
+        .find(|d| d["metadata"]["name"] == "data-peer1-org1-example-com")
+        .expect("claim");
+    assert_eq!(claim["spec"]["storageClassName"], "fast");
+    assert_eq!(
+        claim["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
+
+    // Past the identities the chart holds: Helm refuses the values.
+    let refused = helm_render(
+        &chart,
+        &out.path().join("r3"),
+        r#"{"organizations": {"org1": {"peers": 3}, "org2": {"peers": 1}}}"#,
+    )
+    .expect_err("three peers");
+    assert!(
+        refused.contains("/organizations/org1/peers") && refused.contains("maximum"),
+        "{refused}"
+    );
+}
+
 /// A podman of the test's own.
 struct Podman {
     dir: tempfile::TempDir,
