@@ -85,9 +85,27 @@ pub struct ComposeProject {
     pub services: Vec<String>,
 }
 
+/// Refuses what cannot run in a compose project: what weft's image cannot
+/// run ([`check_image`]) and chaincodes for a Kubernetes cluster.
+pub fn check(spec: &NetworkSpec, file: &str) -> Result<(), SpecError> {
+    for (i, chaincode) in spec.chaincodes.iter().enumerate() {
+        if let LauncherSpec::Kubernetes { .. } = &chaincode.launcher {
+            return Err(SpecError {
+                file: file.to_owned(),
+                location: format!("chaincodes[{i}].launcher.kubernetes"),
+                message: format!(
+                    "chaincode {}: the kubernetes launcher runs in a cluster (`weft deploy k8s` or `weft deploy helm`); in compose projects use `docker` or `external`",
+                    chaincode.name
+                ),
+            });
+        }
+    }
+    check_image(spec, file)
+}
+
 /// Refuses what cannot run in weft's image: a process launcher's command
 /// runs on the peer's machine, and the image holds weft alone.
-pub fn check(spec: &NetworkSpec, file: &str) -> Result<(), SpecError> {
+pub fn check_image(spec: &NetworkSpec, file: &str) -> Result<(), SpecError> {
     for (i, chaincode) in spec.chaincodes.iter().enumerate() {
         if let LauncherSpec::Process { command, .. } = &chaincode.launcher {
             return Err(SpecError {

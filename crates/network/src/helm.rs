@@ -46,6 +46,7 @@ pub struct HelmOptions {
     pub storage: String,
     pub exposure: Exposure,
     pub gateway_org: Option<String>,
+    pub launcher_rules: crate::k8s::LauncherRules,
 }
 
 /// What was written.
@@ -62,6 +63,7 @@ const STORAGE_CLASS: &str = "__WEFT_STORAGE_CLASS__";
 const STORAGE_SIZE: &str = "__WEFT_STORAGE_SIZE__";
 const GATEWAY_TYPE: &str = "__WEFT_GATEWAY_TYPE__";
 const CHECKSUM: &str = "__WEFT_CHECKSUM__";
+const NAMESPACE: &str = "__WEFT_NAMESPACE__";
 const RESOURCES: &str = "__WEFT_RESOURCES_";
 /// `peers:` of organisation k in the spec template is `PEERS_SENTINEL + k`.
 const PEERS_SENTINEL: u32 = 7_700_000;
@@ -97,7 +99,7 @@ pub fn write(
         &dir,
         &full,
         Path::new(SPEC_MOUNT),
-        &BTreeMap::new(),
+        &crate::k8s::chaincode_services(&full),
         progress,
     )?;
     let placeholders = KubernetesOptions {
@@ -109,6 +111,7 @@ pub fn write(
         storage_class: Some(STORAGE_CLASS.into()),
         storage: STORAGE_SIZE.into(),
         podman: false,
+        launcher_rules: options.launcher_rules,
     };
     let objects = Objects::new(&full, &dir, &placeholders)?;
     let nodes = dir.nodes(&full);
@@ -150,16 +153,17 @@ pub fn write(
         } else {
             document(&yaml(&objects.bundle_doc(bundle, &bundle.name, false))?)
         };
-        material.push_str(&guarded(
-            owner(&bundle.dir).and_then(&condition),
-            &text,
-        ));
+        material.push_str(&guarded(owner(&bundle.dir).and_then(&condition), &text));
     }
     write_template(&templates.join("material.yaml"), &material)?;
-    write_template(
-        &templates.join("base.yaml"),
-        &document(&yaml(&objects.service_account())?),
-    )?;
+    let mut base = document(&yaml(&objects.service_account())?);
+    for mut doc in objects.launcher_rbac() {
+        if doc["kind"] == "RoleBinding" {
+            doc["subjects"][0]["namespace"] = json!(NAMESPACE);
+        }
+        base.push_str(&document(&yaml(&doc)?));
+    }
+    write_template(&templates.join("base.yaml"), &base)?;
 
     let mut resources = BTreeMap::new();
     for node in &nodes {
@@ -455,6 +459,8 @@ fn write_template(path: &Path, text: &str) -> Result<(), NetworkError> {
             .replace(STORAGE_SIZE, "{{ .Values.storage.size | quote }}")
             .replace(&format!("\"{GATEWAY_TYPE}\""), GATEWAY_TYPE)
             .replace(GATEWAY_TYPE, "{{ .Values.gateway.type }}")
+            .replace(&format!("\"{NAMESPACE}\""), NAMESPACE)
+            .replace(NAMESPACE, "{{ .Release.Namespace }}")
             .replace(&format!("\"{CHECKSUM}\""), CHECKSUM)
             .replace(
                 CHECKSUM,

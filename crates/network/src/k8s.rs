@@ -80,6 +80,40 @@ pub struct KubernetesOptions {
     /// Write the `podman kube play` variant (`<output>/podman.yaml`)
     /// instead of the cluster's objects.
     pub podman: bool,
+    /// The Role rules (apiGroup, resource, verbs) the Kubernetes chaincode
+    /// launcher needs, granted to the init Job where the spec has
+    /// `kubernetes` chaincodes.
+    pub launcher_rules: LauncherRules,
+}
+
+/// Role rules: (apiGroup, resource, verbs).
+pub type LauncherRules = &'static [(&'static str, &'static str, &'static [&'static str])];
+
+/// Where a `kubernetes` chaincode listens, and the port of its Service.
+pub const CHAINCODE_PORT: u16 = 9999;
+
+/// The Deployment and Service of chaincode `name`: `chaincode-<name>`.
+pub fn chaincode_service(name: &str) -> String {
+    crate::nodes::service_name(&format!("chaincode-{name}"))
+}
+
+/// The `app.kubernetes.io/instance` label of a network's objects.
+pub fn instance(spec: &NetworkSpec) -> String {
+    label(&spec.name)
+}
+
+/// The address the peers dial for each `kubernetes` chaincode.
+pub(crate) fn chaincode_services(spec: &NetworkSpec) -> BTreeMap<String, String> {
+    spec.chaincodes
+        .iter()
+        .filter(|c| matches!(c.launcher, LauncherSpec::Kubernetes { .. }))
+        .map(|c| {
+            (
+                c.name.clone(),
+                format!("{}:{CHAINCODE_PORT}", chaincode_service(&c.name)),
+            )
+        })
+        .collect()
 }
 
 /// What was written.
@@ -111,7 +145,7 @@ pub(crate) struct Bundle {
 
 /// Refuses what the Kubernetes objects cannot carry yet, naming it.
 pub(crate) fn check(spec: &NetworkSpec, origin: &str) -> Result<(), NetworkError> {
-    crate::compose::check(spec, origin)?;
+    crate::compose::check_image(spec, origin)?;
     let refuse = |what: &str, instead: &str| {
         Err(NetworkError::Refused(format!(
             "{origin}: {what} is not yet deployed to Kubernetes; {instead}"
@@ -204,11 +238,21 @@ pub fn write(
         }
     }
     dir.store_spec(spec_text, Path::new(crate::compose::SPEC_MOUNT))?;
+    if !options.podman && options.namespace.is_none() && !chaincode_services(&spec).is_empty() {
+        return Err(NetworkError::Refused(format!(
+            "{origin}: the kubernetes launcher's RoleBinding names the namespace its ServiceAccount lives in; give --namespace"
+        )));
+    }
+    if options.podman && !chaincode_services(&spec).is_empty() {
+        return Err(NetworkError::Refused(format!(
+            "{origin}: the kubernetes launcher creates chaincode workloads through the Kubernetes API, which podman lacks; in the podman variant run the chaincode as a service and declare it `external`"
+        )));
+    }
     prepare::prepare(
         &dir,
         &spec,
         Path::new(crate::compose::SPEC_MOUNT),
-        &BTreeMap::new(),
+        &chaincode_services(&spec),
         progress,
     )?;
     let nodes = dir.nodes(&spec);
@@ -250,6 +294,7 @@ pub fn write(
             }));
         }
         base.push(objects.service_account());
+        base.extend(objects.launcher_rbac());
         write("00-base.yaml", base)?;
         write("10-material.yaml", objects.bundles())?;
         for node in &nodes {
@@ -836,7 +881,65 @@ impl<'a> Objects<'a> {
             "requests": {"cpu": "100m", "memory": "64Mi"},
             "limits": {"memory": "256Mi"},
         });
-        Ok(self.pod_spec(vec![container], volumes, podman, "OnFailure"))
+        let mut spec = self.pod_spec(vec![container], volumes, podman, "OnFailure");
+        if !podman && self.launches() {
+            // The launcher's API calls: the init Job's own account and token.
+            spec["serviceAccountName"] = json!(self.launcher_account());
+            spec["automountServiceAccountToken"] = json!(true);
+        }
+        Ok(spec)
+    }
+
+    /// Whether the spec has chaincodes for the Kubernetes launcher.
+    fn launches(&self) -> bool {
+        !chaincode_services(self.spec).is_empty()
+    }
+
+    fn launcher_account(&self) -> String {
+        format!("{}-launcher", self.instance)
+    }
+
+    /// The init Job's ServiceAccount, Role and RoleBinding, where the spec
+    /// has `kubernetes` chaincodes: exactly the launcher's verbs on
+    /// Deployments and Services of the namespace.
+    pub(crate) fn launcher_rbac(&self) -> Vec<Value> {
+        if !self.launches() {
+            return Vec::new();
+        }
+        let name = self.launcher_account();
+        let rules: Vec<Value> = self
+            .options
+            .launcher_rules
+            .iter()
+            .map(|(group, resource, verbs)| {
+                json!({"apiGroups": [group], "resources": [resource], "verbs": verbs})
+            })
+            .collect();
+        let mut subject = json!({"kind": "ServiceAccount", "name": name});
+        if let Some(namespace) = &self.options.namespace {
+            subject["namespace"] = json!(namespace);
+        }
+        vec![
+            json!({
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": self.metadata(&name, "launcher", None),
+                "automountServiceAccountToken": false,
+            }),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": self.metadata(&name, "launcher", None),
+                "rules": rules,
+            }),
+            json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": self.metadata(&name, "launcher", None),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [subject],
+            }),
+        ]
     }
 
     pub(crate) fn init_job(&self, name: &str) -> Result<Value, NetworkError> {

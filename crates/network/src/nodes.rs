@@ -366,8 +366,9 @@ fn chaincode_text(
             text.push_str(&env.join(", "));
             text.push_str("}\n");
         }
-        // The peers dial the container `weft up` started, as a service.
-        LauncherSpec::Docker { .. } => {
+        // The peers dial the container `weft up` started (or the
+        // Kubernetes Service), as a service.
+        LauncherSpec::Docker { .. } | LauncherSpec::Kubernetes { .. } => {
             let address = services.get(&chaincode.name).map_or("", String::as_str);
             text.push_str(&format!(
                 "    launcher:\n      external:\n        address: {}\n",

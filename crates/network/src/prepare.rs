@@ -28,8 +28,10 @@ pub fn prepare(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Node>, NetworkError> {
     for chaincode in &spec.chaincodes {
-        if matches!(chaincode.launcher, LauncherSpec::Docker { .. })
-            && !services.contains_key(&chaincode.name)
+        if matches!(
+            chaincode.launcher,
+            LauncherSpec::Docker { .. } | LauncherSpec::Kubernetes { .. }
+        ) && !services.contains_key(&chaincode.name)
         {
             return Err(NetworkError::Refused(format!(
                 "chaincode {}: its container is not running, so the peers have nowhere to dial",

@@ -177,6 +177,15 @@ pub fn check_references(
                 .map_err(|e| fail(location, e.to_string()))?;
         }
         match &chaincode.launcher {
+            LauncherSpec::Kubernetes { .. } => {
+                return Err(fail(
+                    format!("chaincodes[{i}].launcher.kubernetes"),
+                    format!(
+                        "chaincode {} runs in a Kubernetes cluster (`weft deploy k8s` or `weft deploy helm`); here use `docker` or `external`",
+                        chaincode.name
+                    ),
+                ));
+            }
             LauncherSpec::External {
                 tls_root_ca: Some(ca),
                 ..

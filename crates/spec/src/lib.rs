@@ -323,6 +323,17 @@ pub enum LauncherSpec {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         command: Vec<String>,
     },
+    /// Chaincode-as-a-service in a Kubernetes Deployment and Service of its
+    /// own, created through the Kubernetes API by the network's init Job
+    /// (`weft deploy k8s`, `weft deploy helm`); the peers dial it.
+    #[serde(rename_all = "camelCase")]
+    Kubernetes {
+        image: String,
+        /// Arguments for the image's entrypoint (its own command otherwise);
+        /// `{chaincode_address}` and `{chaincode_id}` are filled in.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        command: Vec<String>,
+    },
 }
 
 /// A peer organisation.
@@ -1304,6 +1315,12 @@ impl NetworkSpec {
                     }
                     _ => {}
                 },
+                LauncherSpec::Kubernetes { image, .. } if image.trim().is_empty() => {
+                    return Err((
+                        path("launcher.kubernetes.image"),
+                        "expected an image the cluster can pull, such as registry.example.com/my-chaincode:1.0".into(),
+                    ));
+                }
                 LauncherSpec::External { address, .. }
                     if address.rsplit_once(':').is_none_or(|(host, port)| {
                         host.is_empty() || port.parse::<u16>().is_err()
@@ -1561,6 +1578,12 @@ mod tests {
     #[test]
     fn errors_name_file_path_and_expectation() {
         let cases = [
+            (
+                format!(
+                    "name: n\norganizations:\n  - {{name: Org1, mspId: Org1MSP, domain: org1.example.com}}\n{ORDERERS}chaincodes:\n  - {{name: cc, launcher: {{kubernetes: {{image: ' '}}}}}}\n"
+                ),
+                "net.yaml: chaincodes[0].launcher.kubernetes.image: expected an image the cluster can pull",
+            ),
             (
                 format!(
                     "name: n\norganizations:\n  - {{name: Org1, mspId: Org1MSP, domain: org1.example.com}}\n  - {{name: Org2, mspId: Org1MSP, domain: org2.example.com}}\n{ORDERERS}"

@@ -877,6 +877,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     storage_class,
                     storage,
                     podman,
+                    launcher_rules: weft_kube::ROLE_RULES,
                 },
             ),
             DeployCommand::Helm {
@@ -898,6 +899,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     storage,
                     exposure: expose.into(),
                     gateway_org,
+                    launcher_rules: weft_kube::ROLE_RULES,
                 },
             ),
             DeployCommand::Init {

@@ -454,11 +454,56 @@ pub fn deploy_init(
     let timeout = Duration::from_secs(timeout);
     runtime()?.block_on(async {
         admin::converge(&dir, &spec, timeout, &mut step).await?;
-        weft_network::deploy::deploy(&dir, &spec, &base, timeout, &mut step)
-            .await
-            .map(|_| ())
+        if reach == weft_network::nodes::Reach::Kubernetes {
+            launch_chaincodes(&spec, timeout, &mut step).await?;
+        }
+        weft_network::deploy::deploy(&dir, &spec, &base, timeout, &mut step).await?;
+        anyhow::Ok(())
     })?;
     step("ready");
+    Ok(())
+}
+
+// The peers dial the port the launcher's workloads serve.
+const _: () = assert!(weft_kube::PORT == weft_network::k8s::CHAINCODE_PORT);
+
+/// The Kubernetes launcher's part of `weft deploy init`: each `kubernetes`
+/// chaincode's Deployment and Service created or updated and available,
+/// then the workloads of chaincodes no longer in the spec deleted.
+async fn launch_chaincodes(
+    spec: &weft_spec::NetworkSpec,
+    timeout: Duration,
+    step: &mut (dyn FnMut(&str) + Send),
+) -> anyhow::Result<()> {
+    let workloads: Vec<weft_kube::Workload> = spec
+        .chaincodes
+        .iter()
+        .filter_map(|chaincode| match &chaincode.launcher {
+            weft_spec::LauncherSpec::Kubernetes { image, command } => Some(weft_kube::Workload {
+                chaincode: chaincode.name.clone(),
+                version: chaincode.version.clone(),
+                image: image.clone(),
+                command: command.clone(),
+                service: weft_network::k8s::chaincode_service(&chaincode.name),
+                instance: weft_network::k8s::instance(spec),
+            }),
+            _ => None,
+        })
+        .collect();
+    if workloads.is_empty() {
+        return Ok(());
+    }
+    let launcher = weft_kube::Launcher::from_environment().await?;
+    for workload in &workloads {
+        launcher.ensure(workload, timeout, step).await?;
+    }
+    let keep: Vec<String> = workloads.iter().map(|w| w.service.clone()).collect();
+    for deleted in launcher
+        .collect_garbage(&weft_network::k8s::instance(spec), &keep)
+        .await?
+    {
+        step(&format!("{deleted} deleted: its chaincode left the spec"));
+    }
     Ok(())
 }
 
@@ -1196,6 +1241,9 @@ pub fn validate(path: &Path) -> anyhow::Result<()> {
                 (None, Some(build)) => format!("container built from {build}"),
                 (None, None) => "container".into(),
             },
+            weft_spec::LauncherSpec::Kubernetes { image, .. } => {
+                format!("Kubernetes Deployment of {image}")
+            }
         };
         let _ = writeln!(
             out,

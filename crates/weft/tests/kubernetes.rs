@@ -277,6 +277,140 @@ fn what_a_cluster_cannot_take_is_refused_by_name() {
     refused(Some(&docker), &[], &["chaincode basic", "docker launcher"]);
 }
 
+/// A spec with a chaincode for the Kubernetes launcher: the peers dial its
+/// Service, the init Job alone gets a token, bound to a Role of exactly the
+/// launcher's verbs; where it cannot run it is refused by name.
+#[test]
+fn a_kubernetes_chaincode_gets_its_service_address_and_the_launchers_least_privilege() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let spec = weft_spec::DEFAULT_SPEC_YAML.replace(
+        "    launcher:\n      builtin: basic",
+        "    launcher:\n      kubernetes: {image: \"registry.example.com/basic-cc:1.0\", command: [chaincode, run, basic]}",
+    );
+    assert_ne!(spec, weft_spec::DEFAULT_SPEC_YAML);
+    let file = out.path().join("spec.yaml");
+    std::fs::write(&file, &spec).expect("spec");
+    let output = out.path().join("k8s");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["deploy", "k8s", file.to_str().expect("utf8"), "--output"]
+            .map(str::to_owned)
+            .to_vec();
+        args.push(output.to_str().expect("utf8").to_owned());
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    };
+    let run = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        weft(&args)
+    };
+    let refused = run(args(&[]));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("give --namespace"),
+        "{}",
+        text(&refused)
+    );
+    let refused = run(args(&["--podman", "--namespace", "weft"]));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("podman lacks"),
+        "{}",
+        text(&refused)
+    );
+
+    let wrote = run(args(&["--namespace", "weft"]));
+    assert!(wrote.status.success(), "{}", text(&wrote));
+    let files = yaml_files(&output.join("kubernetes"));
+    validate(&files);
+    let docs: Vec<Value> = files.iter().flat_map(|f| documents(f)).collect();
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "Role")
+        .expect("the launcher's Role");
+    let granted: Vec<(String, String, Vec<String>)> = role["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|rule| {
+            (
+                rule["apiGroups"][0].as_str().expect("group").to_owned(),
+                rule["resources"][0].as_str().expect("resource").to_owned(),
+                rule["verbs"]
+                    .as_array()
+                    .expect("verbs")
+                    .iter()
+                    .map(|v| v.as_str().expect("verb").to_owned())
+                    .collect(),
+            )
+        })
+        .collect();
+    let launcher: Vec<(String, String, Vec<String>)> = weft_kube::ROLE_RULES
+        .iter()
+        .map(|(g, r, v)| {
+            (
+                g.to_string(),
+                r.to_string(),
+                v.iter().map(|v| v.to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(granted, launcher);
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding")
+        .expect("RoleBinding");
+    assert_eq!(binding["subjects"][0]["name"], "weft-default-launcher");
+    assert_eq!(binding["subjects"][0]["namespace"], "weft");
+    // Only the init Job mounts a token, and it is the launcher's.
+    for doc in &docs {
+        let pod = match doc["kind"].as_str() {
+            Some("Deployment" | "Job") => &doc["spec"]["template"]["spec"],
+            _ => continue,
+        };
+        if doc["kind"] == "Job" {
+            assert_eq!(pod["serviceAccountName"], "weft-default-launcher");
+            assert_eq!(pod["automountServiceAccountToken"], true);
+        } else {
+            assert_eq!(pod["automountServiceAccountToken"], false, "{doc:#}");
+        }
+    }
+    let config =
+        std::fs::read_to_string(output.join("network/nodes/peer0.org1.example.com/config.yaml"))
+            .expect("peer config");
+    assert!(
+        config.contains("external:\n        address: \"chaincode-basic:9999\""),
+        "{config}"
+    );
+
+    // Where no cluster runs it: named.
+    let dir = out.path().join("up");
+    let up = weft(&[
+        "up",
+        file.to_str().expect("utf8"),
+        "--dir",
+        dir.to_str().expect("utf8"),
+    ]);
+    assert!(!up.status.success());
+    let said = text(&up);
+    assert!(
+        said.contains("chaincodes[0].launcher.kubernetes") && said.contains("weft deploy k8s"),
+        "{said}"
+    );
+    let compose = weft(&[
+        "deploy",
+        "compose",
+        file.to_str().expect("utf8"),
+        "--output",
+        out.path().join("compose").to_str().expect("utf8"),
+    ]);
+    assert!(!compose.status.success());
+    assert!(
+        text(&compose).contains("kubernetes launcher runs in a cluster"),
+        "{}",
+        text(&compose)
+    );
+}
+
 /// Lints (strict, Kubernetes 1.30) and renders `chart` with `values` through
 /// Helm's SDK; the rendered files, or Helm's refusal.
 fn helm_render(chart: &Path, output: &Path, values: &str) -> Result<Vec<PathBuf>, String> {
