@@ -113,8 +113,34 @@ pub async fn converge(
     timeout: Duration,
     progress: &mut dyn FnMut(&str),
 ) -> Result<(), NetworkError> {
+    converge_nodes(dir, spec, None, timeout, progress).await
+}
+
+/// [`converge`] for the nodes of one organisation (MSP ID): what its own
+/// admin can do where every organisation deploys its own part.
+pub async fn converge_organization(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    msp_id: &str,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), NetworkError> {
+    converge_nodes(dir, spec, Some(msp_id), timeout, progress).await
+}
+
+async fn converge_nodes(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    only: Option<&str>,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), NetworkError> {
     let deadline = Instant::now() + timeout;
-    let all = dir.nodes(spec);
+    let all: Vec<Node> = dir
+        .nodes(spec)
+        .into_iter()
+        .filter(|node| only.is_none_or(|msp_id| node.msp_id == msp_id))
+        .collect();
     for node in &all {
         let waiting_since = Instant::now();
         let mut said = false;

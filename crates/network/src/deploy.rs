@@ -86,12 +86,34 @@ pub async fn define(
     package_id: &str,
     deadline: Instant,
 ) -> Result<Vec<String>, NetworkError> {
+    define_as(dir, spec, channel, definition, package_id, None, deadline).await
+}
+
+/// [`define`] by every member organisation (`only` None), or by one: it
+/// approves for itself, waits for the others' approvals (or their commit)
+/// and commits if nobody has, then waits for its own peers.
+async fn define_as(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    channel: &ChannelSpec,
+    definition: &Definition,
+    package_id: &str,
+    only: Option<&str>,
+    deadline: Instant,
+) -> Result<Vec<String>, NetworkError> {
     let failed = |source| NetworkError::Lifecycle {
         chaincode: definition.name.clone(),
         channel: channel.name.clone(),
         source,
     };
-    let orgs = spec.channel_organizations(channel);
+    let orgs: Vec<_> = spec
+        .channel_organizations(channel)
+        .into_iter()
+        .filter(|org| only.is_none_or(|msp_id| org.msp_id == msp_id))
+        .collect();
+    if orgs.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut gateways = Vec::new();
     for org in &orgs {
         gateways.push(org_gateway(dir, spec, &org.msp_id, "Admin")?);
@@ -135,36 +157,108 @@ pub async fn define(
             definition.name, channel.name
         ));
     }
+    // Alone: the other organisations approve in their own time (or one of
+    // them commits first).
+    if only.is_some() {
+        loop {
+            if let Some(block) =
+                committed_by_now(&gateways[0], dir, channel, definition, &failed).await?
+            {
+                lines.push(format!(
+                    "{} {}: definition committed by another organisation (sequence {})",
+                    definition.name, channel.name, definition.sequence
+                ));
+                wait_for_block(dir, spec, channel, block, only, deadline).await?;
+                return Ok(lines);
+            }
+            let approvals = first
+                .commit_readiness(&channel.name, definition)
+                .await
+                .map_err(failed)?;
+            let waiting: Vec<&String> = approvals
+                .iter()
+                .filter(|(_, approved)| !**approved)
+                .map(|(msp_id, _)| msp_id)
+                .collect();
+            if waiting.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(NetworkError::Refused(format!(
+                    "{} {}: still waiting for the approvals of {}",
+                    definition.name,
+                    channel.name,
+                    waiting
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
     // The commit is endorsed by every organisation's peer, and each reads
     // every approval: all of them must have the approvals' blocks first.
     if let Some(block) = approved_in {
-        wait_for_block(dir, spec, channel, block, deadline).await?;
+        wait_for_block(dir, spec, channel, block, only, deadline).await?;
     }
-    let done = first
-        .commit_definition(&channel.name, definition)
-        .await
-        .map_err(failed)?;
+    let done = match first.commit_definition(&channel.name, definition).await {
+        Ok(done) => done.block,
+        // Another organisation committed it meanwhile.
+        Err(error) => {
+            match committed_by_now(&gateways[0], dir, channel, definition, &failed).await? {
+                Some(block) if only.is_some() => block,
+                _ => return Err(failed(error)),
+            }
+        }
+    };
     lines.push(format!(
-        "{} {}: definition committed (version {}, sequence {}, block {})",
-        definition.name, channel.name, definition.version, definition.sequence, done.block
+        "{} {}: definition committed (version {}, sequence {}, block {done})",
+        definition.name, channel.name, definition.version, definition.sequence
     ));
     // Every peer of the channel has the definition before anyone is told
     // the chaincode is ready.
-    wait_for_block(dir, spec, channel, done.block, deadline).await?;
+    wait_for_block(dir, spec, channel, done, only, deadline).await?;
     Ok(lines)
 }
 
-/// Waits until every peer of `channel`'s organisations has committed `block`.
+/// Where `gateway`'s peer sees `definition`'s sequence committed (by
+/// anyone): the last block it has then, which holds the commit.
+async fn committed_by_now(
+    gateway: &(Node, Gateway),
+    dir: &NetworkDir,
+    channel: &ChannelSpec,
+    definition: &Definition,
+    failed: &impl Fn(weft_client::ClientError) -> NetworkError,
+) -> Result<Option<u64>, NetworkError> {
+    let (peer, gateway) = gateway;
+    let committed = gateway
+        .committed_definition(&channel.name, &definition.name)
+        .await
+        .map_err(failed)?;
+    if committed.is_none_or(|c| c.sequence < definition.sequence) {
+        return Ok(None);
+    }
+    let info = NodeAdmin::new(dir, peer)?.info(&channel.name).await?;
+    Ok(Some(info.height.saturating_sub(1)))
+}
+
+/// Waits until every peer of `channel`'s organisations (or of `only`) has
+/// committed `block`.
 async fn wait_for_block(
     dir: &NetworkDir,
     spec: &NetworkSpec,
     channel: &ChannelSpec,
     block: u64,
+    only: Option<&str>,
     deadline: Instant,
 ) -> Result<(), NetworkError> {
     let orgs = spec.channel_organizations(channel);
     for node in dir.nodes(spec) {
-        if !matches!(node.role, Role::Peer { .. }) || !orgs.iter().any(|o| o.msp_id == node.msp_id)
+        if !matches!(node.role, Role::Peer { .. })
+            || !orgs.iter().any(|o| o.msp_id == node.msp_id)
+            || only.is_some_and(|msp_id| node.msp_id != msp_id)
         {
             continue;
         }
@@ -215,16 +309,43 @@ pub async fn deploy(
     timeout: Duration,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Vec<Defined>, NetworkError> {
+    deploy_as(dir, spec, base, None, timeout, progress).await
+}
+
+/// [`deploy`] as one organisation (MSP ID) alone: on the channels it is a
+/// member of, it approves for itself and commits once every member has
+/// approved, unless another has committed first. Run by each organisation
+/// where none holds another's admin (Kubernetes, a namespace each).
+pub async fn deploy_organization(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    base: &Path,
+    msp_id: &str,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Defined>, NetworkError> {
+    deploy_as(dir, spec, base, Some(msp_id), timeout, progress).await
+}
+
+async fn deploy_as(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    base: &Path,
+    only: Option<&str>,
+    timeout: Duration,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Defined>, NetworkError> {
     let deadline = Instant::now() + timeout;
     let mut outcome = Vec::new();
     for chaincode in &spec.chaincodes {
         for channel in spec.chaincode_channels(chaincode) {
-            let (_, gateway) = org_gateway(
-                dir,
-                spec,
-                &spec.channel_organizations(channel)[0].msp_id,
-                "Admin",
-            )?;
+            let members = spec.channel_organizations(channel);
+            let asking = match only {
+                None => members[0].msp_id.as_str(),
+                Some(msp_id) if members.iter().any(|o| o.msp_id == msp_id) => msp_id,
+                Some(_) => continue,
+            };
+            let (_, gateway) = org_gateway(dir, spec, asking, "Admin")?;
             let failed = |source| NetworkError::Lifecycle {
                 chaincode: chaincode.name.clone(),
                 channel: channel.name.clone(),
@@ -265,7 +386,9 @@ pub async fn deploy(
                 None => 1,
             };
             let wanted = definition(chaincode, sequence, base)?;
-            for line in define(dir, spec, channel, &wanted, &chaincode.name, deadline).await? {
+            for line in
+                define_as(dir, spec, channel, &wanted, &chaincode.name, only, deadline).await?
+            {
                 progress(&line);
             }
             outcome.push(Defined {

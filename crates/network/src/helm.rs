@@ -112,6 +112,7 @@ pub fn write(
         storage: STORAGE_SIZE.into(),
         podman: false,
         launcher_rules: options.launcher_rules,
+        per_organization: false,
     };
     let objects = Objects::new(&full, &dir, &placeholders)?;
     let nodes = dir.nodes(&full);
@@ -182,7 +183,7 @@ pub fn write(
             text.push_str(&document(&yaml(&doc)?));
         }
         write_template(
-            &templates.join(format!("{}.yaml", node.host)),
+            &templates.join(format!("{}.yaml", crate::nodes::service_name(&node.name))),
             &guarded(condition(node), &text),
         )?;
     }

@@ -42,6 +42,7 @@ use crate::compose::{DATA_MOUNT, IMAGE_UID, NETWORK_MOUNT};
 use crate::dir::{NetworkDir, absolute, write_atomic};
 use crate::nodes::{Node, Reach, Role, tls_roots};
 use crate::{NetworkError, prepare};
+use weft_material::layout;
 
 /// How the gateway Service is reached from outside the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +85,10 @@ pub struct KubernetesOptions {
     /// launcher needs, granted to the init Job where the spec has
     /// `kubernetes` chaincodes.
     pub launcher_rules: LauncherRules,
+    /// A namespace per organisation (named after it: `org1`, `orderer`),
+    /// each holding only that organisation's nodes, keys, init Job and
+    /// (peer organisations) gateway Service.
+    pub per_organization: bool,
 }
 
 /// Role rules: (apiGroup, resource, verbs).
@@ -225,8 +230,29 @@ pub fn write(
             label(namespace)
         )));
     }
+    let launches = !chaincode_services(&spec).is_empty();
+    if options.per_organization && (options.podman || options.namespace.is_some()) {
+        return Err(NetworkError::Refused(
+            "--per-organization names each namespace after its organisation (org1, orderer, …): drop --namespace and --podman".into(),
+        ));
+    }
+    if !options.podman && !options.per_organization && options.namespace.is_none() && launches {
+        return Err(NetworkError::Refused(format!(
+            "{origin}: the kubernetes launcher's RoleBinding names the namespace its ServiceAccount lives in; give --namespace"
+        )));
+    }
+    if options.podman && launches {
+        return Err(NetworkError::Refused(format!(
+            "{origin}: the kubernetes launcher creates chaincode workloads through the Kubernetes API, which podman lacks; in the podman variant run the chaincode as a service and declare it `external`"
+        )));
+    }
     let output = absolute(&options.output);
-    let dir = NetworkDir::new(output.join("network")).reached_from(Reach::Kubernetes);
+    let reach = if options.per_organization {
+        Reach::KubernetesPerOrganization
+    } else {
+        Reach::Kubernetes
+    };
+    let dir = NetworkDir::new(output.join("network")).reached_from(reach);
     let gateway = gateway_node(&spec, &dir.nodes(&spec), options.gateway_org.as_deref())?;
     if dir.exists() {
         let (existing, _) = dir.load_spec()?;
@@ -238,16 +264,6 @@ pub fn write(
         }
     }
     dir.store_spec(spec_text, Path::new(crate::compose::SPEC_MOUNT))?;
-    if !options.podman && options.namespace.is_none() && !chaincode_services(&spec).is_empty() {
-        return Err(NetworkError::Refused(format!(
-            "{origin}: the kubernetes launcher's RoleBinding names the namespace its ServiceAccount lives in; give --namespace"
-        )));
-    }
-    if options.podman && !chaincode_services(&spec).is_empty() {
-        return Err(NetworkError::Refused(format!(
-            "{origin}: the kubernetes launcher creates chaincode workloads through the Kubernetes API, which podman lacks; in the podman variant run the chaincode as a service and declare it `external`"
-        )));
-    }
     prepare::prepare(
         &dir,
         &spec,
@@ -256,11 +272,35 @@ pub fn write(
         progress,
     )?;
     let nodes = dir.nodes(&spec);
-    let objects = Objects::new(&spec, &dir, options)?;
     let mut files = Vec::new();
-    let gateway_service = format!("{}-gateway", objects.instance);
-    let init = format!("{}-init", objects.instance);
-    if options.podman {
+    let gateway_service = format!("{}-gateway", instance(&spec));
+    let init = format!("{}-init", instance(&spec));
+    if options.per_organization {
+        for (msp_id, name) in organizations(&spec) {
+            let namespace = crate::nodes::organization_namespace(&name);
+            let scoped = KubernetesOptions {
+                namespace: Some(namespace.clone()),
+                ..options.clone()
+            };
+            let objects = Objects::scoped(&spec, &dir, &scoped, Some(msp_id.clone()))?;
+            let own: Vec<Node> = nodes
+                .iter()
+                .filter(|n| n.msp_id == msp_id)
+                .cloned()
+                .collect();
+            let gateway = own
+                .iter()
+                .find(|n| matches!(n.role, Role::Peer { index: 0, .. }))
+                .cloned();
+            files.extend(objects.write_cluster(
+                &output.join("kubernetes").join(&namespace),
+                &own,
+                gateway.as_ref().map(|g| (g, gateway_service.as_str())),
+                &init,
+            )?);
+        }
+    } else if options.podman {
+        let objects = Objects::new(&spec, &dir, options)?;
         // The claims apart: `podman kube play` refuses a claim whose volume
         // exists, so the pods' file is played again after `kube down`.
         let claims: Vec<Value> = nodes.iter().map(|node| objects.claim(node)).collect();
@@ -269,7 +309,7 @@ pub fn write(
         files.push(file);
         let mut docs = Vec::new();
         for node in &nodes {
-            docs.extend(objects.podman_bundles(&node.host, &objects.node_dirs(node)?));
+            docs.extend(objects.podman_bundles(&object_of(node), &objects.node_dirs(node)?));
             docs.push(objects.podman_pod(node, node.name == gateway.name)?);
         }
         docs.extend(objects.podman_bundles(&init, &objects.init_dirs()?));
@@ -278,40 +318,13 @@ pub fn write(
         write_documents(&file, &docs, "podman kube play")?;
         files.push(file);
     } else {
-        let manifests = output.join("kubernetes");
-        let mut write = |name: &str, docs: Vec<Value>| -> Result<(), NetworkError> {
-            let file = manifests.join(name);
-            write_documents(&file, &docs, "kubectl apply -f")?;
-            files.push(file);
-            Ok(())
-        };
-        let mut base = Vec::new();
-        if let Some(namespace) = &options.namespace {
-            base.push(json!({
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": namespace, "labels": objects.labels("namespace", None)},
-            }));
-        }
-        base.push(objects.service_account());
-        base.extend(objects.launcher_rbac());
-        write("00-base.yaml", base)?;
-        write("10-material.yaml", objects.bundles())?;
-        for node in &nodes {
-            write(
-                &format!("20-{}.yaml", node.host),
-                vec![
-                    objects.claim(node),
-                    objects.service(node),
-                    objects.deployment(node)?,
-                ],
-            )?;
-        }
-        write(
-            "30-gateway.yaml",
-            vec![objects.gateway_service(&gateway, &gateway_service)],
-        )?;
-        write("40-init.yaml", vec![objects.init_job(&init)?])?;
+        let objects = Objects::new(&spec, &dir, options)?;
+        files.extend(objects.write_cluster(
+            &output.join("kubernetes"),
+            &nodes,
+            Some((&gateway, &gateway_service)),
+            &init,
+        )?);
     }
     progress(&format!(
         "{} file(s) in {}: {} node(s), gateway {} ({})",
@@ -387,6 +400,9 @@ pub(crate) struct Objects<'a> {
     spec: &'a NetworkSpec,
     dir: &'a NetworkDir,
     options: &'a KubernetesOptions,
+    /// The organisation (MSP ID) whose objects these are, in a namespace
+    /// of its own; None: the whole network.
+    scope: Option<String>,
     /// `app.kubernetes.io/instance`: the network's name as a label.
     pub(crate) instance: String,
     pub(crate) bundles: BTreeMap<String, Bundle>,
@@ -398,16 +414,30 @@ impl<'a> Objects<'a> {
         dir: &'a NetworkDir,
         options: &'a KubernetesOptions,
     ) -> Result<Self, NetworkError> {
+        Self::scoped(spec, dir, options, None)
+    }
+
+    /// The objects of organisation `scope` (MSP ID) only, or of the whole
+    /// network.
+    pub(crate) fn scoped(
+        spec: &'a NetworkSpec,
+        dir: &'a NetworkDir,
+        options: &'a KubernetesOptions,
+        scope: Option<String>,
+    ) -> Result<Self, NetworkError> {
         let mut objects = Objects {
             spec,
             dir,
             options,
+            scope,
             instance: label(&spec.name),
             bundles: BTreeMap::new(),
         };
         let mut wanted = BTreeSet::new();
         for node in dir.nodes(spec) {
-            wanted.extend(objects.node_dirs(&node)?);
+            if objects.in_scope(&node.msp_id) {
+                wanted.extend(objects.node_dirs(&node)?);
+            }
         }
         wanted.extend(objects.init_dirs()?);
         for relative in wanted {
@@ -425,7 +455,7 @@ impl<'a> Objects<'a> {
             "app.kubernetes.io/managed-by": "weft",
         });
         if let Some(node) = node {
-            labels["weft.dev/node"] = json!(node.host);
+            labels["weft.dev/node"] = json!(object_of(node));
             labels["weft.dev/msp-id"] = json!(label(&node.msp_id));
         }
         labels
@@ -467,10 +497,18 @@ impl<'a> Objects<'a> {
     /// organisation's MSP, CA certificates and Admin (no node's keys).
     pub(crate) fn init_dirs(&self) -> Result<Vec<String>, NetworkError> {
         let mut dirs = vec![String::new(), "channel-artifacts".to_owned()];
+        let scoped_dir = self.scope.as_ref().map(|msp_id| {
+            let organizations = self.dir.organizations();
+            let orderer = &self.spec.orderers.organization;
+            match self.spec.organizations.iter().find(|o| &o.msp_id == msp_id) {
+                Some(org) => layout::peer_org_dir(&organizations, &org.domain),
+                None => layout::orderer_org_dir(&organizations, &orderer.domain),
+            }
+        });
         for kind in ["peerOrganizations", "ordererOrganizations"] {
             let parent = self.dir.organizations().join(kind);
             for org in read_dir(&parent)? {
-                if !org.is_dir() {
+                if !org.is_dir() || scoped_dir.as_ref().is_some_and(|own| *own != org) {
                     continue;
                 }
                 for part in ["msp", "ca", "tlsca"] {
@@ -620,7 +658,7 @@ impl<'a> Objects<'a> {
     }
 
     pub(crate) fn claim_name(node: &Node) -> String {
-        format!("data-{}", node.host)
+        format!("data-{}", object_of(node))
     }
 
     pub(crate) fn claim(&self, node: &Node) -> Value {
@@ -653,10 +691,10 @@ impl<'a> Objects<'a> {
         json!({
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": self.metadata(&node.host, node.kind(), Some(node)),
+            "metadata": self.metadata(&object_of(node), node.kind(), Some(node)),
             "spec": {
                 "type": "ClusterIP",
-                "selector": {"weft.dev/node": node.host, "app.kubernetes.io/instance": self.instance},
+                "selector": {"weft.dev/node": object_of(node), "app.kubernetes.io/instance": self.instance},
                 "ports": ports,
             },
         })
@@ -669,7 +707,7 @@ impl<'a> Objects<'a> {
             "metadata": self.metadata(name, "gateway", Some(node)),
             "spec": {
                 "type": self.options.exposure.service_type(),
-                "selector": {"weft.dev/node": node.host, "app.kubernetes.io/instance": self.instance},
+                "selector": {"weft.dev/node": object_of(node), "app.kubernetes.io/instance": self.instance},
                 "ports": [{"name": "grpc", "port": node.port, "targetPort": node.port}],
             },
         })
@@ -768,7 +806,7 @@ impl<'a> Objects<'a> {
     ) -> Result<Value, NetworkError> {
         let dirs = self.node_dirs(node)?;
         let (mut volumes, mut mounts) =
-            self.network_volumes(&dirs, podman.then_some(node.host.as_str()));
+            self.network_volumes(&dirs, podman.then_some(object_of(node).as_str()));
         volumes.push(
             json!({"name": "data", "persistentVolumeClaim": {"claimName": Self::claim_name(node)}}),
         );
@@ -841,11 +879,11 @@ impl<'a> Objects<'a> {
         Ok(json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
-            "metadata": self.metadata(&node.host, node.kind(), Some(node)),
+            "metadata": self.metadata(&object_of(node), node.kind(), Some(node)),
             "spec": {
                 "replicas": 1,
                 "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": {"weft.dev/node": node.host, "app.kubernetes.io/instance": self.instance}},
+                "selector": {"matchLabels": {"weft.dev/node": object_of(node), "app.kubernetes.io/instance": self.instance}},
                 "template": {"metadata": {"labels": labels}, "spec": spec},
             },
         }))
@@ -855,7 +893,7 @@ impl<'a> Objects<'a> {
         Ok(json!({
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": self.metadata(&node.host, node.kind(), Some(node)),
+            "metadata": self.metadata(&object_of(node), node.kind(), Some(node)),
             "spec": self.node_pod_spec(node, true, gateway)?,
         }))
     }
@@ -864,18 +902,19 @@ impl<'a> Objects<'a> {
         let dirs = self.init_dirs()?;
         let (volumes, mounts) = self.network_volumes(&dirs, podman);
         let podman = podman.is_some();
-        let args = [
-            "deploy",
-            "init",
-            "--dir",
-            NETWORK_MOUNT,
-            "--reach",
-            "kubernetes",
-            "--timeout",
-            "300",
-        ]
-        .map(str::to_owned)
-        .to_vec();
+        let args = ["deploy", "init", "--dir", NETWORK_MOUNT, "--timeout", "300"]
+            .map(str::to_owned)
+            .to_vec();
+        let mut args = args;
+        match &self.scope {
+            None => args.extend(["--reach".to_owned(), "kubernetes".to_owned()]),
+            Some(msp_id) => args.extend([
+                "--reach".to_owned(),
+                "kubernetes-per-organization".to_owned(),
+                "--organization".to_owned(),
+                msp_id.clone(),
+            ]),
+        }
         let mut container = self.container("init", args, mounts, podman);
         container["resources"] = json!({
             "requests": {"cpu": "100m", "memory": "64Mi"},
@@ -890,9 +929,59 @@ impl<'a> Objects<'a> {
         Ok(spec)
     }
 
-    /// Whether the spec has chaincodes for the Kubernetes launcher.
+    /// Whether the spec has chaincodes for the Kubernetes launcher this
+    /// init Job starts (a peer organisation's, or the whole network's).
     fn launches(&self) -> bool {
-        !chaincode_services(self.spec).is_empty()
+        let peer_org = self
+            .scope
+            .as_ref()
+            .is_none_or(|msp_id| self.spec.organizations.iter().any(|o| &o.msp_id == msp_id));
+        peer_org && !chaincode_services(self.spec).is_empty()
+    }
+
+    fn in_scope(&self, msp_id: &str) -> bool {
+        self.scope.as_ref().is_none_or(|own| own == msp_id)
+    }
+
+    /// Writes the cluster's objects of `nodes` into `manifests`: base,
+    /// material, a file per node, the gateway Service and the init Job.
+    fn write_cluster(
+        &self,
+        manifests: &Path,
+        nodes: &[Node],
+        gateway: Option<(&Node, &str)>,
+        init: &str,
+    ) -> Result<Vec<PathBuf>, NetworkError> {
+        let mut files = Vec::new();
+        let mut write = |name: &str, docs: Vec<Value>| -> Result<(), NetworkError> {
+            let file = manifests.join(name);
+            write_documents(&file, &docs, "kubectl apply -f")?;
+            files.push(file);
+            Ok(())
+        };
+        let mut base = Vec::new();
+        if let Some(namespace) = &self.options.namespace {
+            base.push(json!({
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": namespace, "labels": self.labels("namespace", None)},
+            }));
+        }
+        base.push(self.service_account());
+        base.extend(self.launcher_rbac());
+        write("00-base.yaml", base)?;
+        write("10-material.yaml", self.bundles())?;
+        for node in nodes {
+            write(
+                &format!("20-{}.yaml", crate::nodes::service_name(&node.name)),
+                vec![self.claim(node), self.service(node), self.deployment(node)?],
+            )?;
+        }
+        if let Some((node, name)) = gateway {
+            write("30-gateway.yaml", vec![self.gateway_service(node, name)])?;
+        }
+        write("40-init.yaml", vec![self.init_job(init)?])?;
+        Ok(files)
     }
 
     fn launcher_account(&self) -> String {
@@ -965,6 +1054,22 @@ impl<'a> Objects<'a> {
             "spec": self.init_pod_spec(Some(name))?,
         }))
     }
+}
+
+/// The name of a node's objects (Deployment, Service, pod): its DNS label.
+fn object_of(node: &Node) -> String {
+    crate::nodes::service_name(&node.name)
+}
+
+/// Every organisation (MSP ID, name): the peer organisations, then the
+/// orderers'.
+fn organizations(spec: &NetworkSpec) -> Vec<(String, String)> {
+    let orderer = &spec.orderers.organization;
+    spec.organizations
+        .iter()
+        .map(|o| (o.msp_id.clone(), o.name.clone()))
+        .chain([(orderer.msp_id.clone(), orderer.name.clone())])
+        .collect()
 }
 
 /// Pod `pod`'s copy of `bundle` (podman).

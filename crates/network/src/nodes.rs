@@ -58,6 +58,15 @@ pub enum Reach {
     /// dialled at its Service's name ([`service_name`]: DNS labels hold no
     /// dots), which its TLS certificate carries.
     Kubernetes,
+    /// In a Kubernetes cluster, each organisation in a namespace of its own
+    /// ([`organization_namespace`]): nodes dialled at `<service>.<namespace>`.
+    KubernetesPerOrganization,
+}
+
+/// The namespace of organisation `name` in a cluster with a namespace per
+/// organisation: its name as a DNS label (`Org1` → `org1`).
+pub fn organization_namespace(name: &str) -> String {
+    service_name(name)
 }
 
 /// The Kubernetes Service (and DNS label) of node `name`:
@@ -156,6 +165,17 @@ pub fn nodes_at(spec: &NetworkSpec, reach: Reach) -> Vec<Node> {
         match (reach, placed) {
             // The cluster's DNS names its Services (`hosts:` is refused there).
             (Reach::Kubernetes, _) => node.host = service_name(&node.name),
+            (Reach::KubernetesPerOrganization, _) => {
+                let organization = match node.role {
+                    Role::Orderer { .. } => &spec.orderers.organization.name,
+                    Role::Peer { org, .. } => &spec.organizations[org].name,
+                };
+                node.host = format!(
+                    "{}.{}",
+                    service_name(&node.name),
+                    organization_namespace(organization)
+                );
+            }
             // On a host of the spec: dialled at the host's address, from
             // anywhere (its ports are published there).
             (_, Some(host)) => node.host = host.address.clone(),
@@ -261,7 +281,9 @@ pub fn config_text(
         address = quote(&node.listen_address()),
         data = match dir.reach() {
             Reach::Local => "data",
-            Reach::Containers | Reach::Kubernetes => crate::compose::DATA_MOUNT,
+            Reach::Containers | Reach::Kubernetes | Reach::KubernetesPerOrganization => {
+                crate::compose::DATA_MOUNT
+            }
         },
         msp = from_node(&material.join("msp"), dir),
         msp_id = quote(&node.msp_id),

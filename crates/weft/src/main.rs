@@ -310,6 +310,11 @@ enum DeployCommand {
         /// (pods on one machine; keys in ConfigMaps: for testing only).
         #[arg(long)]
         podman: bool,
+        /// A namespace per organisation (named after it: org1, orderer), in
+        /// OUTPUT/kubernetes/<namespace>/, each with only its own keys, its
+        /// own init Job and (peer organisations) its own gateway Service.
+        #[arg(long)]
+        per_organization: bool,
     },
     /// Write a Helm chart of the network: the objects of `weft deploy k8s`,
     /// templated on values for the image, storage, resources, the gateway's
@@ -355,6 +360,11 @@ enum DeployCommand {
         /// Services' names (Kubernetes).
         #[arg(long, value_enum, default_value_t = ReachArg::Containers)]
         reach: ReachArg,
+        /// Only what this organisation's admin does (name or MSP ID): join
+        /// its nodes, launch its chaincodes, approve for it, and commit once
+        /// every member has approved.
+        #[arg(long)]
+        organization: Option<String>,
     },
 }
 
@@ -375,8 +385,11 @@ impl From<ExposeArg> for weft_network::k8s::Exposure {
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ReachArg {
+    /// At 127.0.0.1 (or the spec's hosts): a network of `weft up` or run by hand.
+    Local,
     Containers,
     Kubernetes,
+    KubernetesPerOrganization,
 }
 
 #[derive(Subcommand)]
@@ -866,6 +879,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 storage_class,
                 storage,
                 podman,
+                per_organization,
             } => network::deploy_k8s(
                 spec.as_deref(),
                 weft_network::k8s::KubernetesOptions {
@@ -878,6 +892,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     storage,
                     podman,
                     launcher_rules: weft_kube::ROLE_RULES,
+                    per_organization,
                 },
             ),
             DeployCommand::Helm {
@@ -906,13 +921,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dir,
                 timeout,
                 reach,
+                organization,
             } => network::deploy_init(
                 dir.open(),
                 timeout,
                 match reach {
+                    ReachArg::Local => weft_network::nodes::Reach::Local,
                     ReachArg::Containers => weft_network::nodes::Reach::Containers,
                     ReachArg::Kubernetes => weft_network::nodes::Reach::Kubernetes,
+                    ReachArg::KubernetesPerOrganization => {
+                        weft_network::nodes::Reach::KubernetesPerOrganization
+                    }
                 },
+                organization.as_deref(),
             ),
         },
         Command::Health { target } => health(&target),

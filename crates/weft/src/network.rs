@@ -447,17 +447,58 @@ pub fn deploy_init(
     dir: NetworkDir,
     timeout: u64,
     reach: weft_network::nodes::Reach,
+    organization: Option<&str>,
 ) -> anyhow::Result<()> {
+    use weft_network::nodes::Reach;
     let dir = dir.reached_from(reach);
     let (spec, base) = dir.load_spec()?;
+    let orderer = &spec.orderers.organization;
+    let msp_id = match organization {
+        None => None,
+        Some(name) if name == orderer.name || name == orderer.msp_id => {
+            Some(orderer.msp_id.clone())
+        }
+        Some(name) => Some(
+            spec.organization(name)
+                .map(|o| o.msp_id.clone())
+                .with_context(|| {
+                    format!(
+                        "--organization {name}: no such organisation in {} (organisations: {})",
+                        dir.spec_file().display(),
+                        spec.organizations
+                            .iter()
+                            .map(|o| o.name.as_str())
+                            .chain([orderer.name.as_str()])
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?,
+        ),
+    };
+    let peer_org = msp_id
+        .as_ref()
+        .is_none_or(|m| spec.organizations.iter().any(|o| &o.msp_id == m));
     let mut step = stepper();
     let timeout = Duration::from_secs(timeout);
     runtime()?.block_on(async {
-        admin::converge(&dir, &spec, timeout, &mut step).await?;
-        if reach == weft_network::nodes::Reach::Kubernetes {
+        match &msp_id {
+            None => admin::converge(&dir, &spec, timeout, &mut step).await?,
+            Some(msp_id) => {
+                admin::converge_organization(&dir, &spec, msp_id, timeout, &mut step).await?;
+            }
+        }
+        if matches!(reach, Reach::Kubernetes | Reach::KubernetesPerOrganization) && peer_org {
             launch_chaincodes(&spec, timeout, &mut step).await?;
         }
-        weft_network::deploy::deploy(&dir, &spec, &base, timeout, &mut step).await?;
+        match &msp_id {
+            None => weft_network::deploy::deploy(&dir, &spec, &base, timeout, &mut step).await?,
+            Some(msp_id) => {
+                weft_network::deploy::deploy_organization(
+                    &dir, &spec, &base, msp_id, timeout, &mut step,
+                )
+                .await?
+            }
+        };
         anyhow::Ok(())
     })?;
     step("ready");

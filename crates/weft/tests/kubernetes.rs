@@ -4,6 +4,8 @@
 //! podman of the test's own: private storage, API socket and network,
 //! removed afterwards.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -411,6 +413,75 @@ fn a_kubernetes_chaincode_gets_its_service_address_and_the_launchers_least_privi
     );
 }
 
+/// `--per-organization`: a directory of objects per namespace (org1, org2,
+/// orderer), each with only its own organisation's keys, its own init Job
+/// and (peer organisations) its own gateway; nodes dial each other across
+/// namespaces at `<service>.<namespace>`, which their certificates name.
+#[test]
+fn per_organization_namespaces_hold_only_their_own_keys() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let output = out.path().join("k8s");
+    let wrote = weft(&[
+        "deploy",
+        "k8s",
+        "--per-organization",
+        "--output",
+        output.to_str().expect("utf8"),
+    ]);
+    assert!(wrote.status.success(), "{}", text(&wrote));
+    for (namespace, msp_id, domain) in [
+        ("org1", "Org1MSP", "peerorganizations-org1-example-com"),
+        ("org2", "Org2MSP", "peerorganizations-org2-example-com"),
+        ("orderer", "OrdererMSP", "ordererorganizations-example-com"),
+    ] {
+        let files = yaml_files(&output.join("kubernetes").join(namespace));
+        validate(&files);
+        let docs: Vec<Value> = files.iter().flat_map(|f| documents(f)).collect();
+        for doc in &docs {
+            let expected = if doc["kind"] == "Namespace" {
+                &doc["metadata"]["name"]
+            } else {
+                &doc["metadata"]["namespace"]
+            };
+            assert_eq!(expected, namespace, "{doc:#}");
+            if doc["kind"] == "Secret" {
+                let name = doc["metadata"]["name"].as_str().expect("name");
+                assert!(name.contains(domain), "{namespace} holds {name}");
+            }
+        }
+        let exposed = docs
+            .iter()
+            .filter(|d| d["kind"] == "Service" && d["spec"]["type"] != "ClusterIP")
+            .count();
+        assert_eq!(exposed, usize::from(namespace != "orderer"), "{namespace}");
+        let job = docs.iter().find(|d| d["kind"] == "Job").expect("init Job");
+        let args = &job["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert!(
+            args.as_array().expect("args").iter().any(|a| a == msp_id)
+                && args
+                    .as_array()
+                    .expect("args")
+                    .iter()
+                    .any(|a| a == "kubernetes-per-organization"),
+            "{args}"
+        );
+    }
+    let network = output.join("network");
+    let config = std::fs::read_to_string(network.join("nodes/peer0.org1.example.com/config.yaml"))
+        .expect("config");
+    assert!(
+        config.contains("\"peer0-org2-example-com.org2:9051\""),
+        "{config}"
+    );
+    let cert = std::fs::read(network.join(
+        "organizations/peerOrganizations/org2.example.com/peers/peer0.org2.example.com/tls/server.crt",
+    ))
+    .expect("certificate");
+    let der = &weft_crypto::pem::certificates(&cert).expect("PEM")[0];
+    let san = b"peer0-org2-example-com.org2";
+    assert!(der.windows(san.len()).any(|w| w == san), "the SAN");
+}
+
 /// Lints (strict, Kubernetes 1.30) and renders `chart` with `values` through
 /// Helm's SDK; the rendered files, or Helm's refusal.
 fn helm_render(chart: &Path, output: &Path, values: &str) -> Result<Vec<PathBuf>, String> {
@@ -700,9 +771,9 @@ impl Drop for Podman {
         let _ = self.podman(&["pod", "rm", "--all", "--force"]);
         let _ = self.podman(&["volume", "rm", "--all", "--force"]);
         let _ = self.podman(&["network", "rm", "--force", &self.network]);
+        let _ = self.podman(&["rmi", "--all", "--force"]);
         let _ = self.service.kill();
         let _ = self.service.wait();
-        let _ = self.podman(&["system", "reset", "--force"]);
         let _ = Command::new("umount")
             .arg("-R")
             .arg(self.dir.path().join("root/overlay"))
@@ -711,12 +782,7 @@ impl Drop for Podman {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+use support::free_port;
 
 /// Runs `compat/node/gateway-app.mjs` (the official Node gateway client) as
 /// User1 of Org1 through `localhost:peer`; the block its transfer committed in.
@@ -818,4 +884,95 @@ fn the_network_runs_from_its_objects_under_podman_and_keeps_its_ledgers() {
         second > first + 1,
         "the ledger went on from block {first}: {second}"
     );
+}
+
+/// Where no organisation holds another's admin (a namespace each), each
+/// runs `weft deploy init --organization` alone: an upgrade is approved by
+/// each for itself, committed once, and both finish; the orderers' own run
+/// only joins and waits for the Raft leader.
+#[test]
+fn each_organization_deploys_its_own_part_and_the_definition_is_committed_once() {
+    let network = support::up::UpNetwork::up(&support::one_orderer_spec("perorg"), &[]);
+    let stored = network.path().join("network.yaml");
+    let original = std::fs::read_to_string(&stored).expect("stored spec");
+    let upgraded = original.replace(
+        "launcher: {builtin: basic}",
+        "version: \"1.1\"\n    launcher: {builtin: basic}",
+    );
+    assert_ne!(upgraded, original, "{original}");
+    std::fs::write(&stored, upgraded).expect("spec");
+    let init = |organization: &str| {
+        Command::new(WEFT)
+            .args([
+                "deploy",
+                "init",
+                "--reach",
+                "local",
+                "--timeout",
+                "60",
+                "--organization",
+            ])
+            .arg(organization)
+            .arg("--dir")
+            .arg(network.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weft deploy init")
+    };
+    let (org1, org2, orderer) = (init("Org1"), init("Org2MSP"), init("Orderer"));
+    let said: Vec<String> = [org1, org2, orderer]
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("init");
+            assert!(output.status.success(), "{}", text(&output));
+            text(&output)
+        })
+        .collect();
+    for (own, other, said) in [
+        ("Org1MSP", "Org2MSP", &said[0]),
+        ("Org2MSP", "Org1MSP", &said[1]),
+    ] {
+        assert!(said.contains(&format!("approved by {own}")), "{said}");
+        assert!(!said.contains(&format!("approved by {other}")), "{said}");
+        assert!(said.contains("] ready"), "{said}");
+    }
+    let commits = said
+        .iter()
+        .filter(|s| s.contains("definition committed (version 1.1, sequence 2"))
+        .count();
+    let others = said
+        .iter()
+        .filter(|s| s.contains("definition committed by another organisation (sequence 2)"))
+        .count();
+    assert_eq!((commits, others), (1, 1), "{said:#?}");
+    assert!(
+        said[2].contains("Raft leader elected") && !said[2].contains("approved"),
+        "{}",
+        said[2]
+    );
+
+    // The upgraded definition serves.
+    network.ok(&[
+        "chaincode",
+        "invoke",
+        "basic",
+        "CreateAsset",
+        "k1",
+        "blue",
+        "5",
+        "Tom",
+        "100",
+    ]);
+    let read = network.ok(&[
+        "chaincode",
+        "query",
+        "basic",
+        "ReadAsset",
+        "k1",
+        "--org",
+        "Org2",
+    ]);
+    assert!(read.contains("\"Owner\":\"Tom\""), "{read}");
 }
