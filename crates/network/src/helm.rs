@@ -29,7 +29,7 @@ use weft_spec::NetworkSpec;
 
 use crate::compose::SPEC_MOUNT;
 use crate::dir::{NetworkDir, absolute, write_atomic};
-use crate::k8s::{Exposure, KubernetesOptions, Objects, check, gateway_node, label};
+use crate::k8s::{Exposure, KubernetesOptions, Objects, checked_spec, gateway_node, label};
 use crate::nodes::{Node, Reach, Role};
 use crate::{NetworkError, prepare};
 
@@ -76,9 +76,7 @@ pub fn write(
     options: &HelmOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<HelmChart, NetworkError> {
-    let spec = NetworkSpec::from_yaml(spec_text, origin)?;
-    crate::up::check_builtins(&spec, builtins, origin)?;
-    check(&spec, origin)?;
+    let spec = checked_spec(spec_text, origin, builtins)?;
     let full = at_capacity(&spec, origin, options.peer_capacity)?;
     let keys = organization_keys(&full);
     let output = absolute(&options.output);
@@ -212,6 +210,19 @@ pub fn write(
     container["resources"] = json!(format!("{RESOURCES}init"));
     write_template(&templates.join("init-job.yaml"), &document(&yaml(&job)?))?;
 
+    write_atomic(
+        &templates.join("NOTES.txt"),
+        format!(
+            "The weft network {network:?} is in namespace {{{{ .Release.Namespace }}}}; the init Job {init} (a post-install and post-upgrade hook) has joined its channels and deployed its chaincodes.\n\
+             Peers per organisation:{{{{ range $org, $values := .Values.organizations }}}} {{{{ $org }}}}={{{{ $values.peers }}}}{{{{ end }}}}\n\
+             The gateway peer {gateway} is exposed by Service {gateway_service} ({{{{ .Values.gateway.type }}}}):\n\
+             \x20 kubectl -n {{{{ .Release.Namespace }}}} get service {gateway_service}\n\
+             Applications connect there with TLS server name {gateway} and the material of the chart's network directory.\n",
+            network = full.name,
+            gateway = gateway.name,
+        )
+        .as_bytes(),
+    )?;
     let capacity = full.organizations.first().map_or(1, |o| o.peers);
     write_atomic(
         &chart.join("Chart.yaml"),

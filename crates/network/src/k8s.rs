@@ -148,8 +148,20 @@ pub(crate) struct Bundle {
     pub(crate) secret: bool,
 }
 
+/// The spec of `spec_text`, refused where a cluster cannot run it.
+pub(crate) fn checked_spec(
+    spec_text: &str,
+    origin: &str,
+    builtins: &[String],
+) -> Result<NetworkSpec, NetworkError> {
+    let spec = NetworkSpec::from_yaml(spec_text, origin)?;
+    crate::up::check_builtins(&spec, builtins, origin)?;
+    check(&spec, origin)?;
+    Ok(spec)
+}
+
 /// Refuses what the Kubernetes objects cannot carry yet, naming it.
-pub(crate) fn check(spec: &NetworkSpec, origin: &str) -> Result<(), NetworkError> {
+fn check(spec: &NetworkSpec, origin: &str) -> Result<(), NetworkError> {
     crate::compose::check_image(spec, origin)?;
     let refuse = |what: &str, instead: &str| {
         Err(NetworkError::Refused(format!(
@@ -219,9 +231,7 @@ pub fn write(
     options: &KubernetesOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<KubernetesProject, NetworkError> {
-    let spec = NetworkSpec::from_yaml(spec_text, origin)?;
-    crate::up::check_builtins(&spec, builtins, origin)?;
-    check(&spec, origin)?;
+    let spec = checked_spec(spec_text, origin, builtins)?;
     if let Some(namespace) = &options.namespace
         && label(namespace) != *namespace
     {

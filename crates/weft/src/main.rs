@@ -282,30 +282,11 @@ enum DeployCommand {
     /// Service exposing the gateway peer outside the cluster.
     /// Re-running keeps the identities.
     K8s {
-        /// Network spec file; without it, the default network.
-        spec: Option<PathBuf>,
-        /// The directory to write (OUTPUT/kubernetes/ holds the objects,
-        /// OUTPUT/network/ the material, CA keys and users, off the cluster).
-        #[arg(long)]
-        output: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// The namespace of every object (a Namespace object is written too).
         #[arg(long)]
         namespace: Option<String>,
-        /// weft's image, as the cluster pulls it (`weft image build` makes it).
-        #[arg(long, default_value_t = format!("weft:{}", env!("CARGO_PKG_VERSION")))]
-        image: String,
-        /// How the gateway Service is reached from outside the cluster.
-        #[arg(long, value_enum, default_value_t = ExposeArg::NodePort)]
-        expose: ExposeArg,
-        /// The organisation whose peer0 is the exposed gateway (default: the first).
-        #[arg(long)]
-        gateway_org: Option<String>,
-        /// The ledgers' StorageClass (default: the cluster's).
-        #[arg(long)]
-        storage_class: Option<String>,
-        /// Each ledger's volume size.
-        #[arg(long, default_value = "5Gi")]
-        storage: String,
         /// Write OUTPUT/podman.yaml, the variant `podman kube play` runs
         /// (pods on one machine; keys in ConfigMaps: for testing only).
         #[arg(long)]
@@ -321,31 +302,12 @@ enum DeployCommand {
     /// exposure and the peers per organisation (`helm upgrade` with more
     /// adds them, up to --peer-capacity).
     Helm {
-        /// Network spec file; without it, the default network.
-        spec: Option<PathBuf>,
-        /// The directory to write (OUTPUT/chart/ the chart, OUTPUT/network/
-        /// the material, CA keys and users, off the cluster).
-        #[arg(long)]
-        output: PathBuf,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// Peers per organisation the chart holds identities for (default:
         /// the spec's).
         #[arg(long)]
         peer_capacity: Option<u32>,
-        /// weft's image, as the cluster pulls it (the values' default).
-        #[arg(long, default_value_t = format!("weft:{}", env!("CARGO_PKG_VERSION")))]
-        image: String,
-        /// How the gateway Service is reached from outside (the values' default).
-        #[arg(long, value_enum, default_value_t = ExposeArg::NodePort)]
-        expose: ExposeArg,
-        /// The organisation whose peer0 is the exposed gateway (default: the first).
-        #[arg(long)]
-        gateway_org: Option<String>,
-        /// The ledgers' StorageClass (the values' default; default: the cluster's).
-        #[arg(long)]
-        storage_class: Option<String>,
-        /// Each ledger's volume size (the values' default).
-        #[arg(long, default_value = "5Gi")]
-        storage: String,
     },
     /// Join every node to its channels and deploy the spec's chaincodes on a
     /// network whose nodes run in containers (the compose project's `init`
@@ -366,6 +328,33 @@ enum DeployCommand {
         #[arg(long)]
         organization: Option<String>,
     },
+}
+
+/// What `weft deploy k8s` and `weft deploy helm` share (for a chart,
+/// the values' defaults).
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Network spec file; without it, the default network.
+    spec: Option<PathBuf>,
+    /// The directory to write (OUTPUT/network/ keeps the material, CA keys
+    /// and users, off the cluster).
+    #[arg(long)]
+    output: PathBuf,
+    /// weft's image, as the cluster pulls it (`weft image build` makes it).
+    #[arg(long, default_value_t = format!("weft:{}", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// How the gateway Service is reached from outside the cluster.
+    #[arg(long, value_enum, default_value_t = ExposeArg::NodePort)]
+    expose: ExposeArg,
+    /// The organisation whose peer0 is the exposed gateway (default: the first).
+    #[arg(long)]
+    gateway_org: Option<String>,
+    /// The ledgers' StorageClass (default: the cluster's).
+    #[arg(long)]
+    storage_class: Option<String>,
+    /// Each ledger's volume size.
+    #[arg(long, default_value = "5Gi")]
+    storage: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -870,50 +859,38 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 },
             ),
             DeployCommand::K8s {
-                spec,
-                output,
+                cluster,
                 namespace,
-                image,
-                expose,
-                gateway_org,
-                storage_class,
-                storage,
                 podman,
                 per_organization,
             } => network::deploy_k8s(
-                spec.as_deref(),
+                cluster.spec.as_deref(),
                 weft_network::k8s::KubernetesOptions {
-                    output,
-                    image,
+                    output: cluster.output,
+                    image: cluster.image,
                     namespace,
-                    exposure: expose.into(),
-                    gateway_org,
-                    storage_class,
-                    storage,
+                    exposure: cluster.expose.into(),
+                    gateway_org: cluster.gateway_org,
+                    storage_class: cluster.storage_class,
+                    storage: cluster.storage,
                     podman,
                     launcher_rules: weft_kube::ROLE_RULES,
                     per_organization,
                 },
             ),
             DeployCommand::Helm {
-                spec,
-                output,
+                cluster,
                 peer_capacity,
-                image,
-                expose,
-                gateway_org,
-                storage_class,
-                storage,
             } => network::deploy_helm(
-                spec.as_deref(),
+                cluster.spec.as_deref(),
                 weft_network::helm::HelmOptions {
-                    output,
-                    image,
+                    output: cluster.output,
+                    image: cluster.image,
                     peer_capacity,
-                    storage_class,
-                    storage,
-                    exposure: expose.into(),
-                    gateway_org,
+                    storage_class: cluster.storage_class,
+                    storage: cluster.storage,
+                    exposure: cluster.expose.into(),
+                    gateway_org: cluster.gateway_org,
                     launcher_rules: weft_kube::ROLE_RULES,
                 },
             ),

@@ -3,6 +3,8 @@
 //! on a private socket, data and exec root, with no bridge network and no
 //! iptables changes, and stops it afterwards.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -19,11 +21,7 @@ impl Engine {
     /// Starts `dockerd`; None (after saying why) where the machine cannot
     /// run an engine at all (not root).
     fn start() -> Option<Engine> {
-        if !Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        {
+        if !support::is_root() {
             eprintln!("skipped: dockerd needs root, and these tests do not run as root");
             return None;
         }
@@ -448,8 +446,8 @@ fn a_compose_project_runs_the_network_and_keeps_its_ledgers() {
     // The official Node client, from the host, as User1 of Org1: the
     // built-in chaincode, and the Node one in its own container.
     let network = output.join("network");
-    run_gateway_app(&network, peer, "basic");
-    run_gateway_app(&network, peer, "assets");
+    support::run_gateway_app(&network, peer, "basic");
+    support::run_gateway_app(&network, peer, "assets");
 
     let weft_in = |args: &[&str]| engine.weft_in(&network, args);
     let invoked = weft_in(&[
@@ -858,7 +856,7 @@ fn weft_up_builds_a_node_chaincode_image_and_the_gateway_client_uses_it() {
     );
 
     // The official client, as User1 of Org1, endorsed by both orgs.
-    run_gateway_app(&network.dir, peer, "assets");
+    support::run_gateway_app(&network.dir, peer, "assets");
 
     // Unchanged source: no rebuild, the same container.
     let again = network.ok(&["up"]);
@@ -935,33 +933,6 @@ fn node_chaincode_source(dir: &Path) -> PathBuf {
     )
     .expect("package.json");
     source
-}
-
-/// Runs `compat/node/gateway-app.mjs` (the official Node gateway client) as
-/// User1 of Org1 of the network in `network` through `localhost:peer`, and
-/// checks what it observed.
-fn run_gateway_app(network: &Path, peer: u16, chaincode: &str) {
-    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
-    let org1 = network.join("organizations/peerOrganizations/org1.example.com");
-    let user = org1.join("users/User1@org1.example.com/msp");
-    let app = weft_compat::run(
-        Command::new("node")
-            .arg(packages.join("node/gateway-app.mjs"))
-            .arg(format!("localhost:{peer}"))
-            .arg(org1.join("tlsca/tlsca.org1.example.com-cert.pem"))
-            .arg(user.join("signcerts/cert.pem"))
-            .arg(user.join("keystore/priv_sk"))
-            .arg("Org1MSP")
-            .arg(chaincode)
-            .current_dir(&packages),
-    )
-    .expect("node");
-    let report = String::from_utf8_lossy(&app.stdout);
-    assert!(app.status.success(), "{report}\n{}", text(&app));
-    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("report");
-    assert!(report.get("unexpected").is_none(), "{report:#}");
-    assert_eq!(report["read"]["Owner"], "Tomoko", "{report:#}");
-    assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
 }
 
 /// `weft up --containers`: the same spec as a compose project on the local

@@ -658,11 +658,7 @@ struct Podman {
 impl Podman {
     /// None (after saying why) where this machine cannot run podman (not root).
     fn start() -> Option<Podman> {
-        if !Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        {
+        if !support::is_root() {
             eprintln!("skipped: podman's networks need root, and these tests do not run as root");
             return None;
         }
@@ -784,31 +780,9 @@ impl Drop for Podman {
 
 use support::free_port;
 
-/// Runs `compat/node/gateway-app.mjs` (the official Node gateway client) as
-/// User1 of Org1 through `localhost:peer`; the block its transfer committed in.
+/// The block the official Node gateway client's transfer committed in.
 fn run_gateway_app(network: &Path, peer: u16) -> u64 {
-    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
-    let org1 = network.join("organizations/peerOrganizations/org1.example.com");
-    let user = org1.join("users/User1@org1.example.com/msp");
-    let app = weft_compat::run(
-        Command::new("node")
-            .arg(packages.join("node/gateway-app.mjs"))
-            .arg(format!("localhost:{peer}"))
-            .arg(org1.join("tlsca/tlsca.org1.example.com-cert.pem"))
-            .arg(user.join("signcerts/cert.pem"))
-            .arg(user.join("keystore/priv_sk"))
-            .arg("Org1MSP")
-            .arg("basic")
-            .current_dir(&packages),
-    )
-    .expect("node");
-    let report = String::from_utf8_lossy(&app.stdout);
-    assert!(app.status.success(), "{report}\n{}", text(&app));
-    let report: Value = serde_json::from_str(report.trim()).expect("report");
-    assert!(report.get("unexpected").is_none(), "{report:#}");
-    assert_eq!(report["read"]["Owner"], "Tomoko", "{report:#}");
-    assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
-    report["transferStatus"]["blockNumber"]
+    support::run_gateway_app(network, peer, "basic")["transferStatus"]["blockNumber"]
         .as_u64()
         .expect("block number")
 }

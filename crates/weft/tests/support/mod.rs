@@ -632,3 +632,43 @@ pub fn data_dir(cluster: &Cluster, i: usize) -> PathBuf {
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf8 path")
 }
+
+/// Whether the tests run as root (engines and their networks need it).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Runs `compat/node/gateway-app.mjs` (the official Node gateway client) as
+/// User1 of Org1 of the network in `network` through `localhost:peer`
+/// against `chaincode`, checks what it observed, and returns its report.
+pub fn run_gateway_app(network: &Path, peer: u16, chaincode: &str) -> serde_json::Value {
+    let packages = weft_compat::node_packages().expect("npm packages (compat/install.sh)");
+    let org1 = network.join("organizations/peerOrganizations/org1.example.com");
+    let user = org1.join("users/User1@org1.example.com/msp");
+    let app = weft_compat::run(
+        Command::new("node")
+            .arg(packages.join("node/gateway-app.mjs"))
+            .arg(format!("localhost:{peer}"))
+            .arg(org1.join("tlsca/tlsca.org1.example.com-cert.pem"))
+            .arg(user.join("signcerts/cert.pem"))
+            .arg(user.join("keystore/priv_sk"))
+            .arg("Org1MSP")
+            .arg(chaincode)
+            .current_dir(&packages),
+    )
+    .expect("node");
+    let report = String::from_utf8_lossy(&app.stdout);
+    assert!(
+        app.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&app.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(report.trim()).expect("report");
+    assert!(report.get("unexpected").is_none(), "{report:#}");
+    assert_eq!(report["read"]["Owner"], "Tomoko", "{report:#}");
+    assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
+    report
+}
