@@ -82,15 +82,7 @@ pub fn write(
     let output = absolute(&options.output);
     let dir = NetworkDir::new(output.join("network")).reached_from(Reach::Kubernetes);
     let gateway = gateway_node(&full, &dir.nodes(&full), options.gateway_org.as_deref())?;
-    if dir.exists() {
-        let (existing, _) = dir.load_spec()?;
-        if existing.organizations != full.organizations || existing.orderers != full.orderers {
-            return Err(NetworkError::Refused(format!(
-                "{} holds another network (its organisations, peer capacity or orderers differ); choose another --output, or delete it first",
-                output.display()
-            )));
-        }
-    }
+    crate::k8s::check_existing(&dir, &full, &output)?;
     let full_text = full.to_yaml();
     dir.store_spec(&full_text, Path::new(SPEC_MOUNT))?;
     prepare::prepare(

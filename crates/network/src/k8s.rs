@@ -148,6 +148,47 @@ pub(crate) struct Bundle {
     pub(crate) secret: bool,
 }
 
+/// Refuses to write over a network directory of another network, or one
+/// written for another layout of namespaces (its certificates name the
+/// nodes as that layout dials them); marks it with this one's. Peers may
+/// come and go: identities are kept and new ones issued.
+pub(crate) fn check_existing(
+    dir: &NetworkDir,
+    spec: &NetworkSpec,
+    output: &Path,
+) -> Result<(), NetworkError> {
+    let marker = dir.root().join("kubernetes-layout");
+    let layout = match dir.reach() {
+        Reach::KubernetesPerOrganization => "a namespace per organisation",
+        _ => "one namespace",
+    };
+    if dir.exists() {
+        let (existing, _) = dir.load_spec()?;
+        let identities = |spec: &NetworkSpec| -> Vec<(String, String, String)> {
+            spec.organizations
+                .iter()
+                .map(|o| (o.name.clone(), o.msp_id.clone(), o.domain.clone()))
+                .collect()
+        };
+        if identities(&existing) != identities(spec) || existing.orderers != spec.orderers {
+            return Err(NetworkError::Refused(format!(
+                "{} holds another network (its organisations or orderers differ); choose another --output, or delete it first",
+                output.display()
+            )));
+        }
+        let written = std::fs::read_to_string(&marker).unwrap_or_default();
+        if !written.is_empty() && written.trim() != layout {
+            return Err(NetworkError::Refused(format!(
+                "{} was written for {} (its certificates name the nodes so); choose another --output for {layout}",
+                output.display(),
+                written.trim()
+            )));
+        }
+    }
+    std::fs::create_dir_all(dir.root()).map_err(|e| NetworkError::io(dir.root(), e))?;
+    write_atomic(&marker, format!("{layout}\n").as_bytes())
+}
+
 /// The spec of `spec_text`, refused where a cluster cannot run it.
 pub(crate) fn checked_spec(
     spec_text: &str,
@@ -264,15 +305,7 @@ pub fn write(
     };
     let dir = NetworkDir::new(output.join("network")).reached_from(reach);
     let gateway = gateway_node(&spec, &dir.nodes(&spec), options.gateway_org.as_deref())?;
-    if dir.exists() {
-        let (existing, _) = dir.load_spec()?;
-        if existing.organizations != spec.organizations || existing.orderers != spec.orderers {
-            return Err(NetworkError::Refused(format!(
-                "{} holds another network (its organisations or orderers differ); choose another --output, or delete it first",
-                output.display()
-            )));
-        }
-    }
+    check_existing(&dir, &spec, &output)?;
     dir.store_spec(spec_text, Path::new(crate::compose::SPEC_MOUNT))?;
     prepare::prepare(
         &dir,

@@ -466,6 +466,15 @@ fn per_organization_namespaces_hold_only_their_own_keys() {
             "{args}"
         );
     }
+    // The same directory for one namespace: its certificates name the
+    // nodes as the namespaces dial them, so it is refused.
+    let refused = weft(&["deploy", "k8s", "--output", output.to_str().expect("utf8")]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("was written for a namespace per organisation"),
+        "{}",
+        text(&refused)
+    );
     let network = output.join("network");
     let config = std::fs::read_to_string(network.join("nodes/peer0.org1.example.com/config.yaml"))
         .expect("config");
@@ -645,6 +654,38 @@ fn the_helm_chart_renders_the_same_objects_and_scales_peers() {
     assert!(
         refused.contains("/organizations/org1/peers") && refused.contains("maximum"),
         "{refused}"
+    );
+
+    // Written again with a larger capacity: the identities are kept, and
+    // three peers render.
+    let key = std::fs::read(chart_out.join(
+        "network/organizations/peerOrganizations/org1.example.com/peers/peer0.org1.example.com/msp/keystore/priv_sk",
+    ))
+    .expect("peer0's key");
+    let wrote = weft(&[
+        "deploy",
+        "helm",
+        "--output",
+        chart_out.to_str().expect("utf8"),
+        "--peer-capacity",
+        "3",
+    ]);
+    assert!(wrote.status.success(), "{}", text(&wrote));
+    let again = std::fs::read(chart_out.join(
+        "network/organizations/peerOrganizations/org1.example.com/peers/peer0.org1.example.com/msp/keystore/priv_sk",
+    ))
+    .expect("peer0's key");
+    assert_eq!(key, again, "identities are kept");
+    let three = helm_render(
+        &chart,
+        &out.path().join("r4"),
+        r#"{"organizations": {"org1": {"peers": 3}, "org2": {"peers": 1}}}"#,
+    )
+    .expect("three peers");
+    assert!(
+        names(&objects(&three))
+            .contains(&("Deployment".to_owned(), "peer2-org1-example-com".to_owned())),
+        "peer2 renders"
     );
 }
 
