@@ -310,9 +310,26 @@ pub fn deploy_k8s(
     if options.podman {
         println!(
             "run it (image {}: `weft image build` into podman's engine makes it):
+  podman kube play {output}/podman-claims.yaml     # once: the ledgers' volumes
   podman kube play {output}/podman.yaml
 the gateway peer {} is on 127.0.0.1:{}",
             options.image, gateway.name, gateway.port
+        );
+    } else if options.per_organization {
+        println!(
+            "apply each organisation's namespace (image {}: `weft image build`, then push it where the cluster pulls from):",
+            options.image
+        );
+        for file in &project.files {
+            if file.file_name().is_some_and(|n| n == "00-base.yaml")
+                && let Some(dir) = file.parent()
+            {
+                println!("  kubectl apply -f {}/", dir.display());
+            }
+        }
+        println!(
+            "each peer organisation's gateway peer is exposed by Service {} in its namespace (kubectl -n org1 get service {})",
+            project.gateway_service, project.gateway_service
         );
     } else {
         let ns = options

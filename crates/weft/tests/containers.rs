@@ -105,12 +105,9 @@ impl Drop for Engine {
         }
         let _ = self.daemon.kill();
         let _ = self.daemon.wait();
-        // Layers are mounted under the data root until dockerd has stopped.
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg(self.dir.path().join("exec"))
-            .stderr(Stdio::null())
-            .status();
+        // Layers and the storage driver's own mounts stay under the data
+        // and exec roots: the directory could not be removed with them.
+        support::unmount_under(self.dir.path());
     }
 }
 

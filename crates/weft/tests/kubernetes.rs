@@ -811,11 +811,7 @@ impl Drop for Podman {
         let _ = self.podman(&["rmi", "--all", "--force"]);
         let _ = self.service.kill();
         let _ = self.service.wait();
-        let _ = Command::new("umount")
-            .arg("-R")
-            .arg(self.dir.path().join("root/overlay"))
-            .stderr(Stdio::null())
-            .status();
+        support::unmount_under(self.dir.path());
     }
 }
 

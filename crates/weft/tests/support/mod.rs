@@ -672,3 +672,25 @@ pub fn run_gateway_app(network: &Path, peer: u16, chaincode: &str) -> serde_json
     assert_eq!(report["transferStatus"]["successful"], true, "{report:#}");
     report
 }
+
+/// Unmounts everything mounted under `dir` (deepest first, lazily): what a
+/// container engine of a test leaves mounted in its temporary directory
+/// (its storage driver's own bind mounts, layers), which would otherwise
+/// keep the directory from being removed.
+pub fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(1))
+        .filter(|point| Path::new(point).starts_with(dir))
+        .collect();
+    points.sort_by_key(|point| std::cmp::Reverse(point.len()));
+    points.dedup();
+    for point in points {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(point)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
