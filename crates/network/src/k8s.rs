@@ -4,7 +4,9 @@
 //! <output>/network/                 the network directory (Reach::Kubernetes): material, genesis
 //!                                   blocks, node configs; CA keys and users stay here, off the cluster
 //! <output>/kubernetes/*.yaml        the objects, for `kubectl apply -f <output>/kubernetes/`
-//! <output>/podman.yaml              (--podman) the variant `podman kube play` runs
+//! <output>/kubernetes/<org>/*.yaml  (--per-organization) each organisation's namespace
+//! <output>/podman.yaml              (--podman) the variant `podman kube play` runs,
+//! <output>/podman-claims.yaml       and its claims, played once
 //! ```
 //!
 //! Each node is a Deployment of one pod (strategy `Recreate`: its ledger
@@ -20,8 +22,14 @@
 //! and exactly one Service is reachable from outside the cluster: the
 //! gateway peer's (NodePort or LoadBalancer). Pods run as weft's non-root
 //! user with no service account token, no privilege escalation and a
-//! read-only root filesystem; nothing weft runs calls the Kubernetes API,
-//! so no Role is granted.
+//! read-only root filesystem. Nodes never call the Kubernetes API; only
+//! where the spec has `kubernetes` chaincodes does the init Job get a token,
+//! for a Role of exactly the launcher's verbs (`launcher_rules`).
+//!
+//! With `per_organization`, each organisation's objects go to a namespace
+//! of its own (nodes dialled at `<service>.<namespace>`): its nodes, the
+//! directories they and its admin read, its own init Job (`--organization`)
+//! and, for a peer organisation, its own gateway Service.
 //!
 //! The podman variant differs where `podman kube play` (4.3) does:
 //! Deployments and the Job become Pods named as the Services (podman
@@ -29,8 +37,10 @@
 //! nested item paths are unsupported, so each directory is its own volume
 //! mounted at its path; its Secrets are written base64-encoded into files,
 //! so keys travel in ConfigMaps (a test machine's variant, never a
-//! cluster's); the gateway is published as a hostPort on 127.0.0.1 instead
-//! of a NodePort Service.
+//! cluster's), each pod with copies of its own (podman rewrites a shared
+//! ConfigMap's files whenever another pod plays it); no probes (podman runs
+//! them through a shell); the gateway is published as a hostPort on
+//! 127.0.0.1 instead of a NodePort Service.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
