@@ -79,7 +79,7 @@ pub fn error(message: impl Into<String>) -> Response {
 }
 
 /// A transaction's view of the ledger and its proposal.
-pub struct Stub {
+pub struct Stub<'a> {
     channel_id: String,
     tx_id: String,
     args: Vec<Vec<u8>>,
@@ -87,11 +87,22 @@ pub struct Stub {
     creator: Vec<u8>,
     transient: std::collections::BTreeMap<String, Vec<u8>>,
     event: Option<ChaincodeEvent>,
-    out: mpsc::Sender<ChaincodeMessage>,
-    replies: mpsc::Receiver<ChaincodeMessage>,
+    peer: PeerLink<'a>,
 }
 
-impl std::fmt::Debug for Stub {
+/// How a transaction's ledger requests reach the peer.
+enum PeerLink<'a> {
+    /// Over a message stream: requests out, replies back.
+    Channels {
+        out: mpsc::Sender<ChaincodeMessage>,
+        replies: mpsc::Receiver<ChaincodeMessage>,
+    },
+    /// A call answered on this thread (a peer running a linked-in contract);
+    /// None when the transaction was ended.
+    Call(&'a mut (dyn FnMut(ChaincodeMessage) -> Option<ChaincodeMessage> + Send)),
+}
+
+impl std::fmt::Debug for Stub<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Stub")
             .field("channel_id", &self.channel_id)
@@ -100,7 +111,7 @@ impl std::fmt::Debug for Stub {
     }
 }
 
-impl Stub {
+impl Stub<'_> {
     pub fn channel_id(&self) -> &str {
         &self.channel_id
     }
@@ -162,10 +173,13 @@ impl Stub {
             channel_id: self.channel_id.clone(),
             ..Default::default()
         };
-        self.out
-            .blocking_send(message)
-            .map_err(|_| ShimError::Closed)?;
-        let reply = self.replies.blocking_recv().ok_or(ShimError::Closed)?;
+        let reply = match &mut self.peer {
+            PeerLink::Channels { out, replies } => {
+                out.blocking_send(message).map_err(|_| ShimError::Closed)?;
+                replies.blocking_recv().ok_or(ShimError::Closed)?
+            }
+            PeerLink::Call(call) => call(message).ok_or(ShimError::Closed)?,
+        };
         match Type::try_from(reply.r#type) {
             Ok(Type::Response) => Ok(reply.payload),
             Ok(Type::Error) => Err(ShimError::Peer(
@@ -536,6 +550,26 @@ pub fn execute_transaction(
     out: mpsc::Sender<ChaincodeMessage>,
     replies: mpsc::Receiver<ChaincodeMessage>,
 ) -> ChaincodeMessage {
+    execute(chaincode, message, PeerLink::Channels { out, replies })
+}
+
+/// Runs one TRANSACTION or INIT `message` of `chaincode` on this thread,
+/// each ledger request answered by `call` (None: the transaction was ended).
+/// Returns the COMPLETED message. A peer running a linked-in contract uses it
+/// to answer requests without handing them to another thread.
+pub fn execute_transaction_with(
+    chaincode: &dyn Chaincode,
+    message: ChaincodeMessage,
+    call: &mut (dyn FnMut(ChaincodeMessage) -> Option<ChaincodeMessage> + Send),
+) -> ChaincodeMessage {
+    execute(chaincode, message, PeerLink::Call(call))
+}
+
+fn execute(
+    chaincode: &dyn Chaincode,
+    message: ChaincodeMessage,
+    peer: PeerLink<'_>,
+) -> ChaincodeMessage {
     let init = message.r#type == Type::Init as i32;
     let input = ChaincodeInput::decode(message.payload.as_slice()).unwrap_or_default();
     let (creator, transient) = proposal_parts(message.proposal.as_ref());
@@ -547,8 +581,7 @@ pub fn execute_transaction(
         creator,
         transient,
         event: None,
-        out,
-        replies,
+        peer,
     };
     let response = if init {
         chaincode.init(&mut stub)

@@ -137,8 +137,7 @@ impl MockLedger {
             creator: self.creator.clone(),
             transient: self.transient.clone(),
             event: None,
-            out,
-            replies,
+            peer: crate::PeerLink::Channels { out, replies },
         };
         let mut writes = BTreeMap::new();
         let (response, event) = std::thread::scope(|scope| {

@@ -73,6 +73,25 @@ fn reply(to: &ChaincodeMessage, kind: Type, payload: Vec<u8>) -> ChaincodeMessag
     }
 }
 
+/// The outcome a COMPLETED or ERROR message from the chaincode carries.
+fn finished(name: String, message: ChaincodeMessage) -> Result<Executed, ExecError> {
+    if message.r#type == Type::Error as i32 {
+        return Err(ExecError::Failed {
+            name,
+            message: String::from_utf8_lossy(&message.payload).into_owned(),
+        });
+    }
+    let response =
+        Response::decode(message.payload.as_slice()).map_err(|e| ExecError::Protocol {
+            name: name.clone(),
+            reason: format!("COMPLETED payload is not a Response: {e}"),
+        })?;
+    Ok(Executed {
+        response,
+        event: message.chaincode_event,
+    })
+}
+
 /// A request the peer refuses, with the reason sent back as ERROR.
 struct Refused(String);
 
@@ -253,6 +272,26 @@ impl Handler {
             proposal: invocation.proposal.clone(),
             ..Default::default()
         };
+        let timeout = support.limits.execute_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A linked-in contract on a multi-threaded runtime runs on this
+        // thread, its ledger requests answered in place: no task or channel
+        // hop per request.
+        if let Link::Direct(chaincode) = &self.to
+            && tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::MultiThread
+        {
+            return self.execute_in_place(
+                support,
+                &name,
+                &invocation,
+                chaincode.as_ref(),
+                start,
+                simulator,
+                depth,
+                deadline,
+            );
+        }
         // Where answers to the chaincode's requests go.
         let answers = match &self.to {
             Link::Stream(out) => {
@@ -275,8 +314,6 @@ impl Handler {
                 answers
             }
         };
-        let timeout = support.limits.execute_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let message = match tokio::time::timeout_at(deadline, messages.recv()).await {
                 Err(_) => {
@@ -290,24 +327,7 @@ impl Handler {
                 Ok(Some(message)) => message,
             };
             match Type::try_from(message.r#type) {
-                Ok(Type::Completed) => {
-                    let response = Response::decode(message.payload.as_slice()).map_err(|e| {
-                        ExecError::Protocol {
-                            name: name.clone(),
-                            reason: format!("COMPLETED payload is not a Response: {e}"),
-                        }
-                    })?;
-                    return Ok(Executed {
-                        response,
-                        event: message.chaincode_event,
-                    });
-                }
-                Ok(Type::Error) => {
-                    return Err(ExecError::Failed {
-                        name,
-                        message: String::from_utf8_lossy(&message.payload).into_owned(),
-                    });
-                }
+                Ok(Type::Completed | Type::Error) => return finished(name, message),
                 kind => {
                     let kind = kind.map_or("UNKNOWN", |k| k.as_str_name());
                     let channel = invocation.channel_id.as_str();
@@ -327,6 +347,57 @@ impl Handler {
                 }
             }
         }
+    }
+
+    /// Runs a linked-in contract's transaction on this thread (the runtime
+    /// hands this worker's other tasks to another thread meanwhile), each
+    /// ledger request answered in place. Past `deadline`, requests are
+    /// refused and the transaction fails with a timeout; a contract that
+    /// computes without calling the ledger cannot be interrupted.
+    #[allow(clippy::too_many_arguments)]
+    fn execute_in_place(
+        &self,
+        support: &Arc<ChaincodeSupport>,
+        name: &str,
+        invocation: &Invocation,
+        chaincode: &dyn weft_shim::Chaincode,
+        start: ChaincodeMessage,
+        simulator: &mut Simulator,
+        depth: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<Executed, ExecError> {
+        let runtime = tokio::runtime::Handle::current();
+        let mut timed_out = false;
+        let done = tokio::task::block_in_place(|| {
+            let mut call = |message: ChaincodeMessage| {
+                if tokio::time::Instant::now() >= deadline {
+                    timed_out = true;
+                    return None;
+                }
+                let kind = Type::try_from(message.r#type).map_or("UNKNOWN", |k| k.as_str_name());
+                let channel = invocation.channel_id.as_str();
+                support.metrics.shim_received(kind, channel, name);
+                let started = std::time::Instant::now();
+                let answered = runtime
+                    .block_on(self.answer(support, name, invocation, &message, simulator, depth));
+                support
+                    .metrics
+                    .shim_completed(kind, channel, name, answered.is_ok(), started);
+                Some(match answered {
+                    Ok(payload) => reply(&message, Type::Response, payload),
+                    Err(Refused(reason)) => reply(&message, Type::Error, reason.into_bytes()),
+                })
+            };
+            weft_shim::execute_transaction_with(chaincode, start, &mut call)
+        });
+        if timed_out {
+            return Err(ExecError::Timeout {
+                name: name.to_owned(),
+                tx_id: invocation.tx_id.clone(),
+                seconds: support.limits.execute_timeout.as_secs(),
+            });
+        }
+        finished(name.to_owned(), done)
     }
 
     /// Answers one ledger request of a transaction.
@@ -758,6 +829,97 @@ mod tests {
             payload: payload.to_vec(),
         };
         message(Type::Completed, tx_id, response.encode_to_vec())
+    }
+
+    /// Reads `k`, writes `k` = its value + "!", reads a private key it may
+    /// not see, and returns what it read; notes the thread it ran on.
+    #[derive(Default)]
+    struct Appender {
+        ran_on: Mutex<Option<std::thread::ThreadId>>,
+    }
+
+    impl weft_shim::Chaincode for Appender {
+        fn invoke(&self, stub: &mut weft_shim::Stub) -> Response {
+            *self.ran_on.lock().expect("lock") = Some(std::thread::current().id());
+            let old = match stub.get_state("k") {
+                Ok(old) => old.unwrap_or_default(),
+                Err(e) => return weft_shim::error(e.to_string()),
+            };
+            let mut new = old.clone();
+            new.push(b'!');
+            if let Err(e) = stub.put_state("k", new) {
+                return weft_shim::error(e.to_string());
+            }
+            match stub.get_private_data("nosuch", "k") {
+                Ok(_) => weft_shim::error("an undefined collection was readable"),
+                Err(e) => weft_shim::success(format!("{}|{e}", String::from_utf8_lossy(&old))),
+            }
+        }
+    }
+
+    /// A linked contract's response and the keys it wrote.
+    type LinkedOutcome = Result<(Response, Vec<(String, Vec<u8>)>), ExecError>;
+
+    /// Runs [`Appender`] through a linked-in handler; returns its response
+    /// and the keys it wrote, and whether it ran on this thread.
+    async fn run_linked(timeout: Duration) -> (LinkedOutcome, bool) {
+        let mut rig = rig(timeout);
+        let appender = Arc::new(Appender::default());
+        let handler = Handler::in_process("cc".into(), Arc::clone(&appender) as _);
+        let outcome = linked_outcome(&handler, &mut rig).await;
+        let ran_here = *appender.ran_on.lock().expect("lock") == Some(std::thread::current().id());
+        (outcome, ran_here)
+    }
+
+    async fn linked_outcome(handler: &Handler, rig: &mut Rig) -> LinkedOutcome {
+        let executed = handler
+            .execute(&rig.support, "cc", invocation("tx1"), &mut rig.simulator, 0)
+            .await?;
+        let results = rig.simulator.results();
+        let writes = results
+            .public
+            .iter()
+            .flat_map(|ns| ns.rwset.writes.iter())
+            .map(|w| (w.key.clone(), w.value.clone()))
+            .collect();
+        Ok((executed.response, writes))
+    }
+
+    fn check_linked(outcome: LinkedOutcome) {
+        let (response, writes) = outcome.expect("executed");
+        assert_eq!(response.status, 200, "{response:?}");
+        let text = String::from_utf8_lossy(&response.payload).into_owned();
+        assert!(
+            text.starts_with('|') && text.contains("collection nosuch is not defined"),
+            "the read of k was empty and the refusal reached the contract: {text}"
+        );
+        assert_eq!(writes, [("k".to_owned(), b"!".to_vec())]);
+    }
+
+    // On a multi-threaded runtime the contract runs in place.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_linked_contract_is_answered_in_place() {
+        let (outcome, ran_here) = run_linked(Duration::from_secs(10)).await;
+        check_linked(outcome);
+        assert!(ran_here, "the contract ran on the caller's thread");
+    }
+
+    // On a current-thread runtime it runs on a blocking thread over channels.
+    #[tokio::test]
+    async fn a_linked_contract_is_answered_over_channels_on_a_current_thread_runtime() {
+        let (outcome, ran_here) = run_linked(Duration::from_secs(10)).await;
+        check_linked(outcome);
+        assert!(!ran_here, "the contract ran on a blocking thread");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_linked_contract_past_its_deadline_times_out() {
+        let (outcome, _) = run_linked(Duration::ZERO).await;
+        assert!(
+            matches!(outcome, Err(ExecError::Timeout { .. })),
+            "{:?}",
+            outcome.map(|(response, _)| response)
+        );
     }
 
     #[tokio::test]
