@@ -328,24 +328,40 @@ impl Handler {
             };
             match Type::try_from(message.r#type) {
                 Ok(Type::Completed | Type::Error) => return finished(name, message),
-                kind => {
-                    let kind = kind.map_or("UNKNOWN", |k| k.as_str_name());
-                    let channel = invocation.channel_id.as_str();
-                    support.metrics.shim_received(kind, channel, &name);
-                    let started = std::time::Instant::now();
-                    let answered = self
-                        .answer(support, &name, &invocation, &message, simulator, depth)
+                _ => {
+                    let answer = self
+                        .reply_to(support, &name, &invocation, &message, simulator, depth)
                         .await;
-                    support
-                        .metrics
-                        .shim_completed(kind, channel, &name, answered.is_ok(), started);
-                    let answer = match answered {
-                        Ok(payload) => reply(&message, Type::Response, payload),
-                        Err(Refused(reason)) => reply(&message, Type::Error, reason.into_bytes()),
-                    };
                     answers.send(answer).await.map_err(|_| terminated())?;
                 }
             }
+        }
+    }
+
+    /// The RESPONSE or ERROR to one ledger request of a transaction, counted
+    /// in the shim request metrics.
+    async fn reply_to(
+        &self,
+        support: &Arc<ChaincodeSupport>,
+        name: &str,
+        invocation: &Invocation,
+        message: &ChaincodeMessage,
+        simulator: &mut Simulator,
+        depth: usize,
+    ) -> ChaincodeMessage {
+        let kind = Type::try_from(message.r#type).map_or("UNKNOWN", |k| k.as_str_name());
+        let channel = invocation.channel_id.as_str();
+        support.metrics.shim_received(kind, channel, name);
+        let started = std::time::Instant::now();
+        let answered = self
+            .answer(support, name, invocation, message, simulator, depth)
+            .await;
+        support
+            .metrics
+            .shim_completed(kind, channel, name, answered.is_ok(), started);
+        match answered {
+            Ok(payload) => reply(message, Type::Response, payload),
+            Err(Refused(reason)) => reply(message, Type::Error, reason.into_bytes()),
         }
     }
 
@@ -369,25 +385,16 @@ impl Handler {
         let runtime = tokio::runtime::Handle::current();
         let mut timed_out = false;
         let done = tokio::task::block_in_place(|| {
-            let mut call = |message: ChaincodeMessage| {
-                if tokio::time::Instant::now() >= deadline {
-                    timed_out = true;
-                    return None;
-                }
-                let kind = Type::try_from(message.r#type).map_or("UNKNOWN", |k| k.as_str_name());
-                let channel = invocation.channel_id.as_str();
-                support.metrics.shim_received(kind, channel, name);
-                let started = std::time::Instant::now();
-                let answered = runtime
-                    .block_on(self.answer(support, name, invocation, &message, simulator, depth));
-                support
-                    .metrics
-                    .shim_completed(kind, channel, name, answered.is_ok(), started);
-                Some(match answered {
-                    Ok(payload) => reply(&message, Type::Response, payload),
-                    Err(Refused(reason)) => reply(&message, Type::Error, reason.into_bytes()),
-                })
-            };
+            let mut call =
+                |message: ChaincodeMessage| {
+                    if tokio::time::Instant::now() >= deadline {
+                        timed_out = true;
+                        return None;
+                    }
+                    Some(runtime.block_on(
+                        self.reply_to(support, name, invocation, &message, simulator, depth),
+                    ))
+                };
             weft_shim::execute_transaction_with(chaincode, start, &mut call)
         });
         if timed_out {
