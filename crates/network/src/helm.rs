@@ -29,24 +29,19 @@ use weft_spec::NetworkSpec;
 
 use crate::compose::SPEC_MOUNT;
 use crate::dir::{NetworkDir, absolute, write_atomic};
-use crate::k8s::{Exposure, KubernetesOptions, Objects, checked_spec, gateway_node, label};
+use crate::k8s::{
+    ClusterOptions, Exposure, KubernetesOptions, Objects, checked_spec, gateway_node, label,
+};
 use crate::nodes::{Node, Reach, Role};
 use crate::{NetworkError, prepare};
 
 /// What `weft deploy helm` is asked for.
 #[derive(Debug, Clone)]
 pub struct HelmOptions {
-    pub output: PathBuf,
-    /// weft's image (`repository:tag`), the values' default.
-    pub image: String,
+    pub cluster: ClusterOptions,
     /// Peers per organisation the chart has identities for (at least the
     /// spec's); None: the spec's.
     pub peer_capacity: Option<u32>,
-    pub storage_class: Option<String>,
-    pub storage: String,
-    pub exposure: Exposure,
-    pub gateway_org: Option<String>,
-    pub launcher_rules: crate::k8s::LauncherRules,
 }
 
 /// What was written.
@@ -79,9 +74,13 @@ pub fn write(
     let spec = checked_spec(spec_text, origin, builtins)?;
     let full = at_capacity(&spec, origin, options.peer_capacity)?;
     let keys = organization_keys(&full);
-    let output = absolute(&options.output);
+    let output = absolute(&options.cluster.output);
     let dir = NetworkDir::new(output.join("network")).reached_from(Reach::Kubernetes);
-    let gateway = gateway_node(&full, &dir.nodes(&full), options.gateway_org.as_deref())?;
+    let gateway = gateway_node(
+        &full,
+        &dir.nodes(&full),
+        options.cluster.gateway_org.as_deref(),
+    )?;
     crate::k8s::check_existing(&dir, &full, &output)?;
     let full_text = full.to_yaml();
     dir.store_spec(&full_text, Path::new(SPEC_MOUNT))?;
@@ -93,15 +92,15 @@ pub fn write(
         progress,
     )?;
     let placeholders = KubernetesOptions {
-        output: output.clone(),
-        image: IMAGE.into(),
+        cluster: ClusterOptions {
+            output: output.clone(),
+            image: IMAGE.into(),
+            storage_class: Some(STORAGE_CLASS.into()),
+            storage: STORAGE_SIZE.into(),
+            ..options.cluster.clone()
+        },
         namespace: None,
-        exposure: options.exposure,
-        gateway_org: options.gateway_org.clone(),
-        storage_class: Some(STORAGE_CLASS.into()),
-        storage: STORAGE_SIZE.into(),
         podman: false,
-        launcher_rules: options.launcher_rules,
         per_organization: false,
     };
     let objects = Objects::new(&full, &dir, &placeholders)?;
@@ -484,10 +483,11 @@ fn values_yaml(
     resources: &BTreeMap<&str, Value>,
 ) -> Result<String, NetworkError> {
     let (repository, tag) = options
+        .cluster
         .image
         .rsplit_once(':')
         .filter(|(_, tag)| !tag.contains('/'))
-        .unwrap_or((options.image.as_str(), "latest"));
+        .unwrap_or((options.cluster.image.as_str(), "latest"));
     let block = |value: &Value, indent: usize| -> Result<String, NetworkError> {
         Ok(yaml(value)?
             .lines()
@@ -503,9 +503,9 @@ fn values_yaml(
          gateway:\n  type: {gateway}\n  perOrganization: false\n\
          resources:\n",
         name = spec.name,
-        class = options.storage_class.clone().unwrap_or_default(),
-        size = options.storage,
-        gateway = match options.exposure {
+        class = options.cluster.storage_class.clone().unwrap_or_default(),
+        size = options.cluster.storage,
+        gateway = match options.cluster.exposure {
             Exposure::NodePort => "NodePort",
             Exposure::LoadBalancer => "LoadBalancer",
         },

@@ -70,16 +70,13 @@ impl Exposure {
     }
 }
 
-/// What `weft deploy k8s` is asked for.
+/// What `weft deploy k8s` and `weft deploy helm` are both asked for.
 #[derive(Debug, Clone)]
-pub struct KubernetesOptions {
+pub struct ClusterOptions {
     pub output: PathBuf,
     /// weft's image (`weft image build` makes it; push it where the
-    /// cluster pulls from).
+    /// cluster pulls from); the chart's default.
     pub image: String,
-    /// The namespace of every object (a Namespace object is written too);
-    /// None: the one `kubectl` is pointed at.
-    pub namespace: Option<String>,
     pub exposure: Exposure,
     /// The organisation (name or MSP ID) whose first peer is the exposed
     /// gateway; None: the spec's first.
@@ -88,13 +85,22 @@ pub struct KubernetesOptions {
     pub storage_class: Option<String>,
     /// Each ledger's PersistentVolumeClaim size (`5Gi`).
     pub storage: String,
-    /// Write the `podman kube play` variant (`<output>/podman.yaml`)
-    /// instead of the cluster's objects.
-    pub podman: bool,
     /// The Role rules (apiGroup, resource, verbs) the Kubernetes chaincode
     /// launcher needs, granted to the init Job where the spec has
     /// `kubernetes` chaincodes.
     pub launcher_rules: LauncherRules,
+}
+
+/// What `weft deploy k8s` is asked for.
+#[derive(Debug, Clone)]
+pub struct KubernetesOptions {
+    pub cluster: ClusterOptions,
+    /// The namespace of every object (a Namespace object is written too);
+    /// None: the one `kubectl` is pointed at.
+    pub namespace: Option<String>,
+    /// Write the `podman kube play` variant (`<output>/podman.yaml`)
+    /// instead of the cluster's objects.
+    pub podman: bool,
     /// A namespace per organisation (named after it: `org1`, `orderer`),
     /// each holding only that organisation's nodes, keys, init Job and
     /// (peer organisations) gateway Service.
@@ -307,14 +313,18 @@ pub fn write(
             "{origin}: the kubernetes launcher creates chaincode workloads through the Kubernetes API, which podman lacks; in the podman variant run the chaincode as a service and declare it `external`"
         )));
     }
-    let output = absolute(&options.output);
+    let output = absolute(&options.cluster.output);
     let reach = if options.per_organization {
         Reach::KubernetesPerOrganization
     } else {
         Reach::Kubernetes
     };
     let dir = NetworkDir::new(output.join("network")).reached_from(reach);
-    let gateway = gateway_node(&spec, &dir.nodes(&spec), options.gateway_org.as_deref())?;
+    let gateway = gateway_node(
+        &spec,
+        &dir.nodes(&spec),
+        options.cluster.gateway_org.as_deref(),
+    )?;
     check_existing(&dir, &spec, &output)?;
     dir.store_spec(spec_text, Path::new(crate::compose::SPEC_MOUNT))?;
     prepare::prepare(
@@ -390,7 +400,7 @@ pub fn write(
         } else {
             format!(
                 "Service {gateway_service}, {}",
-                options.exposure.service_type()
+                options.cluster.exposure.service_type()
             )
         }
     ));
@@ -717,9 +727,9 @@ impl<'a> Objects<'a> {
     pub(crate) fn claim(&self, node: &Node) -> Value {
         let mut spec = json!({
             "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": self.options.storage}},
+            "resources": {"requests": {"storage": self.options.cluster.storage}},
         });
-        if let Some(class) = &self.options.storage_class {
+        if let Some(class) = &self.options.cluster.storage_class {
             spec["storageClassName"] = json!(class);
         }
         json!({
@@ -759,7 +769,7 @@ impl<'a> Objects<'a> {
             "kind": "Service",
             "metadata": self.metadata(name, "gateway", Some(node)),
             "spec": {
-                "type": self.options.exposure.service_type(),
+                "type": self.options.cluster.exposure.service_type(),
                 "selector": {"weft.dev/node": object_of(node), "app.kubernetes.io/instance": self.instance},
                 "ports": [{"name": "grpc", "port": node.port, "targetPort": node.port}],
             },
@@ -785,7 +795,7 @@ impl<'a> Objects<'a> {
     fn container(&self, name: &str, args: Vec<String>, mounts: Vec<Value>, podman: bool) -> Value {
         json!({
             "name": name,
-            "image": self.options.image,
+            "image": self.options.cluster.image,
             "imagePullPolicy": "IfNotPresent",
             "args": args,
             "volumeMounts": mounts,
@@ -1051,6 +1061,7 @@ impl<'a> Objects<'a> {
         let name = self.launcher_account();
         let rules: Vec<Value> = self
             .options
+            .cluster
             .launcher_rules
             .iter()
             .map(|(group, resource, verbs)| {

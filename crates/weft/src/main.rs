@@ -357,6 +357,22 @@ struct ClusterArgs {
     storage: String,
 }
 
+impl ClusterArgs {
+    /// The spec file and the options both deployments take.
+    fn split(self) -> (Option<PathBuf>, weft_network::k8s::ClusterOptions) {
+        let options = weft_network::k8s::ClusterOptions {
+            output: self.output,
+            image: self.image,
+            exposure: self.expose.into(),
+            gateway_org: self.gateway_org,
+            storage_class: self.storage_class,
+            storage: self.storage,
+            launcher_rules: weft_kube::ROLE_RULES,
+        };
+        (self.spec, options)
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ExposeArg {
     NodePort,
@@ -863,37 +879,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 namespace,
                 podman,
                 per_organization,
-            } => network::deploy_k8s(
-                cluster.spec.as_deref(),
-                weft_network::k8s::KubernetesOptions {
-                    output: cluster.output,
-                    image: cluster.image,
-                    namespace,
-                    exposure: cluster.expose.into(),
-                    gateway_org: cluster.gateway_org,
-                    storage_class: cluster.storage_class,
-                    storage: cluster.storage,
-                    podman,
-                    launcher_rules: weft_kube::ROLE_RULES,
-                    per_organization,
-                },
-            ),
+            } => {
+                let (spec, cluster) = cluster.split();
+                network::deploy_k8s(
+                    spec.as_deref(),
+                    weft_network::k8s::KubernetesOptions {
+                        cluster,
+                        namespace,
+                        podman,
+                        per_organization,
+                    },
+                )
+            }
             DeployCommand::Helm {
                 cluster,
                 peer_capacity,
-            } => network::deploy_helm(
-                cluster.spec.as_deref(),
-                weft_network::helm::HelmOptions {
-                    output: cluster.output,
-                    image: cluster.image,
-                    peer_capacity,
-                    storage_class: cluster.storage_class,
-                    storage: cluster.storage,
-                    exposure: cluster.expose.into(),
-                    gateway_org: cluster.gateway_org,
-                    launcher_rules: weft_kube::ROLE_RULES,
-                },
-            ),
+            } => {
+                let (spec, cluster) = cluster.split();
+                network::deploy_helm(
+                    spec.as_deref(),
+                    weft_network::helm::HelmOptions {
+                        cluster,
+                        peer_capacity,
+                    },
+                )
+            }
             DeployCommand::Init {
                 dir,
                 timeout,

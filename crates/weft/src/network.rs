@@ -285,7 +285,7 @@ pub fn deploy_helm(
     let chart = weft_network::helm::write(&text, &origin, &builtin_names(), &options, &mut step)?;
     println!(
         "install (image {}: `weft image build`, then push it where the cluster pulls from):\n  helm install {release} {chart} --namespace NS --create-namespace\nmore peers (up to the chart's capacity):\n  helm upgrade {release} {chart} --namespace NS --reuse-values --set organizations.<org>.peers=N\nthe gateway peer {} is exposed by Service {}:\n  kubectl -n NS get service {}\napplications use the material in {}/organizations (TLS server name {})",
-        options.image,
+        options.cluster.image,
         chart.gateway.name,
         chart.gateway_service,
         chart.gateway_service,
@@ -305,7 +305,7 @@ pub fn deploy_k8s(
     let mut step = stepper();
     let (text, origin) = spec_text(spec)?;
     let project = weft_network::k8s::write(&text, &origin, &builtin_names(), &options, &mut step)?;
-    let output = options.output.display();
+    let output = options.cluster.output.display();
     let gateway = &project.gateway;
     if options.podman {
         println!(
@@ -313,12 +313,12 @@ pub fn deploy_k8s(
   podman kube play {output}/podman-claims.yaml     # once: the ledgers' volumes
   podman kube play {output}/podman.yaml
 the gateway peer {} is on 127.0.0.1:{}",
-            options.image, gateway.name, gateway.port
+            options.cluster.image, gateway.name, gateway.port
         );
     } else if options.per_organization {
         println!(
             "apply each organisation's namespace (image {}: `weft image build`, then push it where the cluster pulls from):",
-            options.image
+            options.cluster.image
         );
         for file in &project.files {
             if file.file_name().is_some_and(|n| n == "00-base.yaml")
@@ -342,7 +342,7 @@ the gateway peer {} is on 127.0.0.1:{}",
   kubectl{ns} wait --for=condition=complete job/{} --timeout=600s
 the gateway peer {} is exposed by Service {} (port {}):
   kubectl{ns} get service {}",
-            options.image,
+            options.cluster.image,
             project.init,
             gateway.name,
             project.gateway_service,
