@@ -279,8 +279,7 @@ impl BlockStore {
                 hex(&self.last_hash)
             )));
         }
-        let data = block.data.clone().unwrap_or_default();
-        let data_hash = block_data_hash(&data);
+        let data_hash = block_data_hash(block.data.as_ref().unwrap_or(&Default::default()));
         if header.data_hash != data_hash {
             return Err(chain(format!(
                 "data hash {} does not match the data ({})",

@@ -15,7 +15,9 @@
 //! - [`query`]: URL query strings of the HTTP services;
 //! - [`revocation`]: revocation lists of the local MSP, enforced on every channel;
 //! - [`seek`]: signed Deliver seek requests;
-//! - [`serve`]: serving until shutdown with a grace period for long streams.
+//! - [`serve`]: serving until shutdown with a grace period for long streams;
+//! - [`streams`]: long-lived gRPC streams answered in request order, shared
+//!   by many callers (Broadcast, forwarding to the Raft leader).
 //!
 //! L2: it knows tonic and the file system (TLS and MSP files), and nothing
 //! of ledgers, Raft or chaincode.
@@ -32,6 +34,7 @@ pub mod query;
 pub mod revocation;
 pub mod seek;
 pub mod serve;
+pub mod streams;
 pub mod tls;
 
 /// weft's node administration service (`weft.admin.Admin`).

@@ -119,6 +119,11 @@ pub struct Orderer {
     pub metrics: Arc<OrdererMetrics>,
     /// Revocation lists of the local MSP, enforced on every channel.
     crls: weft_node::revocation::LocalCrls,
+    /// The forwarding streams to other consenters (when they lead).
+    pub forwarding: weft_node::streams::OrderedStreams<
+        crate::proto::SubmitRequest,
+        crate::proto::SubmitResponse,
+    >,
 }
 
 impl Orderer {
@@ -148,9 +153,22 @@ impl Orderer {
         )?;
         let metrics = OrdererMetrics::register(&operations.metrics);
         let config_msp_dir = config.msp_dir.clone();
+        let forwarding = weft_node::streams::OrderedStreams::new(
+            tls.clone(),
+            Arc::new(|connection, requests| {
+                Box::pin(async move {
+                    crate::proto::cluster_client::ClusterClient::new(connection)
+                        .max_encoding_message_size(crate::service::MAX_GRPC_MESSAGE)
+                        .forward(requests)
+                        .await
+                        .map(tonic::Response::into_inner)
+                })
+            }),
+        );
         let orderer = Arc::new(Self {
             config,
             tls,
+            forwarding,
             admin,
             signer: Arc::new(signer),
             own_cert_der,

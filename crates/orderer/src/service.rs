@@ -29,6 +29,7 @@ use weft_node::admin_body;
 use weft_node::clock::Clock;
 use weft_node::proto::admin_server::{Admin, AdminServer};
 use weft_node::proto::{self as admin, SignedAdminRequest};
+use weft_node::streams::{CallError, answer_in_order};
 use weft_node::tls::pem_ders;
 
 pub use weft_node::MAX_GRPC_MESSAGE;
@@ -213,20 +214,35 @@ async fn forward(
         )));
     };
     let endpoint = consenter.endpoint();
-    let channel = orderer
-        .tls
-        .channel(&endpoint)
-        .map_err(SubmitError::not_ordered)?;
-    let mut client = ClusterClient::new(channel).max_encoding_message_size(MAX_GRPC_MESSAGE);
-    let response = client
-        .submit(proto::SubmitRequest {
-            channel: runtime.channel_id().to_owned(),
-            envelope,
-        })
-        .await;
+    let request = proto::SubmitRequest {
+        channel: runtime.channel_id().to_owned(),
+        envelope,
+    };
+    let response = match orderer.forwarding.call(&endpoint, request.clone()).await {
+        Ok(response) => Ok(response),
+        // A leader that does not serve Forward handled nothing: Submit.
+        Err(CallError::NotHandled(status)) if status.code() == tonic::Code::Unimplemented => {
+            let channel = orderer
+                .tls
+                .channel(&endpoint)
+                .map_err(SubmitError::not_ordered)?;
+            ClusterClient::new(channel)
+                .max_encoding_message_size(MAX_GRPC_MESSAGE)
+                .submit(request)
+                .await
+                .map(Response::into_inner)
+        }
+        // Nothing was sent, or the stream never opened.
+        Err(CallError::NotHandled(status)) => {
+            return Err(SubmitError::not_ordered(format!(
+                "leader {endpoint} unreachable: {}",
+                status.message()
+            )));
+        }
+        Err(CallError::Unanswered(status)) => Err(status),
+    };
     match response {
         Ok(response) => {
-            let response = response.into_inner();
             if response.status == Status::Success as i32 {
                 Ok(())
             } else {
@@ -278,27 +294,13 @@ impl AtomicBroadcast for Services {
         &self,
         request: Request<Streaming<Envelope>>,
     ) -> Result<Response<Self::BroadcastStream>, GrpcStatus> {
-        let mut incoming = request.into_inner();
-        // Answers go out in request order; up to 1,000 envelopes per stream in
-        // flight. A request that cannot be read (over the gRPC bound, cut off)
-        // ends the stream with its status once the answers before it are out.
-        let (pending_tx, mut pending_rx) =
-            mpsc::channel::<Result<tokio::task::JoinHandle<BroadcastResponse>, GrpcStatus>>(1000);
-        let (out_tx, out_rx) = mpsc::channel(16);
         let orderer = Arc::clone(&self.orderer);
-        tokio::spawn(async move {
-            loop {
-                let envelope = match incoming.message().await {
-                    Ok(Some(envelope)) => envelope,
-                    Ok(None) => break,
-                    Err(status) => {
-                        let _ = pending_tx.send(Err(status)).await;
-                        break;
-                    }
-                };
+        let answers = answer_in_order(
+            request.into_inner(),
+            move |envelope: Envelope| {
                 let bytes = envelope.encode_to_vec();
                 let orderer = Arc::clone(&orderer);
-                let task = tokio::spawn(async move {
+                async move {
                     let started = std::time::Instant::now();
                     let (channel, kind, checked) = check_broadcast(&orderer, &bytes);
                     let status = match &checked {
@@ -316,31 +318,14 @@ impl AtomicBroadcast for Services {
                     };
                     orderer.metrics.broadcast(&channel, kind, response.status);
                     response
-                });
-                if pending_tx.send(Ok(task)).await.is_err() {
-                    break;
                 }
-            }
-        });
-        tokio::spawn(async move {
-            while let Some(pending) = pending_rx.recv().await {
-                let task = match pending {
-                    Ok(task) => task,
-                    Err(status) => {
-                        let _ = out_tx.send(Err(status)).await;
-                        break;
-                    }
-                };
-                let response = task.await.unwrap_or_else(|e| BroadcastResponse {
-                    status: Status::InternalServerError as i32,
-                    info: e.to_string(),
-                });
-                if out_tx.send(Ok(response)).await.is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+            },
+            |reason| BroadcastResponse {
+                status: Status::InternalServerError as i32,
+                info: reason,
+            },
+        );
+        Ok(Response::new(Box::pin(answers)))
     }
 
     async fn deliver(
@@ -438,17 +423,41 @@ async fn deliver_one(
     .await
 }
 
-/// Whether the TLS client presented one of the channel's consenter certificates.
-fn is_consenter<T>(request: &Request<T>, runtime: &ChannelRuntime) -> bool {
-    let Some(certs) = request.peer_certs() else {
-        return false;
-    };
-    let Some(presented) = certs.first() else {
-        return false;
-    };
-    runtime.config.consenters.iter().any(|c| {
-        pem_ders(&c.client_tls_cert).first().map(Vec::as_slice) == Some(presented.as_ref())
+/// The certificate a TLS client presented, if any.
+fn presented_cert<T>(request: &Request<T>) -> Option<Vec<u8>> {
+    Some(request.peer_certs()?.first()?.as_ref().to_vec())
+}
+
+/// Whether `presented` is one of the channel's consenter TLS certificates.
+fn is_consenter(presented: Option<&[u8]>, runtime: &ChannelRuntime) -> bool {
+    presented.is_some_and(|presented| {
+        runtime
+            .config
+            .consenters
+            .iter()
+            .any(|c| pem_ders(&c.client_tls_cert).first().map(Vec::as_slice) == Some(presented))
     })
+}
+
+/// Orders an envelope a follower forwarded, if this node leads.
+async fn submit_forwarded(runtime: &ChannelRuntime, envelope: Vec<u8>) -> proto::SubmitResponse {
+    let outcome = if runtime.is_leader() {
+        runtime.submit_local(envelope).await
+    } else {
+        Err(SubmitError::not_ordered("this orderer is not the leader"))
+    };
+    match outcome {
+        Ok(()) => proto::SubmitResponse {
+            status: Status::Success as i32,
+            info: String::new(),
+            not_ordered: false,
+        },
+        Err(error) => proto::SubmitResponse {
+            status: error.status as i32,
+            info: error.reason,
+            not_ordered: error.not_ordered,
+        },
+    }
 }
 
 impl Services {
@@ -459,20 +468,35 @@ impl Services {
         request: &Request<T>,
         channel: &str,
     ) -> Result<Arc<ChannelRuntime>, GrpcStatus> {
-        let runtime = self.orderer.channel(channel).ok_or_else(|| {
-            GrpcStatus::not_found(format!("channel {channel} does not exist here"))
-        })?;
-        if !is_consenter(request, &runtime) {
-            weft_node::refusal!(
-                "cluster call on channel {channel} from {:?} refused: not a consenter's TLS certificate",
-                request.remote_addr()
-            );
-            return Err(GrpcStatus::permission_denied(format!(
-                "only consenters of channel {channel} may call the cluster service"
-            )));
-        }
-        Ok(runtime)
+        consenter_channel(
+            &self.orderer,
+            presented_cert(request).as_deref(),
+            request.remote_addr(),
+            channel,
+        )
     }
+}
+
+/// The channel a cluster request names, if `presented` is one of its
+/// consenters' TLS client certificates.
+fn consenter_channel(
+    orderer: &Orderer,
+    presented: Option<&[u8]>,
+    remote: Option<std::net::SocketAddr>,
+    channel: &str,
+) -> Result<Arc<ChannelRuntime>, GrpcStatus> {
+    let runtime = orderer
+        .channel(channel)
+        .ok_or_else(|| GrpcStatus::not_found(format!("channel {channel} does not exist here")))?;
+    if !is_consenter(presented, &runtime) {
+        weft_node::refusal!(
+            "cluster call on channel {channel} from {remote:?} refused: not a consenter's TLS certificate"
+        );
+        return Err(GrpcStatus::permission_denied(format!(
+            "only consenters of channel {channel} may call the cluster service"
+        )));
+    }
+    Ok(runtime)
 }
 
 #[tonic::async_trait]
@@ -512,23 +536,51 @@ impl Cluster for Services {
     ) -> Result<Response<proto::SubmitResponse>, GrpcStatus> {
         let runtime = self.consenter_channel(&request, &request.get_ref().channel)?;
         let envelope = request.into_inner().envelope;
-        let outcome = if runtime.is_leader() {
-            runtime.submit_local(envelope).await
-        } else {
-            Err(SubmitError::not_ordered("this orderer is not the leader"))
-        };
-        Ok(Response::new(match outcome {
-            Ok(()) => proto::SubmitResponse {
-                status: Status::Success as i32,
-                info: String::new(),
+        Ok(Response::new(submit_forwarded(&runtime, envelope).await))
+    }
+
+    type ForwardStream = ResponseStream<proto::SubmitResponse>;
+
+    async fn forward(
+        &self,
+        request: Request<Streaming<proto::SubmitRequest>>,
+    ) -> Result<Response<Self::ForwardStream>, GrpcStatus> {
+        let presented: Option<Arc<[u8]>> = presented_cert(&request).map(Into::into);
+        let remote = request.remote_addr();
+        let orderer = Arc::clone(&self.orderer);
+        let answers = answer_in_order(
+            request.into_inner(),
+            move |request: proto::SubmitRequest| {
+                let orderer = Arc::clone(&orderer);
+                let presented = presented.clone();
+                async move {
+                    // Each request names its channel: checked as Submit checks it.
+                    match consenter_channel(
+                        &orderer,
+                        presented.as_deref(),
+                        remote,
+                        &request.channel,
+                    ) {
+                        Ok(runtime) => submit_forwarded(&runtime, request.envelope).await,
+                        Err(status) => proto::SubmitResponse {
+                            status: if status.code() == tonic::Code::NotFound {
+                                Status::NotFound as i32
+                            } else {
+                                Status::Forbidden as i32
+                            },
+                            info: status.message().to_owned(),
+                            not_ordered: false,
+                        },
+                    }
+                }
+            },
+            |reason| proto::SubmitResponse {
+                status: Status::InternalServerError as i32,
+                info: reason,
                 not_ordered: false,
             },
-            Err(error) => proto::SubmitResponse {
-                status: error.status as i32,
-                info: error.reason,
-                not_ordered: error.not_ordered,
-            },
-        }))
+        );
+        Ok(Response::new(Box::pin(answers)))
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use weft_node::streams::OrderedStreams;
 use weft_protos::Any;
 use weft_protos::common::{Envelope, Header, Payload};
 use weft_protos::gateway::gateway_server::Gateway;
@@ -23,7 +24,7 @@ use weft_protos::gateway::{
     SignedChaincodeEventsRequest, SignedCommitStatusRequest, SubmitRequest, SubmitResponse,
 };
 use weft_protos::orderer::atomic_broadcast_client::AtomicBroadcastClient;
-use weft_protos::orderer::{SeekPosition, seek_position};
+use weft_protos::orderer::{BroadcastResponse, SeekPosition, seek_position};
 use weft_protos::peer::endorser_client::EndorserClient;
 use weft_protos::peer::{
     ChaincodeActionPayload, ChaincodeEndorsedAction, ChaincodeEvent, ChaincodeProposalPayload,
@@ -93,6 +94,8 @@ pub struct GatewayService {
     commit_status_timeout: Duration,
     /// Which orderer a submission tries first (round robin).
     orderer_cursor: Arc<AtomicUsize>,
+    /// One long-lived Broadcast stream per orderer.
+    broadcasts: Arc<OrderedStreams<Envelope, BroadcastResponse>>,
 }
 
 impl GatewayService {
@@ -105,6 +108,18 @@ impl GatewayService {
     ) -> Self {
         GatewayService {
             endorsing,
+            broadcasts: Arc::new(OrderedStreams::new(
+                tls.clone(),
+                Arc::new(|connection, envelopes| {
+                    Box::pin(async move {
+                        AtomicBroadcastClient::new(connection)
+                            .max_encoding_message_size(crate::MAX_GRPC_MESSAGE)
+                            .broadcast(envelopes)
+                            .await
+                            .map(Response::into_inner)
+                    })
+                }),
+            )),
             tls,
             address,
             other_peers: other_peers.into(),
@@ -473,24 +488,8 @@ impl Gateway for GatewayService {
                         msp_id: String::new(),
                         message,
                     };
-                    let connection = match self.tls.channel(endpoint) {
-                        Ok(connection) => connection,
-                        Err(e) => {
-                            failures.push(detail(e));
-                            continue;
-                        }
-                    };
-                    let mut client = AtomicBroadcastClient::new(connection)
-                        .max_encoding_message_size(crate::MAX_GRPC_MESSAGE);
-                    let answer = async {
-                        let mut responses = client
-                            .broadcast(tokio_stream::once(envelope.clone()))
-                            .await?
-                            .into_inner();
-                        responses.message().await
-                    };
-                    match answer.await {
-                        Ok(Some(response))
+                    match self.broadcasts.call(endpoint, envelope.clone()).await {
+                        Ok(response)
                             if response.status == weft_protos::common::Status::Success as i32 =>
                         {
                             return Ok(Response::new(SubmitResponse {}));
@@ -498,7 +497,7 @@ impl Gateway for GatewayService {
                         // Any failure moves on to the next orderer: one orderer may
                         // have lost the channel, be overloaded or be partitioned
                         // while the others order the transaction.
-                        Ok(Some(response)) => {
+                        Ok(response) => {
                             let status = weft_protos::common::Status::try_from(response.status)
                                 .map(|s| s.as_str_name().to_owned())
                                 .unwrap_or_else(|_| response.status.to_string());
@@ -512,10 +511,7 @@ impl Gateway for GatewayService {
                             response.info
                         )));
                         }
-                        Ok(None) => failures.push(detail(
-                            "the orderer closed the stream without an answer".into(),
-                        )),
-                        Err(e) => failures.push(detail(e.message().to_owned())),
+                        Err(e) => failures.push(detail(e.status().message().to_owned())),
                     }
                 }
                 if rejected {
