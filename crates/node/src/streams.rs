@@ -331,7 +331,7 @@ mod tests {
 
     const ENDPOINT: &str = "orderer.example.com:1";
 
-    async fn serve(tls: &Tls) -> String {
+    async fn serve(tls: &Tls, service: impl AtomicBroadcast) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -339,7 +339,7 @@ mod tests {
         let server = tonic::transport::Server::builder()
             .tls_config(tls.server_config())
             .expect("server tls")
-            .add_service(AtomicBroadcastServer::new(Echo));
+            .add_service(AtomicBroadcastServer::new(service));
         tokio::spawn(server.serve_with_incoming(TcpListenerStream::new(listener)));
         address
     }
@@ -368,7 +368,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_callers_each_get_their_own_answer() {
         let network = weft_testkit::TestNetwork::generate();
-        let address = serve(&tls(&network, "127.0.0.1:1".into())).await;
+        let address = serve(&tls(&network, "127.0.0.1:1".into()), Echo).await;
         let streams = streams(tls(&network, address));
         // Later requests finish first on the server; answers still match.
         let calls: Vec<_> = (0..200u8)
@@ -392,7 +392,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_stream_fails_its_waiting_callers_and_the_next_call_opens_a_new_one() {
         let network = weft_testkit::TestNetwork::generate();
-        let address = serve(&tls(&network, "127.0.0.1:1".into())).await;
+        let address = serve(&tls(&network, "127.0.0.1:1".into()), Echo).await;
         let streams = streams(tls(&network, address));
         let broken = {
             let streams = Arc::clone(&streams);
@@ -412,6 +412,44 @@ mod tests {
         );
         let next = streams.call(ENDPOINT, envelope("next", 0)).await;
         assert_eq!(next.expect("answered on a fresh stream").info, "next");
+    }
+
+    /// Serves Broadcast as a node that does not know it answers: UNIMPLEMENTED.
+    struct Refuses;
+
+    #[tonic::async_trait]
+    impl AtomicBroadcast for Refuses {
+        type BroadcastStream = Answers<BroadcastResponse>;
+        type DeliverStream = Answers<DeliverResponse>;
+
+        async fn broadcast(
+            &self,
+            _: Request<Streaming<Envelope>>,
+        ) -> Result<Response<Self::BroadcastStream>, Status> {
+            Err(Status::unimplemented("not served here"))
+        }
+
+        async fn deliver(
+            &self,
+            _: Request<Streaming<Envelope>>,
+        ) -> Result<Response<Self::DeliverStream>, Status> {
+            Err(Status::unimplemented("deliver"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_the_server_does_not_serve_is_not_handled_with_its_code() {
+        // What a follower's fallback to unary Submit relies on.
+        let network = weft_testkit::TestNetwork::generate();
+        let address = serve(&tls(&network, "127.0.0.1:1".into()), Refuses).await;
+        let streams = streams(tls(&network, address));
+        for _ in 0..2 {
+            let answer = streams.call(ENDPOINT, envelope("tx", 0)).await;
+            assert!(
+                matches!(&answer, Err(CallError::NotHandled(s)) if s.code() == tonic::Code::Unimplemented),
+                "{answer:?}"
+            );
+        }
     }
 
     #[tokio::test]
