@@ -277,8 +277,12 @@ mod tests {
 
     /// Answers each envelope with its payload as `info`, after as many
     /// milliseconds as its first signature byte says; an envelope whose
-    /// payload is `break` ends the stream with an error instead.
-    struct Echo;
+    /// payload is `break` ends the stream with an error instead. With
+    /// `serves: false`, it answers Broadcast UNIMPLEMENTED, as a node that
+    /// does not know it.
+    struct Echo {
+        serves: bool,
+    }
 
     #[tonic::async_trait]
     impl AtomicBroadcast for Echo {
@@ -289,6 +293,9 @@ mod tests {
             &self,
             request: Request<Streaming<Envelope>>,
         ) -> Result<Response<Self::BroadcastStream>, Status> {
+            if !self.serves {
+                return Err(Status::unimplemented("not served here"));
+            }
             let answers = answer_in_order(
                 request.into_inner(),
                 |envelope: Envelope| async move {
@@ -368,7 +375,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_callers_each_get_their_own_answer() {
         let network = weft_testkit::TestNetwork::generate();
-        let address = serve(&tls(&network, "127.0.0.1:1".into()), Echo).await;
+        let address = serve(&tls(&network, "127.0.0.1:1".into()), Echo { serves: true }).await;
         let streams = streams(tls(&network, address));
         // Later requests finish first on the server; answers still match.
         let calls: Vec<_> = (0..200u8)
@@ -392,7 +399,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_stream_fails_its_waiting_callers_and_the_next_call_opens_a_new_one() {
         let network = weft_testkit::TestNetwork::generate();
-        let address = serve(&tls(&network, "127.0.0.1:1".into()), Echo).await;
+        let address = serve(&tls(&network, "127.0.0.1:1".into()), Echo { serves: true }).await;
         let streams = streams(tls(&network, address));
         let broken = {
             let streams = Arc::clone(&streams);
@@ -414,34 +421,11 @@ mod tests {
         assert_eq!(next.expect("answered on a fresh stream").info, "next");
     }
 
-    /// Serves Broadcast as a node that does not know it answers: UNIMPLEMENTED.
-    struct Refuses;
-
-    #[tonic::async_trait]
-    impl AtomicBroadcast for Refuses {
-        type BroadcastStream = Answers<BroadcastResponse>;
-        type DeliverStream = Answers<DeliverResponse>;
-
-        async fn broadcast(
-            &self,
-            _: Request<Streaming<Envelope>>,
-        ) -> Result<Response<Self::BroadcastStream>, Status> {
-            Err(Status::unimplemented("not served here"))
-        }
-
-        async fn deliver(
-            &self,
-            _: Request<Streaming<Envelope>>,
-        ) -> Result<Response<Self::DeliverStream>, Status> {
-            Err(Status::unimplemented("deliver"))
-        }
-    }
-
     #[tokio::test]
     async fn a_stream_the_server_does_not_serve_is_not_handled_with_its_code() {
         // What a follower's fallback to unary Submit relies on.
         let network = weft_testkit::TestNetwork::generate();
-        let address = serve(&tls(&network, "127.0.0.1:1".into()), Refuses).await;
+        let address = serve(&tls(&network, "127.0.0.1:1".into()), Echo { serves: false }).await;
         let streams = streams(tls(&network, address));
         for _ in 0..2 {
             let answer = streams.call(ENDPOINT, envelope("tx", 0)).await;

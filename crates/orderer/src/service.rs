@@ -186,7 +186,7 @@ async fn order(orderer: &Orderer, runtime: &ChannelRuntime, envelope: Vec<u8>) -
         let outcome = if runtime.is_leader() {
             runtime.submit_local(envelope.clone()).await
         } else if let Some(leader) = runtime.leader().filter(|l| *l != runtime.node_id) {
-            forward(orderer, runtime, leader, envelope.clone()).await
+            forward(orderer, runtime, leader, &envelope).await
         } else {
             Err(SubmitError::not_ordered(format!(
                 "no Raft leader for channel {}",
@@ -206,7 +206,7 @@ async fn forward(
     orderer: &Orderer,
     runtime: &ChannelRuntime,
     leader: u64,
-    envelope: Vec<u8>,
+    envelope: &[u8],
 ) -> SubmitResult {
     let Some(consenter) = runtime.config.consenters.iter().find(|c| c.id == leader) else {
         return Err(SubmitError::not_ordered(format!(
@@ -214,11 +214,11 @@ async fn forward(
         )));
     };
     let endpoint = consenter.endpoint();
-    let request = proto::SubmitRequest {
+    let request = || proto::SubmitRequest {
         channel: runtime.channel_id().to_owned(),
-        envelope,
+        envelope: envelope.to_vec(),
     };
-    let response = match orderer.forwarding.call(&endpoint, request.clone()).await {
+    let response = match orderer.forwarding.call(&endpoint, request()).await {
         Ok(response) => Ok(response),
         // A leader that does not serve Forward handled nothing: Submit.
         Err(CallError::NotHandled(status)) if status.code() == tonic::Code::Unimplemented => {
@@ -228,7 +228,7 @@ async fn forward(
                 .map_err(SubmitError::not_ordered)?;
             ClusterClient::new(channel)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE)
-                .submit(request)
+                .submit(request())
                 .await
                 .map(Response::into_inner)
         }
