@@ -74,7 +74,7 @@ pub struct Submission {
 const MAX_INFLIGHT_BLOCKS: usize = 5;
 
 /// The least time between an adaptive cut and the block before it. Every
-/// node pays a fixed cost per block (a signature, Raft round trips, three
+/// node pays a fixed cost per block (a signature, Raft round trips, two
 /// fsyncs on each orderer, two on each peer); without a floor, a busy
 /// channel whose Raft rounds are quick would be cut into blocks of a few
 /// transactions that cost more to order and commit than large ones. An

@@ -101,8 +101,17 @@ impl RaftStore {
     }
 
     fn put_record(&self, key: &str, value: &impl Serialize) -> Result<(), StorageError<u64>> {
+        self.put_record_as(key, value, PersistMode::SyncData)
+    }
+
+    fn put_record_as(
+        &self,
+        key: &str,
+        value: &impl Serialize,
+        durability: PersistMode,
+    ) -> Result<(), StorageError<u64>> {
         let bytes = codec::encode(value).map_err(io_error)?;
-        let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+        let mut batch = self.db.batch().durability(Some(durability));
         batch.insert(&self.meta, key, bytes);
         batch.commit().map_err(io_error)
     }
@@ -194,7 +203,10 @@ impl RaftLogStorage<TypeConfig> for RaftStore {
         &mut self,
         committed: Option<LogId<u64>>,
     ) -> Result<(), StorageError<u64>> {
-        self.put_record("committed", &committed)
+        // A hint for restarts (openraft re-learns the commit index from the
+        // leader), so not synced here: the journal is one sequential file,
+        // and the next synced write (the next log append) makes it durable.
+        self.put_record_as("committed", &committed, PersistMode::Buffer)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError<u64>> {
@@ -425,12 +437,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
         }
-        // Blocks are durable before the progress that covers them.
-        let mut batch = self
-            .store
-            .db
-            .batch()
-            .durability(Some(PersistMode::SyncData));
+        // Blocks are durable (the block store syncs each append) before the
+        // progress that covers them is written. The progress itself is not
+        // synced unless it records a membership: the journal is one
+        // sequential file, so the next synced write (the next log append, a
+        // purge, a snapshot) makes it durable, and until then a crash only
+        // leaves it older, which re-applies entries still in the log
+        // (purging syncs first) and skips their blocks by number.
+        let durability = if membership.is_some() {
+            PersistMode::SyncData
+        } else {
+            PersistMode::Buffer
+        };
+        let mut batch = self.store.db.batch().durability(Some(durability));
         if let Some(last) = last {
             batch.insert(
                 &self.store.meta,
@@ -526,4 +545,87 @@ pub fn members(consenters: &[weft_channel::Consenter]) -> BTreeMap<u64, BasicNod
         .iter()
         .map(|c| (c.id, BasicNode::new(c.endpoint())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+    use weft_protoutil::{block_header_hash, new_block};
+
+    use super::*;
+
+    struct NoSource;
+
+    impl BlockSource for NoSource {
+        fn pull(
+            &self,
+            _chain: Arc<Chain>,
+            _from: u64,
+            _to: u64,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>>
+        {
+            Box::pin(async { Err("no other orderers in this test".to_owned()) })
+        }
+    }
+
+    fn log_id(index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    fn open(dir: &std::path::Path) -> StateMachine {
+        let store = RaftStore::open(&dir.join("raft")).expect("raft store");
+        let (blocks, _) = BlockStore::open(&dir.join("chain"), Default::default()).expect("chain");
+        StateMachine::new(store, Chain::new(blocks), Arc::new(NoSource))
+    }
+
+    /// The progress record is written without a sync of its own, so a power
+    /// loss may leave it older than the (synced) chain: entries are then
+    /// applied again, and each block already stored is skipped.
+    #[tokio::test]
+    async fn progress_older_than_the_chain_re_applies_entries_without_changing_the_chain() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut entries = Vec::new();
+        let mut previous = Vec::new();
+        for number in 0..3u64 {
+            let block = new_block(number, previous, vec![vec![number as u8; 100]]);
+            previous = block_header_hash(block.header.as_ref().expect("header")).to_vec();
+            entries.push(Entry {
+                log_id: log_id(number + 1),
+                payload: EntryPayload::Normal(Proposal {
+                    block: block.encode_to_vec(),
+                }),
+            });
+        }
+
+        let mut machine = open(dir.path());
+        let applied = machine.apply(entries.clone()).await.expect("apply");
+        assert_eq!(
+            applied.iter().map(|a| a.number).collect::<Vec<_>>(),
+            [Some(0), Some(1), Some(2)]
+        );
+        let tip = machine.chain.tip();
+        assert_eq!(tip.0, 3);
+        // What a lost unsynced write leaves: the progress after entry 1.
+        machine
+            .store
+            .put_record("applied", &Some(log_id(1)))
+            .expect("older progress");
+        drop(machine);
+
+        let mut machine = open(dir.path());
+        assert_eq!(machine.chain.tip(), tip, "the synced chain is intact");
+        let (progress, _) = machine.applied_state().await.expect("applied state");
+        assert_eq!(progress, Some(log_id(1)));
+        let again = machine
+            .apply(entries[1..].to_vec())
+            .await
+            .expect("re-apply");
+        assert!(
+            again.iter().all(|a| a.number.is_none()),
+            "blocks already stored are skipped: {again:?}"
+        );
+        assert_eq!(machine.chain.tip(), tip, "nothing appended twice");
+        let (progress, _) = machine.applied_state().await.expect("applied state");
+        assert_eq!(progress, Some(log_id(3)));
+    }
 }
