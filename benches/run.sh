@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# weft's benchmark scenarios. Each builds weft (release), brings up its network
+# weft's benchmark scenarios. Each builds weft (release), brings up a fresh network
 # in benches/work/<scenario>/, runs `weft bench`, writes
 # benches/results/<scenario>.{json,html} and stops the network.
 #
@@ -33,6 +33,9 @@ run() {
   local name=$1 spec=$2 mode=$3
   shift 3
   local dir=$root/benches/work/$name
+  # A fresh network each run: a ledger grown by earlier runs commits slower.
+  "$weft" down --dir "$dir" > /dev/null 2>&1 || true
+  rm -rf "$dir"
   say "$name: weft up ($spec)"
   cleanup+=("'$weft' down --dir '$dir' >&2")
   "$weft" up "$root/benches/specs/$spec" --dir "$dir" >&2
