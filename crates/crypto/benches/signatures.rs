@@ -25,6 +25,27 @@ fn signatures(c: &mut Criterion) {
     });
     group.finish();
 
+    // Ed25519 (`signatureAlgorithm: ed25519`).
+    let pkcs8 =
+        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .expect("ed25519 key");
+    let key = SigningKey::from_der(pkcs8.as_ref()).expect("ed25519 key");
+    let public = key.public_key();
+    let signature = key.sign(&message).expect("sign");
+    let mut group = c.benchmark_group("ed25519");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("sign", |b| {
+        b.iter(|| key.sign(black_box(&message)).expect("sign"))
+    });
+    group.bench_function("verify", |b| {
+        b.iter(|| {
+            public
+                .verify(black_box(&message), black_box(&signature))
+                .expect("valid")
+        })
+    });
+    group.finish();
+
     let mut group = c.benchmark_group("sha256");
     group.throughput(Throughput::Bytes(message.len() as u64));
     group.bench_function("512_bytes", |b| b.iter(|| sha256(black_box(&message))));
