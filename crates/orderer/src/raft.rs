@@ -82,10 +82,18 @@ pub struct RaftStore {
     meta: Keyspace,
 }
 
+/// The most Raft log data held in memory before it is flushed to disk.
+/// Entries are whole blocks and are purged a few hundred entries after
+/// they are applied, so fjall's default (64 MiB) made the log's memtable
+/// most of an orderer's memory under load.
+const LOG_MEMTABLE_BYTES: u64 = 16 << 20;
+
 impl RaftStore {
     pub fn open(dir: &std::path::Path) -> Result<Self, fjall::Error> {
         let db = Database::builder(dir).cache_size(8 << 20).open()?;
-        let log = db.keyspace("log", KeyspaceCreateOptions::default)?;
+        let log = db.keyspace("log", || {
+            KeyspaceCreateOptions::default().max_memtable_size(LOG_MEMTABLE_BYTES)
+        })?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         Ok(Self { db, log, meta })
     }
