@@ -85,7 +85,8 @@ pub struct RaftStore {
 /// The most Raft log data held in memory before it is flushed to disk.
 /// Entries are whole blocks and are purged a few hundred entries after
 /// they are applied, so fjall's default (64 MiB) made the log's memtable
-/// most of an orderer's memory under load.
+/// most of an orderer's memory under load. fjall applies it when the
+/// keyspace is created; an existing channel's log keeps its size.
 const LOG_MEMTABLE_BYTES: u64 = 16 << 20;
 
 impl RaftStore {
