@@ -27,6 +27,22 @@ const MAX_CALL_DEPTH: usize = 8;
 
 type TxKey = (String, String);
 
+/// Completes a ledger request's answer on this worker thread. Reads and
+/// writes of the simulator complete when first polled, so the answer is had
+/// at once; one that has to wait (a call to a chaincode on a stream) is
+/// finished with this worker's other tasks handed to another thread
+/// meanwhile (`block_in_place`). Handing off for every transaction, as
+/// before, cost the peers a blocking-pool wake-up and two context switches
+/// per endorsement.
+fn answer_here<F: std::future::Future>(runtime: &tokio::runtime::Handle, answer: F) -> F::Output {
+    let mut answer = std::pin::pin!(answer);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match answer.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => tokio::task::block_in_place(|| runtime.block_on(answer)),
+    }
+}
+
 /// A registered chaincode stream.
 pub struct Handler {
     name: String,
@@ -365,11 +381,11 @@ impl Handler {
         }
     }
 
-    /// Runs a linked-in contract's transaction on this thread (the runtime
-    /// hands this worker's other tasks to another thread meanwhile), each
-    /// ledger request answered in place. Past `deadline`, requests are
-    /// refused and the transaction fails with a timeout; a contract that
-    /// computes without calling the ledger cannot be interrupted.
+    /// Runs a linked-in contract's transaction on this worker thread, each
+    /// ledger request answered in place (see [`answer_here`]). Past
+    /// `deadline`, requests are refused and the transaction fails with a
+    /// timeout; a contract that computes without calling the ledger cannot be
+    /// interrupted.
     #[allow(clippy::too_many_arguments)]
     fn execute_in_place(
         &self,
@@ -384,19 +400,17 @@ impl Handler {
     ) -> Result<Executed, ExecError> {
         let runtime = tokio::runtime::Handle::current();
         let mut timed_out = false;
-        let done = tokio::task::block_in_place(|| {
-            let mut call =
-                |message: ChaincodeMessage| {
-                    if tokio::time::Instant::now() >= deadline {
-                        timed_out = true;
-                        return None;
-                    }
-                    Some(runtime.block_on(
-                        self.reply_to(support, name, invocation, &message, simulator, depth),
-                    ))
-                };
-            weft_shim::execute_transaction_with(chaincode, start, &mut call)
-        });
+        let mut call = |message: ChaincodeMessage| {
+            if tokio::time::Instant::now() >= deadline {
+                timed_out = true;
+                return None;
+            }
+            Some(answer_here(
+                &runtime,
+                self.reply_to(support, name, invocation, &message, simulator, depth),
+            ))
+        };
+        let done = weft_shim::execute_transaction_with(chaincode, start, &mut call);
         if timed_out {
             return Err(ExecError::Timeout {
                 name: name.to_owned(),
@@ -909,6 +923,23 @@ mod tests {
         let (outcome, ran_here) = run_linked(Duration::from_secs(10)).await;
         check_linked(outcome);
         assert!(ran_here, "the contract ran on the caller's thread");
+    }
+
+    // An answer that has to wait is still had on the contract's thread.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_answer_that_waits_is_finished_on_the_callers_thread() {
+        let runtime = tokio::runtime::Handle::current();
+        let caller = std::thread::current().id();
+        let (answered_on, waited) = answer_here(&runtime, async {
+            let started = std::time::Instant::now();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            (std::thread::current().id(), started.elapsed())
+        });
+        assert_eq!(answered_on, caller);
+        assert!(waited >= Duration::from_millis(20), "{waited:?}");
+        // Meanwhile the runtime's other tasks still ran.
+        let other = tokio::spawn(async { 7 });
+        assert_eq!(other.await.expect("task"), 7);
     }
 
     // On a current-thread runtime it runs on a blocking thread over channels.
