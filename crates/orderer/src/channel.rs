@@ -111,6 +111,9 @@ pub struct ChannelRuntime {
     pub raft: Raft,
     pub store: RaftStore,
     pub node_id: u64,
+    /// The consenters' TLS client certificates (DER), decoded once from the
+    /// config this runtime serves: cluster calls are checked against them.
+    consenter_client_certs: Vec<Vec<u8>>,
     submit: mpsc::Sender<Submission>,
     cutter: tokio::task::JoinHandle<()>,
     /// True once the channel is removed from this node: open Deliver
@@ -146,7 +149,17 @@ impl ChannelRuntime {
             epoch: Instant::now(),
         };
         let cutter = tokio::spawn(leader.run(submissions));
+        let consenter_client_certs = config
+            .consenters
+            .iter()
+            .filter_map(|c| {
+                weft_node::tls::pem_ders(&c.client_tls_cert)
+                    .into_iter()
+                    .next()
+            })
+            .collect();
         Self {
+            consenter_client_certs,
             config,
             chain,
             raft,
@@ -160,6 +173,13 @@ impl ChannelRuntime {
 
     pub fn channel_id(&self) -> &str {
         &self.config.channel_id
+    }
+
+    /// Whether `der` is one of the channel's consenters' TLS client certificates.
+    pub fn is_consenter_client_cert(&self, der: &[u8]) -> bool {
+        self.consenter_client_certs
+            .iter()
+            .any(|cert| cert.as_slice() == der)
     }
 
     /// The leader's id, if one is known.

@@ -30,7 +30,6 @@ use weft_node::clock::Clock;
 use weft_node::proto::admin_server::{Admin, AdminServer};
 use weft_node::proto::{self as admin, SignedAdminRequest};
 use weft_node::streams::{CallError, answer_in_order};
-use weft_node::tls::pem_ders;
 
 pub use weft_node::MAX_GRPC_MESSAGE;
 
@@ -430,13 +429,7 @@ fn presented_cert<T>(request: &Request<T>) -> Option<Vec<u8>> {
 
 /// Whether `presented` is one of the channel's consenter TLS certificates.
 fn is_consenter(presented: Option<&[u8]>, runtime: &ChannelRuntime) -> bool {
-    presented.is_some_and(|presented| {
-        runtime
-            .config
-            .consenters
-            .iter()
-            .any(|c| pem_ders(&c.client_tls_cert).first().map(Vec::as_slice) == Some(presented))
-    })
+    presented.is_some_and(|presented| runtime.is_consenter_client_cert(presented))
 }
 
 /// Orders an envelope a follower forwarded, if this node leads.

@@ -189,6 +189,20 @@ fn admin_services_admit_only_their_organisations_admins() {
             tonic::Code::PermissionDenied,
             "OrdererMSP",
         );
+        // Nor can it speak Raft to the orderer: only the channel's consenters may.
+        let mut cluster = weft_orderer::proto::cluster_client::ClusterClient::new(
+            user_tls.channel(&orderer).expect("channel"),
+        );
+        let vote = weft_orderer::proto::RaftRequest {
+            channel: CHANNEL.into(),
+            kind: weft_orderer::proto::RaftKind::Vote as i32,
+            payload: Vec::new(),
+        };
+        denied(
+            cluster.raft(vote).await,
+            tonic::Code::PermissionDenied,
+            "only consenters of channel",
+        );
         // The orderer organisation's own node identity is not an admin either.
         let node = Arc::new(network.orderers.network.orderer(0));
         let as_node = AdminConnection::new(&admin_tls, &orderer, node).expect("conn");
