@@ -2,7 +2,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use weft_crypto::{Signer, SigningKey, sha256};
+use weft_crypto::{HashedMessage, Signer, SigningKey, VerifyingKey, sha256};
 
 /// Signs and verifies a proposal-sized message with `key`, as group `name`.
 fn sign_and_verify(c: &mut Criterion, name: &str, key: &SigningKey, message: &[u8]) {
@@ -17,6 +17,24 @@ fn sign_and_verify(c: &mut Criterion, name: &str, key: &SigningKey, message: &[u
         b.iter(|| {
             public
                 .verify(black_box(message), black_box(&signature))
+                .expect("valid")
+        })
+    });
+    // Parsed once, as an MSP's validated identities hold their keys.
+    let parsed = VerifyingKey::new(public.clone()).expect("parses");
+    group.bench_function("verify_parsed", |b| {
+        b.iter(|| {
+            parsed
+                .verify(black_box(message), black_box(&signature))
+                .expect("valid")
+        })
+    });
+    // The signature cache hashes the message once, for its entry and the check.
+    let hashed = HashedMessage::new(message);
+    group.bench_function("verify_parsed_prehashed", |b| {
+        b.iter(|| {
+            parsed
+                .verify_hashed(black_box(&hashed), black_box(&signature))
                 .expect("valid")
         })
     });

@@ -1,7 +1,8 @@
+use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     self, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
-    KeyPair, UnparsedPublicKey,
+    KeyPair, ParsedPublicKey, UnparsedPublicKey,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -108,6 +109,85 @@ impl PublicKey {
                 .verify(message, signature)
                 .map_err(|_| SignatureError::Mismatch),
         }
+    }
+}
+
+/// A message and its SHA-256, hashed once: the digest both keys a cache of
+/// verified signatures and is what an ECDSA signature is checked against.
+pub struct HashedMessage<'a> {
+    message: &'a [u8],
+    digest: digest::Digest,
+}
+
+impl<'a> HashedMessage<'a> {
+    pub fn new(message: &'a [u8]) -> Self {
+        Self {
+            message,
+            digest: digest::digest(&digest::SHA256, message),
+        }
+    }
+
+    pub fn message(&self) -> &'a [u8] {
+        self.message
+    }
+
+    /// SHA-256 of the message.
+    pub fn digest(&self) -> &[u8] {
+        self.digest.as_ref()
+    }
+}
+
+/// A public key parsed once, for the many signatures of one identity (an
+/// MSP keeps one per validated identity): parsing the point on each
+/// verification costs about 2 µs of its ~53 µs.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    key: PublicKey,
+    parsed: ParsedPublicKey,
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("VerifyingKey").field(&self.key).finish()
+    }
+}
+
+impl VerifyingKey {
+    pub fn new(key: PublicKey) -> Result<Self, KeyError> {
+        let parsed = match &key {
+            PublicKey::EcdsaP256(point) => ParsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point),
+            PublicKey::Ed25519(raw) => ParsedPublicKey::new(&signature::ED25519, raw),
+        }
+        .map_err(|e| KeyError::UnsupportedPublicKey(format!("unusable public key: {e}")))?;
+        Ok(Self { key, parsed })
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// As [`PublicKey::verify`].
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+        self.verify_hashed(&HashedMessage::new(message), signature)
+    }
+
+    /// As [`PublicKey::verify`], over a message already hashed: ECDSA checks
+    /// the digest, Ed25519 (which hashes with SHA-512 itself) the message.
+    pub fn verify_hashed(
+        &self,
+        message: &HashedMessage<'_>,
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        let checked = match self.key {
+            PublicKey::EcdsaP256(_) => {
+                if !RawSignature::from_der(signature)?.is_low_s() {
+                    return Err(SignatureError::HighS);
+                }
+                self.parsed.verify_digest_sig(&message.digest, signature)
+            }
+            PublicKey::Ed25519(_) => self.parsed.verify_sig(message.message, signature),
+        };
+        checked.map_err(|_| SignatureError::Mismatch)
     }
 }
 
@@ -230,6 +310,24 @@ mod tests {
         SigningKey::generate_p256().expect("key")
     }
 
+    fn ed25519_key() -> SigningKey {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("ed25519 key");
+        SigningKey::from_der(pkcs8.as_ref()).expect("ed25519 key")
+    }
+
+    /// `public`'s verdict on `signature`, the same from the key as from its
+    /// parsed form, over the message or its digest.
+    fn verdict(public: &PublicKey, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
+        let once = public.verify(message, signature);
+        let parsed = VerifyingKey::new(public.clone()).expect("parses");
+        assert_eq!(parsed.verify(message, signature), once);
+        assert_eq!(
+            parsed.verify_hashed(&HashedMessage::new(message), signature),
+            once
+        );
+        once
+    }
+
     #[test]
     fn signatures_are_low_s_and_verify() {
         let key = key();
@@ -237,8 +335,24 @@ mod tests {
             let msg = i.to_be_bytes();
             let sig = key.sign(&msg).expect("sign");
             assert!(RawSignature::from_der(&sig).expect("der").is_low_s());
-            key.public_key().verify(&msg, &sig).expect("verifies");
+            verdict(&key.public_key(), &msg, &sig).expect("verifies");
         }
+    }
+
+    #[test]
+    fn ed25519_signatures_verify_and_tampering_is_rejected() {
+        let key = ed25519_key();
+        let sig = key.sign(b"transfer 10").expect("sign");
+        assert_eq!(sig.len(), 64);
+        verdict(&key.public_key(), b"transfer 10", &sig).expect("verifies");
+        assert_eq!(
+            verdict(&key.public_key(), b"transfer 99", &sig),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verdict(&ed25519_key().public_key(), b"transfer 10", &sig),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]
@@ -259,7 +373,7 @@ mod tests {
             .is_ok()
         );
         assert_eq!(
-            key.public_key().verify(b"proposal", &twin),
+            verdict(&key.public_key(), b"proposal", &twin),
             Err(SignatureError::HighS)
         );
     }
@@ -269,16 +383,16 @@ mod tests {
         let key = key();
         let sig = key.sign(b"transfer 10").expect("sign");
         assert_eq!(
-            key.public_key().verify(b"transfer 99", &sig),
+            verdict(&key.public_key(), b"transfer 99", &sig),
             Err(SignatureError::Mismatch)
         );
         let other = SigningKey::generate_p256().expect("key");
         assert_eq!(
-            other.public_key().verify(b"transfer 10", &sig),
+            verdict(&other.public_key(), b"transfer 10", &sig),
             Err(SignatureError::Mismatch)
         );
         assert!(matches!(
-            key.public_key().verify(b"transfer 10", b"garbage"),
+            verdict(&key.public_key(), b"transfer 10", b"garbage"),
             Err(SignatureError::Malformed(_))
         ));
     }

@@ -21,7 +21,7 @@ pub mod pem;
 
 pub use error::{KeyError, SignError, SignatureError};
 pub use hash::{Sha256, sha256};
-pub use key::{PublicKey, Signer, SigningKey, high_s_twin};
+pub use key::{HashedMessage, PublicKey, Signer, SigningKey, VerifyingKey, high_s_twin};
 
 /// `N` bytes from the system's secure random source (nonces).
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use weft_crypto::{PublicKey, Sha256, SignatureError};
+use weft_crypto::{HashedMessage, PublicKey, Sha256, SignatureError};
 use weft_msp::{Identity, MspManager};
 use weft_policy::SignaturePolicy;
 use weft_protos::peer::TxValidationCode;
@@ -136,7 +136,8 @@ impl SignatureCache {
         (self.hits.load(Relaxed), self.misses.load(Relaxed))
     }
 
-    fn key(public: &PublicKey, message: &[u8], signature: &[u8]) -> [u8; 32] {
+    /// The entry for `public`'s `signature` over the message hashed to `digest`.
+    fn key(public: &PublicKey, digest: &[u8], signature: &[u8]) -> [u8; 32] {
         let (algorithm, key): (u8, &[u8]) = match public {
             PublicKey::EcdsaP256(point) => (0, point),
             PublicKey::Ed25519(key) => (1, key),
@@ -148,7 +149,7 @@ impl SignatureCache {
             .update(key)
             .update(&(signature.len() as u64).to_be_bytes())
             .update(signature)
-            .update(message);
+            .update(digest);
         hasher.finish()
     }
 
@@ -172,7 +173,8 @@ impl SignatureCache {
     /// it produced) does not verify it again.
     pub fn remember(&self, public: &PublicKey, message: &[u8], signature: &[u8]) {
         if self.entries_max > 0 {
-            self.insert(Self::key(public, message, signature));
+            let digest = weft_crypto::sha256(message);
+            self.insert(Self::key(public, &digest, signature));
         }
     }
 
@@ -188,13 +190,15 @@ impl SignatureCache {
             self.misses.fetch_add(1, Relaxed);
             return identity.verify(message, signature);
         }
-        let key = Self::key(identity.public_key(), message, signature);
+        // The message is hashed once, for the entry and the check.
+        let message = HashedMessage::new(message);
+        let key = Self::key(identity.public_key(), message.digest(), signature);
         if self.lock().contains(&key) {
             self.hits.fetch_add(1, Relaxed);
             return Ok(());
         }
         self.misses.fetch_add(1, Relaxed);
-        identity.verify(message, signature)?;
+        identity.verify_hashed(&message, signature)?;
         self.insert(key);
         Ok(())
     }

@@ -1,4 +1,4 @@
-use weft_crypto::{PublicKey, SignatureError};
+use weft_crypto::{HashedMessage, PublicKey, SignatureError, VerifyingKey};
 
 use crate::{MspRole, Principal};
 
@@ -29,7 +29,7 @@ pub struct Identity {
     pub(crate) msp_id: String,
     pub(crate) subject: String,
     pub(crate) certificate_der: Vec<u8>,
-    pub(crate) public_key: PublicKey,
+    pub(crate) public_key: VerifyingKey,
     pub(crate) role: Option<NodeRole>,
     pub(crate) admin: bool,
     pub(crate) organizational_units: Vec<String>,
@@ -54,7 +54,7 @@ impl Identity {
     }
 
     pub fn public_key(&self) -> &PublicKey {
-        &self.public_key
+        self.public_key.public_key()
     }
 
     /// The NodeOU role, when the MSP has NodeOUs enabled.
@@ -79,6 +79,15 @@ impl Identity {
     /// Verifies this identity's signature over `message` (low-S DER for ECDSA).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
         self.public_key.verify(message, signature)
+    }
+
+    /// [`Identity::verify`] over a message already hashed.
+    pub fn verify_hashed(
+        &self,
+        message: &HashedMessage<'_>,
+        signature: &[u8],
+    ) -> Result<(), SignatureError> {
+        self.public_key.verify_hashed(message, signature)
     }
 
     /// Whether this identity satisfies `principal`, by Fabric's rules.

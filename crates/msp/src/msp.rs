@@ -417,12 +417,12 @@ impl Msp {
             }
         };
         let admin = role == Some(NodeRole::Admin) || self.admins.iter().any(|a| a == der);
-        let public_key = weft_crypto::PublicKey::from_spki(cert.public_key()).map_err(|e| {
-            IdentityError::BadCertificate {
+        let public_key = weft_crypto::PublicKey::from_spki(cert.public_key())
+            .and_then(weft_crypto::VerifyingKey::new)
+            .map_err(|e| IdentityError::BadCertificate {
                 msp_id: msp_id(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let mut certifiers = weft_crypto::Sha256::new();
         for index in &chain {
             certifiers.update(&self.cas[*index].der);
