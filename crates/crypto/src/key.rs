@@ -127,10 +127,6 @@ impl<'a> HashedMessage<'a> {
         }
     }
 
-    pub fn message(&self) -> &'a [u8] {
-        self.message
-    }
-
     /// SHA-256 of the message.
     pub fn digest(&self) -> &[u8] {
         self.digest.as_ref()
