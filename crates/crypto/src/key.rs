@@ -2,7 +2,7 @@ use aws_lc_rs::digest;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     self, ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
-    KeyPair, ParsedPublicKey, UnparsedPublicKey,
+    KeyPair, ParsedPublicKey,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -94,21 +94,12 @@ impl PublicKey {
 
     /// Verifies a signature over `message` the way Fabric's MSP does: ECDSA
     /// signatures must be strict DER and low-S.
+    /// A key used many times is better parsed once ([`VerifyingKey`]).
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
-        match self {
-            Self::EcdsaP256(point) => {
-                let raw = RawSignature::from_der(signature)?;
-                if !raw.is_low_s() {
-                    return Err(SignatureError::HighS);
-                }
-                UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, point)
-                    .verify(message, signature)
-                    .map_err(|_| SignatureError::Mismatch)
-            }
-            Self::Ed25519(key) => UnparsedPublicKey::new(&signature::ED25519, key)
-                .verify(message, signature)
-                .map_err(|_| SignatureError::Mismatch),
-        }
+        // A point that does not parse verifies nothing.
+        VerifyingKey::new(self.clone())
+            .map_err(|_| SignatureError::Mismatch)?
+            .verify(message, signature)
     }
 }
 
@@ -162,28 +153,39 @@ impl VerifyingKey {
         &self.key
     }
 
-    /// As [`PublicKey::verify`].
+    /// Verifies a signature over `message` the way Fabric's MSP does: ECDSA
+    /// signatures must be strict DER and low-S.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> Result<(), SignatureError> {
-        self.verify_hashed(&HashedMessage::new(message), signature)
+        self.checked(signature, |parsed| parsed.verify_sig(message, signature))
     }
 
-    /// As [`PublicKey::verify`], over a message already hashed: ECDSA checks
-    /// the digest, Ed25519 (which hashes with SHA-512 itself) the message.
+    /// As [`VerifyingKey::verify`], over a message already hashed: ECDSA
+    /// checks the digest, Ed25519 (which hashes with SHA-512 itself) the
+    /// message.
     pub fn verify_hashed(
         &self,
         message: &HashedMessage<'_>,
         signature: &[u8],
     ) -> Result<(), SignatureError> {
-        let checked = match self.key {
-            PublicKey::EcdsaP256(_) => {
-                if !RawSignature::from_der(signature)?.is_low_s() {
-                    return Err(SignatureError::HighS);
-                }
-                self.parsed.verify_digest_sig(&message.digest, signature)
-            }
-            PublicKey::Ed25519(_) => self.parsed.verify_sig(message.message, signature),
-        };
-        checked.map_err(|_| SignatureError::Mismatch)
+        self.checked(signature, |parsed| match self.key {
+            PublicKey::EcdsaP256(_) => parsed.verify_digest_sig(&message.digest, signature),
+            PublicKey::Ed25519(_) => parsed.verify_sig(message.message, signature),
+        })
+    }
+
+    /// Fabric's rule on ECDSA signatures (strict DER, low-S; aws-lc-rs
+    /// enforces neither), then `verify`.
+    fn checked(
+        &self,
+        signature: &[u8],
+        verify: impl FnOnce(&ParsedPublicKey) -> Result<(), aws_lc_rs::error::Unspecified>,
+    ) -> Result<(), SignatureError> {
+        if matches!(self.key, PublicKey::EcdsaP256(_))
+            && !RawSignature::from_der(signature)?.is_low_s()
+        {
+            return Err(SignatureError::HighS);
+        }
+        verify(&self.parsed).map_err(|_| SignatureError::Mismatch)
     }
 }
 
@@ -300,6 +302,8 @@ pub fn high_s_twin(signature: &[u8]) -> Result<Vec<u8>, SignatureError> {
 
 #[cfg(test)]
 mod tests {
+    use aws_lc_rs::signature::UnparsedPublicKey;
+
     use super::*;
 
     fn key() -> SigningKey {
