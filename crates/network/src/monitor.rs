@@ -476,9 +476,6 @@ pub fn up(
         )?;
     }
     let ports = ports(dir)?;
-    // The supervisor started here: how it ended, should it end, is read
-    // from the child itself (a signal leaves nothing in its log).
-    let mut started = None;
     let supervisor = match supervisor {
         Some(pid) => {
             progress(&format!(
@@ -502,9 +499,7 @@ pub fn up(
                 "monitoring supervisor: started (pid {})",
                 child.id()
             ));
-            let pid = child.id();
-            started = Some(child);
-            pid
+            child.id()
         }
     };
     for process in ["alertmanager", "prometheus"] {
@@ -530,14 +525,7 @@ pub fn up(
                 let why = if supervising {
                     "timed out".to_owned()
                 } else {
-                    let how = started
-                        .as_mut()
-                        .and_then(|child| child.try_wait().ok().flatten())
-                        .map_or(String::new(), |status| format!(" ({status})"));
-                    format!(
-                        "the monitoring supervisor exited{how}; {}",
-                        tail("supervisor")
-                    )
+                    format!("the monitoring supervisor exited; {}", tail("supervisor"))
                 };
                 return Err(NetworkError::Refused(format!(
                     "{process} did not become ready on {address} ({why}); {}",
