@@ -169,41 +169,19 @@ fn pid_of(raw: u32) -> Option<Pid> {
 /// Whether process `pid` exists and its command line contains `marker`
 /// (guards against a recycled pid).
 pub fn process_matches(pid: u32, marker: &str) -> bool {
-    live_command_line(pid).is_some_and(|cmdline| {
-        String::from_utf8_lossy(&cmdline)
-            .replace('\0', " ")
-            .contains(marker)
-    })
-}
-
-/// The NUL-separated arguments of process `pid`, if it exists.
-fn live_command_line(pid: u32) -> Option<Vec<u8>> {
-    rustix::process::test_kill_process(pid_of(pid)?).ok()?;
-    std::fs::read(format!("/proc/{pid}/cmdline")).ok()
-}
-
-/// Whether process `pid` is `weft supervise --dir <root>`: not another
-/// network's supervisor, nor this network's monitoring supervisor
-/// (`weft monitor supervise --dir <root>`), which a pid file left by a
-/// supervisor killed outright (or from before a reboot) may name once the
-/// pid is reused.
-fn is_supervisor_of(pid: u32, root: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    // The same directory however it is spelt (`./net`, a symlink).
-    let same = |arg: &[u8]| {
-        let arg = Path::new(std::ffi::OsStr::from_bytes(arg));
-        match (std::fs::canonicalize(arg), std::fs::canonicalize(root)) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => arg == root,
-        }
+    let Some(process) = pid_of(pid) else {
+        return false;
     };
-    live_command_line(pid).is_some_and(|cmdline| {
-        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-        args.get(1) == Some(&&b"supervise"[..])
-            && args
-                .windows(2)
-                .any(|pair| pair[0] == b"--dir" && same(pair[1]))
-    })
+    if rustix::process::test_kill_process(process).is_err() {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmdline| {
+            String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(marker)
+        })
+        .unwrap_or(false)
 }
 
 pub(crate) fn signal(pid: u32, signal: Signal) {
@@ -218,7 +196,7 @@ pub(crate) fn read_pid(path: &Path) -> Option<u32> {
 
 /// The running supervisor's pid, if any.
 pub fn running_supervisor(dir: &NetworkDir) -> Option<u32> {
-    read_pid(&dir.supervisor_pid()).filter(|&pid| is_supervisor_of(pid, dir.root()))
+    read_pid(&dir.supervisor_pid()).filter(|&pid| process_matches(pid, "supervise"))
 }
 
 /// The pid of `node` if it is running.
@@ -762,51 +740,6 @@ pub fn stop_network(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `sh supervise <args>`: a process whose arguments read like a
-    /// supervisor's (`supervise` here is a script that sleeps).
-    fn lookalike(scripts: &Path, name: &str, args: &[&str]) -> Child {
-        std::fs::write(scripts.join(name), "sleep 30\n").expect("script");
-        Command::new("sh")
-            .arg(name)
-            .args(args)
-            .current_dir(scripts)
-            .spawn()
-            .expect("sh")
-    }
-
-    #[test]
-    fn only_this_directorys_supervisor_counts_as_running() {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = NetworkDir::new(tmp.path().join("net"));
-        std::fs::create_dir_all(dir.root()).expect("dir");
-        let root = dir.root().display().to_string();
-        let other = tmp.path().join("other").display().to_string();
-        let mut children = [
-            lookalike(tmp.path(), "supervise", &["--dir", &root]),
-            lookalike(tmp.path(), "supervise", &["--dir", &other]),
-            // The monitoring supervisor of the same network.
-            lookalike(tmp.path(), "monitor", &["supervise", "--dir", &root]),
-        ];
-        let named = |child: &Child| {
-            write_atomic(&dir.supervisor_pid(), child.id().to_string().as_bytes())
-                .expect("pid file");
-            running_supervisor(&dir)
-        };
-        let [ours, another_network, monitoring] = &children;
-        assert_eq!(named(ours), Some(ours.id()));
-        // Spelt another way, the directory is still the same.
-        let respelt = NetworkDir::new(tmp.path().join(".").join("net"));
-        assert_eq!(running_supervisor(&respelt), Some(ours.id()));
-        assert_eq!(named(another_network), None);
-        assert_eq!(named(monitoring), None);
-        for child in &mut children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // A pid file naming a process that is gone.
-        assert_eq!(named(&children[0]), None);
-    }
 
     #[test]
     fn restarts_are_read_back_from_the_log_it_writes() {
