@@ -476,6 +476,9 @@ pub fn up(
         )?;
     }
     let ports = ports(dir)?;
+    // The supervisor started here: how it ended, should it end, is read
+    // from the child itself (a signal leaves nothing in its log).
+    let mut started = None;
     let supervisor = match supervisor {
         Some(pid) => {
             progress(&format!(
@@ -499,7 +502,9 @@ pub fn up(
                 "monitoring supervisor: started (pid {})",
                 child.id()
             ));
-            child.id()
+            let pid = child.id();
+            started = Some(child);
+            pid
         }
     };
     for process in ["alertmanager", "prometheus"] {
@@ -525,7 +530,14 @@ pub fn up(
                 let why = if supervising {
                     "timed out".to_owned()
                 } else {
-                    format!("the monitoring supervisor exited; {}", tail("supervisor"))
+                    let how = started
+                        .as_mut()
+                        .and_then(|child| child.try_wait().ok().flatten())
+                        .map_or(String::new(), |status| format!(" ({status})"));
+                    format!(
+                        "the monitoring supervisor exited{how}; {}",
+                        tail("supervisor")
+                    )
                 };
                 return Err(NetworkError::Refused(format!(
                     "{process} did not become ready on {address} ({why}); {}",

@@ -169,19 +169,39 @@ fn pid_of(raw: u32) -> Option<Pid> {
 /// Whether process `pid` exists and its command line contains `marker`
 /// (guards against a recycled pid).
 pub fn process_matches(pid: u32, marker: &str) -> bool {
-    let Some(process) = pid_of(pid) else {
-        return false;
+    live_command_line(pid).is_some_and(|cmdline| {
+        String::from_utf8_lossy(&cmdline)
+            .replace('\0', " ")
+            .contains(marker)
+    })
+}
+
+/// The NUL-separated arguments of process `pid`, if it exists.
+fn live_command_line(pid: u32) -> Option<Vec<u8>> {
+    rustix::process::test_kill_process(pid_of(pid)?).ok()?;
+    std::fs::read(format!("/proc/{pid}/cmdline")).ok()
+}
+
+/// Whether `cmdline` (NUL-separated arguments, as `/proc/<pid>/cmdline`
+/// gives them) is `weft supervise --dir <root>`: not another network's
+/// supervisor, nor this network's monitoring supervisor (`weft monitor
+/// supervise --dir <root>`), which a pid file left by a supervisor killed
+/// outright (or from before a reboot) may name once its pid is reused.
+fn supervises(cmdline: &[u8], root: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    // The same directory however it is spelt (`./net`, a symlink).
+    let same = |arg: &[u8]| {
+        let arg = Path::new(std::ffi::OsStr::from_bytes(arg));
+        match (std::fs::canonicalize(arg), std::fs::canonicalize(root)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => arg == root,
+        }
     };
-    if rustix::process::test_kill_process(process).is_err() {
-        return false;
-    }
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|cmdline| {
-            String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains(marker)
-        })
-        .unwrap_or(false)
+    let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+    args.get(1) == Some(&&b"supervise"[..])
+        && args
+            .windows(2)
+            .any(|pair| pair[0] == b"--dir" && same(pair[1]))
 }
 
 pub(crate) fn signal(pid: u32, signal: Signal) {
@@ -196,7 +216,9 @@ pub(crate) fn read_pid(path: &Path) -> Option<u32> {
 
 /// The running supervisor's pid, if any.
 pub fn running_supervisor(dir: &NetworkDir) -> Option<u32> {
-    read_pid(&dir.supervisor_pid()).filter(|&pid| process_matches(pid, "supervise"))
+    read_pid(&dir.supervisor_pid()).filter(|&pid| {
+        live_command_line(pid).is_some_and(|cmdline| supervises(&cmdline, dir.root()))
+    })
 }
 
 /// The pid of `node` if it is running.
@@ -740,6 +762,69 @@ pub fn stop_network(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A command line as `/proc/<pid>/cmdline` holds it.
+    fn cmdline(args: &[&str]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for arg in args {
+            bytes.extend_from_slice(arg.as_bytes());
+            bytes.push(0);
+        }
+        bytes
+    }
+
+    #[test]
+    fn only_this_directorys_supervisor_counts_as_its_supervisor() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let root = tmp.path().join("net");
+        std::fs::create_dir_all(&root).expect("dir");
+        let at = |path: &Path| path.display().to_string();
+        let ours = cmdline(&["/usr/bin/weft", "supervise", "--dir", &at(&root)]);
+        assert!(supervises(&ours, &root));
+        // Spelt another way, the directory is still the same.
+        let respelt = tmp.path().join(".").join("net");
+        assert!(supervises(
+            &cmdline(&["weft", "supervise", "--dir", &at(&respelt)]),
+            &root
+        ));
+        assert!(supervises(&ours, &respelt));
+        // Another network's supervisor, whether or not its directory exists.
+        std::fs::create_dir_all(tmp.path().join("other")).expect("dir");
+        for other in ["other", "gone"] {
+            let other = at(&tmp.path().join(other));
+            assert!(!supervises(
+                &cmdline(&["weft", "supervise", "--dir", &other]),
+                &root
+            ));
+        }
+        // The monitoring supervisor of the same network.
+        assert!(!supervises(
+            &cmdline(&["weft", "monitor", "supervise", "--dir", &at(&root)]),
+            &root
+        ));
+        // A process that merely mentions the words.
+        assert!(!supervises(
+            &cmdline(&["sh", "-c", "supervise", "--dir", &at(&root)]),
+            &root
+        ));
+        assert!(!supervises(&cmdline(&["weft", "supervise"]), &root));
+        assert!(!supervises(b"", &root));
+    }
+
+    #[test]
+    fn a_pid_file_naming_another_process_is_no_supervisor() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = NetworkDir::new(tmp.path().join("net"));
+        std::fs::create_dir_all(dir.root()).expect("dir");
+        // This test process is alive but is no `weft supervise --dir`.
+        let me = std::process::id();
+        assert!(live_command_line(me).is_some_and(|cmdline| !cmdline.is_empty()));
+        write_atomic(&dir.supervisor_pid(), me.to_string().as_bytes()).expect("pid file");
+        assert_eq!(running_supervisor(&dir), None);
+        // Nor is a pid no process has (above `pid_max`, which is at most 2^22).
+        write_atomic(&dir.supervisor_pid(), b"4194304").expect("pid file");
+        assert_eq!(running_supervisor(&dir), None);
+    }
 
     #[test]
     fn restarts_are_read_back_from_the_log_it_writes() {
