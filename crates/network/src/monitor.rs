@@ -383,6 +383,7 @@ pub fn supervise(
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    log("stopping the monitoring processes");
     for state in &states {
         if let Some(pid) = state
             .child
