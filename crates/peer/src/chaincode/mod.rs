@@ -242,8 +242,18 @@ impl ChaincodeSupport {
         if let Some(handler) = self.connected(id) {
             return Ok(handler);
         }
+        let installed = self.entry(id).ok_or_else(|| ExecError::NotInstalled {
+            name: name.to_owned(),
+            reason: format!("package {id} is not installed on this peer"),
+        })?;
+        let _launching = installed.launching.lock().await;
+        // Calls that waited while another launched it use its stream; as in
+        // Fabric, only the call that launches counts as a launch.
+        if let Some(handler) = self.connected(id) {
+            return Ok(handler);
+        }
         let started = std::time::Instant::now();
-        let reached = self.reach(name, id).await;
+        let reached = self.launch(name, id, &installed).await;
         match &reached {
             Err(error @ (ExecError::Launch { .. } | ExecError::NotRegistered { .. })) => {
                 self.unreachable().insert(id.to_owned(), error.to_string());
@@ -255,15 +265,13 @@ impl ChaincodeSupport {
         reached
     }
 
-    async fn reach(self: &Arc<Self>, name: &str, id: &str) -> Result<Arc<Handler>, ExecError> {
-        if let Some(handler) = self.connected(id) {
-            return Ok(handler);
-        }
-        let installed = self.entry(id).ok_or_else(|| ExecError::NotInstalled {
-            name: name.to_owned(),
-            reason: format!("package {id} is not installed on this peer"),
-        })?;
-        let _launching = installed.launching.lock().await;
+    /// Starts (or dials) package `id` and waits until its stream registers.
+    async fn launch(
+        self: &Arc<Self>,
+        name: &str,
+        id: &str,
+        installed: &Installed,
+    ) -> Result<Arc<Handler>, ExecError> {
         let mut registrations = self.registrations.subscribe();
         if let Some(handler) = self.connected(id) {
             return Ok(handler);
@@ -505,5 +513,77 @@ impl ChaincodeSupportRpc for ChaincodeService {
         Ok(tonic::Response::new(Box::pin(
             ReceiverStream::new(rx).map(Ok),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LauncherConfig;
+    use launcher::LaunchFuture;
+
+    struct Succeeds;
+
+    impl weft_shim::Chaincode for Succeeds {
+        fn invoke(&self, _stub: &mut weft_shim::Stub) -> weft_protos::peer::Response {
+            weft_shim::success(Vec::new())
+        }
+    }
+
+    /// Registers a linked contract after a pause, as a process or a
+    /// chaincode service takes a while to come up; counts its launches.
+    struct Slow {
+        launches: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Launcher for Slow {
+        fn launch(&self, support: Arc<ChaincodeSupport>) -> LaunchFuture {
+            self.launches
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                support.register_in_process("cc", Arc::new(Succeeds))
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_waiting_for_a_launch_count_as_one_launch() {
+        let launches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let registry = weft_node::metrics::Registry::default();
+        let launcher: Arc<dyn Launcher> = Arc::new(Slow {
+            launches: Arc::clone(&launches),
+        });
+        let support = ChaincodeSupport::new(
+            vec![ChaincodeConfig {
+                name: "cc".into(),
+                id: None,
+                indexes: Vec::new(),
+                launcher: LauncherConfig::Builtin("cc".into()),
+            }],
+            HashMap::from([("cc".to_owned(), launcher)]),
+            Limits::default(),
+            credentials::ChaincodeCredentials::new("test").expect("ca"),
+            crate::metrics::ChaincodeMetrics::register(&registry),
+        );
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let support = Arc::clone(&support);
+                tokio::spawn(async move { support.handler("cc", "cc").await.map(|_| ()) })
+            })
+            .collect();
+        for call in calls {
+            call.await.expect("task").expect("reached");
+        }
+        // And a call after it registered.
+        support.handler("cc", "cc").await.expect("reached");
+        assert_eq!(launches.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let metrics = registry.encode();
+        assert!(
+            metrics
+                .contains("chaincode_launch_duration_count{chaincode=\"cc\",success=\"true\"} 1\n"),
+            "{metrics}"
+        );
+        assert!(!metrics.contains("chaincode_launch_failures{"), "{metrics}");
     }
 }
