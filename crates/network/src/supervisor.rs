@@ -183,25 +183,38 @@ fn live_command_line(pid: u32) -> Option<Vec<u8>> {
 }
 
 /// Whether `cmdline` (NUL-separated arguments, as `/proc/<pid>/cmdline`
-/// gives them) is `weft supervise --dir <root>`: not another network's
-/// supervisor, nor this network's monitoring supervisor (`weft monitor
-/// supervise --dir <root>`), which a pid file left by a supervisor killed
-/// outright (or from before a reboot) may name once its pid is reused.
-fn supervises(cmdline: &[u8], root: &Path) -> bool {
+/// gives them, of a process working in `cwd`) supervises the network in
+/// `root`: `weft supervise --dir <root>`, or `weft up --foreground` for it
+/// (its `--dir`, or the default directory, taken from `cwd`). Not another
+/// network's supervisor, nor this network's monitoring supervisor (`weft
+/// monitor supervise --dir <root>`), which a pid file left by a supervisor
+/// killed outright (or from before a reboot) may name once its pid is reused.
+fn supervises(cmdline: &[u8], cwd: Option<&Path>, root: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    // The same directory however it is spelt (`./net`, a symlink).
-    let same = |arg: &[u8]| {
-        let arg = Path::new(std::ffi::OsStr::from_bytes(arg));
-        match (std::fs::canonicalize(arg), std::fs::canonicalize(root)) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => arg == root,
-        }
-    };
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    args.get(1) == Some(&&b"supervise"[..])
-        && args
-            .windows(2)
-            .any(|pair| pair[0] == b"--dir" && same(pair[1]))
+    let dir = args
+        .iter()
+        .enumerate()
+        .find_map(|(at, arg)| match arg.strip_prefix(b"--dir") {
+            Some(b"") => args.get(at + 1).copied(),
+            Some(rest) => rest.strip_prefix(b"="),
+            None => None,
+        })
+        .unwrap_or(crate::DEFAULT_DIR.as_bytes());
+    let dir = Path::new(std::ffi::OsStr::from_bytes(dir));
+    let dir = match cwd {
+        _ if dir.is_absolute() => dir.to_path_buf(),
+        Some(cwd) => cwd.join(dir),
+        None => return false,
+    };
+    // The same directory however it is spelt (`./net`, a symlink).
+    let same = match (std::fs::canonicalize(&dir), std::fs::canonicalize(root)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => dir == root,
+    };
+    let command = args.get(1).copied();
+    same && (command == Some(b"supervise")
+        || command == Some(b"up") && args.contains(&&b"--foreground"[..]))
 }
 
 pub(crate) fn signal(pid: u32, signal: Signal) {
@@ -217,7 +230,9 @@ pub(crate) fn read_pid(path: &Path) -> Option<u32> {
 /// The running supervisor's pid, if any.
 pub fn running_supervisor(dir: &NetworkDir) -> Option<u32> {
     read_pid(&dir.supervisor_pid()).filter(|&pid| {
-        live_command_line(pid).is_some_and(|cmdline| supervises(&cmdline, dir.root()))
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+        live_command_line(pid)
+            .is_some_and(|cmdline| supervises(&cmdline, cwd.as_deref(), dir.root()))
     })
 }
 
@@ -779,36 +794,83 @@ mod tests {
         let root = tmp.path().join("net");
         std::fs::create_dir_all(&root).expect("dir");
         let at = |path: &Path| path.display().to_string();
+        let elsewhere = Some(Path::new("/"));
         let ours = cmdline(&["/usr/bin/weft", "supervise", "--dir", &at(&root)]);
-        assert!(supervises(&ours, &root));
+        assert!(supervises(&ours, elsewhere, &root));
         // Spelt another way, the directory is still the same.
         let respelt = tmp.path().join(".").join("net");
         assert!(supervises(
             &cmdline(&["weft", "supervise", "--dir", &at(&respelt)]),
+            elsewhere,
             &root
         ));
-        assert!(supervises(&ours, &respelt));
+        assert!(supervises(&ours, elsewhere, &respelt));
+        assert!(supervises(
+            &cmdline(&["weft", "supervise", "--dir", "net"]),
+            Some(tmp.path()),
+            &root
+        ));
         // Another network's supervisor, whether or not its directory exists.
         std::fs::create_dir_all(tmp.path().join("other")).expect("dir");
         for other in ["other", "gone"] {
             let other = at(&tmp.path().join(other));
             assert!(!supervises(
                 &cmdline(&["weft", "supervise", "--dir", &other]),
+                elsewhere,
                 &root
             ));
         }
         // The monitoring supervisor of the same network.
         assert!(!supervises(
             &cmdline(&["weft", "monitor", "supervise", "--dir", &at(&root)]),
+            elsewhere,
             &root
         ));
         // A process that merely mentions the words.
         assert!(!supervises(
             &cmdline(&["sh", "-c", "supervise", "--dir", &at(&root)]),
+            elsewhere,
             &root
         ));
-        assert!(!supervises(&cmdline(&["weft", "supervise"]), &root));
-        assert!(!supervises(b"", &root));
+        assert!(!supervises(b"", elsewhere, &root));
+        // A relative directory of a process whose directory is unknown.
+        assert!(!supervises(
+            &cmdline(&["weft", "supervise", "--dir", "net"]),
+            None,
+            &root
+        ));
+    }
+
+    #[test]
+    fn weft_up_in_the_foreground_supervises_its_directory() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let default = tmp.path().join(crate::DEFAULT_DIR);
+        std::fs::create_dir_all(&default).expect("dir");
+        let root = tmp.path().join("net");
+        std::fs::create_dir_all(&root).expect("dir");
+        let cwd = Some(tmp.path());
+        let up = |args: &[&str], root: &Path| {
+            let mut all = vec!["/usr/local/bin/weft", "up"];
+            all.extend_from_slice(args);
+            supervises(&cmdline(&all), cwd, root)
+        };
+        assert!(up(&["--foreground"], &default));
+        assert!(up(&["spec.yaml", "--foreground", "--dir", "net"], &root));
+        assert!(up(&["--dir=net", "--foreground"], &root));
+        assert!(up(
+            &["--foreground", "--dir", &root.display().to_string()],
+            &root
+        ));
+        // Not attached: that `weft up` starts a supervisor and exits.
+        assert!(!up(&["--dir", "net"], &root));
+        // Another directory's.
+        assert!(!up(&["--foreground"], &root));
+        assert!(!up(&["--foreground", "--dir", "net"], &default));
+        assert!(!supervises(
+            &cmdline(&["weft", "up", "--foreground"]),
+            Some(Path::new("/")),
+            &default
+        ));
     }
 
     #[test]

@@ -417,6 +417,72 @@ fn up_invoke_status_kill_down_up_keeps_the_ledger() {
     assert!(!net.path().exists());
 }
 
+/// `weft up --foreground` supervises in its own process; `weft down` from
+/// another terminal stops it and its nodes, which it must not restart.
+#[test]
+fn weft_down_stops_a_network_attached_in_the_foreground() {
+    let net = Net::new();
+    let spec = net.write_spec(&support::one_orderer_spec("attached"));
+    let mut attached = Command::new(WEFT)
+        .arg("up")
+        .arg(&spec)
+        .arg("--foreground")
+        .current_dir(net.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weft up --foreground");
+    // Stopped however the test ends.
+    struct Attached<'a>(&'a mut std::process::Child);
+    impl Drop for Attached<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = attached.stdout.take().expect("stdout");
+    let attached = Attached(&mut attached);
+    let mut printed = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("stdout");
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("attached: Ctrl-C stops the network") {
+            break;
+        }
+    }
+    assert!(
+        printed.contains("(attached"),
+        "weft up --foreground:\n{printed}"
+    );
+    let peer = net.pid("nodes/peer0.org1.example.com/pid");
+    let (_, down) = net.ok_with_progress(&["down"]);
+    assert!(
+        down.contains("stopping the supervisor"),
+        "weft down did not find the attached supervisor:\n{down}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = attached.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "weft up --foreground still runs after weft down"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "weft up --foreground ended with {status}");
+    assert!(!alive(peer), "peer0.org1 (pid {peer}) still runs");
+    // Nothing was started again behind `weft down`'s back.
+    let restarted = std::fs::read_to_string(net.path().join("nodes/peer0.org1.example.com/pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        .filter(|&pid| alive(pid));
+    assert_eq!(restarted, None, "peer0.org1 was started again");
+}
+
 #[test]
 fn three_organisations_two_channels_and_a_three_org_policy() {
     let net = Net::new();
