@@ -238,8 +238,31 @@ fn pid_file(dir: &NetworkDir, process: &str) -> PathBuf {
 /// it runs.
 fn running(dir: &NetworkDir, process: &str) -> Option<u32> {
     let pid = read_pid(&pid_file(dir, process))?;
-    // Every one names the network directory on its command line.
-    process_matches(pid, &dir.root().display().to_string()).then_some(pid)
+    process_matches(pid, &marker(dir, process)).then_some(pid)
+}
+
+/// `weft monitor supervise` for this network.
+fn supervisor_args(dir: &NetworkDir) -> Vec<String> {
+    vec![
+        "monitor".into(),
+        "supervise".into(),
+        "--dir".into(),
+        dir.root().display().to_string(),
+    ]
+}
+
+/// What the command line of this network's monitoring `process` holds and
+/// no other process's does (not this network's supervisor, which names the
+/// same directory, nor another network's): a pid file whose process died
+/// outright, or from before a reboot, may name a reused pid. The trailing
+/// space (arguments are NUL-separated) keeps `…/net` from matching `…/net2`.
+fn marker(dir: &NetworkDir, process: &str) -> String {
+    let files = monitoring(dir).display().to_string();
+    match process {
+        "supervisor" => format!("monitor supervise --dir {} ", dir.root().display()),
+        "receiver" => format!("--log {files}/alerts.log "),
+        name => format!("--config.file={files}/{name}.yml "),
+    }
 }
 
 /// One process the monitoring supervisor keeps running.
@@ -251,6 +274,15 @@ struct Monitored {
 
 /// What runs, from the ports `weft monitor up` chose (`ports.json`).
 fn monitored(dir: &NetworkDir, weft: &Path) -> Result<Vec<Monitored>, NetworkError> {
+    monitored_with(dir, weft, program)
+}
+
+/// [`monitored`], finding Prometheus's programs with `program`.
+fn monitored_with(
+    dir: &NetworkDir,
+    weft: &Path,
+    program: impl Fn(&[&str]) -> Result<PathBuf, NetworkError>,
+) -> Result<Vec<Monitored>, NetworkError> {
     let ports = ports(dir)?;
     let port = |name: &str| ports[name].as_u64().unwrap_or_default();
     let root = monitoring(dir).display().to_string();
@@ -488,17 +520,7 @@ pub fn up(
             pid
         }
         None => {
-            let child = spawn(
-                dir,
-                "supervisor",
-                weft,
-                &[
-                    "monitor".into(),
-                    "supervise".into(),
-                    "--dir".into(),
-                    dir.root().display().to_string(),
-                ],
-            )?;
+            let child = spawn(dir, "supervisor", weft, &supervisor_args(dir))?;
             progress(&format!(
                 "monitoring supervisor: started (pid {})",
                 child.id()
@@ -516,7 +538,7 @@ pub fn up(
                 progress(&format!("{process}: ready on http://{address}"));
                 break;
             }
-            let supervising = process_matches(supervisor, &dir.root().display().to_string());
+            let supervising = process_matches(supervisor, &marker(dir, "supervisor"));
             if !supervising || Instant::now() > deadline {
                 let tail = |name: &str| {
                     let path = root.join(format!("{name}.log"));
@@ -744,6 +766,60 @@ pub async fn receive(listen: &str, log: PathBuf) -> Result<(), NetworkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_monitoring_process_is_told_from_every_other_process() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let weft = Path::new("/usr/local/bin/weft");
+        // Command lines as `process_matches` reads them: each argument
+        // followed by a space (a NUL in /proc/<pid>/cmdline).
+        let line = |program: &Path, args: &[String]| -> String {
+            std::iter::once(program.display().to_string())
+                .chain(args.iter().cloned())
+                .map(|arg| format!("{arg} "))
+                .collect()
+        };
+        let mut lines = Vec::new();
+        // `net2` starts with `net`: a marker must not match by prefix.
+        for name in ["net", "net2"] {
+            let dir = NetworkDir::new(tmp.path().join(name));
+            std::fs::create_dir_all(monitoring(&dir)).expect("dir");
+            std::fs::write(
+                monitoring(&dir).join("ports.json"),
+                r#"{"prometheus": 9090, "alertmanager": 9093, "receiver": 9095}"#,
+            )
+            .expect("ports");
+            let processes = monitored_with(&dir, weft, |names| {
+                Ok(PathBuf::from("/usr/bin").join(names[0]))
+            })
+            .expect("monitored");
+            for process in processes {
+                let text = line(&process.program, &process.args);
+                lines.push((dir.clone(), process.name, text));
+            }
+            lines.push((
+                dir.clone(),
+                "supervisor",
+                line(weft, &supervisor_args(&dir)),
+            ));
+            // The network's own supervisor names the same directory.
+            let network = [
+                "supervise".to_owned(),
+                "--dir".to_owned(),
+                dir.root().display().to_string(),
+            ];
+            lines.push((dir.clone(), "network supervisor", line(weft, &network)));
+        }
+        for (dir, name, _) in lines.iter().filter(|(_, n, _)| *n != "network supervisor") {
+            let marker = marker(dir, name);
+            let matching: Vec<_> = lines
+                .iter()
+                .filter(|(_, _, text)| text.contains(&marker))
+                .map(|(d, n, _)| (d.root().to_path_buf(), *n))
+                .collect();
+            assert_eq!(matching, [(dir.root().to_path_buf(), *name)], "{marker:?}");
+        }
+    }
 
     #[test]
     fn every_node_with_an_operations_port_is_a_labelled_target() {
