@@ -259,7 +259,7 @@ fn supervisor_args(dir: &NetworkDir) -> Vec<String> {
 fn marker(dir: &NetworkDir, process: &str) -> String {
     let files = monitoring(dir).display().to_string();
     match process {
-        "supervisor" => format!("monitor supervise --dir {} ", dir.root().display()),
+        "supervisor" => format!("{} ", supervisor_args(dir).join(" ")),
         "receiver" => format!("--log {files}/alerts.log "),
         name => format!("--config.file={files}/{name}.yml "),
     }

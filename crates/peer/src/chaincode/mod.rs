@@ -247,13 +247,15 @@ impl ChaincodeSupport {
             reason: format!("package {id} is not installed on this peer"),
         })?;
         let _launching = installed.launching.lock().await;
+        // Subscribed before the check, so a registration after it wakes the wait.
+        let registrations = self.registrations.subscribe();
         // Calls that waited while another launched it use its stream; as in
         // Fabric, only the call that launches counts as a launch.
         if let Some(handler) = self.connected(id) {
             return Ok(handler);
         }
         let started = std::time::Instant::now();
-        let reached = self.launch(name, id, &installed).await;
+        let reached = self.launch(name, id, &installed, registrations).await;
         match &reached {
             Err(error @ (ExecError::Launch { .. } | ExecError::NotRegistered { .. })) => {
                 self.unreachable().insert(id.to_owned(), error.to_string());
@@ -265,17 +267,15 @@ impl ChaincodeSupport {
         reached
     }
 
-    /// Starts (or dials) package `id` and waits until its stream registers.
+    /// Starts (or dials) package `id` and waits until its stream registers
+    /// (`registrations` wakes the wait).
     async fn launch(
         self: &Arc<Self>,
         name: &str,
         id: &str,
         installed: &Installed,
+        mut registrations: watch::Receiver<u64>,
     ) -> Result<Arc<Handler>, ExecError> {
-        let mut registrations = self.registrations.subscribe();
-        if let Some(handler) = self.connected(id) {
-            return Ok(handler);
-        }
         let launcher = installed.launcher.as_ref();
         if let Some(launcher) = launcher {
             launcher
