@@ -626,16 +626,25 @@ fn per_host_projects_spread_a_network_over_two_hosts() {
         "10",
     ]);
     assert!(invoked.status.success(), "{}", text(&invoked));
-    let read = weft_in(&[
-        "chaincode",
-        "query",
-        "--org",
-        "Org2",
-        "basic",
-        "ReadAsset",
-        "spread",
-    ]);
-    assert!(text(&read).contains(r#""Owner":"Ann""#), "{}", text(&read));
+    // The invoke waited for the commit on Org1's peer, its gateway; Org2's
+    // peer, on the other host, commits the block a moment later.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let read = weft_in(&[
+            "chaincode",
+            "query",
+            "--org",
+            "Org2",
+            "basic",
+            "ReadAsset",
+            "spread",
+        ]);
+        if text(&read).contains(r#""Owner":"Ann""#) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", text(&read));
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let status = weft_in(&["status"]);
     let said = text(&status);
     assert!(said.contains("3/3 node(s) healthy"), "{said}");
