@@ -12,7 +12,7 @@ use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 
 use weft_protos::Message;
-use weft_protos::common::Block;
+use weft_protos::common::{Block, BlockHeader};
 use weft_protoutil::{block_data_hash, block_header_hash, hex};
 
 use crate::error::LedgerError;
@@ -259,6 +259,23 @@ impl BlockStore {
 
     /// Checks that `block` extends the chain; returns its header hash.
     pub fn check_extends(&self, block: &Block) -> Result<[u8; 32], LedgerError> {
+        let header = self.check_place(block)?;
+        let number = header.number;
+        let chain = |reason: String| LedgerError::Chain { number, reason };
+        let data_hash = block_data_hash(block.data.as_ref().unwrap_or(&Default::default()));
+        if header.data_hash != data_hash {
+            return Err(chain(format!(
+                "data hash {} does not match the data ({})",
+                hex(&header.data_hash),
+                hex(&data_hash)
+            )));
+        }
+        Ok(block_header_hash(header))
+    }
+
+    /// Checks that `block` comes next and names the newest block as its
+    /// previous one; returns its header. Its data hash is not checked.
+    fn check_place<'a>(&self, block: &'a Block) -> Result<&'a BlockHeader, LedgerError> {
         let header = block
             .header
             .as_ref()
@@ -279,20 +296,34 @@ impl BlockStore {
                 hex(&self.last_hash)
             )));
         }
-        let data_hash = block_data_hash(block.data.as_ref().unwrap_or(&Default::default()));
-        if header.data_hash != data_hash {
-            return Err(chain(format!(
-                "data hash {} does not match the data ({})",
-                hex(&header.data_hash),
-                hex(&data_hash)
-            )));
-        }
-        Ok(block_header_hash(header))
+        Ok(header)
     }
 
     /// Appends `block` and fsyncs it. The block must extend the chain.
     pub fn append(&mut self, block: &Block) -> Result<(), LedgerError> {
         let hash = self.check_extends(block)?;
+        self.write(block, hash)
+    }
+
+    /// [`BlockStore::append`] for a block whose data hash the caller already
+    /// checked with [`BlockStore::check_extends`], which returned `hash`: the
+    /// commit path, which checks a block before validating it, does not hash
+    /// its data a second time. Its place in the chain is checked again.
+    pub(crate) fn append_checked(
+        &mut self,
+        block: &Block,
+        hash: [u8; 32],
+    ) -> Result<(), LedgerError> {
+        let header = self.check_place(block)?;
+        debug_assert_eq!(
+            block_header_hash(header),
+            hash,
+            "the hash check_extends returned"
+        );
+        self.write(block, hash)
+    }
+
+    fn write(&mut self, block: &Block, hash: [u8; 32]) -> Result<(), LedgerError> {
         let number = self.height();
         let bytes = block.encode_to_vec();
         let length = u32::try_from(bytes.len())

@@ -27,7 +27,7 @@ impl Ledger {
     ) -> Result<CommitOutcome, LedgerError> {
         let _commit = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let height = self.height()?;
-        read_lock(&self.blocks).check_extends(&block)?;
+        let hash = read_lock(&self.blocks).check_extends(&block)?;
         let number = height;
 
         let started = std::time::Instant::now();
@@ -151,7 +151,7 @@ impl Ledger {
             batch.commit()?;
         }
 
-        write_lock(&self.blocks).append(&block)?;
+        write_lock(&self.blocks).append_checked(&block, hash)?;
         let block_storage = started.elapsed();
         let started = std::time::Instant::now();
         updates.persist(number)?;
