@@ -160,6 +160,71 @@ pub fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
+/// A server's resident memory (RSS) over the measurement, in bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerMemory {
+    pub name: String,
+    /// When the measurement started.
+    pub start: u64,
+    /// The most it reached: during the measurement, or since the process
+    /// started where its peak could not be reset (see `peak_is_lifetime`).
+    pub peak: u64,
+    pub peak_is_lifetime: bool,
+}
+
+/// A process's resident set now and its peak so far (`VmRSS` and `VmHWM`
+/// of `/proc/<pid>/status`), in bytes. None if the process is gone.
+pub fn resident(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status.lines().find_map(|line| {
+            let kib = line.strip_prefix(name)?.trim().strip_suffix("kB")?;
+            kib.trim().parse::<u64>().ok().map(|kib| kib * 1024)
+        })
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Lowers a process's recorded peak RSS to what it uses now (`5` into
+/// `/proc/<pid>/clear_refs`, which changes nothing else), so that a later
+/// peak is the measurement's. False where that is not permitted.
+pub fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// At the start of the measurement: each server's RSS, after resetting
+/// its peak.
+fn memory_at_start(target: &Target) -> Vec<Option<(u64, bool)>> {
+    target
+        .servers
+        .iter()
+        .map(|(_, pid)| {
+            let reset = reset_peak(*pid);
+            resident(*pid).map(|(now, _)| (now, !reset))
+        })
+        .collect()
+}
+
+/// Each server's RSS at the start and its peak since; a server gone by the
+/// end, or not there at the start, is left out.
+fn memory_used(target: &Target, start: &[Option<(u64, bool)>]) -> Vec<ServerMemory> {
+    target
+        .servers
+        .iter()
+        .zip(start)
+        .filter_map(|((name, pid), start)| {
+            let (start, peak_is_lifetime) = (*start)?;
+            let (_, peak) = resident(*pid)?;
+            Some(ServerMemory {
+                name: name.clone(),
+                start,
+                peak,
+                peak_is_lifetime,
+            })
+        })
+        .collect()
+}
+
 /// The CPU counters of this process and of the target's servers.
 fn cpu_counters(target: &Target) -> (f64, Vec<Option<f64>>) {
     let servers = target
@@ -291,23 +356,63 @@ async fn seed(
     }
     progress(&format!("creating {} keys for the workload", workload.keys));
     let gateway = &target.gateways[0];
-    let mut tasks: JoinSet<Result<(), ClientError>> = JoinSet::new();
+    let mut tasks: JoinSet<Result<(u64, usize), ClientError>> = JoinSet::new();
+    // The key committed in the newest block: (block, key index).
+    let mut newest = None;
+    let mut joined = |done: Result<Result<(u64, usize), ClientError>, tokio::task::JoinError>| {
+        let committed = done
+            .map_err(|e| BenchError::Config(e.to_string()))?
+            .map_err(BenchError::Seed)?;
+        newest = newest.max(Some(committed));
+        Ok::<(), BenchError>(())
+    };
     for index in 0..workload.keys {
         if tasks.len() >= 32
             && let Some(done) = tasks.join_next().await
         {
-            done.map_err(|e| BenchError::Config(e.to_string()))?
-                .map_err(BenchError::Seed)?;
+            joined(done)?;
         }
         let (gateway, args) = (gateway.clone(), workload.seed_args(index));
         let (channel, chaincode) = (config.channel.clone(), config.chaincode.clone());
-        tasks.spawn(async move { gateway.submit(&channel, &chaincode, &args).await.map(drop) });
+        tasks.spawn(async move {
+            let submitted = gateway.submit(&channel, &chaincode, &args).await?;
+            Ok((submitted.block, index))
+        });
     }
     while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| BenchError::Config(e.to_string()))?
-            .map_err(BenchError::Seed)?;
+        joined(done)?;
     }
-    Ok(())
+    match newest {
+        Some((_, index)) => readable_everywhere(gateway, config, &workload.key(index)).await,
+        None => Ok(()),
+    }
+}
+
+/// Waits until `key` reads through every organisation the chaincode's
+/// policy asks to endorse. A submit returns once the gateway's own peer has
+/// committed; another organisation's peer may be a block behind, and a
+/// request it endorsed at that moment would find no asset. Peers commit
+/// blocks in order, so the key of the newest block stands for them all.
+async fn readable_everywhere(
+    gateway: &Gateway,
+    config: &BenchConfig,
+    key: &str,
+) -> Result<(), BenchError> {
+    let args = [b"ReadAsset".to_vec(), key.as_bytes().to_vec()];
+    let give_up = Instant::now() + Duration::from_secs(10);
+    loop {
+        // Endorsed only, never sent: nothing is written.
+        match gateway
+            .endorse(&config.channel, &config.chaincode, &args)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(_) if Instant::now() < give_up => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => return Err(BenchError::Seed(error)),
+        }
+    }
 }
 
 /// Runs the benchmark; `progress` gets a line per phase and one per second
@@ -417,6 +522,7 @@ pub async fn run(
     // Collect while the load runs, reporting once a second; CPU is counted
     // from the end of the warm-up.
     let mut cpu_before = (config.warmup.is_zero()).then(|| cpu_counters(&target));
+    let mut memory_before = (config.warmup.is_zero()).then(|| memory_at_start(&target));
     let mut samples = Vec::new();
     let mut last_line = Instant::now();
     let mut ok_since = 0usize;
@@ -436,6 +542,7 @@ pub async fn run(
         let measuring = Instant::now() >= shared.measure_from;
         if measuring && cpu_before.is_none() {
             cpu_before = Some(cpu_counters(&target));
+            memory_before = Some(memory_at_start(&target));
         }
         if last_line.elapsed() >= Duration::from_secs(1) {
             progress(&format!(
@@ -453,6 +560,39 @@ pub async fn run(
         &target,
         &cpu_before.unwrap_or_else(|| cpu_counters(&target)),
     );
+    let memory = memory_used(
+        &target,
+        &memory_before.unwrap_or_else(|| memory_at_start(&target)),
+    );
     let dropped = shared.dropped.load(Ordering::Relaxed);
-    Ok(Report::new(&config, &target, samples, dropped, cpu))
+    Ok(Report::new(&config, &target, samples, dropped, cpu).with_memory(memory))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resident_memory_and_its_peak_are_read_and_the_peak_reset() {
+        let pid = std::process::id();
+        let (now, peak) = resident(pid).expect("this process's /proc status");
+        assert!(now > 0 && peak >= now, "RSS {now}, peak {peak}");
+
+        // Touch 256 MiB, give it back: the peak stays up until it is reset.
+        let big = vec![1u8; 256 << 20];
+        assert_eq!(
+            big.iter().step_by(4096).map(|&b| b as usize).sum::<usize>(),
+            65_536
+        );
+        drop(big);
+        let (_, raised) = resident(pid).expect("status");
+        assert!(raised >= 256 << 20, "peak {raised} after touching 256 MiB");
+        assert!(reset_peak(pid), "writing this process's clear_refs");
+        let (_, lowered) = resident(pid).expect("status");
+        assert!(
+            lowered + (200 << 20) < raised,
+            "peak {lowered} after the reset, {raised} before"
+        );
+        assert_eq!(resident(u32::MAX), None, "no such process");
+    }
 }

@@ -6,7 +6,20 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::stats::{Percentiles, Second, per_second, round};
-use crate::{BenchConfig, CpuUse, Load, Mode, Outcome, Sample, Target};
+use crate::{BenchConfig, CpuUse, Load, Mode, Outcome, Sample, ServerMemory, Target};
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// One kind of failure: its first line, how often it happened, and the
+/// rest of its first occurrence (the peers' details of a gateway error).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorGroup {
+    pub message: String,
+    pub count: usize,
+    pub detail: String,
+}
 
 /// Everything a run measured.
 #[derive(Debug, Clone)]
@@ -32,8 +45,10 @@ pub struct Report {
     pub commit: Percentiles,
     pub evaluate: Percentiles,
     pub cpu: CpuUse,
+    /// The target's servers' resident memory over the measurement.
+    pub memory: Vec<ServerMemory>,
     /// The most frequent error messages, most frequent first.
-    pub errors: Vec<(String, usize)>,
+    pub errors: Vec<ErrorGroup>,
     pub seconds: Vec<Second>,
 }
 
@@ -56,16 +71,26 @@ impl Report {
         let phase = |f: fn(&Sample) -> Option<Duration>| {
             Percentiles::of(submits.iter().filter(ok).filter_map(|s| f(s)).collect())
         };
-        let mut errors: BTreeMap<String, usize> = BTreeMap::new();
+        let mut errors: BTreeMap<&str, ErrorGroup> = BTreeMap::new();
         for sample in &samples {
             if let Outcome::Failed(message) = &sample.outcome {
-                *errors
-                    .entry(message.lines().next().unwrap_or_default().to_owned())
-                    .or_default() += 1;
+                let (first, detail) = message.split_once('\n').unwrap_or((message, ""));
+                errors
+                    .entry(first)
+                    .or_insert_with(|| ErrorGroup {
+                        message: first.to_owned(),
+                        count: 0,
+                        detail: detail.trim_end().to_owned(),
+                    })
+                    .count += 1;
             }
         }
-        let mut errors: Vec<(String, usize)> = errors.into_iter().collect();
-        errors.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let mut errors: Vec<ErrorGroup> = errors.into_values().collect();
+        errors.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.message.cmp(&b.message))
+        });
         errors.truncate(5);
         let timeline: Vec<(Duration, Duration, bool)> = samples
             .iter()
@@ -99,9 +124,15 @@ impl Report {
             commit: phase(|s| s.commit),
             evaluate: Percentiles::of(evaluations.iter().filter(ok).map(|s| s.total).collect()),
             cpu,
+            memory: Vec::new(),
             errors,
             seconds: per_second(&timeline),
         }
+    }
+
+    /// The same report, with the servers' memory.
+    pub fn with_memory(self, memory: Vec<ServerMemory>) -> Self {
+        Report { memory, ..self }
     }
 
     fn per_second(&self, count: usize) -> f64 {
@@ -224,7 +255,17 @@ impl Report {
                     "name": name, "seconds": round(*seconds), "cores": round(self.cores(*seconds)),
                 })).collect::<Vec<_>>(),
             },
-            "errors": self.errors.iter().map(|(m, n)| serde_json::json!({ "message": m, "count": n })).collect::<Vec<_>>(),
+            "server_memory": {
+                "processes": self.memory.iter().map(|m| serde_json::json!({
+                    "name": m.name,
+                    "start_rss_mib": round(mib(m.start)),
+                    "peak_rss_mib": round(mib(m.peak)),
+                    "peak_since": if m.peak_is_lifetime { "process start" } else { "measurement start" },
+                })).collect::<Vec<_>>(),
+            },
+            "errors": self.errors.iter().map(|e| serde_json::json!({
+                "message": e.message, "count": e.count, "detail": e.detail,
+            })).collect::<Vec<_>>(),
             "per_second": self.seconds.iter().map(|s| serde_json::json!({
                 "second": s.second, "ok": s.ok, "failed": s.failed, "p50_ms": round(s.p50), "p99_ms": round(s.p99),
             })).collect::<Vec<_>>(),
@@ -318,8 +359,29 @@ impl Report {
                 each.join(", ")
             );
         }
-        for (message, count) in &self.errors {
-            let _ = writeln!(out, "  error ×{count}: {message}");
+        if !self.memory.is_empty() {
+            let each: Vec<String> = self
+                .memory
+                .iter()
+                .map(|m| format!("{} {:.0} → {:.0}", m.name, mib(m.start), mib(m.peak)))
+                .collect();
+            let since = if self.memory.iter().any(|m| m.peak_is_lifetime) {
+                "peak since the process started (its peak could not be reset)"
+            } else {
+                "peak during the measurement"
+            };
+            let _ = writeln!(
+                out,
+                "  server RSS (MiB), at the start → {since}: {}",
+                each.join(", ")
+            );
+        }
+        for error in &self.errors {
+            let _ = writeln!(out, "  error ×{}: {}", error.count, error.message);
+            // The first occurrence's details: which peer said what.
+            for line in error.detail.lines() {
+                let _ = writeln!(out, "    {}", line.trim_start());
+            }
         }
         out
     }
@@ -449,7 +511,21 @@ mod tests {
             client: 0.5,
             servers: vec![("peer0".into(), 1.5), ("orderer".into(), 0.3)],
         };
-        let report = Report::new(&config, &target, samples, 0, cpu);
+        let memory = vec![
+            ServerMemory {
+                name: "peer0".into(),
+                start: 60 << 20,
+                peak: 75 << 20,
+                peak_is_lifetime: false,
+            },
+            ServerMemory {
+                name: "orderer".into(),
+                start: 80 << 20,
+                peak: 96 << 20,
+                peak_is_lifetime: false,
+            },
+        ];
+        let report = Report::new(&config, &target, samples, 0, cpu).with_memory(memory);
         assert_eq!(report.window, Duration::from_secs(2));
         assert_eq!(
             (
@@ -466,7 +542,14 @@ mod tests {
             "only committed transactions count for latency"
         );
         assert_eq!(report.commit.p50, 20.0);
-        assert_eq!(report.errors, vec![("endorse: boom".to_owned(), 1)]);
+        assert_eq!(
+            report.errors,
+            vec![ErrorGroup {
+                message: "endorse: boom".into(),
+                count: 1,
+                detail: "  detail".into()
+            }]
+        );
         assert_eq!(report.cpu_per_request_us(), 0.5e6 / 3.0);
         assert!((report.server_ms_per_request() - 1.8e3 / 3.0).abs() < 1e-9);
         let json = report.to_json();
@@ -477,6 +560,16 @@ mod tests {
         assert_eq!(json["server_cpu"]["seconds"], 1.8);
         assert_eq!(json["server_cpu"]["processes"][0]["name"], "peer0");
         assert_eq!(json["server_cpu"]["processes"][0]["cores"], 0.75);
+        let memory = &json["server_memory"]["processes"][1];
+        assert_eq!(
+            (
+                &memory["name"],
+                &memory["start_rss_mib"],
+                &memory["peak_rss_mib"]
+            ),
+            (&"orderer".into(), &80.0.into(), &96.0.into())
+        );
+        assert_eq!(memory["peak_since"], "measurement start");
         let text = report.to_text();
         assert!(
             text.contains("committed 2 (1.0 tx/s), MVCC conflicts 1 (25.00%)"),
@@ -486,6 +579,15 @@ mod tests {
             text.contains("server CPU: 1.8 s (0.90 cores), 600.00 ms per request; cores: peer0 0.75, orderer 0.15"),
             "{text}"
         );
+        assert!(
+            text.contains("server RSS (MiB), at the start → peak during the measurement: peer0 60 → 75, orderer 80 → 96"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  error ×1: endorse: boom\n    detail\n"),
+            "the first occurrence's details follow its line: {text}"
+        );
+        assert_eq!(json["errors"][0]["detail"], "  detail");
         let html = report.to_html();
         assert!(
             html.contains("<svg") && html.contains("weft bench mixed: 1.0 tx/s"),

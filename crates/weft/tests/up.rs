@@ -1476,6 +1476,20 @@ fn bench_reports_submit_evaluate_and_conflicts() {
             && servers["ms_per_request"].as_f64() > Some(0.0),
         "{submit}"
     );
+    // And their memory: each node's RSS at the start and its peak during
+    // the measurement (the nodes run as this user, so their peaks reset).
+    let memory = submit["server_memory"]["processes"]
+        .as_array()
+        .expect("server memory");
+    assert_eq!(memory.len(), 3, "{submit}");
+    for node in memory {
+        let (start, peak) = (
+            node["start_rss_mib"].as_f64(),
+            node["peak_rss_mib"].as_f64(),
+        );
+        assert!(start > Some(1.0) && peak >= start, "{submit}");
+        assert_eq!(node["peak_since"], "measurement start", "{submit}");
+    }
 
     // Open loop: a fixed rate, whatever the answers.
     let open = json(&[
