@@ -121,7 +121,7 @@ pub fn network_blocks(network_dir: &Path, channel: &str) -> Vec<Block> {
 pub struct Link {
     pub port: u16,
     up: Arc<AtomicBool>,
-    streams: Arc<Mutex<Vec<TcpStream>>>,
+    streams: Streams,
     /// While set, what the target sends back is dropped, not forwarded.
     swallowing: Arc<AtomicBool>,
     /// Bytes dropped so.
@@ -133,13 +133,13 @@ impl Link {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind link");
         let port = listener.local_addr().expect("addr").port();
         let up = Arc::new(AtomicBool::new(true));
-        let streams: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let streams: Streams = Arc::default();
         let swallowing = Arc::new(AtomicBool::new(false));
         let swallowed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (up2, streams2) = (Arc::clone(&up), Arc::clone(&streams));
         let answers = (Arc::clone(&swallowing), Arc::clone(&swallowed));
         std::thread::spawn(move || {
-            for inbound in listener.incoming() {
+            for (number, inbound) in listener.incoming().enumerate() {
                 let Ok(inbound) = inbound else { continue };
                 if !up2.load(Ordering::SeqCst) {
                     let _ = inbound.shutdown(Shutdown::Both);
@@ -150,17 +150,29 @@ impl Link {
                 };
                 let _ = inbound.set_nodelay(true);
                 let _ = outbound.set_nodelay(true);
-                {
-                    let mut all = streams2.lock().expect("links");
-                    all.push(inbound.try_clone().expect("clone"));
-                    all.push(outbound.try_clone().expect("clone"));
-                }
+                // Kept (to cut them) while the connection lasts; whichever
+                // direction ends first closes both and forgets them, so a
+                // long test does not pile up descriptors.
+                let (Ok(inbound2), Ok(outbound2)) = (inbound.try_clone(), outbound.try_clone())
+                else {
+                    continue;
+                };
+                streams2
+                    .lock()
+                    .expect("links")
+                    .insert(number, [inbound2, outbound2]);
+                let (Ok(inbound2), Ok(outbound2)) = (inbound.try_clone(), outbound.try_clone())
+                else {
+                    streams2.lock().expect("links").remove(&number);
+                    continue;
+                };
+                pipe(inbound2, outbound2, None, (Arc::clone(&streams2), number));
                 pipe(
-                    inbound.try_clone().expect("clone"),
-                    outbound.try_clone().expect("clone"),
-                    None,
+                    outbound,
+                    inbound,
+                    Some(answers.clone()),
+                    (Arc::clone(&streams2), number),
                 );
-                pipe(outbound, inbound, Some(answers.clone()));
             }
         });
         Link {
@@ -180,18 +192,14 @@ impl Link {
         let (swallowing, streams) = (Arc::clone(&self.swallowing), Arc::clone(&self.streams));
         std::thread::spawn(move || {
             std::thread::sleep(window);
-            for stream in streams.lock().expect("links").drain(..) {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
+            close_all(&streams);
             swallowing.store(false, Ordering::SeqCst);
         });
     }
 
     pub fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
-        for stream in self.streams.lock().expect("links").drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
+        close_all(&self.streams);
     }
 
     pub fn heal(&self) {
@@ -201,7 +209,24 @@ impl Link {
 
 type Swallow = (Arc<AtomicBool>, Arc<std::sync::atomic::AtomicUsize>);
 
-fn pipe(mut from: TcpStream, mut to: TcpStream, swallow: Option<Swallow>) {
+/// A link's open connections by number: (inbound, outbound).
+type Streams = Arc<Mutex<BTreeMap<usize, [TcpStream; 2]>>>;
+
+fn close_all(streams: &Streams) {
+    let open = std::mem::take(&mut *streams.lock().expect("links"));
+    for stream in open.values().flatten() {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// Copies `from` to `to` on a thread; at the end closes `to` and forgets
+/// connection `number` of the link.
+fn pipe(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    swallow: Option<Swallow>,
+    (streams, number): (Streams, usize),
+) {
     std::thread::spawn(move || {
         let mut buffer = [0u8; 16 * 1024];
         loop {
@@ -221,6 +246,7 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, swallow: Option<Swallow>) {
             }
         }
         let _ = to.shutdown(Shutdown::Both);
+        streams.lock().expect("links").remove(&number);
     });
 }
 
