@@ -7,6 +7,7 @@
 //! - [`clock`]: the clock seam and request time windows (Fabric's 15 min);
 //! - [`deliver`]: the Deliver seek loop both node kinds serve;
 //! - [`duration`]: Go-style durations in node configuration;
+//! - [`limits`]: process limits a server needs (open files raised to the hard limit);
 //! - [`logging`]: node logs with Fabric's log spec syntax, text or JSON,
 //!   and [`refusal!`], the rate-limited log line for refused network input;
 //! - [`metrics`]: metrics in Prometheus' text format, named as Fabric's;
@@ -27,6 +28,7 @@ pub mod clock;
 pub mod deliver;
 pub mod duration;
 pub mod grpc_metrics;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod operations;

@@ -1057,7 +1057,7 @@ fn ca(command: CaCommand) -> anyhow::Result<()> {
             Ok(())
         }
         CaCommand::Start { home, config } => {
-            weft_node::logging::init().map_err(anyhow::Error::msg)?;
+            server_process()?;
             let path = config.unwrap_or_else(|| home.join(weft_ca::config::CONFIG_FILE));
             let config = weft_ca::CaConfig::load(&path).map_err(anyhow::Error::msg)?;
             let name = config.ca.name.clone();
@@ -1078,9 +1078,17 @@ fn ca(command: CaCommand) -> anyhow::Result<()> {
     }
 }
 
+/// What every long-running server (orderer, peer, CA, REST gateway) does
+/// first: its log, and as many open files as the system lets it have.
+fn server_process() -> anyhow::Result<()> {
+    weft_node::logging::init().map_err(anyhow::Error::msg)?;
+    weft_node::limits::raise_open_files();
+    Ok(())
+}
+
 fn orderer(command: OrdererCommand) -> anyhow::Result<()> {
     let OrdererCommand::Start { config } = command;
-    weft_node::logging::init().map_err(anyhow::Error::msg)?;
+    server_process()?;
     let config = weft_orderer::OrdererConfig::load(&config).map_err(anyhow::Error::msg)?;
     runtime()?.block_on(async move {
         let address = config.listen_address.clone();
@@ -1226,7 +1234,7 @@ fn channel(command: ChannelCommand) -> anyhow::Result<()> {
 fn peer(command: PeerCommand) -> anyhow::Result<()> {
     match command {
         PeerCommand::Start { config } => {
-            weft_node::logging::init().map_err(anyhow::Error::msg)?;
+            server_process()?;
             let config = weft_peer::PeerConfig::load(&config).map_err(anyhow::Error::msg)?;
             runtime()?.block_on(async move {
                 let address = config.listen_address.clone();

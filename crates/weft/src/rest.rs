@@ -82,7 +82,7 @@ pub fn rest(command: RestCommand) -> anyhow::Result<()> {
 }
 
 fn start(path: &Path) -> anyhow::Result<()> {
-    weft_node::logging::init().map_err(anyhow::Error::msg)?;
+    crate::server_process()?;
     let (config, timing) = weft_rest::RestConfig::load(path).map_err(anyhow::Error::msg)?;
     let listen = config.listen.clone();
     let identities = config.identities.len();

@@ -2425,3 +2425,55 @@ fn transient_data_reaches_the_chaincode_and_not_the_ledger() {
         );
     }
 }
+
+/// Nodes started under a low soft limit on open files raise it to the hard
+/// limit, as Fabric's Go nodes do, and say so in their logs.
+#[test]
+fn nodes_raise_their_open_files_limit_to_the_hard_limit() {
+    let net = Net::new();
+    let spec = net.write_spec(&one_orderer_spec("files"));
+    let output = Command::new("prlimit")
+        .arg("--nofile=512:")
+        .arg(WEFT)
+        .args(["up", spec.to_str().expect("utf8"), "--dir"])
+        .arg(net.path())
+        .current_dir(net.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("prlimit (util-linux)");
+    assert!(
+        output.status.success(),
+        "weft up under prlimit: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let supervisor = net.pid("supervisor.pid");
+    let open_files = |pid: u32| -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+        let line = limits
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .expect("Max open files");
+        let numbers: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|field| field.parse().ok())
+            .collect();
+        (numbers[0], numbers[1])
+    };
+    let (soft, hard) = open_files(supervisor);
+    assert_eq!(soft, 512, "the supervisor keeps what it was given");
+    for node in [
+        "orderer.example.com",
+        "peer0.org1.example.com",
+        "peer0.org2.example.com",
+    ] {
+        let pid = net.pid(&format!("nodes/{node}/pid"));
+        assert_eq!(open_files(pid), (hard, hard), "{node}");
+        let log = std::fs::read_to_string(net.path().join(format!("nodes/{node}/node.log")))
+            .expect("node log");
+        assert!(
+            log.contains(&format!("open files limit raised from 512 to {hard}")),
+            "{node}: {log}"
+        );
+    }
+    net.ok(&["down"]);
+}
