@@ -383,27 +383,26 @@ async fn seed(
         joined(done)?;
     }
     match newest {
-        Some((_, index)) => readable_everywhere(gateway, config, &workload.key(index)).await,
+        Some((_, index)) => readable_everywhere(gateway, config, &workload.read_args(index)).await,
         None => Ok(()),
     }
 }
 
-/// Waits until `key` reads through every organisation the chaincode's
-/// policy asks to endorse. A submit returns once the gateway's own peer has
+/// Waits until a seeded key reads (`args`) through every organisation the
+/// chaincode's policy asks to endorse. A submit returns once the gateway's own peer has
 /// committed; another organisation's peer may be a block behind, and a
 /// request it endorsed at that moment would find no asset. Peers commit
 /// blocks in order, so the key of the newest block stands for them all.
 async fn readable_everywhere(
     gateway: &Gateway,
     config: &BenchConfig,
-    key: &str,
+    args: &[Vec<u8>],
 ) -> Result<(), BenchError> {
-    let args = [b"ReadAsset".to_vec(), key.as_bytes().to_vec()];
     let give_up = Instant::now() + Duration::from_secs(10);
     loop {
         // Endorsed only, never sent: nothing is written.
         match gateway
-            .endorse(&config.channel, &config.chaincode, &args)
+            .endorse(&config.channel, &config.chaincode, args)
             .await
         {
             Ok(_) => return Ok(()),

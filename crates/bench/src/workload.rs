@@ -129,6 +129,12 @@ impl Workload {
             .collect()
     }
 
+    /// The arguments that read seeded key `index` (asset-transfer's
+    /// `ReadAsset`, as the seed is its `CreateAsset`).
+    pub fn read_args(&self, index: usize) -> Vec<Vec<u8>> {
+        [b"ReadAsset".to_vec(), self.key(index).into_bytes()].into()
+    }
+
     /// Arguments (function first) for request `seq` of `worker`.
     pub fn args(
         &self,
@@ -237,6 +243,11 @@ mod tests {
         );
         assert!(!workload.needs_seed(true, false));
         assert!(workload.needs_seed(false, true), "reads use seeded keys");
+        assert_eq!(
+            text(&workload.seed_args(2))[..2],
+            ["CreateAsset", "bench-r1-k2"]
+        );
+        assert_eq!(text(&workload.read_args(2)), ["ReadAsset", "bench-r1-k2"]);
 
         let custom = Template::new("Put", &["{seq}-{worker}", "{key}"]);
         workload.keys = 1;
